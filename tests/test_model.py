@@ -1,0 +1,185 @@
+"""The TSAM model: shapes, audio branch, backbones, pretrained loading, complexity anchors."""
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+
+from tsamlib.complexity import model_complexity
+from tsamlib.model import create_tsam
+from tsamlib.pretrained import IN21K_FILENAME, resolve_pretrained
+from tsamlib.shift import TemporalShift
+
+
+@pytest.mark.parametrize("arch", ["resnet10t", "resnet18", "resnet34", "resnet50", "resnet50d", "resnet101"])
+def test_backbones_forward(arch):
+    m = create_tsam(arch, num_classes=3, n_frames=4, audio=True, shift_depth=2, f_div=4, n_insert=2).eval()
+    with torch.no_grad():
+        y = m(torch.randn(2, 4, 3, 32, 32), torch.randn(2, 1, 3, 32, 32))
+    assert y.shape == (2, 3) and torch.isfinite(y).all()
+    assert m.n_shifted_blocks == sum((len(getattr(m.backbone, f"layer{i}")) + 1) // 2 for i in range(1, 5))
+
+
+def test_audio_feeds_logits_but_not_video_features():
+    torch.manual_seed(0)
+    m = create_tsam("resnet18", 5, 4, audio=True, shift_depth=1, f_div=8).eval()
+    v, a = torch.randn(1, 4, 3, 32, 32), torch.randn(1, 1, 3, 32, 32)
+    with torch.no_grad():
+        f1, f2 = m.features(v, a), m.features(v, a + 1)
+        assert torch.equal(f1[:, :4], f2[:, :4])  # the shift never moves audio into video segments
+        assert not torch.equal(f1[:, 4], f2[:, 4])
+        # logits = fc(mean over 5 segments) (dropout is off in eval)
+        assert torch.allclose(m(v, a), m.fc(f1.mean(1)), atol=1e-6)
+
+
+def test_audio_frame_is_unshifted_single_image():
+    torch.manual_seed(0)
+    m = create_tsam("resnet18", 5, 4, audio=True, shift_depth=2, f_div=4).eval()
+    plain = timm.create_model("resnet18", num_classes=0).eval()
+    plain.load_state_dict({k.replace(".conv1.net.", ".conv1."): v for k, v in m.backbone.state_dict().items()})
+    v, a = torch.randn(1, 4, 3, 32, 32), torch.randn(1, 1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(m.features(v, a)[0, 4], plain(a[:, 0])[0], atol=1e-5)
+
+
+def test_shift_changes_video_features_and_tsn_does_not_mix():
+    torch.manual_seed(0)
+    tsn = create_tsam("resnet18", 5, 4, shift_depth=0).eval()
+    for mod in tsn.modules():  # timm zero-inits the last BN of each residual branch: undo it, as training would
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            torch.nn.init.uniform_(mod.weight, 0.5, 1.5)
+    v = torch.randn(1, 4, 3, 32, 32)
+    v2 = v.clone()
+    v2[:, 3] += 1
+    with torch.no_grad():
+        assert torch.equal(tsn.features(v)[:, 0], tsn.features(v2)[:, 0])  # TSN: frames independent
+        tsm = create_tsam("resnet18", 5, 4, shift_depth=1).eval()
+        tsm.load_state_dict(tsn.state_dict())
+        assert not torch.equal(tsm.features(v)[:, 0], tsm.features(v2)[:, 0])  # frame 3 reaches frame 0
+    assert all(isinstance(mod, TemporalShift) for mod in [tsn.backbone.layer1[0].conv1])  # same code path
+
+
+def test_input_errors():
+    m = create_tsam("resnet18", 5, 4, audio=True)
+    with pytest.raises(ValueError, match="audio=True"):
+        m(torch.randn(1, 4, 3, 32, 32))
+    with pytest.raises(ValueError, match=r"\(B, 4, 3, H, W\)"):
+        m(torch.randn(1, 3, 3, 32, 32), torch.randn(1, 1, 3, 32, 32))
+    with pytest.raises(ValueError, match="shift_depth=4"):
+        create_tsam("resnet18", 5, 4, shift_depth=4)
+
+
+class Pickled:
+    """An arbitrary object: a weights_only load must refuse it."""
+
+
+def _imagenet_like_state(arch="resnet18", seed=1, classes=1000):
+    torch.manual_seed(seed)
+    return timm.create_model(arch, num_classes=classes).state_dict()
+
+
+@pytest.mark.parametrize("fmt", ["pth_nested_module", "safetensors", "plain_pt"])
+def test_local_checkpoint_weights_arrive(tmp_path, fmt, capsys):
+    sd = _imagenet_like_state()
+    if fmt == "pth_nested_module":
+        path = tmp_path / "ck.pth"
+        torch.save({"state_dict": {f"module.{k}": v for k, v in sd.items()}, "epoch": 3}, path)
+    elif fmt == "safetensors":
+        path = tmp_path / "ck.safetensors"
+        save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
+    else:
+        path = tmp_path / "ck.pt"
+        torch.save(sd, path)
+    m = create_tsam("resnet18", 7, 4, pretrained=str(path))
+    got = m.backbone.state_dict()
+    assert torch.equal(got["layer3.1.conv1.net.weight"], sd["layer3.1.conv1.weight"])  # shifted conv
+    assert torch.equal(got["layer3.1.conv2.weight"], sd["layer3.1.conv2.weight"])
+    assert torch.equal(got["bn1.running_mean"], sd["bn1.running_mean"])
+    rep = m.load_report
+    assert rep.missing == ["fc.weight", "fc.bias"] or set(rep.missing) <= {"fc.weight", "fc.bias"}
+    assert any("fc.weight" in s for s in rep.skipped_classifier) and not rep.unexpected
+    assert "classifier skipped" in capsys.readouterr().out
+
+
+def test_checkpoint_of_same_head_loads_classifier_and_reports_unexpected(tmp_path):
+    sd = _imagenet_like_state(classes=7)
+    sd["extra.weight"] = torch.zeros(2)
+    path = tmp_path / "ck.pth"
+    torch.save({"model": sd}, path)
+    m = create_tsam("resnet18", 7, 4, pretrained=path)
+    assert torch.equal(m.fc.weight, sd["fc.weight"])
+    assert m.load_report.unexpected == ["extra.weight"] and m.load_report.missing == []
+
+
+def test_tsam_checkpoint_round_trip(tmp_path):
+    a = create_tsam("resnet18", 7, 4, shift_depth=2, f_div=4)
+    torch.save(a.state_dict(), tmp_path / "tsam.pth")
+    b = create_tsam("resnet18", 7, 8, shift_depth=4, f_div=4, pretrained=tmp_path / "tsam.pth")
+    assert torch.equal(b.backbone.layer1[0].conv1.net.weight, a.backbone.layer1[0].conv1.net.weight)
+    assert torch.equal(b.fc.weight, a.fc.weight)
+
+
+def test_unsafe_or_wrong_checkpoints(tmp_path):
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="weights-only"):
+        create_tsam("resnet18", 7, 4, pretrained=bad)
+    torch.save({"state_dict": _imagenet_like_state(), "cfg": Pickled()}, tmp_path / "pickled.pth")
+    with pytest.raises(ValueError, match="weights-only"):  # arbitrary objects are refused, never unpickled
+        create_tsam("resnet18", 7, 4, pretrained=tmp_path / "pickled.pth")
+    torch.save(_imagenet_like_state("resnet50"), tmp_path / "r50.pth")
+    with pytest.raises(ValueError, match="another arch"):
+        create_tsam("resnet18", 7, 4, pretrained=tmp_path / "r50.pth")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        create_tsam("resnet18", 7, 4, pretrained=str(tmp_path / "missing.pth"))
+
+
+def test_shorthands_and_tags(tmp_path, monkeypatch):
+    assert resolve_pretrained("in1k", "resnet50") == ("timm", "resnet50.tv_in1k")
+    assert resolve_pretrained("in1k", "resnet10t") == ("timm", "resnet10t")
+    assert resolve_pretrained("resnet50.a1_in1k", "resnet50") == ("timm", "resnet50.a1_in1k")
+    assert resolve_pretrained(None, "resnet50") is None
+    with pytest.raises(ValueError, match="arch"):
+        resolve_pretrained("resnet50.a1_in1k", "resnet18")
+    monkeypatch.setenv("TSAM_WEIGHTS", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=IN21K_FILENAME):
+        resolve_pretrained("in21k", "resnet50")
+    torch.save(_imagenet_like_state("resnet50", classes=11221), tmp_path / IN21K_FILENAME)
+    assert resolve_pretrained("in21k", "resnet50") == ("file", str(tmp_path / IN21K_FILENAME))
+    m = create_tsam("resnet50", 400, 8, pretrained="in21k")
+    assert m.load_report.loaded > 300 and m.load_report.skipped_classifier
+
+
+def test_timm_tag_goes_through_timm(monkeypatch):
+    calls = []
+    real = timm.create_model
+
+    def fake(name, pretrained=False, **kw):
+        calls.append((name, pretrained))
+        return real(name.split(".")[0], pretrained=False, **kw)
+
+    monkeypatch.setattr(timm, "create_model", fake)
+    m = create_tsam("resnet18", 3, 4, pretrained="in1k")
+    assert ("resnet18.tv_in1k", True) in calls and m.load_report.source == "timm:resnet18.tv_in1k"
+
+
+def test_timm_tag_offline_error(monkeypatch):
+    def fail(name, pretrained=False, **kw):
+        raise OSError("no network")
+
+    monkeypatch.setattr(timm, "create_model", fail)
+    with pytest.raises(RuntimeError, match="pass the file path"):
+        create_tsam("resnet18", 3, 4, pretrained="resnet18.a1_in1k")
+
+
+def test_complexity_anchors():
+    tsm8 = model_complexity("resnet50", 400, 8, shift_depth=1, f_div=8)
+    assert tsm8["params"] == 24_327_632
+    assert tsm8["gmacs"] == pytest.approx(32.88, rel=0.01)
+    tsm16 = model_complexity("resnet50", 400, 16, shift_depth=1, f_div=8)
+    assert tsm16["gmacs"] == pytest.approx(65.8, rel=0.01)
+    tsam16 = model_complexity("resnet50", 400, 16, audio=True, shift_depth=4, f_div=4, n_insert=2)
+    fc = 2048 * 400  # the classifier runs once per clip, the backbone once per image: 17 images vs 16
+    assert tsam16["macs"] - fc == (tsm16["macs"] - fc) * 17 // 16
+    tsn16 = model_complexity("resnet50", 400, 16, shift_depth=0)
+    assert tsn16["macs"] == tsm16["macs"]  # the shift adds no arithmetic

@@ -1,0 +1,122 @@
+"""The TSAM network (report, figure 3): one shared 2D ResNet over T video frames and one audio frame.
+
+    video (B, T, 3, H, W) ─┐
+                           ├─ cat → (B·(T+1), 3, H, W) → ResNet with temporal shift on the T video
+    audio (B, 1, 3, H, W) ─┘        segments only → pooled features (B, T+1, D) → dropout → mean over
+                                    the T+1 segments → Linear(D, num_classes) → logits (B, num_classes)
+
+Without audio it is TSM (shift_depth=1, f_div=8) or TSN (shift_depth=0) with the same code.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import timm
+import torch
+from torch import Tensor, nn
+
+from .pretrained import LoadReport, load_backbone_weights, read_state_dict, resolve_pretrained
+from .shift import check_shift, insert_temporal_shift
+
+__all__ = ["TSAM", "create_tsam", "create_backbone", "model_config"]
+
+log = logging.getLogger(__name__)
+
+
+def create_backbone(arch: str, num_classes: int, pretrained: str | os.PathLike | None = None
+                    ) -> tuple[nn.Module, nn.Linear, LoadReport | None]:
+    """A timm ResNet without its classifier (``num_classes=0``: it returns pooled features), the
+    ``Linear(D, num_classes)`` head, and what was loaded into them.
+
+    A local checkpoint's ``fc`` goes into the head when its shape fits; otherwise it is skipped and reported.
+    """
+    how = resolve_pretrained(pretrained, arch)
+    if how is not None and how[0] == "timm":
+        try:
+            backbone = timm.create_model(how[1], pretrained=True, num_classes=0)
+        except Exception as e:
+            raise RuntimeError(
+                f"timm could not load pretrained weights {how[1]!r} ({type(e).__name__}: {e}). It needs its hub "
+                "cache or the network; offline, download the weights once and pass the file path as "
+                "`pretrained`.") from e
+        report = LoadReport(source=f"timm:{how[1]}", loaded=len(backbone.state_dict()))
+    else:
+        backbone, report = timm.create_model(arch, pretrained=False, num_classes=0), None
+    head = nn.Linear(backbone.num_features, num_classes)
+    if how is not None and how[0] == "file":
+        report = load_backbone_weights(backbone, head, read_state_dict(how[1]), source=how[1])
+        if report.loaded == 0:
+            raise ValueError(f"no tensor of {how[1]} matches {arch}: {report}")
+    return backbone, head, report
+
+
+class TSAM(nn.Module):
+    """Temporal Shift with Audio Modality. ``forward(video, audio=None) -> logits``."""
+
+    def __init__(self, backbone: nn.Module, num_classes: int, n_frames: int, audio: bool = False,
+                 shift_depth: int = 1, f_div: int = 8, n_insert: int = 1, m_insert: int = 0,
+                 dropout: float = 0.5, head: nn.Linear | None = None):
+        super().__init__()
+        self.n_frames, self.audio, self.n_audio = n_frames, audio, int(audio)
+        self.shift_depth, self.f_div = shift_depth, f_div
+        self.backbone = backbone
+        self.n_shifted_blocks = insert_temporal_shift(backbone, n_frames + self.n_audio, n_frames, shift_depth,
+                                                      f_div, n_insert, m_insert)
+        self.num_features: int = backbone.num_features
+        self.dropout = nn.Dropout(dropout)
+        self.fc = head if head is not None else nn.Linear(self.num_features, num_classes)
+        if self.fc.out_features != num_classes:
+            raise ValueError(f"head has {self.fc.out_features} outputs but num_classes={num_classes}.")
+        self.pretrained_cfg: dict[str, Any] = dict(getattr(backbone, "pretrained_cfg", {}) or {})
+
+    def features(self, video: Tensor, audio: Tensor | None = None) -> Tensor:
+        """Per-segment pooled features (B, T + n_audio, D), before dropout and averaging."""
+        if video.dim() != 5 or video.shape[1] != self.n_frames:
+            raise ValueError(f"video must be (B, {self.n_frames}, 3, H, W), got {tuple(video.shape)}.")
+        if self.audio:
+            if audio is None:
+                raise ValueError("this model was built with audio=True: pass the audio frame (B, 1, 3, H, W) "
+                                 "(a silent spectrogram for videos without sound).")
+            if audio.shape[0] != video.shape[0] or audio.shape[1] != 1 or audio.shape[2:] != video.shape[2:]:
+                raise ValueError(f"audio must be (B, 1, 3, H, W) = {(video.shape[0], 1, *video.shape[2:])}, "
+                                 f"got {tuple(audio.shape)}.")
+            video = torch.cat([video, audio], dim=1)
+        elif audio is not None:
+            raise ValueError("this model was built with audio=False but got an audio frame; build it with "
+                             "audio=True or drop the audio input.")
+        b, s = video.shape[:2]
+        return self.backbone(video.flatten(0, 1)).view(b, s, -1)
+
+    def forward(self, video: Tensor, audio: Tensor | None = None) -> Tensor:
+        x = self.dropout(self.features(video, audio))  # (B, T+1, D)
+        return self.fc(x.mean(dim=1))                  # average the T+1 segments, then one FC layer
+
+
+def create_tsam(arch: str = "resnet50", num_classes: int = 400, n_frames: int = 8, audio: bool = False,
+                shift_depth: int = 1, f_div: int = 8, n_insert: int = 1, m_insert: int = 0,
+                dropout: float = 0.5, pretrained: str | os.PathLike | None = None) -> TSAM:
+    """Build a TSAM model on a timm ResNet (resnet10t, resnet18, resnet34, resnet50, resnet50d, resnet101, ...).
+
+    TSM-R50 (8 frames): ``create_tsam("resnet50", 400, 8, shift_depth=1, f_div=8)``.
+    The report's Kinetics-400 config: ``create_tsam("resnet50", 400, 16, audio=True, shift_depth=4, f_div=4,
+    n_insert=2, m_insert=0, dropout=0.5, pretrained="in21k")``.
+    """
+    if n_frames < 1:
+        raise ValueError(f"n_frames={n_frames} must be >= 1.")
+    check_shift(10**6, n_frames, shift_depth, f_div)  # fail early on depth vs frames, before building
+    backbone, head, report = create_backbone(arch, num_classes, pretrained)
+    if report is not None:
+        log.info("%s", report)
+        print(f"pretrained: {report}")
+    model = TSAM(backbone, num_classes, n_frames, audio, shift_depth, f_div, n_insert, m_insert, dropout, head)
+    model.load_report = report
+    return model
+
+
+def model_config(model: TSAM) -> dict[str, Any]:
+    """The settings that define a built model (for run records)."""
+    return dict(n_frames=model.n_frames, audio=model.audio, shift_depth=model.shift_depth, f_div=model.f_div,
+                n_shifted_blocks=model.n_shifted_blocks, num_features=model.num_features,
+                num_classes=model.fc.out_features)

@@ -1,0 +1,125 @@
+"""Command line: ``python -m tsamlib <command> ...`` (also installed as ``tsam``).
+
+Commands: ``index {kinetics400,something-v1,list,folder}`` builds a manifest CSV; ``synth`` writes a
+synthetic dataset. To add a command, write ``add_<name>(subparsers)`` that registers a parser with
+``set_defaults(func=cmd_<name>)`` and put it in ``COMMANDS``; import heavy modules inside ``cmd_<name>``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+
+def _split_files(pairs: Sequence[str]) -> dict[str, str]:
+    """Parse ``split=path`` pairs (``train=train.txt valid=val.txt``)."""
+    out = {}
+    for pair in pairs:
+        split, sep, path = pair.partition("=")
+        if not sep or not path:
+            raise SystemExit(f"error: expected split=path (e.g. train=training.txt), got {pair!r}")
+        out[split] = path
+    return out
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from tsamlib import manifest as m
+    if args.dataset == "kinetics400":
+        ann = _split_files(args.annotations) if "=" in args.annotations[0] else args.annotations[0]
+        m.index_kinetics400(args.root, ann, args.out, workers=args.workers)
+    elif args.dataset == "something-v1":
+        m.index_something_v1(args.root, args.annotation_dir, args.out, workers=args.workers)
+    elif args.dataset == "list":
+        names = None
+        if args.class_names:
+            names = [ln.strip() for ln in Path(args.class_names).read_text(encoding="utf-8").splitlines() if ln.strip()]
+        m.index_list(args.root, _split_files(args.lists), args.out, video_ext=args.video_ext, class_names=names,
+                     workers=args.workers)
+    else:
+        m.index_folder(args.root, args.out, valid_fraction=args.valid_fraction, seed=args.seed, workers=args.workers)
+    return 0
+
+
+def add_index(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("index", help="build a manifest CSV (path,label,...,problem) for a real dataset")
+    ds = p.add_subparsers(dest="dataset", required=True)
+
+    def common(q: argparse.ArgumentParser) -> None:
+        q.add_argument("root", help="dataset folder")
+        q.add_argument("--out", required=True, help="manifest CSV to write")
+        q.add_argument("--workers", type=int, default=None, help="probe processes (default min(4, cores))")
+        q.set_defaults(func=cmd_index)
+
+    q = ds.add_parser("kinetics400", help="official CSVs label,youtube_id,time_start,time_end,split")
+    common(q)
+    q.add_argument("--annotations", nargs="+", required=True,
+                   help="a folder with train.csv/validate.csv[/test.csv], or split=csv pairs")
+    q = ds.add_parser("something-v1", help="frame folders root/<id>/00001.jpg and the official id;label CSVs")
+    common(q)
+    q.add_argument("--annotation-dir", required=True, help="folder with something-something-v1-*.csv")
+    q = ds.add_parser("list", help="'id label' list files (the TSAM authors' format)")
+    common(q)
+    q.add_argument("--lists", nargs="+", required=True, help="split=list.txt pairs, e.g. train=training.txt")
+    q.add_argument("--video-ext", default=".mp4")
+    q.add_argument("--class-names", default=None, help="text file, one class name per line (line = label)")
+    q = ds.add_parser("folder", help="root/<class>/<video> or root/train|valid/<class>/<video>")
+    common(q)
+    q.add_argument("--valid-fraction", type=float, default=0.2)
+    q.add_argument("--seed", type=int, default=0)
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from tsamlib.synthetic import describe, make_synthetic_dataset
+    if args.describe:
+        for name, text in describe(args.kind):
+            print(f"{name:28s} {text}")
+        return 0
+    if args.out is None:
+        raise SystemExit("error: synth needs --out FOLDER (or --describe)")
+    size = tuple(args.size) if args.size else None
+    make_synthetic_dataset(args.out, kind=args.kind, n_per_class=args.n_per_class, n_classes=args.n_classes,
+                           seconds=args.seconds, size=size, fps=args.fps, seed=args.seed, audio=not args.no_audio,
+                           overwrite=args.overwrite, workers=args.workers)
+    return 0
+
+
+def add_synth(sub: argparse._SubParsersAction) -> None:
+    from tsamlib.synthetic import KINDS  # light: numpy only
+    p = sub.add_parser("synth", help="write a synthetic labelled video dataset (mp4 + manifest.csv)")
+    p.add_argument("--kind", choices=KINDS, default="default")
+    p.add_argument("--out", default=None, help="dataset folder")
+    p.add_argument("--n-per-class", type=int, default=None)
+    p.add_argument("--n-classes", type=int, default=None)
+    p.add_argument("--seconds", type=float, default=None)
+    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None)
+    p.add_argument("--fps", type=float, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-audio", action="store_true", help="write no audio track")
+    p.add_argument("--overwrite", action="store_true", help="replace a dataset made with other parameters")
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--describe", action="store_true", help="print the classes of --kind and exit")
+    p.set_defaults(func=cmd_synth)
+
+
+COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {"index": add_index, "synth": add_synth}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m tsamlib", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in COMMANDS.values():
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``) and run the command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

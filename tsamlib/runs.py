@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["repo_root", "atomic_write_json", "read_json", "environment_info", "Run", "start_run",
-           "open_run", "is_finished"]
+           "open_run", "is_finished", "dataset_manifest", "papermill_output_path", "save_notebook_copy"]
 
 PACKAGES = ("torch", "torchvision", "timm", "fastai", "fastcore", "numpy", "librosa", "decord", "av", "pandas",
             "papermill", "accelerate")
@@ -163,3 +163,56 @@ def open_run(run_dir: str | os.PathLike) -> Run:
         raise FileNotFoundError(f"{path} is not a run folder (no params.json); runs live in results/runs/<run_id>/.")
     metrics = read_json(path / "metrics.json") if (path / "metrics.json").is_file() else {}
     return Run(path.name, path, read_json(path / "params.json"), metrics)
+
+
+def dataset_manifest(dataset: str | os.PathLike) -> Path:
+    """A generated dataset's name (``data/<name>/manifest.csv``, written by notebook 01) or a manifest path."""
+    from .synthetic import KINDS
+
+    if str(dataset) in KINDS:
+        path = repo_root() / "data" / str(dataset) / "manifest.csv"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: run notebooks/01_build_datasets.ipynb first, or "
+                                    f"`python -m tsamlib synth --kind {dataset} --out data/{dataset}`.")
+        return path
+    path = Path(dataset)
+    if not path.is_file():
+        raise FileNotFoundError(f"dataset={str(dataset)!r} is neither a generated dataset ({', '.join(KINDS)}) "
+                                "nor an existing manifest CSV; build one with `python -m tsamlib index ...`.")
+    return path
+
+
+def papermill_output_path(injected: str | None = None) -> Path | None:
+    """Where papermill writes this executed notebook: ``PAPERMILL_OUTPUT_PATH`` when injected
+    (``--inject-paths``), else the output argument of a ``papermill IN OUT`` command that started the kernel."""
+    if injected:
+        return Path(injected).resolve()
+    try:
+        import psutil
+
+        for proc in psutil.Process().parents():
+            args = proc.cmdline()
+            names = [a for a in args if a.endswith(".ipynb")]
+            if any(Path(a).name == "papermill" or a.endswith("papermill/__main__.py") or a == "papermill"
+                   for a in args) and len(names) >= 2:
+                return (Path(proc.cwd()) / names[1]).resolve()
+    except Exception:
+        return None
+    return None
+
+
+def save_notebook_copy(run: Run, injected: str | None = None) -> Path | None:
+    """Copy the executed notebook (as papermill has saved it so far) to ``<run>/train.ipynb``."""
+    import shutil
+
+    src = papermill_output_path(injected)
+    dst = run.path / "train.ipynb"
+    if src is None or not src.is_file():
+        print("not run by papermill: save this notebook yourself if you want it beside the run "
+              f"({dst}).")
+        return None
+    if src != dst.resolve():
+        shutil.copyfile(src, dst)
+    run.metrics["notebook"] = str(dst.relative_to(run.path))
+    run.save()
+    return dst

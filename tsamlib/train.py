@@ -60,8 +60,9 @@ def tsam_learner(dls, arch: str = "resnet50", recipe: str = "one_cycle", n_frame
     ``recipe="paper"`` uses SGD(momentum 0.9) with L2 weight decay 1e-4 as the report; ``"one_cycle"`` Adam.
     On a GPU, mixed precision and channels_last are switched on; on CPU neither.
     """
-    n_frames = n_frames if n_frames is not None else getattr(dls, "n_frames", None)
-    audio = audio if audio is not None else getattr(dls, "audio", None)
+    ds = getattr(getattr(dls, "train", None), "dataset", None)
+    n_frames = n_frames if n_frames is not None else getattr(ds, "n_frames", None)
+    audio = audio if audio is not None else (getattr(dls, "n_inp", 1) == 2 if ds is not None else None)
     if n_frames is None or audio is None:
         raise ValueError("pass n_frames and audio (the DataLoaders do not say how they were built).")
     model = create_tsam(arch, num_classes=dls.c, n_frames=n_frames, audio=audio, **kwargs)
@@ -95,6 +96,8 @@ class EpochSeed(Callback):
         for dl in self.dls.loaders:
             if hasattr(dl, "rng"):
                 dl.rng = random.Random(s)
+            if hasattr(getattr(dl, "dataset", None), "epoch"):  # tsamlib.data draws per-item randomness
+                dl.dataset.epoch = self.epoch * 1000             # from (seed, dataset.epoch, index)
 
 
 class StepDecay(Callback):

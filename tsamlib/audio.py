@@ -1,0 +1,228 @@
+"""Audio frame: waveform -> 3-channel log-mel spectrogram (report section 2.2), with a disk cache.
+
+- Waveform: decoded with PyAV from a ``.wav`` with the video's stem beside it (the report's
+  layout) when present, else from the video file's own audio track; mixed to mono with FFmpeg's
+  standard down-mix matrix and resampled to `sr` (default 22050 Hz, librosa's default; 16 kHz would
+  leave more empty mel bands with 224 bands on a 25 ms window). decord's AudioReader is not used:
+  on these files it returns NaN samples for 5.1 audio and for resampled stereo.
+  No audio track (or no decodable sample) -> documented fallback: a silent waveform as long as the
+  video, and ``has_audio=False``.
+- Spectrogram: three log-mel spectrograms, windows 25/50/100 ms and hops 10/25/50 ms
+  (``n_fft`` = window, hop = hop, in samples), ``log(mel + eps)``. With 224 bands the lowest mel
+  filters are narrower than one FFT bin of the short window, so some rows are constant
+  (librosa's "empty filters" warning is expected and silenced).
+- Image: each channel is resized (bilinear) to the frame size ``(H, W)`` (rows = mel bands, low
+  frequencies first; columns = time) and standardised per channel (zero mean, unit std; a constant
+  channel, e.g. silence, becomes all zeros, never NaN).
+- Training augmentation: a random crop of up to ``max_shift`` = (1 s, 1 s) at the start and end
+  (the report's ``random_shift_waveform``), applied to the spectrogram columns (same seconds in
+  all channels). This equals cropping the waveform up to one hop and edge padding, and lets the
+  cache hold the full-clip spectrogram.
+- Cache: the full-clip log-mels (float16, before resize) in ``cache_dir``, keyed by (absolute
+  path, mtime, size, parameter hash); written atomically (temp file + ``os.replace``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["DEFAULT_SR", "Waveform", "AudioError", "load_waveform", "log_mels", "mels_to_image",
+           "log_mel_3ch", "random_crop_seconds", "MelCache", "AudioFrame"]
+
+DEFAULT_SR = 22050
+
+
+class AudioError(RuntimeError):
+    "An audio track that exists but cannot be decoded (message names the file)."
+
+
+class Waveform(NamedTuple):
+    wave: np.ndarray      # float32 (n,) mono, or (channels, n) with mono=False
+    sr: int
+    has_audio: bool
+    source: str           # file the samples came from ("" when silent)
+
+
+def _audio_source(path: Path) -> Path:
+    "The `.wav` beside the video (same stem) when present, else the video file itself."
+    wav = path.with_suffix(".wav") if not path.is_dir() else path.parent / (path.name + ".wav")
+    return wav if wav.is_file() and wav != path else path
+
+
+def _duration(c) -> float:
+    if c.duration: return c.duration / 1e6
+    for s in c.streams.video:
+        if s.duration and s.time_base: return float(s.duration * s.time_base)
+    return 1.0
+
+
+def load_waveform(path: str | Path, sr: int = DEFAULT_SR, mono: bool = True) -> Waveform:
+    "Decode the audio of a video (or its `.wav` twin) as float32 at `sr` Hz; silent if no track."
+    import av
+    path = Path(path)
+    src = _audio_source(path)
+    if src.is_dir(): return Waveform(np.zeros(sr, np.float32), sr, False, "")
+    if not src.exists(): raise AudioError(f"{src}: no such file")
+    try:
+        with av.open(str(src)) as c:
+            if not c.streams.audio:
+                n = max(1, int(round(_duration(c) * sr)))
+                shape = (n,) if mono else (1, n)
+                return Waveform(np.zeros(shape, np.float32), sr, False, "")
+            st = c.streams.audio[0]
+            layout = "mono" if mono else st.layout.name
+            rs = av.AudioResampler(format="fltp", layout=layout, rate=sr)
+            chunks = []
+            try:
+                for frame in c.decode(st):
+                    chunks += [o.to_ndarray() for o in rs.resample(frame)]
+            except av.error.FFmpegError:
+                if not chunks: raise          # keep what decoded before a broken tail
+            chunks += [o.to_ndarray() for o in rs.resample(None)]
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        raise AudioError(f"{src}: cannot decode audio ({type(e).__name__}: {e})") from e
+    if not chunks or sum(ch.shape[1] for ch in chunks) == 0:
+        return Waveform(np.zeros(sr if mono else (1, sr), np.float32), sr, False, "")
+    wave = np.concatenate(chunks, axis=1).astype(np.float32)
+    wave = np.nan_to_num(wave, nan=0.0, posinf=0.0, neginf=0.0)
+    return Waveform(wave[0] if mono else wave, sr, True, str(src))
+
+
+def log_mels(wave: np.ndarray, sr: int, n_mels: int = 224, windows_ms=(25, 50, 100),
+             hops_ms=(10, 25, 50), eps: float = 1e-6) -> list[np.ndarray]:
+    "One `log(mel + eps)` spectrogram `(n_mels, frames)` per (window, hop) pair, float32."
+    import librosa
+    wave = np.asarray(wave, dtype=np.float32)
+    if wave.ndim != 1: raise ValueError(f"expected a mono waveform (n,), got shape {wave.shape}")
+    out = []
+    for win, hop in zip(windows_ms, hops_ms):
+        n_fft, hop_len = int(round(sr * win / 1000)), int(round(sr * hop / 1000))
+        x = wave if len(wave) >= n_fft else np.pad(wave, (0, n_fft - len(wave)))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*[Ee]mpty filters.*")
+            m = librosa.feature.melspectrogram(y=x, sr=sr, n_fft=n_fft, hop_length=hop_len,
+                                               n_mels=n_mels, power=2.0)
+        out.append(np.log(m + eps).astype(np.float32))
+    return out
+
+
+def random_crop_seconds(duration: float, max_shift=(1.0, 1.0),
+                        rng: np.random.Generator | None = None) -> tuple[float, float]:
+    "Seconds to cut at the start and the end; each at most a quarter of the clip."
+    rng = rng if rng is not None else np.random.default_rng()
+    lim = [min(m, duration / 4) for m in max_shift]
+    return float(rng.uniform(0, lim[0])), float(rng.uniform(0, lim[1]))
+
+
+def mels_to_image(mels: list[np.ndarray], size=(224, 224), hops_ms=(10, 25, 50),
+                  crop_s: tuple[float, float] = (0.0, 0.0), normalize: bool = True) -> torch.Tensor:
+    "Crop `crop_s` seconds off each end, resize each channel to `size`, standardise: `(3, H, W)`."
+    chans = []
+    for m, hop in zip(mels, hops_ms):
+        m = torch.as_tensor(np.asarray(m, dtype=np.float32))
+        a = int(crop_s[0] * 1000 / hop)
+        b = max(a + 1, m.shape[1] - int(crop_s[1] * 1000 / hop))
+        m = m[:, a:b]
+        chans.append(F.interpolate(m[None, None], size=tuple(size), mode="bilinear", align_corners=False)[0, 0])
+    x = torch.stack(chans)
+    if normalize:
+        mu, sd = x.mean((1, 2), keepdim=True), x.std((1, 2), keepdim=True)
+        x = torch.where(sd > 1e-5, (x - mu) / sd.clamp_min(1e-5), torch.zeros_like(x))
+    return x.float().contiguous()
+
+
+def log_mel_3ch(wave: np.ndarray, sr: int, n_mels: int = 224, size=(224, 224), windows_ms=(25, 50, 100),
+                hops_ms=(10, 25, 50), eps: float = 1e-6, normalize: bool = True) -> torch.Tensor:
+    "The audio frame: float32 `(3, H, W)` log-mel image of a mono waveform."
+    return mels_to_image(log_mels(wave, sr, n_mels, windows_ms, hops_ms, eps), size, hops_ms,
+                         normalize=normalize)
+
+
+class MelCache:
+    "Full-clip log-mels on disk, keyed by (path, mtime, size, parameters); counts hits and misses."
+    def __init__(self, cache_dir: str | Path, params: dict):
+        self.dir = Path(cache_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.params_hash = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+        self.hits = self.misses = 0
+
+    def key(self, path: str | Path) -> str:
+        p = Path(path).resolve()
+        src = _audio_source(p)
+        st = src.stat()
+        raw = f"{p}|{src}|{st.st_mtime_ns}|{st.st_size}|{self.params_hash}"
+        return hashlib.sha1(raw.encode()).hexdigest()
+
+    def file(self, path: str | Path) -> Path:
+        k = self.key(path)
+        return self.dir / k[:2] / f"{k}.npz"
+
+    def load(self, path) -> tuple[list[np.ndarray], bool] | None:
+        f = self.file(path)
+        try:
+            with np.load(f) as z: mels, has_audio = [z[f"m{i}"].astype(np.float32) for i in range(3)], bool(z["has_audio"])
+        except (OSError, KeyError, ValueError, EOFError):
+            self.misses += 1; return None    # missing or unreadable: recompute (and overwrite)
+        self.hits += 1
+        return mels, has_audio
+
+    def save(self, path, mels: list[np.ndarray], has_audio: bool) -> None:
+        f = self.file(path)
+        f.parent.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=f.parent, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, has_audio=np.array(has_audio), **{f"m{i}": m.astype(np.float16) for i, m in enumerate(mels)})
+            os.replace(tmp, f)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True); raise
+
+
+@dataclass
+class AudioFrame:
+    "Path -> `(3, H, W)` audio frame and `has_audio`, with optional cache and train-time crop."
+    size: tuple = (224, 224)
+    n_mels: int = 224
+    sr: int = DEFAULT_SR
+    windows_ms: tuple = (25, 50, 100)
+    hops_ms: tuple = (10, 25, 50)
+    eps: float = 1e-6
+    max_shift: tuple = (1.0, 1.0)
+    cache_dir: str | None = None
+    cache: MelCache | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self):
+        if self.cache_dir is not None: self.cache = MelCache(self.cache_dir, self.params())
+
+    def params(self) -> dict:
+        keep = ("n_mels", "sr", "windows_ms", "hops_ms", "eps")
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if k in keep} | {"v": 1}
+
+    def full_mels(self, path) -> tuple[list[np.ndarray], bool]:
+        "Log-mels of the whole clip (from the cache when possible)."
+        got = self.cache.load(path) if self.cache is not None else None
+        if got is not None: return got
+        w = load_waveform(path, self.sr)
+        mels = log_mels(w.wave, w.sr, self.n_mels, self.windows_ms, self.hops_ms, self.eps)
+        if self.cache is not None:
+            self.cache.save(path, mels, w.has_audio)
+            mels = [m.astype(np.float16).astype(np.float32) for m in mels]   # same values as a cache hit
+        return mels, w.has_audio
+
+    def __call__(self, path, train: bool = False, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, bool]:
+        mels, has_audio = self.full_mels(path)
+        crop = (0.0, 0.0)
+        if train and has_audio:
+            duration = mels[0].shape[1] * self.hops_ms[0] / 1000
+            crop = random_crop_seconds(duration, self.max_shift, rng)
+        return mels_to_image(mels, self.size, self.hops_ms, crop), has_audio

@@ -1,0 +1,110 @@
+"""Clip transforms: the same crop, flip and normalisation for every frame of a clip.
+
+The geometry follows TSM: frames are (virtually) resized so that the shorter side is `resize`
+(256), then
+
+- training: multi-scale crop: crop width and height are each picked from
+  ``scales x shorter side`` (at most `max_distort` scale steps apart), placed at a random offset,
+  then resized to ``img_size x img_size`` (224); optional horizontal flip (switch it off for
+  Something-Something, where direction is the label) and random grayscale;
+- valid: a centre ``img_size`` crop;
+- test: ``n_crops`` = 1 (centre) or 3 (start / centre / end along the long side), chosen by
+  `crop_index`.
+
+For speed the crop box is mapped back to the decoded frame and cut there, so each clip is resized
+only once (uint8, bilinear with antialias) and converted to float at the output size.
+Input: uint8 ``(T, H, W, 3)``; output: float32 ``(T, 3, img_size, img_size)``, normalised with
+`mean` / `std` (the backbone's; ImageNet by default).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torchvision.transforms.v2.functional as TF
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ClipTransform", "multiscale_crop_box", "fixed_crop_box",
+           "denormalize"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+Box = tuple[float, float, float, float]   # top, left, height, width in resized-frame pixels
+
+
+def multiscale_crop_box(h: int, w: int, scales=(1, .875, .75, .66), max_distort: int = 1,
+                        rng: np.random.Generator | None = None) -> Box:
+    "TSM multi-scale crop in an `h x w` frame: sizes from `scales x min(h, w)`, random offset."
+    rng = rng if rng is not None else np.random.default_rng()
+    base = min(h, w)
+    sizes = [max(1, int(base * s)) for s in scales]
+    pairs = [(ch, cw) for i, ch in enumerate(sizes) for j, cw in enumerate(sizes) if abs(i - j) <= max_distort]
+    ch, cw = pairs[rng.integers(len(pairs))]
+    top, left = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+    return float(top), float(left), float(ch), float(cw)
+
+
+def fixed_crop_box(h: int, w: int, size: int, crop_index: int = 1, n_crops: int = 1) -> Box:
+    "A `size` square crop: centre (`n_crops=1`) or start/centre/end along the long side (3 crops)."
+    size_h, size_w = min(size, h), min(size, w)
+    if n_crops == 1: pos = 0.5
+    elif n_crops == 3: pos = (0.0, 0.5, 1.0)[crop_index]
+    else: raise ValueError(f"n_crops must be 1 or 3, got {n_crops}")
+    top, left = (h - size_h) / 2, (w - size_w) / 2
+    if h > w: top = (h - size_h) * pos
+    else: left = (w - size_w) * pos
+    return float(round(top)), float(round(left)), float(size_h), float(size_w)
+
+
+@dataclass
+class ClipTransform:
+    "Turn uint8 frames `(T, H, W, 3)` into a normalised float clip `(T, 3, img_size, img_size)`."
+    img_size: int = 224
+    resize: int = 256
+    train: bool = False
+    flip: bool = True
+    scales: tuple = (1, .875, .75, .66)
+    max_distort: int = 1
+    n_crops: int = 1
+    grayscale_p: float = 0.0
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+
+    def __post_init__(self):
+        if self.resize < self.img_size:
+            raise ValueError(f"resize ({self.resize}) must be >= img_size ({self.img_size})")
+        self._mean = torch.tensor(self.mean, dtype=torch.float32).view(1, 3, 1, 1) * 255
+        self._std = torch.tensor(self.std, dtype=torch.float32).view(1, 3, 1, 1) * 255
+
+    def box(self, h: int, w: int, rng: np.random.Generator | None = None, crop_index: int = 1) -> Box:
+        "Crop box in original-frame pixels for a frame of size `h x w`."
+        r = self.resize / min(h, w)                        # shorter side -> resize
+        rh, rw = max(self.resize, round(h * r)), max(self.resize, round(w * r))
+        if self.train: top, left, ch, cw = multiscale_crop_box(rh, rw, self.scales, self.max_distort, rng)
+        else: top, left, ch, cw = fixed_crop_box(rh, rw, self.img_size, crop_index, self.n_crops)
+        return top / r, left / r, ch / r, cw / r
+
+    def __call__(self, frames: torch.Tensor, rng: np.random.Generator | None = None,
+                 crop_index: int = 1) -> torch.Tensor:
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != torch.uint8:
+            raise ValueError(f"expected uint8 frames (T, H, W, 3), got {tuple(frames.shape)} {frames.dtype}")
+        rng = rng if rng is not None else np.random.default_rng()
+        h, w = frames.shape[1:3]
+        top, left, ch, cw = self.box(h, w, rng, crop_index if self.n_crops == 3 else 1)
+        t, l = int(round(top)), int(round(left))
+        ch, cw = max(1, min(int(round(ch)), h - t)), max(1, min(int(round(cw)), w - l))
+        x = frames.permute(0, 3, 1, 2)                     # (T, 3, H, W) view, no copy
+        x = TF.resized_crop(x, t, l, ch, cw, [self.img_size, self.img_size], antialias=True)
+        if self.train and self.flip and rng.random() < 0.5: x = x.flip(-1)
+        x = x.float()
+        if self.train and self.grayscale_p > 0 and rng.random() < self.grayscale_p:
+            g = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
+            x = g.expand(-1, 3, -1, -1)
+        return ((x - self._mean) / self._std).contiguous()
+
+
+def denormalize(x: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    "Undo the normalisation of `(..., 3, H, W)` frames: float in [0, 1] for display."
+    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(3, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(3, 1, 1)
+    return (x * s + m).clamp(0, 1)

@@ -104,7 +104,57 @@ def add_synth(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_synth)
 
 
-COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {"index": add_index, "synth": add_synth}
+def cmd_notebooks(args: argparse.Namespace) -> int:
+    from .pipeline import parse_param, run_pipeline
+
+    params = {name: parse_param(value) for name, value in args.param}
+    run_pipeline(args.only or None, params, progress=not args.no_progress)
+    return 0
+
+
+def add_notebooks(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("notebooks", help="run notebooks 01-04 in order (the main job); executed copies in "
+                                         "results/notebooks/")
+    p.add_argument("--only", nargs="*", help="notebook prefixes to run, e.g. 03 04")
+    p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="a parameter for every notebook that declares it (papermill style)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_notebooks)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from tsamlib.predict import cmd_predict as run
+    return run(args)
+
+
+def add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="top classes of a video file with a trained run")
+    p.add_argument("video", help="video file (or frame folder)")
+    p.add_argument("--run", required=True, help="run folder, e.g. results/runs/<run_id>")
+    p.add_argument("--top", type=int, default=5, help="how many classes to print (default 5)")
+    p.add_argument("--n-clips", type=int, default=2, help="test clips averaged (default 2)")
+    p.add_argument("--n-crops", type=int, default=1, choices=(1, 3), help="crops per clip (default 1: centre)")
+    p.set_defaults(func=cmd_predict)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from tsamlib.evaluate import cmd_evaluate as run
+    return run(args)
+
+
+def add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="fixed multi-view evaluation of a run -> <run>/eval_<split>_<C>x<K>.json")
+    p.add_argument("run", help="run folder, e.g. results/runs/<run_id>")
+    p.add_argument("--split", default="valid")
+    p.add_argument("--n-clips", type=int, default=2, help="clips per video (papers: 10)")
+    p.add_argument("--n-crops", type=int, default=3, choices=(1, 3), help="crops per clip (papers: 3)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--num-workers", type=int, default=0)
+    p.set_defaults(func=cmd_evaluate)
+
+
+COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {"index": add_index, "synth": add_synth, "notebooks": add_notebooks, "predict": add_predict,
+                                                                     "evaluate": add_evaluate}
 
 
 def build_parser() -> argparse.ArgumentParser:

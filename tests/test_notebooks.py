@@ -1,0 +1,114 @@
+"""Notebooks 01-03 run through papermill with small parameters (as recommenders does), and stay commit-clean.
+
+Notebook 04 is executed in test_evaluate.py and 05 in test_experiments.py (they need a finished run).
+"""
+import ast
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import papermill as pm
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NB = ROOT / "notebooks"
+
+SMALL_TRAIN = dict(dataset="default", n_frames=4, arch="resnet10t", img_size=32, resize=36, n_mels=32, epochs=1,
+                   batch_size=8, lr=2e-3)
+
+
+def execute(name, out, cwd=ROOT, **params):
+    if name == "03_train":
+        params["PAPERMILL_OUTPUT_PATH"] = str(out)  # what `papermill --inject-paths` adds
+    return pm.execute_notebook(str(NB / f"{name}.ipynb"), str(out), parameters=params, cwd=str(cwd),
+                               kernel_name="python3", progress_bar=False)
+
+
+@pytest.mark.parametrize("path", sorted(NB.glob("*.ipynb")), ids=lambda p: p.name)
+def test_notebooks_are_clean_and_parameterised(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code), "commit notebooks with outputs stripped"
+    tagged = [i for i, c in enumerate(code) if "parameters" in c.metadata.get("tags", [])]
+    assert tagged == [1], "the first code cell after the imports is the one tagged 'parameters'"
+    for node in ast.parse(code[1].source).body:  # literals only
+        assert isinstance(node, ast.Assign), ast.dump(node)
+        ast.literal_eval(node.value)
+
+
+@pytest.fixture(scope="module")
+def default_dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("nb") / "01.ipynb"
+    execute("01_build_datasets", out, kinds=["default"])
+    manifest = ROOT / "data" / "default" / "manifest.csv"
+    assert manifest.is_file()
+    return manifest
+
+
+def test_02_visualize(default_dataset, tmp_path):
+    nb = execute("02_visualize", tmp_path / "02.ipynb", n_frames=4, depths=[1, 3])
+    images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) == 4  # shift pattern, shift on features, sampled frames, mel channels
+
+
+@pytest.mark.parametrize("cwd,audio", [(ROOT, True), (NB, False)], ids=["repo-root-audio", "notebooks-dir-rgb"])
+def test_03_train_writes_run(default_dataset, tmp_path, cwd, audio):
+    runs = tmp_path / "runs"
+    execute("03_train", tmp_path / "out.ipynb", cwd=cwd, runs_root=str(runs), run_id="nbtest", audio=audio,
+            shift_depth=2, f_div=4, **SMALL_TRAIN)
+    run = runs / "nbtest"
+    params = json.loads((run / "params.json").read_text())
+    assert params["audio"] is audio and params["shift_depth"] == 2
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["finished"] and len(m["epochs"]) == 1
+    f = m["final"]
+    assert 0 <= f["top1"] <= 1 and f["top5"] >= f["top1"] and f["valid_loss"] > 0
+    assert f["train_clips_per_s"] > 0 and f["skipped_samples"] == 0
+    assert m["environment"]["packages"]["fastai"] and m["environment"]["git_commit"] is not None
+    assert m["model"]["n_shifted_blocks"] == 4  # resnet10t: one block per stage
+    assert (run / "train.ipynb").is_file() and (run / "checkpoints" / "model.pth").is_file()
+    # a finished run is never overwritten silently
+    with pytest.raises(pm.PapermillExecutionError, match="FileExistsError"):
+        execute("03_train", tmp_path / "again.ipynb", runs_root=str(runs), run_id="nbtest", **SMALL_TRAIN)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_jupyter_lab_serves_the_notebooks(tmp_path):
+    requests = pytest.importorskip("requests")
+    port, token = _free_port(), "tsam-test-token"
+    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"), JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"))
+    proc = subprocess.Popen([sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1",
+                             f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={ROOT}",
+                             "--ServerApp.open_browser=False", "--allow-root"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/api/contents/notebooks"
+        for _ in range(120):
+            try:
+                r = requests.get(url, headers={"Authorization": f"token {token}"}, timeout=2)
+                if r.status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail("jupyter lab did not answer on loopback within 60 s")
+        names = {c["name"] for c in r.json()["content"]}
+        assert {"01_build_datasets.ipynb", "02_visualize.ipynb", "03_train.ipynb"} <= names
+        nb = requests.get(f"{url}/03_train.ipynb", headers={"Authorization": f"token {token}"}, timeout=5).json()
+        assert any("parameters" in c["metadata"].get("tags", []) for c in nb["content"]["cells"])
+        assert requests.get(f"http://127.0.0.1:{port}/lab", headers={"Authorization": f"token {token}"},
+                            timeout=5).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

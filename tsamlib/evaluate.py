@@ -1,0 +1,296 @@
+"""Evaluate a finished run with a fixed multi-view protocol, and interpret its errors with fastai.
+
+The protocol is chosen before looking at any result and written beside the numbers:
+
+- every video of `split` gives ``n_clips x n_crops`` views: clip ``i`` takes, in each of the T TSN
+  segments, the frame at relative offset ``(i + 0.5) / n_clips``; each clip is resized (shorter side
+  ``resize``) and cut into ``n_crops`` squares of ``img_size`` (1: centre; 3: start/centre/end along
+  the long side). With audio, every view carries the same full-clip audio frame (no crop);
+- the score of a video is the **mean of the softmax over all its views** (never the best view or the
+  best number of clips); top-1/top-5 and the loss (``-log`` of the averaged probability of the true
+  class) are computed from it;
+- CPU default ``n_clips=2, n_crops=3``; the TSM/TSAM papers use ``n_clips=10, n_crops=3``.
+
+A video whose file fails to load is not scored: it is counted and reported with its reason (as are
+manifest rows with a ``problem``). Results go to ``<run>/eval_<split>_<n_clips>x<n_crops>.json``.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from fastai.interpret import ClassificationInterpretation
+
+from .data import _limit_threads, clip_views_dataset, read_table
+from .model import TSAM, create_tsam
+from .runs import atomic_write_json, dataset_manifest, environment_info, is_finished, open_run, repo_root
+
+__all__ = ["load_run_model", "run_vocab", "evaluate_views", "eval_path", "per_class_accuracy",
+           "ViewsInterpretation", "interpretation", "plot_top_losses", "cmd_evaluate"]
+
+
+def run_vocab(params: dict[str, Any]) -> list[str]:
+    """Class names of the run's dataset, index = label (as `video_dataloaders` builds them)."""
+    df = read_table(dataset_manifest(params["dataset"]))
+    c = int(df["label"].max()) + 1
+    names = df[df["label"] >= 0].drop_duplicates("label").set_index("label")["label_name"].astype(str)
+    return [names.get(i, str(i)) for i in range(c)]
+
+
+def load_run_model(run_dir: str | os.PathLike) -> tuple[TSAM, dict[str, Any]]:
+    """The trained model of a finished run (eval mode, CPU) and its ``params.json``."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run folder {run_dir} not found (runs live in results/runs/<run_id>/).")
+    run = open_run(run_dir)
+    weights = run.checkpoint_dir / "model.pth"
+    if not is_finished(run_dir) or not weights.is_file():
+        why = "has no checkpoints/model.pth" if not weights.is_file() else "is not finished (metrics.json)"
+        raise RuntimeError(f"run {run_dir} {why}: train it to the end with notebooks/03_train.ipynb "
+                           "(resume=True continues an interrupted run).")
+    p = run.params
+    model = create_tsam(p["arch"], num_classes=len(run_vocab(p)), n_frames=p["n_frames"], audio=bool(p["audio"]),
+                        shift_depth=p["shift_depth"], f_div=p["f_div"], n_insert=p["n_insert"],
+                        m_insert=p["m_insert"], dropout=p["dropout"], pretrained=None)
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise RuntimeError(f"{weights} does not fit the model rebuilt from {run_dir / 'params.json'} (did the "
+                           f"dataset's classes change?): {str(e).splitlines()[0]}") from e
+    return model.eval(), p
+
+
+def eval_path(run_dir: str | os.PathLike, split: str = "valid", n_clips: int = 2, n_crops: int = 3) -> Path:
+    """Where :func:`evaluate_views` writes its record."""
+    return Path(run_dir) / f"eval_{split}_{n_clips}x{n_crops}.json"
+
+
+class _SafeViews(torch.utils.data.Dataset):
+    "Views of a `clip_views_dataset`; a failed load gives zeros and ``ok=False`` (reason in the skip log)."
+    def __init__(self, ds):
+        self.ds = ds
+
+    def __len__(self) -> int: return len(self.ds)
+
+    def __getitem__(self, i: int):
+        try:
+            *x, _ = self.ds.load(i, np.random.default_rng(0))   # test views are deterministic
+            ok = True
+        except Exception as e:
+            path = self.ds.paths[self.ds.views[i][0]]
+            self.ds.log.record(path, f"{type(e).__name__}: {str(e).replace(path + ': ', '')}")
+            s = self.ds.tfm.img_size
+            x = [torch.zeros(self.ds.n_frames, 3, s, s)] + ([torch.zeros(1, 3, s, s)] if self.ds.audio else [])
+            ok = False
+        return (*x, i, ok)
+
+
+def _worker_init(_: int) -> None: _limit_threads()
+
+
+def _topk_correct(probs: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
+    k = min(k, probs.shape[1])
+    return (probs.topk(k, dim=1).indices == labels[:, None]).any(1)
+
+
+@torch.no_grad()
+def evaluate_views(run_dir: str | os.PathLike, split: str = "valid", n_clips: int = 2, n_crops: int = 3,
+                   batch_size: int = 8, num_workers: int = 0, model: TSAM | None = None,
+                   cache_dir: str | os.PathLike | None = "default", write: bool = True) -> dict[str, Any]:
+    """Score every video of `split` by the mean softmax over its ``n_clips x n_crops`` views.
+
+    ``n_crops`` is 1 or 3; the papers' protocol is ``n_clips=10, n_crops=3``. Returns a dict with
+    ``top1``, ``top5``, ``loss``, ``probs`` (videos x classes), ``labels``, ``paths``, ``n_views``
+    (views averaged per video), ``vocab``, ``protocol``, ``failed`` (path -> reason) and ``excluded``
+    (manifest rows with a problem); writes the record to :func:`eval_path` unless ``write=False``.
+    """
+    run_dir = Path(run_dir)
+    if model is None:
+        model, params = load_run_model(run_dir)
+    else:
+        params = open_run(run_dir).params
+    model = model.eval()
+    vocab = run_vocab(params)
+    if cache_dir == "default":
+        cache_dir = repo_root() / "data" / "cache" / "mel"
+    manifest = dataset_manifest(params["dataset"])
+    df = read_table(manifest)
+    excluded = {p: q for p, q, s in zip(df["path"], df["problem"], df["split"]) if q and s == split}
+    ds = clip_views_dataset(manifest, split, n_clips, n_crops, n_frames=params["n_frames"], audio=bool(params["audio"]),
+                            img_size=params["img_size"], resize=params["resize"], n_mels=params["n_mels"],
+                            cache_dir=cache_dir, replace_bad=False)
+    dl = torch.utils.data.DataLoader(_SafeViews(ds), batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                                     worker_init_fn=_worker_init)
+    n_videos, c = len(ds.paths), len(vocab)
+    sums, counts = torch.zeros(n_videos, c, dtype=torch.float64), torch.zeros(n_videos, dtype=torch.long)
+    bad_rows: set[int] = set()
+    t0 = time.perf_counter()
+    for *x, idx, ok in dl:
+        rows = torch.tensor([ds.views[int(i)][0] for i in idx])
+        probs = F.softmax(model(*x).float(), dim=1).double()
+        bad_rows.update(rows[~ok].tolist())
+        sums.index_add_(0, rows[ok], probs[ok])
+        counts.index_add_(0, rows[ok], torch.ones(int(ok.sum()), dtype=torch.long))
+    wall = time.perf_counter() - t0
+    reasons = ds.log.skipped()
+    failed = {ds.paths[r]: reasons.get(ds.paths[r], "failed to load") for r in sorted(bad_rows)}
+    keep = torch.tensor([r not in bad_rows for r in range(n_videos)])
+    probs = (sums[keep] / counts[keep, None]).float()
+    labels = torch.tensor(ds.labels)[keep]
+    paths = [p for p, k in zip(ds.paths, keep.tolist()) if k]
+    labelled = bool(len(labels)) and bool((labels >= 0).all())
+    top1 = top5 = loss = None
+    if labelled:
+        top1 = float(_topk_correct(probs, labels, 1).float().mean())
+        top5 = float(_topk_correct(probs, labels, 5).float().mean())
+        loss = float(-probs.gather(1, labels[:, None]).clamp_min(1e-12).log().mean())
+    protocol = dict(split=split, n_clips=n_clips, n_crops=n_crops, views_per_video=n_clips * n_crops,
+                    aggregation="mean of softmax over all views", n_frames=params["n_frames"],
+                    img_size=params["img_size"], resize=params["resize"], audio=bool(params["audio"]),
+                    clip_sampling="frame at offset (clip + 0.5) / n_clips in each of n_frames segments",
+                    crops="centre" if n_crops == 1 else "start/centre/end along the long side",
+                    manifest=str(manifest))
+    res = dict(top1=top1, top5=top5, loss=loss, probs=probs, labels=labels, paths=paths,
+               n_views=counts[keep], vocab=vocab, protocol=protocol, n_videos=int(keep.sum()),
+               n_failed=len(failed), failed=failed, n_excluded=len(excluded), excluded=excluded,
+               wall_s=wall, views_per_s=len(ds) / max(wall, 1e-9))
+    if write:
+        _write_record(run_dir, res)
+    return res
+
+
+def per_class_accuracy(res: dict[str, Any] | ClassificationInterpretation) -> pd.DataFrame:
+    """Per class: videos, correct (top-1) and accuracy, from an :func:`evaluate_views` result or interpretation."""
+    if isinstance(res, ViewsInterpretation):
+        probs, labels, vocab = res.preds, res.targs, list(res.vocab)
+    else:
+        probs, labels, vocab = res["probs"], res["labels"], list(res["vocab"])
+    pred = probs.argmax(1)
+    rows = []
+    for i, name in enumerate(vocab):
+        m = labels == i
+        n, correct = int(m.sum()), int((pred[m] == i).sum())
+        rows.append(dict(label=i, class_name=name, n=n, correct=correct, accuracy=correct / n if n else math.nan))
+    return pd.DataFrame(rows).set_index("label")
+
+
+def _write_record(run_dir: Path, res: dict[str, Any]) -> Path:
+    pca = per_class_accuracy(res) if res["top1"] is not None else None
+    pred = res["probs"].argmax(1) if len(res["probs"]) else torch.zeros(0, dtype=torch.long)
+    videos = [dict(path=p, label=int(y), pred=int(k), p_pred=float(pr[k]), p_true=float(pr[y]) if y >= 0 else None)
+              for p, y, k, pr in zip(res["paths"], res["labels"].tolist(), pred.tolist(), res["probs"])]
+    record = dict(run_id=run_dir.name, evaluated_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), protocol=res["protocol"],
+                  metrics=dict(top1=res["top1"], top5=res["top5"], loss=res["loss"], n_videos=res["n_videos"],
+                               n_failed=res["n_failed"], n_excluded=res["n_excluded"]),
+                  per_class=None if pca is None else pca.reset_index().replace({np.nan: None}).to_dict("records"),
+                  failed=res["failed"], excluded=res["excluded"], vocab=res["vocab"], videos=videos,
+                  wall_s=res["wall_s"], views_per_s=res["views_per_s"], environment=environment_info())
+    p = res["protocol"]
+    return atomic_write_json(eval_path(run_dir, p["split"], p["n_clips"], p["n_crops"]), record)
+
+
+class _VocabHolder:
+    "Stands in for the DataLoader fastai's interpretation reads ``vocab`` from."
+    def __init__(self, vocab, paths): self.vocab, self.items = list(vocab), list(paths)
+
+
+class ViewsInterpretation(ClassificationInterpretation):
+    """fastai `ClassificationInterpretation` over stored probabilities (one row per video).
+
+    ``plot_confusion_matrix``, ``most_confused``, ``confusion_matrix``, ``top_losses`` work as in fastai;
+    ``plot_top_losses(k)`` shows each video's frames with label, prediction, loss and probability.
+    """
+    def __init__(self, probs: torch.Tensor, labels: torch.Tensor, vocab: Sequence[str], paths: Sequence[str],
+                 n_frames: int = 8, learn=None, protocol: dict | None = None):
+        self.preds, self.targs = probs.float(), labels.long()
+        losses = -self.preds.gather(1, self.targs[:, None]).clamp_min(1e-12).log()[:, 0]
+        super().__init__(learn, _VocabHolder(vocab, paths), losses)
+        self.vocab = list(vocab)   # fastai takes the last item of a plain list (multi-category vocab)
+        self.paths, self.n_frames, self.protocol = list(paths), n_frames, protocol or {}
+
+    def confusion_matrix(self) -> np.ndarray:
+        c, cm = len(self.vocab), np.zeros((len(self.vocab), len(self.vocab)), dtype=np.int64)
+        np.add.at(cm, (self.targs.numpy(), self.preds.argmax(1).numpy()), 1)
+        return cm[:c, :c]
+
+    def print_classification_report(self):
+        import sklearn.metrics as skm
+        print(skm.classification_report(self.targs.numpy(), self.preds.argmax(1).numpy(),
+                                        labels=list(range(len(self.vocab))), target_names=list(map(str, self.vocab)),
+                                        zero_division=0))
+
+    def plot_top_losses(self, k: int = 4, largest: bool = True, **kwargs):
+        return plot_top_losses(self, k, largest, **kwargs)
+
+
+def interpretation(source, split: str = "valid", n_clips: int = 2, n_crops: int = 3, batch_size: int = 8,
+                   num_workers: int = 0) -> ViewsInterpretation:
+    """A fastai classification interpretation from a run folder (runs :func:`evaluate_views`), its result
+    dict, or a fastai `Learner` (its valid DataLoader: one centre clip per video)."""
+    from fastai.learner import Learner
+    if isinstance(source, Learner):
+        preds, targs = source.get_preds(dl=source.dls.valid)
+        ds = source.dls.valid.dataset
+        return ViewsInterpretation(preds, targs, source.dls.vocab, getattr(ds, "paths", [""] * len(targs)),
+                                   getattr(ds, "n_frames", 8), learn=source,
+                                   protocol=dict(split="valid", n_clips=1, n_crops=1))
+    res = source if isinstance(source, dict) else evaluate_views(source, split, n_clips, n_crops, batch_size,
+                                                                 num_workers)
+    return ViewsInterpretation(res["probs"], res["labels"], res["vocab"], res["paths"], res["protocol"]["n_frames"],
+                               protocol=res["protocol"])
+
+
+def plot_top_losses(interp: ViewsInterpretation, k: int = 4, largest: bool = True, n_show: int | None = None,
+                    figsize=None):
+    """Rows of the `k` largest (or smallest) losses: the clip's centre frames, titled with label /
+    prediction / loss / probability of the prediction. Returns the matplotlib figure."""
+    import matplotlib.pyplot as plt
+    from .video import load_clip
+    losses, idx = interp.top_losses(min(k, len(interp.losses)), largest)
+    t = n_show or interp.n_frames
+    fig, axes = plt.subplots(max(1, len(idx)), t, figsize=figsize or (1.3 * t, 1.5 * max(1, len(idx))),
+                             squeeze=False)
+    for r, (i, loss) in enumerate(zip(idx.tolist(), losses.tolist())):
+        p, y = interp.preds[i], int(interp.targs[i])
+        k_pred = int(p.argmax())
+        try:
+            frames, _ = load_clip(interp.paths[i], t, "valid")
+        except Exception as e:
+            frames = None
+            axes[r, 0].text(0, 0.5, f"cannot show: {e}"[:60], fontsize=7)
+        for c in range(t):
+            ax = axes[r, c]
+            if frames is not None:
+                ax.imshow(frames[c].numpy())
+            ax.axis("off")
+        txt = axes[r, 0].text(0, 1.06, f"{interp.vocab[y]} → {interp.vocab[k_pred]} / loss {loss:.2f} / "
+                              f"p {float(p[k_pred]):.2f}", fontsize=8, transform=axes[r, 0].transAxes, va="bottom")
+        txt.set_in_layout(False)   # a long title must not shrink the frames
+    fig.tight_layout(h_pad=1.5)
+    return fig
+
+
+def cmd_evaluate(args) -> int:
+    """``python -m tsamlib evaluate RUN``: run :func:`evaluate_views` and print the metrics."""
+    import sys
+    try:
+        res = evaluate_views(args.run, args.split, args.n_clips, args.n_crops, args.batch_size, args.num_workers)
+    except (FileNotFoundError, RuntimeError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    fmt = lambda v: "n/a" if v is None else f"{v:.4f}"
+    print(f"{Path(args.run).name} {args.split} {args.n_clips}x{args.n_crops} views: top1 {fmt(res['top1'])}  "
+          f"top5 {fmt(res['top5'])}  loss {fmt(res['loss'])}  ({res['n_videos']} videos, {res['n_failed']} failed, "
+          f"{res['n_excluded']} excluded)")
+    for path, why in res["failed"].items():
+        print(f"  failed: {path}: {why}")
+    print(f"written: {eval_path(args.run, args.split, args.n_clips, args.n_crops)}")
+    return 0

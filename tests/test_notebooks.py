@@ -22,6 +22,12 @@ SMALL_TRAIN = dict(dataset="default", n_frames=4, arch="resnet10t", img_size=32,
                    batch_size=8, lr=2e-3)
 
 
+@pytest.fixture(autouse=True)
+def inline_figures(monkeypatch):
+    """A kernel started with MPLBACKEND=Agg would not show figures inline: let it pick its own backend."""
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+
+
 def execute(name, out, cwd=ROOT, **params):
     if name == "03_train":
         params["PAPERMILL_OUTPUT_PATH"] = str(out)  # what `papermill --inject-paths` adds

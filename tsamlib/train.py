@@ -33,7 +33,7 @@ from .model import create_tsam
 from .runs import Run
 
 __all__ = ["PAPER_LR_DECAY", "top5", "tsam_learner", "EpochSeed", "StepDecay", "RunLogger", "Checkpoint",
-           "load_checkpoint", "fit_run", "seed_everything"]
+           "load_checkpoint", "fit_run", "finish_run", "seed_everything"]
 
 # (factor, epoch) pairs of the report's configs (../shared/reference-configs)
 PAPER_LR_DECAY = {"kinetics400": [(0.2, 5), (0.01, 30), (0.002, 45)],
@@ -202,12 +202,10 @@ def load_checkpoint(learn: Learner, path: str | Path) -> int:
 
 
 def fit_run(learn: Learner, run: Run, epochs: int, lr: float, seed: int = 0, resume: bool = False,
-            lr_decay: Sequence[tuple[float, int]] | None = None, cbs: Sequence[Callback] = ()) -> dict[str, Any]:
-    """Train ``epochs`` epochs into ``run`` (continuing from its last checkpoint when ``resume``), then validate.
-
-    Returns the final metrics (also saved in ``metrics.json`` with ``finished: true``) and saves the final
-    weights as ``checkpoints/model.pth``.
-    """
+            lr_decay: Sequence[tuple[float, int]] | None = None, cbs: Sequence[Callback] = (),
+            finish: bool = True) -> dict[str, Any]:
+    """Train ``epochs`` epochs into ``run`` (continuing from its last checkpoint when ``resume``), then
+    :func:`finish_run` (skip that with ``finish=False``, e.g. inside a distributed context)."""
     seed_everything(seed)
     last = run.checkpoint_dir / "last.pth"
     start = load_checkpoint(learn, last) if resume and last.is_file() else 0
@@ -218,6 +216,15 @@ def fit_run(learn: Learner, run: Run, epochs: int, lr: float, seed: int = 0, res
             learn.fit(epochs, lr, cbs=cbs + [StepDecay(lr_decay or [])], start_epoch=start, reset_opt=start == 0)
         else:
             learn.fit_one_cycle(epochs, lr, cbs=cbs, start_epoch=start)
+    run.metrics["resumed_from_epoch"] = start or None
+    run.metrics["wall_s_this_session"] = time.perf_counter() - t0
+    return finish_run(learn, run, epochs, seed) if finish else {}
+
+
+def finish_run(learn: Learner, run: Run, epochs: int, seed: int = 0) -> dict[str, Any]:
+    """Validate on the whole validation set, save ``checkpoints/model.pth`` and mark the run finished.
+
+    Returns the final metrics (also in ``metrics.json`` under ``final``, with ``finished: true``)."""
     seed_everything(seed)
     valid_loss, top1, top5_ = learn.validate()
     done = run.metrics["epochs"]
@@ -225,8 +232,10 @@ def fit_run(learn: Learner, run: Run, epochs: int, lr: float, seed: int = 0, res
     final = dict(valid_loss=float(valid_loss), top1=float(top1), top5=float(top5_), epochs=epochs,
                  train_wall_s=sum(r["wall_s"] for r in done),
                  train_clips_per_s=float(np.median([r["train_clips_per_s"] for r in done])) if done else None,
-                 wall_s_this_session=time.perf_counter() - t0, resumed_from_epoch=start or None,
+                 wall_s_this_session=run.metrics.pop("wall_s_this_session", None),
+                 resumed_from_epoch=run.metrics.pop("resumed_from_epoch", None),
                  skipped_samples=len(skipped), skipped=dict(list(skipped.items())[:100]))
+    run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
     torch.save(learn.model.state_dict(), run.checkpoint_dir / "model.pth")
     run.finish(final)
     return final

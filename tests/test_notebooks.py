@@ -118,3 +118,19 @@ def test_jupyter_lab_serves_the_notebooks(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_pipeline_order_params_and_finished_run_skip(tmp_path, monkeypatch):
+    from tsamlib import pipeline
+    from tsamlib.runs import start_run
+
+    calls = []
+    monkeypatch.setattr(pipeline, "run_notebook", lambda name, params, out_dir, progress: calls.append((name, params)) or tmp_path)
+    pipeline.run_pipeline(parameters=dict(epochs=2, runs_root=str(tmp_path), run_id="x", kinds=["default"]))
+    assert [c[0] for c in calls] == list(pipeline.MAIN_JOB)  # 05 only when asked for
+    assert calls[2][1] == dict(epochs=2, runs_root=str(tmp_path), run_id="x")  # only what 03 declares
+    assert calls[0][1] == dict(kinds=["default"])
+    start_run("x", {}, runs_root=tmp_path).finish({})
+    calls.clear()
+    pipeline.run_pipeline(only=["03", "05"], parameters=dict(runs_root=str(tmp_path), run_id="x"))
+    assert [c[0] for c in calls] == ["05_reproduce_tables"]  # the finished run is not trained again

@@ -217,3 +217,23 @@ def test_05_notebook_parameters_literal_and_no_outputs():
         if c.cell_type == "code":
             assert c.outputs == [] and c.execution_count is None
     assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+def test_05_notebook_renders_from_finished_runs(tmp_path):
+    """Notebook 05 through papermill with run=False: renders tables and figures from existing runs, trains nothing."""
+    import papermill as pm
+
+    runs = tmp_path / "runs"
+    entry = next(e for e in ex.mini_grid(runs_root=str(runs)) if e.params is not None)
+    folder = runs / entry.params["run_id"]
+    folder.mkdir(parents=True)
+    (folder / "params.json").write_text(json.dumps(entry.params))
+    (folder / "metrics.json").write_text(json.dumps(dict(run_id=entry.params["run_id"], finished=True,
+                                                         final=dict(top1=0.625))))
+    pm.execute_notebook(str(repo_root() / "notebooks" / "05_reproduce_tables.ipynb"), str(tmp_path / "05.ipynb"),
+                        parameters=dict(run=False, runs_root=str(runs), out_dir=str(tmp_path / "out")),
+                        kernel_name="python3", progress_bar=False, cwd=str(repo_root()))
+    md = (tmp_path / "out" / "tables" / "table1_kinetics400.md").read_text()
+    assert "62.5" in md and "not run" in md
+    assert (tmp_path / "out" / "figures" / "audio_gain.png").is_file()
+    assert not (runs / "table2-mini-tsam-16-k4-in21k-s0").exists()  # nothing was trained

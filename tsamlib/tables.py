@@ -203,7 +203,8 @@ def write_figures(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike | 
         b.errorbar(ok["_shift_depth"], ok["_measured"], yerr=ok["_spread"].fillna(0), fmt="o-", color="tab:blue")
     else:
         b.text(0.5, 0.5, "no finished runs", ha="center", va="center", transform=b.transAxes)
-    b.set(title=f"measured ({scale} scale; init: {ks['Init used'].iloc[0][:28]}...)", xlabel="shift depth k",
+    init = ks["Init used"].iloc[0].split(" (")[0]
+    b.set(title=f"measured ({scale} scale, init: {init})", xlabel="shift depth k",
           ylabel="top-1 (%)", xticks=list(ks["_shift_depth"]))
     fig.tight_layout()
     p1 = out / "top1_vs_shift_depth.png"

@@ -99,8 +99,8 @@ def audio_only(paths: list[Path], img_size: int, repeats: int, tmp: Path) -> dic
 def to_markdown(rows: list[dict], audio_rows: list[dict], meta: dict) -> str:
     lines = [f"ms per clip, one core (`torch.set_num_threads(1)`), median over {meta['n_clips']} clips of the "
              f"median of {meta['repeats']} repeats; training transforms. mp4: {meta['clips']}; JPEG: all frames "
-             f"of {meta['jpeg_from']} as a folder. Machine: {meta['machine']}, shared with other jobs while "
-             "measured: differences under about 30% between rows are noise; mp4 time is dominated by H.264 "
+             f"of {meta['jpeg_from']} as a folder. Machine: {meta['machine']}; "
+             "repeat runs differ by up to about 30% when other jobs share the cores; mp4 time is dominated by H.264 "
              "seeking/decoding (720p clips cost most), JPEG folders avoid it.", "",
              "| source | frames | resize/crop | video only | + audio (cold) | + audio (cached) |",
              "|---|---|---|---|---|---|"]

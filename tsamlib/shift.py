@@ -15,8 +15,8 @@ Example, C = 256, f_div = 4, k = 4 (the report's config): f = 64 // 4 = 16, so 8
 A source outside [0, n_shifted) gives zeros. Segments from ``n_shifted`` on (the audio "frame") are
 copied through untouched and never feed the video segments.
 
-The op reads and writes each element about once (like ``clone``: the zeros of a k/T share are written
-first and then overwritten), and its backward is the adjoint shift: the same copies with the two directions swapped.
+The op writes each output element exactly once (one read + one write per element, like ``clone``),
+and its backward is the adjoint shift: the same copies with the two directions swapped.
 """
 from __future__ import annotations
 
@@ -52,19 +52,17 @@ def check_shift(channels: int, n_shifted: int, shift_depth: int, f_div: int) -> 
 
 
 def _shift_into(out: Tensor, x: Tensor, k: int, f: int, n: int, adjoint: bool) -> Tensor:
-    """Write the depth-k shift of x (B, T, C, H, W) into out; ``adjoint`` swaps the two directions.
-
-    2k + 3 copies: the zeros of all groups in two fills (first and last k segments of the moved channels,
-    a k/T share written twice), then one copy per group, then the unchanged channels."""
-    m = 2 * k * f
-    out[:, :k, :m] = 0
-    out[:, n - k : n, :m] = 0
+    """Write the depth-k shift of x (B, T, C, H, W) into out; ``adjoint`` swaps the two directions."""
     for d in range(1, k + 1):
         a, b, c = (2 * d - 2) * f, (2 * d - 1) * f, 2 * d * f
         future, past = (slice(b, c), slice(a, b)) if adjoint else (slice(a, b), slice(b, c))
-        out[:, : n - d, future] = x[:, d:n, future]  # "future" group: out[t] = x[t + d]
-        out[:, d:n, past] = x[:, : n - d, past]      # "past" group:   out[t] = x[t - d]
-    out[:, :n, m:] = x[:, :n, m:]
+        # "future" group: out[t] = x[t + d]; the last d segments have no source
+        out[:, : n - d, future] = x[:, d:n, future]
+        out[:, n - d : n, future] = 0
+        # "past" group: out[t] = x[t - d]; the first d segments have no source
+        out[:, d:n, past] = x[:, : n - d, past]
+        out[:, :d, past] = 0
+    out[:, :n, 2 * k * f :] = x[:, :n, 2 * k * f :]
     if n < x.shape[1]:
         out[:, n:] = x[:, n:]  # the audio segment(s): never moved
     return out

@@ -7,11 +7,13 @@ the medians compared, so machine noise hits all three alike.
 
     python benchmarks/bench_shift.py              # batch of 8 clips: writes results/benchmarks/shift_b8.{json,md}
     python benchmarks/bench_shift.py --batch 1    # one clip: the fixed cost of the 4k+2 copies shows most
+    python benchmarks/bench_shift.py --naive-backward   # also the naive version's forward+backward (slow)
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import statistics
 import time
@@ -47,11 +49,13 @@ def timed(fn, x, grad, backward: bool) -> float:
     return time.perf_counter() - start
 
 
-def measure(c: int, hw: int, frames: int, k: int, backward: bool, repeats: int, batch: int, f_div: int = 4) -> dict:
+def measure(c: int, hw: int, frames: int, k: int, backward: bool, repeats: int, batch: int, f_div: int = 4,
+            naive: bool = True) -> dict:
     x = torch.randn(batch, frames, c, hw, hw, requires_grad=backward)
     grad = torch.randn_like(x) if backward else None
-    fns = {"clone": lambda t: t.clone(), "shift": lambda t: temporal_shift(t, k, f_div),
-           "naive": lambda t: naive_shift(t, k, f_div)}
+    fns = {"clone": lambda t: t.clone(), "shift": lambda t: temporal_shift(t, k, f_div)}
+    if naive:
+        fns["naive"] = lambda t: naive_shift(t, k, f_div)
     times = {name: [] for name in fns}
     for name, fn in fns.items():  # warm-up
         timed(fn, x, grad, backward)
@@ -60,15 +64,18 @@ def measure(c: int, hw: int, frames: int, k: int, backward: bool, repeats: int, 
             times[name].append(timed(fn, x, grad, backward))
             x.grad = None
     med = {name: statistics.median(v) for name, v in times.items()}
+    nan = float("nan")
     return dict(channels=c, size=hw, frames=frames, k=k, backward=backward, clone_ms=med["clone"] * 1e3,
-                shift_ms=med["shift"] * 1e3, naive_ms=med["naive"] * 1e3,
-                shift_ratio=med["shift"] / med["clone"], naive_ratio=med["naive"] / med["clone"])
+                shift_ms=med["shift"] * 1e3, naive_ms=med.get("naive", nan) * 1e3,
+                shift_ratio=med["shift"] / med["clone"], naive_ratio=med.get("naive", nan) / med["clone"])
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--batch", type=int, default=8, help="clips per batch")
+    ap.add_argument("--naive-backward", action="store_true",
+                    help="also time the naive version's forward+backward (slow: 6-40x a clone)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: as a data-parallel worker)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -78,7 +85,8 @@ def main(argv=None) -> None:
         for backward in (False, True):
             for k in range(1, 6):
                 for stage, (c, hw) in STAGES.items():
-                    r = measure(c, hw, frames, k, backward, repeats, args.batch)
+                    r = measure(c, hw, frames, k, backward, repeats, args.batch,
+                                naive=not backward or args.naive_backward)
                     rows.append(dict(stage=stage, **r))
                     print(f"T={frames:2d} k={k} {'fwd+bwd' if backward else 'fwd    '} {stage}: "
                           f"shift {r['shift_ratio']:.3f}x clone, naive {r['naive_ratio']:.3f}x", flush=True)
@@ -95,7 +103,8 @@ def main(argv=None) -> None:
                 s = [r["shift_ratio"] for r in sel]
                 n = [r["naive_ratio"] for r in sel]
                 lines.append(f"| {frames} | {'fwd+bwd' if backward else 'fwd'} | {k} | "
-                             f"{statistics.median(s):.3f} ({max(s):.3f}) | {statistics.median(n):.3f} ({max(n):.3f}) |")
+                             f"{statistics.median(s):.3f} ({max(s):.3f}) | " +
+                             (f"{statistics.median(n):.3f} ({max(n):.3f}) |" if not any(map(math.isnan, n)) else "- |"))
     table = "\n".join(lines)
     (OUT / f"shift_b{args.batch}.md").write_text(f"Temporal shift vs clone, CPU, batch {args.batch}, {args.threads} thread(s), torch {torch.__version__}, "
                                   f"medians of {repeats} interleaved repeats over the 4 ResNet-50 stages\n\n{table}\n")

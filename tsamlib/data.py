@@ -34,6 +34,7 @@ import torch
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 
+from .manifest import read_manifest
 from .audio import DEFAULT_SR, AudioFrame
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, ClipTransform, denormalize
 from .video import load_clip
@@ -50,17 +51,8 @@ def _truthy(v) -> bool:
 
 
 def read_table(manifest) -> pd.DataFrame:
-    "Manifest as a DataFrame with absolute paths (via `tsamlib.manifest.read_manifest` when present)."
-    if isinstance(manifest, pd.DataFrame): df = manifest.copy()
-    else:
-        try: from .manifest import read_manifest
-        except ImportError: read_manifest = None
-        if read_manifest is not None: df = read_manifest(manifest)
-        else:
-            csv = Path(manifest)
-            if not csv.is_file(): raise FileNotFoundError(f"{csv}: manifest CSV not found")
-            df = pd.read_csv(csv, keep_default_na=False, na_values={"label": [""]})
-            df["path"] = [str(p if Path(p).is_absolute() else (csv.parent / p)) for p in df["path"]]
+    "Manifest (CSV path, read by `tsamlib.manifest.read_manifest`, or a DataFrame) with absolute paths."
+    df = manifest.copy() if isinstance(manifest, pd.DataFrame) else read_manifest(manifest)
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing: raise ValueError(f"manifest lacks columns {missing}; it needs {list(REQUIRED)} (see tsamlib.manifest)")
     df["path"] = df["path"].astype(str)

@@ -40,7 +40,7 @@ def train_distributed(params: dict[str, Any]) -> dict[str, Any] | None:
     from fastai.torch_core import num_distrib, rank_distrib
 
     from .data import video_dataloaders
-    from .runs import dataset_manifest, repo_root, start_run
+    from .runs import dataset_manifest, mel_cache_dir, start_run
     from .train import finish_run, fit_run, seed_everything, tsam_learner
 
     unknown = set(params) - set(DEFAULTS)
@@ -56,7 +56,7 @@ def train_distributed(params: dict[str, Any]) -> dict[str, Any] | None:
     dls = video_dataloaders(dataset_manifest(p["dataset"]), n_frames=p["n_frames"], audio=p["audio"],
                             img_size=p["img_size"], resize=p["resize"], flip=p["flip"], n_mels=p["n_mels"],
                             batch_size=p["batch_size"], num_workers=p["num_workers"], seed=p["seed"],
-                            cache_dir=repo_root() / "data" / "cache" / "mel")
+                            cache_dir=mel_cache_dir())
     seed_everything(p["seed"])  # same initial weights in every process
     learn = tsam_learner(dls, arch=p["arch"], recipe=p["recipe"], n_frames=p["n_frames"], audio=p["audio"],
                          shift_depth=p["shift_depth"], f_div=p["f_div"], n_insert=p["n_insert"],

@@ -30,7 +30,7 @@ from fastai.interpret import ClassificationInterpretation
 
 from .data import _limit_threads, clip_views_dataset, read_table
 from .model import TSAM, create_tsam
-from .runs import atomic_write_json, dataset_manifest, environment_info, is_finished, open_run, repo_root
+from .runs import atomic_write_json, dataset_manifest, environment_info, is_finished, mel_cache_dir, open_run
 
 __all__ = ["load_run_model", "run_vocab", "evaluate_views", "eval_path", "per_class_accuracy",
            "ViewsInterpretation", "interpretation", "plot_top_losses", "cmd_evaluate"]
@@ -120,7 +120,7 @@ def evaluate_views(run_dir: str | os.PathLike, split: str = "valid", n_clips: in
     model = model.eval()
     vocab = run_vocab(params)
     if cache_dir == "default":
-        cache_dir = repo_root() / "data" / "cache" / "mel"
+        cache_dir = mel_cache_dir()
     manifest = dataset_manifest(params["dataset"])
     df = read_table(manifest)
     excluded = {p: q for p, q, s in zip(df["path"], df["problem"], df["split"]) if q and s == split}

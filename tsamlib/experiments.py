@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-from .runs import is_finished, repo_root
+from .runs import is_finished, repo_root, runs_dir
 
 __all__ = ["Row", "ReferenceRow", "GridEntry", "TABLE1_ROWS", "TABLE2_ROWS", "REFERENCE_ROWS", "rows",
            "run_id", "paper_params", "mini_params", "mini_init", "paper_grid", "mini_grid", "grid",
@@ -194,7 +194,7 @@ def mini_init(row: Row) -> tuple[str, str | None]:
 
 def _checkpoint_label(runs_root: str | None, rid: str) -> str:
     """Checkpoint path of run ``rid``: relative to the repo root (03_train runs there) when under it."""
-    root = Path(runs_root) if runs_root is not None else repo_root() / "results" / "runs"
+    root = runs_dir(runs_root)
     path = (root / rid / "checkpoints" / "model.pth").resolve()
     try:
         return str(path.relative_to(repo_root()))
@@ -314,7 +314,7 @@ def run_grid(params_list: Sequence[dict[str, Any] | GridEntry], notebook: str = 
         params = dict(item)
         if runs_root is not None:
             params["runs_root"] = str(runs_root)
-        root = Path(params.get("runs_root") or root_repo / "results" / "runs")
+        root = runs_dir(params.get("runs_root"))
         rid = params["run_id"]
         run_dir = root / rid
         missing = placeholders(params)

@@ -13,7 +13,7 @@ import ast
 from pathlib import Path
 from typing import Any, Sequence
 
-from .runs import is_finished, repo_root
+from .runs import is_finished, repo_root, runs_dir
 
 __all__ = ["NOTEBOOKS", "MAIN_JOB", "run_notebook", "run_pipeline", "parse_param"]
 
@@ -61,7 +61,7 @@ def run_pipeline(only: Sequence[str] | None = None, parameters: dict[str, Any] |
         params = {k: v for k, v in (parameters or {}).items() if k in declared}
         if name == "03_train":
             run_id = params.get("run_id", "demo")
-            runs_root = Path(params.get("runs_root") or root / "results" / "runs")
+            runs_root = runs_dir(params.get("runs_root"))
             if is_finished(runs_root / run_id) and not params.get("overwrite"):
                 print(f"{name}: run {run_id} already finished in {runs_root}; not trained again "
                       "(pass -p run_id NEW or -p overwrite True).")

@@ -23,7 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["repo_root", "atomic_write_json", "read_json", "environment_info", "Run", "start_run",
+__all__ = ["repo_root", "runs_dir", "mel_cache_dir", "atomic_write_json", "read_json", "environment_info", "Run", "start_run",
            "open_run", "is_finished", "dataset_manifest", "papermill_output_path", "save_notebook_copy"]
 
 PACKAGES = ("torch", "torchvision", "timm", "fastai", "fastcore", "numpy", "librosa", "decord", "av", "pandas",
@@ -33,6 +33,16 @@ PACKAGES = ("torch", "torchvision", "timm", "fastai", "fastcore", "numpy", "libr
 def repo_root() -> Path:
     """The repository root (the folder holding ``tsamlib/``), wherever the notebook runs from."""
     return Path(__file__).resolve().parents[1]
+
+
+def runs_dir(runs_root: str | os.PathLike | None = None) -> Path:
+    """Where runs live: ``runs_root`` when given, else ``results/runs`` of the repository."""
+    return Path(runs_root) if runs_root else repo_root() / "results" / "runs"
+
+
+def mel_cache_dir() -> Path:
+    """The shared on-disk cache of log-mel spectrograms (``data/cache/mel``)."""
+    return repo_root() / "data" / "cache" / "mel"
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
@@ -128,8 +138,7 @@ def start_run(run_id: str, params: dict[str, Any], runs_root: str | os.PathLike 
     """Create (or, with ``resume``, reopen) ``runs_root/run_id`` and record params and environment."""
     if not run_id or any(c in run_id for c in "/\\") or run_id.startswith("."):
         raise ValueError(f"run_id={run_id!r} must be a plain folder name (no slashes).")
-    root = Path(runs_root) if runs_root is not None else repo_root() / "results" / "runs"
-    path = root / run_id
+    path = runs_dir(runs_root) / run_id
     if path.exists() and is_finished(path):
         if not overwrite:
             raise FileExistsError(f"run {path} is finished; choose another run_id, or pass overwrite=True "

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .experiments import BOOKKEEPING_KEYS, REFERENCE_ROWS, GridEntry, grid, placeholders
-from .runs import read_json, repo_root
+from .runs import read_json, repo_root, runs_dir
 
 __all__ = ["collect_runs", "match_runs", "render_table", "table_markdown", "write_tables", "write_figures",
            "TABLE_FILES"]
@@ -27,10 +27,6 @@ _DATASETS = {("table1", "mini"): "synthetic mini-kinetics-av (data/mini-kinetics
              ("table2", "mini"): "synthetic mini-something (data/mini-something)",
              ("table1", "paper"): "Kinetics-400 (user-given manifest)",
              ("table2", "paper"): "Something-Something V1 (user-given manifest)"}
-
-
-def _default_root(runs_root: str | os.PathLike | None) -> Path:
-    return Path(runs_root) if runs_root is not None else repo_root() / "results" / "runs"
 
 
 def _norm(v: Any) -> Any:
@@ -44,7 +40,7 @@ def collect_runs(runs_root: str | os.PathLike | None = None) -> pd.DataFrame:
     Folders whose recorded run_id (metrics.json) differs from their name (runs moved aside by ``overwrite``)
     are left out.
     """
-    root = _default_root(runs_root)
+    root = runs_dir(runs_root)
     recs = []
     for d in sorted(p for p in root.glob("*") if (p / "params.json").is_file()) if root.is_dir() else []:
         params = read_json(d / "params.json")

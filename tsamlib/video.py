@@ -18,7 +18,6 @@ of shape ``(T, H, W, 3)`` (RGB, channels last, as decoders give them).
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np

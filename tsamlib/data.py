@@ -40,7 +40,7 @@ from .transforms import IMAGENET_MEAN, IMAGENET_STD, ClipTransform, denormalize
 from .video import load_clip
 
 __all__ = ["read_table", "SkipLog", "VideoDataset", "TSAMDataLoader", "TSAMDataLoaders",
-           "video_dataloaders", "clip_views_dataset", "views_dataloader", "show_clip_batch"]
+           "video_dataloaders", "clip_views_dataset", "video_views", "views_dataloader", "show_clip_batch"]
 
 REQUIRED = ("path", "label", "split")
 
@@ -290,6 +290,23 @@ def clip_views_dataset(manifest, split: str = "test", n_clips: int = 1, n_crops:
     tfm = ClipTransform(img_size, resize, train=False, n_crops=n_crops, mean=tuple(mean), std=tuple(std))
     return VideoDataset(part, n_frames, "test", tfm, _audio_frame(audio, img_size, n_mels, sample_rate, cache_dir),
                         views=views, n_clips=n_clips, replace_bad=replace_bad)
+
+
+def video_views(path, n_frames: int, n_clips: int, n_crops: int, tfm: ClipTransform,
+                audio: AudioFrame | None = None) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
+    """All ``n_clips x n_crops`` test views of one video, clip-major: each clip is decoded once and its crops
+    are cut from it; the audio frame is computed once and repeated. Returns video ``(V, T, 3, S, S)``, audio
+    ``(V, 1, 3, S, S)`` or None, and whether the file has sound."""
+    rng = np.random.default_rng(0)  # test sampling and test transforms draw nothing from it
+    views = []
+    for clip in range(n_clips):
+        frames, _ = load_clip(path, n_frames, "test", rng, clip_index=clip, n_clips=n_clips)
+        views += [tfm(frames, rng, crop_index=crop) for crop in range(n_crops)]
+    video = torch.stack(views)
+    if audio is None:
+        return video, None, True
+    spec, has_audio = audio(path, train=False)
+    return video, spec[None, None].expand(len(views), -1, -1, -1, -1).contiguous(), has_audio
 
 
 def views_dataloader(ds: VideoDataset, batch_size: int = 8, num_workers: int = 0, device=None) -> TSAMDataLoader:

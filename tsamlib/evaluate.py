@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from fastai.interpret import ClassificationInterpretation
 
-from .data import _limit_threads, clip_views_dataset, read_table
+from .data import _limit_threads, clip_views_dataset, read_table, video_views
 from .model import TSAM, create_tsam
 from .runs import atomic_write_json, dataset_manifest, environment_info, is_finished, mel_cache_dir, open_run
 
@@ -73,24 +73,23 @@ def eval_path(run_dir: str | os.PathLike, split: str = "valid", n_clips: int = 2
     return Path(run_dir) / f"eval_{split}_{n_clips}x{n_crops}.json"
 
 
-class _SafeViews(torch.utils.data.Dataset):
-    "Views of a `clip_views_dataset`; a failed load gives zeros and ``ok=False`` (reason in the skip log)."
-    def __init__(self, ds):
-        self.ds = ds
+class _SafeVideoViews(torch.utils.data.Dataset):
+    "All views of each video of a `clip_views_dataset` (one decode per clip); a failed load gives zeros and ``ok=False``."
+    def __init__(self, ds, n_clips: int, n_crops: int):
+        self.ds, self.n_clips, self.n_crops = ds, n_clips, n_crops
 
-    def __len__(self) -> int: return len(self.ds)
+    def __len__(self) -> int: return len(self.ds.paths)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, r: int):
+        path, ds = self.ds.paths[r], self.ds
         try:
-            *x, _ = self.ds.load(i, np.random.default_rng(0))   # test views are deterministic
+            video, audio, _ = video_views(path, ds.n_frames, self.n_clips, self.n_crops, ds.tfm, ds.audio)
             ok = True
         except Exception as e:
-            path = self.ds.paths[self.ds.views[i][0]]
-            self.ds.log.record(path, f"{type(e).__name__}: {str(e).replace(path + ': ', '')}")
-            s = self.ds.tfm.img_size
-            x = [torch.zeros(self.ds.n_frames, 3, s, s)] + ([torch.zeros(1, 3, s, s)] if self.ds.audio else [])
-            ok = False
-        return (*x, i, ok)
+            ds.log.record(path, f"{type(e).__name__}: {str(e).replace(path + ': ', '')}")
+            v, s = self.n_clips * self.n_crops, ds.tfm.img_size
+            video, audio, ok = torch.zeros(v, ds.n_frames, 3, s, s), torch.zeros(v, 1, 3, s, s), False
+        return (video, *([audio] if ds.audio else []), r, ok)
 
 
 def _worker_init(_: int) -> None: _limit_threads()
@@ -127,18 +126,19 @@ def evaluate_views(run_dir: str | os.PathLike, split: str = "valid", n_clips: in
     ds = clip_views_dataset(manifest, split, n_clips, n_crops, n_frames=params["n_frames"], audio=bool(params["audio"]),
                             img_size=params["img_size"], resize=params["resize"], n_mels=params["n_mels"],
                             cache_dir=cache_dir, replace_bad=False)
-    dl = torch.utils.data.DataLoader(_SafeViews(ds), batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                                     worker_init_fn=_worker_init)
+    n_views = n_clips * n_crops  # batch_size counts views: whole videos of n_views views each go in a batch
+    dl = torch.utils.data.DataLoader(_SafeVideoViews(ds, n_clips, n_crops), batch_size=max(1, batch_size // n_views),
+                                     shuffle=False, num_workers=num_workers, worker_init_fn=_worker_init)
     n_videos, c = len(ds.paths), len(vocab)
     sums, counts = torch.zeros(n_videos, c, dtype=torch.float64), torch.zeros(n_videos, dtype=torch.long)
     bad_rows: set[int] = set()
     t0 = time.perf_counter()
-    for *x, idx, ok in dl:
-        rows = torch.tensor([ds.views[int(i)][0] for i in idx])
-        probs = F.softmax(model(*x).float(), dim=1).double()
+    for *x, rows, ok in dl:
+        b = len(rows)
+        probs = F.softmax(model(*[t.flatten(0, 1) for t in x]).float(), dim=1).double().view(b, n_views, -1)
         bad_rows.update(rows[~ok].tolist())
-        sums.index_add_(0, rows[ok], probs[ok])
-        counts.index_add_(0, rows[ok], torch.ones(int(ok.sum()), dtype=torch.long))
+        sums.index_add_(0, rows[ok], probs[ok].sum(1))
+        counts.index_add_(0, rows[ok], torch.full((int(ok.sum()),), n_views, dtype=torch.long))
     wall = time.perf_counter() - t0
     reasons = ds.log.skipped()
     failed = {ds.paths[r]: reasons.get(ds.paths[r], "failed to load") for r in sorted(bad_rows)}
@@ -161,7 +161,7 @@ def evaluate_views(run_dir: str | os.PathLike, split: str = "valid", n_clips: in
     res = dict(top1=top1, top5=top5, loss=loss, probs=probs, labels=labels, paths=paths,
                n_views=counts[keep], vocab=vocab, protocol=protocol, n_videos=int(keep.sum()),
                n_failed=len(failed), failed=failed, n_excluded=len(excluded), excluded=excluded,
-               wall_s=wall, views_per_s=len(ds) / max(wall, 1e-9))
+               wall_s=wall, views_per_s=len(ds.paths) * n_views / max(wall, 1e-9))
     if write:
         _write_record(run_dir, res)
     return res

@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -21,7 +20,8 @@ from .audio import DEFAULT_SR, AudioFrame
 from .evaluate import load_run_model, run_vocab
 from .model import TSAM
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, ClipTransform
-from .video import VideoReadError, load_clip
+from .data import video_views
+from .video import VideoReadError
 
 __all__ = ["clip_views", "predict_video", "cmd_predict"]
 
@@ -35,18 +35,11 @@ def clip_views(path: str | os.PathLike, params: dict[str, Any], n_clips: int = 2
         raise FileNotFoundError(f"{path}: no such video file or frame folder.")
     tfm = ClipTransform(params["img_size"], params["resize"], train=False, n_crops=n_crops,
                         mean=IMAGENET_MEAN, std=IMAGENET_STD)
-    rng = np.random.default_rng(0)
-    views = []
-    for clip in range(n_clips):
-        frames, _ = load_clip(path, params["n_frames"], "test", rng, clip_index=clip, n_clips=n_clips)
-        views += [tfm(frames, rng, crop_index=crop) for crop in range(n_crops)]
-    video, audio, has_audio = torch.stack(views), None, True
-    if params["audio"]:
-        af = AudioFrame(size=(params["img_size"], params["img_size"]), n_mels=params["n_mels"], sr=DEFAULT_SR)
-        spec, has_audio = af(path, train=False)
-        if not has_audio and verbose:
-            print(f"note: {path.name} has no audio track: the model gets a silent audio frame.")
-        audio = spec[None, None].expand(len(views), -1, -1, -1, -1)
+    af = (AudioFrame(size=(params["img_size"], params["img_size"]), n_mels=params["n_mels"], sr=DEFAULT_SR)
+          if params["audio"] else None)
+    video, audio, has_audio = video_views(path, params["n_frames"], n_clips, n_crops, tfm, af)
+    if not has_audio and verbose:
+        print(f"note: {path.name} has no audio track: the model gets a silent audio frame.")
     return video, audio, has_audio
 
 

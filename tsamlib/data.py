@@ -40,7 +40,7 @@ from .transforms import IMAGENET_MEAN, IMAGENET_STD, ClipTransform, denormalize
 from .video import load_clip
 
 __all__ = ["read_table", "SkipLog", "VideoDataset", "TSAMDataLoader", "TSAMDataLoaders",
-           "video_dataloaders", "clip_views_dataset", "video_views", "views_dataloader", "show_clip_batch"]
+           "video_dataloaders", "manifest_vocab", "clip_views_dataset", "video_views", "views_dataloader", "show_clip_batch"]
 
 REQUIRED = ("path", "label", "split")
 
@@ -233,6 +233,12 @@ def _audio_frame(audio: bool, img_size: int, n_mels: int, sample_rate: int, cach
     return AudioFrame(size=(img_size, img_size), n_mels=n_mels, sr=sample_rate, cache_dir=cache_dir) if audio else None
 
 
+def manifest_vocab(df: pd.DataFrame) -> list[str]:
+    "Class names indexed by label (labels 0..max; a label without a name is shown as its number)."
+    names = df[df["label"] >= 0].drop_duplicates("label").set_index("label")["label_name"].astype(str)
+    return [names.get(i, str(i)) for i in range(int(df["label"].max()) + 1)]
+
+
 def _split(df: pd.DataFrame, split: str) -> pd.DataFrame:
     part = df[df["split"] == split]
     if part.empty: raise ValueError(f"no usable rows with split {split!r} (splits present: {sorted(df['split'].unique())})")
@@ -246,9 +252,8 @@ def video_dataloaders(manifest, n_frames: int = 8, audio: bool = False, img_size
                       scales=(1, .875, .75, .66), grayscale_p: float = 0.0) -> TSAMDataLoaders:
     "Train (random segments, multi-scale crop, flip) and valid (centre frames, centre crop) loaders."
     df = read_table(manifest)
-    c = int(df["label"].max()) + 1
-    names = df.drop_duplicates("label").set_index("label")["label_name"].astype(str)
-    vocab = [names.get(i, str(i)) for i in range(c)]
+    vocab = manifest_vocab(df)
+    c = len(vocab)
     bad = df[df["problem"].str.len() > 0]
     if len(bad):
         shown = "; ".join(f"{p} ({q})" for p, q in zip(bad["path"][:5], bad["problem"][:5]))

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from fastai.interpret import ClassificationInterpretation
 
-from .data import _limit_threads, clip_views_dataset, read_table, video_views
+from .data import _limit_threads, clip_views_dataset, manifest_vocab, read_table, video_views
 from .model import TSAM, create_tsam
 from .runs import atomic_write_json, dataset_manifest, environment_info, is_finished, mel_cache_dir, open_run
 
@@ -38,10 +38,7 @@ __all__ = ["load_run_model", "run_vocab", "evaluate_views", "eval_path", "per_cl
 
 def run_vocab(params: dict[str, Any]) -> list[str]:
     """Class names of the run's dataset, index = label (as `video_dataloaders` builds them)."""
-    df = read_table(dataset_manifest(params["dataset"]))
-    c = int(df["label"].max()) + 1
-    names = df[df["label"] >= 0].drop_duplicates("label").set_index("label")["label_name"].astype(str)
-    return [names.get(i, str(i)) for i in range(c)]
+    return manifest_vocab(read_table(dataset_manifest(params["dataset"])))
 
 
 def load_run_model(run_dir: str | os.PathLike) -> tuple[TSAM, dict[str, Any]]:

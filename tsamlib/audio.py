@@ -167,8 +167,9 @@ class MelCache:
         k = self.key(path)
         return self.dir / k[:2] / f"{k}.npz"
 
-    def load(self, path) -> tuple[list[np.ndarray], bool] | None:
-        f = self.file(path)
+    def load(self, path, f: Path | None = None) -> tuple[list[np.ndarray], bool] | None:
+        "Cached mels of ``path`` (``f``: its cache file, when already known), or None on a miss."
+        f = f if f is not None else self.file(path)
         try:
             with np.load(f) as z: mels, has_audio = [z[f"m{i}"].astype(np.float32) for i in range(3)], bool(z["has_audio"])
         except (OSError, KeyError, ValueError, EOFError):
@@ -176,8 +177,8 @@ class MelCache:
         self.hits += 1
         return mels, has_audio
 
-    def save(self, path, mels: list[np.ndarray], has_audio: bool) -> None:
-        f = self.file(path)
+    def save(self, path, mels: list[np.ndarray], has_audio: bool, f: Path | None = None) -> None:
+        f = f if f is not None else self.file(path)
         f.parent.mkdir(exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=f.parent, suffix=".tmp")
         try:
@@ -210,12 +211,13 @@ class AudioFrame:
 
     def full_mels(self, path) -> tuple[list[np.ndarray], bool]:
         "Log-mels of the whole clip (from the cache when possible)."
-        got = self.cache.load(path) if self.cache is not None else None
+        f = self.cache.file(path) if self.cache is not None else None   # key: resolve + stat + hash, once
+        got = self.cache.load(path, f) if f is not None else None
         if got is not None: return got
         w = load_waveform(path, self.sr)
         mels = log_mels(w.wave, w.sr, self.n_mels, self.windows_ms, self.hops_ms, self.eps)
         if self.cache is not None:
-            self.cache.save(path, mels, w.has_audio)
+            self.cache.save(path, mels, w.has_audio, f)
             mels = [m.astype(np.float16).astype(np.float32) for m in mels]   # same values as a cache hit
         return mels, w.has_audio
 

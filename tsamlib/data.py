@@ -192,7 +192,8 @@ class TSAMDataLoaders(DataLoaders):
 
     def skipped(self) -> dict[str, str]:
         "Path -> reason for every sample replaced so far (train and valid, all workers)."
-        return {**self.train.dataset.log.skipped(), **self.valid.dataset.log.skipped()}
+        logs = {id(dl.dataset.log): dl.dataset.log for dl in self.loaders}  # train and valid share one log
+        return {p: r for log in logs.values() for p, r in log.skipped().items()}
 
     def n_skipped(self) -> int:
         "Failed load attempts so far, all workers (a bad file met 3 times counts 3)."

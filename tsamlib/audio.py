@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +33,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .runs import atomic_path
 
 __all__ = ["DEFAULT_SR", "Waveform", "AudioError", "load_waveform", "log_mels", "mels_to_image",
            "log_mel_3ch", "random_crop_seconds", "MelCache", "AudioFrame"]
@@ -179,14 +179,8 @@ class MelCache:
 
     def save(self, path, mels: list[np.ndarray], has_audio: bool, f: Path | None = None) -> None:
         f = f if f is not None else self.file(path)
-        f.parent.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=f.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, has_audio=np.array(has_audio), **{f"m{i}": m.astype(np.float16) for i, m in enumerate(mels)})
-            os.replace(tmp, f)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True); raise
+        with atomic_path(f) as tmp, open(tmp, "wb") as fh:   # parallel workers never read half a file
+            np.savez(fh, has_audio=np.array(has_audio), **{f"m{i}": m.astype(np.float16) for i, m in enumerate(mels)})
 
 
 @dataclass

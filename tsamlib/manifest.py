@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -31,6 +30,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import pandas as pd
+
+from .runs import atomic_path
 
 __all__ = [
     "COLUMNS", "SPLITS", "VIDEO_EXTENSIONS", "IMAGE_EXTENSIONS", "normalize_split", "probe_video",
@@ -205,14 +206,8 @@ def write_manifest(df: pd.DataFrame, csv_path: str | os.PathLike) -> Path:
         return ap.relative_to(folder).as_posix() if ap.is_relative_to(folder) else str(ap)
 
     out["path"] = out["path"].map(rel)
-    fd, tmp = tempfile.mkstemp(prefix=f".{csv_path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            out.to_csv(f, index=False)
-        os.replace(tmp, csv_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(csv_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        out.to_csv(f, index=False)
     return csv_path
 
 

@@ -18,12 +18,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-__all__ = ["repo_root", "runs_dir", "mel_cache_dir", "atomic_write_json", "read_json", "environment_info", "Run", "start_run",
+__all__ = ["repo_root", "runs_dir", "mel_cache_dir", "atomic_path", "atomic_write_json", "read_json", "environment_info", "Run", "start_run",
            "open_run", "is_finished", "dataset_manifest", "papermill_output_path", "save_notebook_copy"]
 
 PACKAGES = ("torch", "torchvision", "timm", "fastai", "fastcore", "numpy", "librosa", "decord", "av", "pandas",
@@ -45,21 +46,30 @@ def mel_cache_dir() -> Path:
     return repo_root() / "data" / "cache" / "mel"
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Write JSON to a temp file in the same folder, fsync, then ``os.replace``: never a half-written file."""
+@contextmanager
+def atomic_path(path: str | os.PathLike, fsync: bool = False) -> Iterator[Path]:
+    """Yield a fresh temporary path beside ``path`` (same suffix) to write to; on success it replaces ``path``
+    (``os.replace``, after an fsync when asked), on any error it is removed. Readers never see a half file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, default=_jsonable)
-            f.flush()
-            os.fsync(f.fileno())
+        yield Path(tmp)
+        if fsync:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write JSON through :func:`atomic_path` with an fsync: never a half-written file."""
+    with atomic_path(path, fsync=True) as tmp, open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, default=_jsonable)
+    return Path(path)
 
 
 def _jsonable(o: Any) -> Any:

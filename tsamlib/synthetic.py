@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .runs import atomic_path
+
 __all__ = ["KINDS", "describe", "make_synthetic_dataset", "render_clip", "write_clip"]
 
 PARAMS_FILE = "synthetic.json"
@@ -274,9 +276,8 @@ def write_clip(path: str | os.PathLike, frames: np.ndarray, fps: float, audio: n
     """Encode ``frames`` (T, H, W, 3 uint8) as H.264 and ``audio`` (mono float) as AAC into an .mp4, atomically."""
     import av
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     H, W = frames.shape[1:3]
-    with av.open(str(tmp), "w", format="mp4") as c:
+    with atomic_path(path) as tmp, av.open(str(tmp), "w", format="mp4") as c:
         vs = c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         vs.width, vs.height = W, H
         vs.pix_fmt = "yuv420p" if H % 2 == 0 and W % 2 == 0 else "yuv444p"
@@ -292,7 +293,6 @@ def write_clip(path: str | os.PathLike, frames: np.ndarray, fps: float, audio: n
             af.sample_rate = sample_rate
             c.mux(aus.encode(af))
             c.mux(aus.encode(None))
-    os.replace(tmp, path)
     return path
 
 

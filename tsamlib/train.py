@@ -30,7 +30,7 @@ from fastai.optimizer import SGD, Adam
 from fastcore.meta import delegates
 
 from .model import create_tsam
-from .runs import Run
+from .runs import Run, atomic_path
 
 __all__ = ["PAPER_LR_DECAY", "top5", "tsam_learner", "EpochSeed", "StepDecay", "RunLogger", "Checkpoint",
            "load_checkpoint", "fit_run", "finish_run", "seed_everything"]
@@ -175,9 +175,8 @@ class Checkpoint(Callback):
             return
         self.trained = False
         self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / ".last.pth.tmp"
-        torch.save(dict(model=self.model.state_dict(), opt=_plain(self.opt.state_dict()), epoch=self.epoch), tmp)
-        tmp.replace(self.folder / "last.pth")
+        with atomic_path(self.folder / "last.pth") as tmp:
+            torch.save(dict(model=self.model.state_dict(), opt=_plain(self.opt.state_dict()), epoch=self.epoch), tmp)
 
 
 def _plain(obj: Any) -> Any:

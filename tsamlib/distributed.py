@@ -40,6 +40,7 @@ def train_distributed(params: dict[str, Any]) -> dict[str, Any] | None:
     from fastai.torch_core import num_distrib, rank_distrib
 
     from .data import video_dataloaders
+    from .model import model_kwargs
     from .runs import dataset_manifest, mel_cache_dir, start_run
     from .train import finish_run, fit_run, seed_everything, tsam_learner
 
@@ -58,9 +59,7 @@ def train_distributed(params: dict[str, Any]) -> dict[str, Any] | None:
                             batch_size=p["batch_size"], num_workers=p["num_workers"], seed=p["seed"],
                             cache_dir=mel_cache_dir())
     seed_everything(p["seed"])  # same initial weights in every process
-    learn = tsam_learner(dls, arch=p["arch"], recipe=p["recipe"], n_frames=p["n_frames"], audio=p["audio"],
-                         shift_depth=p["shift_depth"], f_div=p["f_div"], n_insert=p["n_insert"],
-                         m_insert=p["m_insert"], dropout=p["dropout"], pretrained=p["pretrained"])
+    learn = tsam_learner(dls, arch=p["arch"], recipe=p["recipe"], pretrained=p["pretrained"], **model_kwargs(p))
     if not torch.cuda.is_available():
         fastai.distributed.DistributedDL._broadcast = _broadcast_on_cpu
     with learn.distrib_ctx(sync_bn=torch.cuda.is_available(), cpu=not torch.cuda.is_available()):

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from fastai.interpret import ClassificationInterpretation
 
 from .data import _limit_threads, clip_views_dataset, manifest_vocab, read_table, video_views
-from .model import TSAM, create_tsam
+from .model import TSAM, create_tsam, model_kwargs
 from .runs import atomic_write_json, dataset_manifest, environment_info, is_finished, mel_cache_dir, open_run
 
 __all__ = ["load_run_model", "run_vocab", "evaluate_views", "eval_path", "per_class_accuracy",
@@ -53,9 +53,7 @@ def load_run_model(run_dir: str | os.PathLike) -> tuple[TSAM, dict[str, Any]]:
         raise RuntimeError(f"run {run_dir} {why}: train it to the end with notebooks/03_train.ipynb "
                            "(resume=True continues an interrupted run).")
     p = run.params
-    model = create_tsam(p["arch"], num_classes=len(run_vocab(p)), n_frames=p["n_frames"], audio=bool(p["audio"]),
-                        shift_depth=p["shift_depth"], f_div=p["f_div"], n_insert=p["n_insert"],
-                        m_insert=p["m_insert"], dropout=p["dropout"], pretrained=None)
+    model = create_tsam(p["arch"], num_classes=len(run_vocab(p)), pretrained=None, **model_kwargs(p))
     state = torch.load(weights, map_location="cpu", weights_only=True)
     try:
         model.load_state_dict(state)

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from .pretrained import LoadReport, load_backbone_weights, read_state_dict, resolve_pretrained
 from .shift import check_shift, insert_temporal_shift
 
-__all__ = ["TSAM", "create_tsam", "create_backbone", "model_config"]
+__all__ = ["TSAM", "create_tsam", "create_backbone", "model_kwargs", "model_config"]
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,14 @@ def create_tsam(arch: str = "resnet50", num_classes: int = 400, n_frames: int = 
     model = TSAM(backbone, num_classes, n_frames, audio, shift_depth, f_div, n_insert, m_insert, dropout, head)
     model.load_report = report
     return model
+
+
+MODEL_KEYS = ("n_frames", "audio", "shift_depth", "f_div", "n_insert", "m_insert", "dropout")
+
+
+def model_kwargs(params: dict[str, Any]) -> dict[str, Any]:
+    """The :func:`create_tsam` settings recorded in a run's parameters (notebook 03's ``params.json``)."""
+    return {k: (bool(params[k]) if k == "audio" else params[k]) for k in MODEL_KEYS}
 
 
 def model_config(model: TSAM) -> dict[str, Any]:

@@ -40,7 +40,7 @@ class NaiveShift(TemporalShift):
 def build(variant: str, args) -> torch.nn.Module:
     torch.manual_seed(0)
     k = 0 if variant == "tsn (k=0)" else args.shift_depth
-    m = create_tsam(args.arch, 10, args.frames, audio=False, shift_depth=k, f_div=args.f_div,
+    m = create_tsam(args.arch, num_classes=10, n_frames=args.frames, audio=False, shift_depth=k, f_div=args.f_div,
                     n_insert=args.n_insert)
     if variant == "naive shift":
         for mod in list(m.modules()):

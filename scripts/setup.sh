@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Create .venv (if missing) and install tsamlib with its dev extras. Idempotent; used by run.sh and .ci/run.
+# Create .venv (if missing) and install tsamlib with its dev extras; used by run.sh and .ci/run.
+# Idempotent and quick on reruns: when .venv already holds this checkout's tsamlib and the packages that
+# pyproject.toml asked for at its last install (a stamp of its hash), nothing is installed again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -7,8 +9,19 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 . .venv/bin/activate
+stamp=.venv/.tsam-installed
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && python - <<'PY' 2>/dev/null
+import pathlib, tsamlib
+assert pathlib.Path(tsamlib.__file__).resolve().parents[1] == pathlib.Path.cwd().resolve()
+PY
+then
+  echo "tsam env ready (.venv, installed for this pyproject.toml): nothing to install"
+  exit 0
+fi
 python -m pip install -q --upgrade pip
 # torch/torchvision are pinned exactly (pyproject.toml); pip takes them from a local wheel cache when one is set up
 python -m pip install -q -e ".[dev]"
-python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (tsam)" >/dev/null
+python -m tsamlib.kernel install >/dev/null
 python -c "import torch, torchvision, fastai, timm, decord, av, librosa; print('tsam env ok: torch', torch.__version__)"
+echo "$want" > "$stamp"

@@ -38,16 +38,3 @@ def test_two_process_cpu_run(tmp_path):
     # each process trains on its half of every epoch
     assert m["epochs"][0]["train_clips"] == pytest.approx(n_train / 2, abs=4)
     assert list((tmp_path / "runs").iterdir()) == [run]  # rank 1 wrote nothing here
-
-
-def test_defaults_are_notebook_03s():
-    """distributed.DEFAULTS repeats the parameters cell of 03_train: they must not drift apart."""
-    import ast
-
-    import papermill as pm
-
-    from tsamlib.distributed import DEFAULTS
-
-    nb = {k: ast.literal_eval(v["default"]) for k, v in
-          pm.inspect_notebook(str(ROOT / "notebooks" / "03_train.ipynb")).items() if k != "PAPERMILL_OUTPUT_PATH"}
-    assert {k: v for k, v in nb.items() if k != "run_id"} == {k: v for k, v in DEFAULTS.items() if k != "run_id"}

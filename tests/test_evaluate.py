@@ -16,7 +16,8 @@ from tsamlib.data import video_dataloaders
 from tsamlib.evaluate import (ViewsInterpretation, eval_path, evaluate_views, interpretation, load_run_model,
                               per_class_accuracy)
 from tsamlib.predict import clip_views, predict_video
-from tsamlib.runs import read_json, repo_root, start_run
+from tsamlib.fileio import read_json, repo_root
+from tsamlib.runs import start_run
 from tsamlib.train import fit_run, seed_everything, tsam_learner
 
 from conftest import make_video
@@ -48,6 +49,7 @@ def run_dir(tmp_path_factory):
     run = start_run("tiny", params, runs_root=tmp / "runs")
     with pytest.warns(UserWarning, match="corrupt.mp4"):
         fit_run(learn, run, epochs=1, lr=2e-3)
+    run.close()  # let the notebook's kernel (another process) write its evaluation
     return run.path
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from tsamlib import experiments as ex
 from tsamlib import tables as tb
-from tsamlib.runs import repo_root
+from tsamlib.fileio import repo_root
 
 SHARED_PAPER = repo_root().parent / "shared" / "paper"
 
@@ -118,7 +118,9 @@ def test_run_grid_skip_resume_fail(tmp_path, monkeypatch):
     params = [e.params for e in g if e.params]
     done, unfinished = params[0], params[1]
     _write_run(tmp_path, done, 0.9)
-    _write_run(tmp_path, unfinished, None, finished=False)
+    _write_run(tmp_path, unfinished, None, finished=False)  # one epoch trained: resumed
+    m = json.loads((tmp_path / unfinished["run_id"] / "metrics.json").read_text())
+    (tmp_path / unfinished["run_id"] / "metrics.json").write_text(json.dumps(dict(m, epochs=[dict(epoch=0)])))
     logs = []
     summary = ex.run_grid(g, runs_root=tmp_path, log=logs.append)
     st = dict(zip(summary.run_id, summary.status))

@@ -21,7 +21,7 @@ def test_backbones_forward(arch):
 
 def test_audio_feeds_logits_but_not_video_features():
     torch.manual_seed(0)
-    m = create_tsam("resnet18", 5, 4, audio=True, shift_depth=1, f_div=8).eval()
+    m = create_tsam("resnet18", num_classes=5, n_frames=4, audio=True, shift_depth=1, f_div=8).eval()
     v, a = torch.randn(1, 4, 3, 32, 32), torch.randn(1, 1, 3, 32, 32)
     with torch.no_grad():
         f1, f2 = m.features(v, a), m.features(v, a + 1)
@@ -33,7 +33,7 @@ def test_audio_feeds_logits_but_not_video_features():
 
 def test_audio_frame_is_unshifted_single_image():
     torch.manual_seed(0)
-    m = create_tsam("resnet18", 5, 4, audio=True, shift_depth=2, f_div=4).eval()
+    m = create_tsam("resnet18", num_classes=5, n_frames=4, audio=True, shift_depth=2, f_div=4).eval()
     plain = timm.create_model("resnet18", num_classes=0).eval()
     plain.load_state_dict({k.replace(".conv1.net.", ".conv1."): v for k, v in m.backbone.state_dict().items()})
     v, a = torch.randn(1, 4, 3, 32, 32), torch.randn(1, 1, 3, 32, 32)
@@ -43,7 +43,7 @@ def test_audio_frame_is_unshifted_single_image():
 
 def test_shift_changes_video_features_and_tsn_does_not_mix():
     torch.manual_seed(0)
-    tsn = create_tsam("resnet18", 5, 4, shift_depth=0).eval()
+    tsn = create_tsam("resnet18", num_classes=5, n_frames=4, shift_depth=0).eval()
     for mod in tsn.modules():  # timm zero-inits the last BN of each residual branch: undo it, as training would
         if isinstance(mod, torch.nn.BatchNorm2d):
             torch.nn.init.uniform_(mod.weight, 0.5, 1.5)
@@ -52,20 +52,20 @@ def test_shift_changes_video_features_and_tsn_does_not_mix():
     v2[:, 3] += 1
     with torch.no_grad():
         assert torch.equal(tsn.features(v)[:, 0], tsn.features(v2)[:, 0])  # TSN: frames independent
-        tsm = create_tsam("resnet18", 5, 4, shift_depth=1).eval()
+        tsm = create_tsam("resnet18", num_classes=5, n_frames=4, shift_depth=1).eval()
         tsm.load_state_dict(tsn.state_dict())
         assert not torch.equal(tsm.features(v)[:, 0], tsm.features(v2)[:, 0])  # frame 3 reaches frame 0
     assert all(isinstance(mod, TemporalShift) for mod in [tsn.backbone.layer1[0].conv1])  # same code path
 
 
 def test_input_errors():
-    m = create_tsam("resnet18", 5, 4, audio=True)
+    m = create_tsam("resnet18", num_classes=5, n_frames=4, audio=True)
     with pytest.raises(ValueError, match="audio=True"):
         m(torch.randn(1, 4, 3, 32, 32))
     with pytest.raises(ValueError, match=r"\(B, 4, 3, H, W\)"):
         m(torch.randn(1, 3, 3, 32, 32), torch.randn(1, 1, 3, 32, 32))
     with pytest.raises(ValueError, match="shift_depth=4"):
-        create_tsam("resnet18", 5, 4, shift_depth=4)
+        create_tsam("resnet18", num_classes=5, n_frames=4, shift_depth=4)
 
 
 class Pickled:
@@ -89,7 +89,7 @@ def test_local_checkpoint_weights_arrive(tmp_path, fmt, capsys):
     else:
         path = tmp_path / "ck.pt"
         torch.save(sd, path)
-    m = create_tsam("resnet18", 7, 4, pretrained=str(path))
+    m = create_tsam("resnet18", num_classes=7, n_frames=4, pretrained=str(path))
     got = m.backbone.state_dict()
     assert torch.equal(got["layer3.1.conv1.net.weight"], sd["layer3.1.conv1.weight"])  # shifted conv
     assert torch.equal(got["layer3.1.conv2.weight"], sd["layer3.1.conv2.weight"])
@@ -105,15 +105,15 @@ def test_checkpoint_of_same_head_loads_classifier_and_reports_unexpected(tmp_pat
     sd["extra.weight"] = torch.zeros(2)
     path = tmp_path / "ck.pth"
     torch.save({"model": sd}, path)
-    m = create_tsam("resnet18", 7, 4, pretrained=path)
+    m = create_tsam("resnet18", num_classes=7, n_frames=4, pretrained=path)
     assert torch.equal(m.fc.weight, sd["fc.weight"])
     assert m.load_report.unexpected == ["extra.weight"] and m.load_report.missing == []
 
 
 def test_tsam_checkpoint_round_trip(tmp_path):
-    a = create_tsam("resnet18", 7, 4, shift_depth=2, f_div=4)
+    a = create_tsam("resnet18", num_classes=7, n_frames=4, shift_depth=2, f_div=4)
     torch.save(a.state_dict(), tmp_path / "tsam.pth")
-    b = create_tsam("resnet18", 7, 8, shift_depth=4, f_div=4, pretrained=tmp_path / "tsam.pth")
+    b = create_tsam("resnet18", num_classes=7, n_frames=8, shift_depth=4, f_div=4, pretrained=tmp_path / "tsam.pth")
     assert torch.equal(b.backbone.layer1[0].conv1.net.weight, a.backbone.layer1[0].conv1.net.weight)
     assert torch.equal(b.fc.weight, a.fc.weight)
 
@@ -122,15 +122,15 @@ def test_unsafe_or_wrong_checkpoints(tmp_path):
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="weights-only"):
-        create_tsam("resnet18", 7, 4, pretrained=bad)
+        create_tsam("resnet18", num_classes=7, n_frames=4, pretrained=bad)
     torch.save({"state_dict": _imagenet_like_state(), "cfg": Pickled()}, tmp_path / "pickled.pth")
     with pytest.raises(ValueError, match="weights-only"):  # arbitrary objects are refused, never unpickled
-        create_tsam("resnet18", 7, 4, pretrained=tmp_path / "pickled.pth")
+        create_tsam("resnet18", num_classes=7, n_frames=4, pretrained=tmp_path / "pickled.pth")
     torch.save(_imagenet_like_state("resnet50"), tmp_path / "r50.pth")
     with pytest.raises(ValueError, match="another arch"):
-        create_tsam("resnet18", 7, 4, pretrained=tmp_path / "r50.pth")
+        create_tsam("resnet18", num_classes=7, n_frames=4, pretrained=tmp_path / "r50.pth")
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        create_tsam("resnet18", 7, 4, pretrained=str(tmp_path / "missing.pth"))
+        create_tsam("resnet18", num_classes=7, n_frames=4, pretrained=str(tmp_path / "missing.pth"))
 
 
 def test_shorthands_and_tags(tmp_path, monkeypatch):
@@ -146,7 +146,7 @@ def test_shorthands_and_tags(tmp_path, monkeypatch):
         resolve_pretrained("in21k", "resnet50")
     torch.save(_imagenet_like_state("resnet50", classes=11221), tmp_path / IN21K_FILENAME)
     assert resolve_pretrained("in21k", "resnet50") == ("file", str(tmp_path / IN21K_FILENAME))
-    m = create_tsam("resnet50", 400, 8, pretrained="in21k")
+    m = create_tsam("resnet50", num_classes=400, n_frames=8, pretrained="in21k")
     assert m.load_report.loaded > 300 and m.load_report.skipped_classifier
 
 
@@ -159,7 +159,7 @@ def test_timm_tag_goes_through_timm(monkeypatch):
         return real(name.split(".")[0], pretrained=False, **kw)
 
     monkeypatch.setattr(timm, "create_model", fake)
-    m = create_tsam("resnet18", 3, 4, pretrained="in1k")
+    m = create_tsam("resnet18", num_classes=3, n_frames=4, pretrained="in1k")
     assert ("resnet18.tv_in1k", True) in calls and m.load_report.source == "timm:resnet18.tv_in1k"
 
 
@@ -169,7 +169,7 @@ def test_timm_tag_offline_error(monkeypatch):
 
     monkeypatch.setattr(timm, "create_model", fail)
     with pytest.raises(RuntimeError, match="pass the file path"):
-        create_tsam("resnet18", 3, 4, pretrained="resnet18.a1_in1k")
+        create_tsam("resnet18", num_classes=3, n_frames=4, pretrained="resnet18.a1_in1k")
 
 
 def test_complexity_anchors():

@@ -125,12 +125,40 @@ def test_pipeline_order_params_and_finished_run_skip(tmp_path, monkeypatch):
     from tsamlib.runs import start_run
 
     calls = []
-    monkeypatch.setattr(pipeline, "run_notebook", lambda name, params, out_dir, progress: calls.append((name, params)) or tmp_path)
+    monkeypatch.setattr(pipeline, "run_notebook",
+                        lambda name, params, out_dir, progress=False: calls.append((name, params)) or tmp_path)
     pipeline.run_pipeline(parameters=dict(epochs=2, runs_root=str(tmp_path), run_id="x", kinds=["default"]))
     assert [c[0] for c in calls] == list(pipeline.MAIN_JOB)  # 05 only when asked for
     assert calls[2][1] == dict(epochs=2, runs_root=str(tmp_path), run_id="x")  # only what 03 declares
+    assert calls[3][1] == dict(runs_root=str(tmp_path), run_id="x")  # 04 evaluates the run 03 trained
     assert calls[0][1] == dict(kinds=["default"])
-    start_run("x", {}, runs_root=tmp_path).finish({})
+    run = start_run("x", {}, runs_root=tmp_path)
+    run.finish({})
+    run.close()
+    calls.clear()  # finished, but its weights are missing (as in a fresh clone): trained again
+    pipeline.run_pipeline(only=["03"], parameters=dict(runs_root=str(tmp_path), run_id="x"))
+    assert calls == [("03_train", dict(runs_root=str(tmp_path), run_id="x", overwrite=True))]
+    (tmp_path / "x" / "checkpoints").mkdir()
+    (tmp_path / "x" / "checkpoints" / "model.pth").write_bytes(b"")
     calls.clear()
     pipeline.run_pipeline(only=["03", "05"], parameters=dict(runs_root=str(tmp_path), run_id="x"))
     assert [c[0] for c in calls] == ["05_reproduce_tables"]  # the finished run is not trained again
+    calls.clear()  # no run_id: a new one, the same for 03 and 04
+    pipeline.run_pipeline(only=["03", "04"], parameters=dict(runs_root=str(tmp_path), shift_depth=4))
+    rid = calls[0][1]["run_id"]
+    assert rid.startswith("k4-fdiv8-8f-rgb-") and calls[1][1]["run_id"] == rid
+
+
+def test_a_failed_notebook_changes_no_copy(tmp_path):
+    """A failing notebook leaves <name>.failed.ipynb and a short message; the previous copy stays as it was."""
+    from tsamlib.pipeline import NotebookFailed, run_notebook
+
+    (tmp_path / "03_train.ipynb").write_text("previous copy")
+    with pytest.raises(NotebookFailed) as e:
+        run_notebook("03_train", dict(epochs=0, runs_root=str(tmp_path / "runs")), tmp_path)
+    msg = str(e.value)
+    assert "epochs=0 is out of range" in msg and "03_train.failed.ipynb" in msg and len(msg.splitlines()) < 8
+    assert (tmp_path / "03_train.ipynb").read_text() == "previous copy"
+    assert (tmp_path / "03_train.failed.ipynb").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["03_train.failed.ipynb", "03_train.ipynb"]
+    assert not (tmp_path / "runs").exists()  # checked before any run folder exists

@@ -7,7 +7,8 @@ from fastai.callback.core import Callback
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 
-from tsamlib.runs import atomic_write_json, open_run, start_run
+from tsamlib.fileio import atomic_write_json
+from tsamlib.runs import open_run, start_run
 from tsamlib.train import StepDecay, fit_run, seed_everything, tsam_learner
 
 
@@ -84,10 +85,10 @@ def test_run_records_and_no_silent_overwrite(tmp_path):
 
 
 def test_unfinished_run_needs_resume_and_same_params(tmp_path):
-    start_run("u", dict(a=1), runs_root=tmp_path)
+    start_run("u", dict(a=1), runs_root=tmp_path).log_epoch(dict(epoch=0))  # trained one epoch
     with pytest.raises(FileExistsError, match="resume=True"):
         start_run("u", dict(a=1), runs_root=tmp_path)
-    with pytest.raises(ValueError, match="different parameters"):
+    with pytest.raises(ValueError, match="different settings"):
         start_run("u", dict(a=2), runs_root=tmp_path, resume=True)
     with pytest.raises(ValueError, match="plain folder name"):
         start_run("../x", {}, runs_root=tmp_path)
@@ -112,3 +113,26 @@ def test_lr_find_and_paper_optimizer():
     assert learn.opt.hypers[0]["mom"] == 0.9 and learn.wd == 1e-4
     res = learn.lr_find(num_it=5, show_plot=False)
     assert res.valley > 0
+
+
+def test_recorder_keeps_per_batch_losses_after_fit_run_and_resume(tmp_path, capsys):
+    """The learning curve of notebook 03 (learn.recorder.plot_loss) has every batch, also after a resume."""
+    def fit(run_id, resume=False, cbs=()):
+        seed_everything(0)
+        learn = tsam_learner(tiny_dls(), arch="resnet10t", n_frames=4, audio=False, progress_bars=False)
+        run = start_run(run_id, dict(epochs=3), runs_root=tmp_path, resume=resume)
+        fit_run(learn, run, 3, 1e-3, seed=0, resume=resume, cbs=cbs)
+        return learn
+
+    full = fit("full")
+    assert len(full.recorder.losses) == 3 * 3 and len(full.recorder.values) == 3  # 3 epochs x 3 batches
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch ")]
+    assert [ln.split()[1] for ln in lines] == ["1/3", "2/3", "3/3"] and all("ETA" in ln for ln in lines)
+    with pytest.raises(KeyboardInterrupt):
+        fit("cut", cbs=[Interrupt(1)])
+    resumed = fit("cut", resume=True)
+    assert len(resumed.recorder.losses) == 9 and len(resumed.recorder.values) == 3
+    assert [float(x) for x in resumed.recorder.losses] == pytest.approx([float(x) for x in full.recorder.losses],
+                                                                        abs=1e-5)
+    ax = resumed.recorder.plot_loss()
+    assert len(ax.lines[0].get_xdata()) > 0

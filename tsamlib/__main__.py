@@ -105,32 +105,78 @@ def add_synth(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_notebooks(args: argparse.Namespace) -> int:
-    from .pipeline import parse_param, run_pipeline
+    from .pipeline import NotebookFailed, parse_param, run_pipeline
 
     params = {name: parse_param(value) for name, value in args.param}
-    run_pipeline(args.only or None, params, progress=not args.no_progress)
+    try:
+        run_pipeline(args.only or None, params, progress=args.progress_bar, publish=args.publish)
+    except NotebookFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
 def add_notebooks(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("notebooks", help="run notebooks 01-04 in order (the main job), or those given by --only "
-                                         "(05: the mini tables); executed copies in results/notebooks/")
+                                         "(05: the mini tables); executed copies in results/notebooks/local/")
     p.add_argument("--only", nargs="*", help="notebook prefixes to run, e.g. 03 04")
     p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="a parameter for every notebook that declares it (papermill style)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--publish", action="store_true",
+                   help="write the committed copies in results/notebooks/ and train run 'demo' afresh")
+    p.add_argument("--progress-bar", action="store_true", help="papermill's cell progress bar (off: the "
+                                                              "notebooks print their own progress lines)")
     p.set_defaults(func=cmd_notebooks)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from .config import settings_help
+    from .runs import runs_table
+
+    if args.settings:
+        print(settings_help())
+        return 0
+    df = runs_table(args.runs_root)
+    if df.empty:
+        print("no runs yet: train one with `papermill notebooks/03_train.ipynb out.ipynb` or `bash run.sh`")
+        return 0
+    cols = ["run_id", "dataset", "n_frames", "shift_depth", "f_div", "audio", "arch", "epochs", "status", "top1",
+            "date"]
+    show = df[[c for c in cols if c in df.columns]].copy()
+    show.columns = [{"shift_depth": "k", "n_frames": "frames"}.get(c, c) for c in show.columns]
+    if "top1" in show:
+        show["top1"] = show["top1"].map(lambda v: "" if v is None or v != v else f"{v:.3f}")
+    print(show.fillna("").to_string(index=False))
+    return 0
+
+
+def add_runs(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("runs", help="list the runs with their settings, status and top-1")
+    p.add_argument("--runs-root", default=None, help="folder of the run folders (default results/runs)")
+    p.add_argument("--settings", action="store_true", help="print every run setting with its default and meaning")
+    p.set_defaults(func=cmd_runs)
+
+
+def _resolve_run(args: argparse.Namespace) -> bool:
+    """Turn ``args.run`` (a run id or a folder) into the run folder; print a one-line error when there is none."""
+    from tsamlib.runs import resolve_run
+    try:
+        args.run = str(resolve_run(args.run))
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return False
+    return True
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from tsamlib.predict import cmd_predict as run
-    return run(args)
+    return run(args) if _resolve_run(args) else 1
 
 
 def add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="top classes of a video file with a trained run")
     p.add_argument("video", help="video file (or frame folder)")
-    p.add_argument("--run", required=True, help="run folder, e.g. results/runs/<run_id>")
+    p.add_argument("--run", required=True, help="a run id (see `python -m tsamlib runs`) or a run folder")
     p.add_argument("--top", type=int, default=5, help="how many classes to print (default 5)")
     p.add_argument("--n-clips", type=int, default=2, help="test clips averaged (default 2)")
     p.add_argument("--n-crops", type=int, default=1, choices=(1, 3), help="crops per clip (default 1: centre)")
@@ -139,12 +185,12 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from tsamlib.evaluate import cmd_evaluate as run
-    return run(args)
+    return run(args) if _resolve_run(args) else 1
 
 
 def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="fixed multi-view evaluation of a run -> <run>/eval_<split>_<C>x<K>.json")
-    p.add_argument("run", help="run folder, e.g. results/runs/<run_id>")
+    p.add_argument("run", help="a run id (see `python -m tsamlib runs`) or a run folder")
     p.add_argument("--split", default="valid")
     p.add_argument("--n-clips", type=int, default=2, help="clips per video (papers: 10)")
     p.add_argument("--n-crops", type=int, default=3, choices=(1, 3), help="crops per clip (papers: 3)")
@@ -153,8 +199,9 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_evaluate)
 
 
-COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {"index": add_index, "synth": add_synth, "notebooks": add_notebooks, "predict": add_predict,
-                                                                     "evaluate": add_evaluate}
+COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
+    "index": add_index, "synth": add_synth, "notebooks": add_notebooks, "runs": add_runs, "predict": add_predict,
+    "evaluate": add_evaluate}
 
 
 def build_parser() -> argparse.ArgumentParser:

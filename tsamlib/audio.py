@@ -19,7 +19,10 @@
   all channels). This equals cropping the waveform up to one hop and edge padding, and lets the
   cache hold the full-clip spectrogram.
 - Cache: the full-clip log-mels (float16, before resize) in ``cache_dir``, keyed by (absolute
-  path, mtime, size, parameter hash); written atomically (temp file + ``os.replace``).
+  path, mtime, size, parameter hash); written atomically (temp file + ``os.replace``). The cache never
+  makes a good clip fail: an unreadable entry (truncated, garbage, wrong keys or shapes) is recomputed
+  from the video and rewritten (one warning per file); when the cache cannot be written (disk full,
+  read-only folder) the process warns once and goes on without writing it.
 """
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .runs import atomic_path
+from .fileio import atomic_path
 
 __all__ = ["DEFAULT_SR", "Waveform", "AudioError", "load_waveform", "log_mels", "mels_to_image",
            "log_mel_3ch", "random_crop_seconds", "MelCache", "AudioFrame"]
@@ -43,7 +46,7 @@ DEFAULT_SR = 22050
 
 
 class AudioError(RuntimeError):
-    "An audio track that exists but cannot be decoded (message names the file)."
+    """An audio track that exists but cannot be decoded (message names the file)."""
 
 
 class Waveform(NamedTuple):
@@ -54,25 +57,29 @@ class Waveform(NamedTuple):
 
 
 def _audio_source(path: Path) -> Path:
-    "The `.wav` beside the video (same stem) when present, else the video file itself."
+    """The `.wav` beside the video (same stem) when present, else the video file itself."""
     wav = path.with_suffix(".wav") if not path.is_dir() else path.parent / (path.name + ".wav")
     return wav if wav.is_file() and wav != path else path
 
 
 def _duration(c) -> float:
-    if c.duration: return c.duration / 1e6
+    if c.duration:
+        return c.duration / 1e6
     for s in c.streams.video:
-        if s.duration and s.time_base: return float(s.duration * s.time_base)
+        if s.duration and s.time_base:
+            return float(s.duration * s.time_base)
     return 1.0
 
 
 def load_waveform(path: str | Path, sr: int = DEFAULT_SR, mono: bool = True) -> Waveform:
-    "Decode the audio of a video (or its `.wav` twin) as float32 at `sr` Hz; silent if no track."
+    """Decode the audio of a video (or its `.wav` twin) as float32 at `sr` Hz; silent if no track."""
     import av
     path = Path(path)
     src = _audio_source(path)
-    if src.is_dir(): return Waveform(np.zeros(sr, np.float32), sr, False, "")
-    if not src.exists(): raise AudioError(f"{src}: no such file")
+    if src.is_dir():
+        return Waveform(np.zeros(sr, np.float32), sr, False, "")
+    if not src.exists():
+        raise AudioError(f"{src}: no such file")
     try:
         with av.open(str(src)) as c:
             if not c.streams.audio:
@@ -87,7 +94,8 @@ def load_waveform(path: str | Path, sr: int = DEFAULT_SR, mono: bool = True) -> 
                 for frame in c.decode(st):
                     chunks += [o.to_ndarray() for o in rs.resample(frame)]
             except av.error.FFmpegError:
-                if not chunks: raise          # keep what decoded before a broken tail
+                if not chunks:
+                    raise          # keep what decoded before a broken tail
             chunks += [o.to_ndarray() for o in rs.resample(None)]
     except (av.error.FFmpegError, OSError, ValueError) as e:
         raise AudioError(f"{src}: cannot decode audio ({type(e).__name__}: {e})") from e
@@ -100,10 +108,11 @@ def load_waveform(path: str | Path, sr: int = DEFAULT_SR, mono: bool = True) -> 
 
 def log_mels(wave: np.ndarray, sr: int, n_mels: int = 224, windows_ms=(25, 50, 100),
              hops_ms=(10, 25, 50), eps: float = 1e-6) -> list[np.ndarray]:
-    "One `log(mel + eps)` spectrogram `(n_mels, frames)` per (window, hop) pair, float32."
+    """One `log(mel + eps)` spectrogram `(n_mels, frames)` per (window, hop) pair, float32."""
     import librosa
     wave = np.asarray(wave, dtype=np.float32)
-    if wave.ndim != 1: raise ValueError(f"expected a mono waveform (n,), got shape {wave.shape}")
+    if wave.ndim != 1:
+        raise ValueError(f"expected a mono waveform (n,), got shape {wave.shape}")
     out = []
     for win, hop in zip(windows_ms, hops_ms):
         n_fft, hop_len = int(round(sr * win / 1000)), int(round(sr * hop / 1000))
@@ -118,7 +127,7 @@ def log_mels(wave: np.ndarray, sr: int, n_mels: int = 224, windows_ms=(25, 50, 1
 
 def random_crop_seconds(duration: float, max_shift=(1.0, 1.0),
                         rng: np.random.Generator | None = None) -> tuple[float, float]:
-    "Seconds to cut at the start and the end; each at most a quarter of the clip."
+    """Seconds to cut at the start and the end; each at most a quarter of the clip."""
     rng = rng if rng is not None else np.random.default_rng()
     lim = [min(m, duration / 4) for m in max_shift]
     return float(rng.uniform(0, lim[0])), float(rng.uniform(0, lim[1]))
@@ -126,7 +135,7 @@ def random_crop_seconds(duration: float, max_shift=(1.0, 1.0),
 
 def mels_to_image(mels: list[np.ndarray], size=(224, 224), hops_ms=(10, 25, 50),
                   crop_s: tuple[float, float] = (0.0, 0.0), normalize: bool = True) -> torch.Tensor:
-    "Crop `crop_s` seconds off each end, resize each channel to `size`, standardise: `(3, H, W)`."
+    """Crop `crop_s` seconds off each end, resize each channel to `size`, standardise: `(3, H, W)`."""
     chans = []
     for m, hop in zip(mels, hops_ms):
         m = torch.as_tensor(np.asarray(m, dtype=np.float32))
@@ -143,18 +152,26 @@ def mels_to_image(mels: list[np.ndarray], size=(224, 224), hops_ms=(10, 25, 50),
 
 def log_mel_3ch(wave: np.ndarray, sr: int, n_mels: int = 224, size=(224, 224), windows_ms=(25, 50, 100),
                 hops_ms=(10, 25, 50), eps: float = 1e-6, normalize: bool = True) -> torch.Tensor:
-    "The audio frame: float32 `(3, H, W)` log-mel image of a mono waveform."
+    """The audio frame: float32 `(3, H, W)` log-mel image of a mono waveform."""
     return mels_to_image(log_mels(wave, sr, n_mels, windows_ms, hops_ms, eps), size, hops_ms,
                          normalize=normalize)
 
 
 class MelCache:
-    "Full-clip log-mels on disk, keyed by (path, mtime, size, parameters); counts hits and misses."
+    """Full-clip log-mels on disk, keyed by (path, mtime, size, parameters); counts hits and misses.
+
+    Unreadable entries are misses (``healed`` counts those rewritten); ``writable`` turns False, after one
+    warning, when an entry cannot be written (full disk, read-only folder): the cache is then only read."""
     def __init__(self, cache_dir: str | Path, params: dict):
         self.dir = Path(cache_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.n_mels = params.get("n_mels")
         self.params_hash = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
-        self.hits = self.misses = 0
+        self.hits = self.misses = self.healed = 0
+        self.writable, self._warned = True, set()
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            self._disable(e, self.dir)
 
     def key(self, path: str | Path) -> str:
         p = Path(path).resolve()
@@ -167,25 +184,67 @@ class MelCache:
         k = self.key(path)
         return self.dir / k[:2] / f"{k}.npz"
 
+    def _read(self, f: Path) -> tuple[list[np.ndarray], bool]:
+        """Entry ``f``, checked (raises on anything but a valid entry)."""
+        z = np.load(f, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise ValueError("not an .npz archive")
+        with z:
+            mels, has_audio = [np.asarray(z[f"m{i}"], dtype=np.float32) for i in range(3)], z["has_audio"]
+        if has_audio.shape != () or has_audio.dtype != np.bool_:
+            raise ValueError(f"has_audio {has_audio.dtype}{has_audio.shape}")
+        for i, m in enumerate(mels):
+            if m.ndim != 2 or m.shape[1] < 1 or (self.n_mels is not None and m.shape[0] != self.n_mels):
+                raise ValueError(f"m{i} has shape {m.shape}, expected ({self.n_mels}, frames)")
+            if not np.isfinite(m).all():
+                raise ValueError(f"m{i} has non-finite values")
+        return mels, bool(has_audio)
+
     def load(self, path, f: Path | None = None) -> tuple[list[np.ndarray], bool] | None:
-        "Cached mels of ``path`` (``f``: its cache file, when already known), or None on a miss."
+        """Cached mels of ``path`` (``f``: its cache file, when already known), or None on a miss."""
         f = f if f is not None else self.file(path)
         try:
-            with np.load(f) as z: mels, has_audio = [z[f"m{i}"].astype(np.float32) for i in range(3)], bool(z["has_audio"])
-        except (OSError, KeyError, ValueError, EOFError):
-            self.misses += 1; return None    # missing or unreadable: recompute (and overwrite)
+            got = self._read(f)
+        except FileNotFoundError:
+            self.misses += 1
+            return None
+        except Exception as e:               # truncated, garbage, wrong keys/shapes: recompute (and overwrite)
+            self.misses += 1
+            if f not in self._warned:
+                self._warned.add(f)
+                warnings.warn(f"mel cache entry {f} (of {path}) is unreadable ({type(e).__name__}: {e}); "
+                              "recomputing it from the video" + (" and rewriting it" if self.writable else ""),
+                              stacklevel=3)
+            self.healed += self.writable
+            return None
         self.hits += 1
-        return mels, has_audio
+        return got
 
-    def save(self, path, mels: list[np.ndarray], has_audio: bool, f: Path | None = None) -> None:
+    def _disable(self, e: OSError, f: Path) -> None:
+        if self.writable:
+            warnings.warn(f"mel cache {self.dir} cannot be written ({f}: {type(e).__name__}: {e}); training goes on "
+                          "without writing the cache in this process (free space, or pass another cache_dir)",
+                          stacklevel=4)
+        self.writable = False
+
+    def save(self, path, mels: list[np.ndarray], has_audio: bool, f: Path | None = None) -> bool:
+        """Write the entry atomically; False (after one warning per process) when the cache cannot be written."""
+        if not self.writable:
+            return False
         f = f if f is not None else self.file(path)
-        with atomic_path(f) as tmp, open(tmp, "wb") as fh:   # parallel workers never read half a file
-            np.savez(fh, has_audio=np.array(has_audio), **{f"m{i}": m.astype(np.float16) for i, m in enumerate(mels)})
+        try:
+            with atomic_path(f) as tmp, open(tmp, "wb") as fh:   # parallel workers never read half a file
+                np.savez(fh, has_audio=np.array(has_audio),
+                         **{f"m{i}": m.astype(np.float16) for i, m in enumerate(mels)})
+        except OSError as e:                  # full disk, read-only folder, quota: go on without the cache
+            self._disable(e, f)
+            return False
+        return True
 
 
 @dataclass
 class AudioFrame:
-    "Path -> `(3, H, W)` audio frame and `has_audio`, with optional cache and train-time crop."
+    """Path -> `(3, H, W)` audio frame and `has_audio`, with optional cache and train-time crop."""
     size: tuple = (224, 224)
     n_mels: int = 224
     sr: int = DEFAULT_SR
@@ -197,17 +256,19 @@ class AudioFrame:
     cache: MelCache | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
-        if self.cache_dir is not None: self.cache = MelCache(self.cache_dir, self.params())
+        if self.cache_dir is not None:
+            self.cache = MelCache(self.cache_dir, self.params())
 
     def params(self) -> dict:
         keep = ("n_mels", "sr", "windows_ms", "hops_ms", "eps")
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if k in keep} | {"v": 1}
 
     def full_mels(self, path) -> tuple[list[np.ndarray], bool]:
-        "Log-mels of the whole clip (from the cache when possible)."
+        """Log-mels of the whole clip (from the cache when possible)."""
         f = self.cache.file(path) if self.cache is not None else None   # key: resolve + stat + hash, once
         got = self.cache.load(path, f) if f is not None else None
-        if got is not None: return got
+        if got is not None:
+            return got
         w = load_waveform(path, self.sr)
         mels = log_mels(w.wave, w.sr, self.n_mels, self.windows_ms, self.hops_ms, self.eps)
         if self.cache is not None:

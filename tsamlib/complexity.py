@@ -38,7 +38,7 @@ def model_complexity(arch: str = "resnet50", num_classes: int = 400, n_frames: i
     """Parameters and GMACs per clip of a configuration (``model_kwargs`` go to :func:`create_tsam`)."""
     model_kwargs.pop("pretrained", None)  # weights do not change the count
     with torch.device("meta"):
-        model = create_tsam(arch, num_classes, n_frames, audio=audio, **model_kwargs).eval()
+        model = create_tsam(arch, num_classes=num_classes, n_frames=n_frames, audio=audio, **model_kwargs).eval()
         video = torch.empty(batch_size, n_frames, 3, img_size, img_size)
         audio_in = torch.empty(batch_size, 1, 3, img_size, img_size) if audio else None
     macs = count_macs(model, video, *([audio_in] if audio else []))

@@ -9,10 +9,17 @@ Bad data is never lost silently:
 
 - manifest rows with a non-empty ``problem`` are excluded and reported when the loaders are made
   (as are rows with ``has_audio == False``: their audio frame is silent);
-- a sample that fails to load at run time is replaced by the next loadable one (index + 1, ...),
-  reported once per path (a warning in the main process, also with workers) and counted in a small
-  log folder shared by all workers: ``dls.skipped()`` (path -> reason), ``dls.n_skipped()``
-  (replacements). If every sample fails, a `RuntimeError` says so.
+  and listed on the loaders: ``dls.excluded`` (split -> {path: problem});
+- a TRAINING sample that fails to load at run time is replaced by the next loadable one (index + 1, ...);
+- a VALIDATION sample that fails to load is left out of its batch (never replaced: metrics are averaged
+  over the clips that loaded, no clip counts twice);
+- either way it is reported once per path (a warning in the main process, also with workers) and counted
+  in a small log folder per split shared by all workers: ``dls.skipped(split)`` (path -> reason),
+  ``dls.n_skipped(split)`` (failed attempts), ``dls.skip_report()`` (everything, per split). If every
+  sample of a split fails, a `RuntimeError` says so.
+
+Log folders are ``<tmp>/tsam-skips-<pid>-*``, removed by their process; those of killed processes are
+removed when the next `SkipLog` is made.
 
 Randomness of a sample depends only on ``(seed, epoch, index)``, so batches are the same for any
 ``num_workers``; shuffling uses ``random.Random(seed)``.
@@ -22,8 +29,10 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import re
 import shutil
 import tempfile
+import time
 import warnings
 import weakref
 from pathlib import Path
@@ -32,42 +41,98 @@ import numpy as np
 import pandas as pd
 import torch
 from fastai.data.core import DataLoaders
-from fastai.data.load import DataLoader
+from fastai.data.load import DataLoader, SkipItemException
 
-from .manifest import read_manifest
+from .manifest import read_manifest, single_thread
 from .audio import DEFAULT_SR, AudioFrame
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, ClipTransform, denormalize
 from .video import load_clip
 
-__all__ = ["read_table", "SkipLog", "VideoDataset", "TSAMDataLoader", "TSAMDataLoaders",
-           "video_dataloaders", "manifest_vocab", "clip_views_dataset", "video_views", "views_dataloader", "show_clip_batch"]
+__all__ = ["read_table", "SkipLog", "SampleDropped", "remove_stale_skip_logs", "VideoDataset", "TSAMDataLoader",
+           "TSAMDataLoaders", "video_dataloaders", "manifest_vocab", "clip_views_dataset", "video_views",
+           "views_dataloader", "show_clip_batch"]
 
 REQUIRED = ("path", "label", "split")
 
 
 def _truthy(v) -> bool:
-    if isinstance(v, str): return v.strip().lower() not in ("false", "0", "no", "")
+    if isinstance(v, str):
+        return v.strip().lower() not in ("false", "0", "no", "")
     return bool(v) if not pd.isna(v) else True
 
 
 def read_table(manifest) -> pd.DataFrame:
-    "Manifest (CSV path, read by `tsamlib.manifest.read_manifest`, or a DataFrame) with absolute paths."
+    """Manifest (CSV path, read by `tsamlib.manifest.read_manifest`, or a DataFrame) with absolute paths."""
     df = manifest.copy() if isinstance(manifest, pd.DataFrame) else read_manifest(manifest)
     missing = [c for c in REQUIRED if c not in df.columns]
-    if missing: raise ValueError(f"manifest lacks columns {missing}; it needs {list(REQUIRED)} (see tsamlib.manifest)")
+    if missing:
+        raise ValueError(f"manifest lacks columns {missing}; it needs {list(REQUIRED)} (see tsamlib.manifest)")
     df["path"] = df["path"].astype(str)
     df["problem"] = df["problem"].fillna("").astype(str) if "problem" in df.columns else ""
     df["has_audio"] = df["has_audio"].map(_truthy) if "has_audio" in df.columns else True
-    if "label_name" not in df.columns: df["label_name"] = df["label"].astype(str)
+    if "label_name" not in df.columns:
+        df["label_name"] = df["label"].astype(str)
     df["label"] = df["label"].astype(int)
     return df.reset_index(drop=True)
 
 
+_SKIP_PREFIX = "tsam-skips-"
+_SKIP_DIR = re.compile(rf"{_SKIP_PREFIX}(\d+)-[^/]+$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:      # alive, owned by someone else
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def remove_stale_skip_logs(tmp_dir: str | Path | None = None, legacy_age_s: float = 86400.0) -> list[Path]:
+    """Remove ``tsam-skips-<pid>-*`` folders of this user in `tmp_dir` (default: the temp dir) whose process is
+    gone (killed before it could clean up). Folders of the old unnamed form are removed after `legacy_age_s`."""
+    root = Path(tmp_dir) if tmp_dir is not None else Path(tempfile.gettempdir())
+    removed = []
+    try:
+        entries = list(root.glob(f"{_SKIP_PREFIX}*"))
+    except OSError:
+        return removed
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    for d in entries:
+        try:
+            st = d.lstat()
+            if not d.is_dir() or d.is_symlink() or (uid is not None and st.st_uid != uid):
+                continue
+            m = _SKIP_DIR.match(d.name)
+            if m:
+                if int(m.group(1)) == os.getpid() or _pid_alive(int(m.group(1))):
+                    continue
+            elif time.time() - st.st_mtime < legacy_age_s:
+                continue
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+        except OSError:
+            continue
+    return removed
+
+
 class SkipLog:
-    "Samples that failed to load, shared by all workers through marker files in a folder."
-    def __init__(self, directory: str | Path | None = None):
-        self.dir = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="tsam-skips-"))
+    """Samples that failed to load, shared by all workers through marker files in a folder.
+
+    ``action`` says what became of a failed sample (in the warnings). Without `directory`, the folder is
+    ``<tmp>/tsam-skips-<pid>-*``, removed when the log is garbage-collected or the process exits; folders left
+    by killed processes are removed here (:func:`remove_stale_skip_logs`)."""
+    def __init__(self, directory: str | Path | None = None, action: str = "replaced by another sample",
+                 hint: str = "dls.skipped()"):
+        if directory is None:
+            remove_stale_skip_logs()
+        self.dir = Path(directory) if directory else Path(tempfile.mkdtemp(prefix=f"{_SKIP_PREFIX}{os.getpid()}-"))
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.action, self.hint = action, hint
         self._bad: dict[str, str] | None = None
         self._reported: set[str] = set()
         if directory is None:   # only the creating process removes the folder
@@ -77,139 +142,256 @@ class SkipLog:
         return self.dir / f"{hashlib.sha1(path.encode()).hexdigest()[:20]}.skip"
 
     def record(self, path: str, reason: str) -> None:
-        "Count one replacement of `path`; remember its reason once (first writer wins)."
+        """Count one failed use of `path` (replaced or left out); remember its reason once (first writer wins)."""
         reason = " ".join(str(reason).split())[:500]
         try:
             fd = os.open(self._marker(path), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            with os.fdopen(fd, "w", encoding="utf-8") as f: f.write(f"{path}\t{reason}\n")
-        except FileExistsError: pass
-        with open(self.dir / f"events-{os.getpid()}.log", "a", encoding="utf-8") as f: f.write(path + "\n")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(f"{path}\t{reason}\n")
+        except FileExistsError:
+            pass
+        with open(self.dir / f"events-{os.getpid()}.log", "a", encoding="utf-8") as f:
+            f.write(path + "\n")
         self.bad()[path] = reason
 
     def bad(self) -> dict[str, str]:
-        "Paths already known to fail (read once per process, then kept up to date)."
-        if self._bad is None: self._bad = self.skipped()
+        """Paths already known to fail (read once per process, then kept up to date)."""
+        if self._bad is None:
+            self._bad = self.skipped()
         return self._bad
 
     def skipped(self) -> dict[str, str]:
-        "All failed paths seen by any process, with their reason."
+        """All failed paths seen by any process, with their reason."""
         out = {}
         for m in sorted(self.dir.glob("*.skip")):
             line = m.read_text(encoding="utf-8").rstrip("\n")
             if "\t" in line:
-                p, r = line.split("\t", 1); out[p] = r
+                p, r = line.split("\t", 1)
+                out[p] = r
         return out
 
     def n_events(self) -> int:
-        "Number of times a requested sample was replaced (all processes)."
+        """Number of times a requested sample failed and was replaced or left out (all processes)."""
         return sum(len(f.read_text(encoding="utf-8").splitlines()) for f in self.dir.glob("events-*.log"))
 
     def report_new(self) -> None:
-        "Warn (in the calling process) once for each newly failed path."
+        """Warn (in the calling process) once for each newly failed path."""
         for p, r in self.skipped().items():
             if p not in self._reported:
                 self._reported.add(p)
-                warnings.warn(f"skipped {p}: {r} (replaced by another sample; see dls.skipped())", stacklevel=2)
+                warnings.warn(f"skipped {p}: {r} ({self.action}; see {self.hint})", stacklevel=2)
 
 
 def _remove_if_owner(d: Path, pid: int) -> None:
-    if os.getpid() == pid: shutil.rmtree(d, ignore_errors=True)
+    if os.getpid() == pid:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+class SampleDropped(SkipItemException):
+    """A sample that failed to load in a split that never substitutes (fastai's DataLoader leaves it out)."""
+
+
+ON_BAD = ("replace", "drop", "raise")
 
 
 class VideoDataset(torch.utils.data.Dataset):
-    "Items `(video, [audio,] label)` for manifest rows, in `mode` train/valid/test (one item per view)."
+    """Items `(video, [audio,] label)` for manifest rows, in `mode` train/valid/test (one item per view).
+
+    A sample that fails to load (``on_bad``): ``"replace"`` by the next loadable one (training), ``"drop"``
+    (raise `SampleDropped`, which a fastai DataLoader leaves out of the batch: validation), or ``"raise"``.
+    Each failure is recorded in ``log``. Default: ``"replace"`` if ``replace_bad`` else ``"raise"``."""
     def __init__(self, df: pd.DataFrame, n_frames: int, mode: str, transform: ClipTransform,
                  audio: AudioFrame | None = None, seed: int = 0, log: SkipLog | None = None,
-                 views: list[tuple[int, int, int]] | None = None, n_clips: int = 1, replace_bad: bool = True):
-        self.df, self.n_frames, self.mode, self.tfm, self.audio = df.reset_index(drop=True), n_frames, mode, transform, audio
-        self.seed, self.epoch, self.n_clips, self.replace_bad = seed, 0, n_clips, replace_bad
-        self.log = log if log is not None else SkipLog()
+                 views: list[tuple[int, int, int]] | None = None, n_clips: int = 1, replace_bad: bool = True,
+                 on_bad: str | None = None, split: str | None = None):
+        self.df, self.n_frames, self.mode = df.reset_index(drop=True), n_frames, mode
+        self.tfm, self.audio = transform, audio
+        self.on_bad = on_bad if on_bad is not None else ("replace" if replace_bad else "raise")
+        if self.on_bad not in ON_BAD:
+            raise ValueError(f"on_bad={on_bad!r}: use one of {ON_BAD}")
+        self.seed, self.epoch, self.n_clips, self.replace_bad = seed, 0, n_clips, self.on_bad == "replace"
+        self.split = split if split is not None else mode
+        self.log = log if log is not None else (SkipLog() if self.on_bad != "drop" else SkipLog(
+            action=f"left out of split {self.split!r}, not replaced", hint=f"dls.skipped({self.split!r})"))
         self.views = views if views is not None else [(i, 0, 1) for i in range(len(self.df))]
         self.paths, self.labels = self.df["path"].tolist(), self.df["label"].astype(int).tolist()
         self.n_inp = 2 if audio is not None else 1
 
-    def __len__(self) -> int: return len(self.views)
+    def __len__(self) -> int:
+        return len(self.views)
 
     def load(self, i: int, rng: np.random.Generator) -> tuple:
-        "Load view `i` (raises on a bad file)."
+        """Load view `i` (raises on a bad file)."""
         row, clip, crop = self.views[i]
         path = self.paths[row]
         frames, _ = load_clip(path, self.n_frames, self.mode, rng, clip_index=clip, n_clips=self.n_clips)
         video = self.tfm(frames, rng, crop_index=crop)
         label = torch.tensor(self.labels[row], dtype=torch.long)
-        if self.audio is None: return video, label
+        if self.audio is None:
+            return video, label
         spec, _ = self.audio(path, train=self.mode == "train", rng=rng)
         return video, spec[None], label
 
     def __getitem__(self, i: int) -> tuple:
         rng = np.random.default_rng([self.seed, self.epoch, int(i)])
-        if not self.replace_bad: return self.load(i, rng)
+        if self.on_bad == "raise":
+            return self.load(i, rng)
+        if self.on_bad == "drop":
+            path = self.paths[self.views[i][0]]
+            bad = self.log.bad()
+            if path in bad:
+                self.log.record(path, bad[path])
+            else:
+                try:
+                    return self.load(i, rng)
+                except Exception as e:
+                    self.log.record(path, f"{type(e).__name__}: {str(e).replace(path + ': ', '')}")
+            raise SampleDropped(f"{path}: {self.log.bad()[path]} (left out of split {self.split!r})")
         bad = self.log.bad()
         for k in range(len(self)):
             j = (i + k) % len(self)
             path = self.paths[self.views[j][0]]
             if path in bad:
-                self.log.record(path, bad[path]); continue
-            try: return self.load(j, rng)
-            except Exception as e: self.log.record(path, f"{type(e).__name__}: {str(e).replace(path + ': ', '')}")
+                self.log.record(path, bad[path])
+                continue
+            try:
+                return self.load(j, rng)
+            except Exception as e:
+                self.log.record(path, f"{type(e).__name__}: {str(e).replace(path + ': ', '')}")
         raise RuntimeError(f"all {len(self)} samples failed to load; first failures: "
                            f"{list(self.log.skipped().items())[:3]} (check the paths and files in the manifest)")
 
 
 def _limit_threads() -> None:
-    "One thread per worker for torch, OpenMP/BLAS pools and numba (librosa)."
-    torch.set_num_threads(1)
+    """One thread per worker for torch, OpenMP/BLAS pools and numba (librosa): :func:`tsamlib.manifest.single_thread`,
+    then the pools already loaded (threadpoolctl) and numba's."""
+    single_thread()   # thread variables, and torch.set_num_threads(1) (torch is imported here)
     try:
         from threadpoolctl import threadpool_limits
         threadpool_limits(1)
-    except Exception: pass
+    except Exception:
+        pass
     try:
         import numba
         numba.set_num_threads(1)
-    except Exception: pass
+    except Exception:
+        pass
 
 
 class TSAMDataLoader(DataLoader):
-    "fastai DataLoader: new randomness each epoch, skipped samples reported from the main process."
+    """fastai DataLoader: new randomness each epoch, skipped samples reported from the main process; a dataset
+    with ``on_bad="drop"`` gives smaller batches (never empty ones) and an error if no sample loads at all."""
     def before_iter(self):
         super().before_iter()
         self.dataset.epoch += 1
+        self.n_items = 0   # samples delivered by this pass
 
-    def wif(self): _limit_threads()
+    def wif(self):
+        _limit_threads()
+
+    def _drops(self) -> bool:
+        return getattr(self.dataset, "on_bad", None) == "drop"
+
+    def create_batches(self, samps):
+        """Dropping datasets: each chunk of `bs` indices gives one (smaller) batch, never merged with the next one."""
+        if not self._drops():
+            yield from super().create_batches(samps)
+            return
+        for chunk in self.chunkify(samps):
+            items = [o for o in map(self.do_item, chunk) if o is not None]
+            yield self.do_batch(items) if items else ()   # () keeps the order of the workers' batches; not shown
+
+    def __iter__(self):
+        for b in super().__iter__():
+            if not (isinstance(b, tuple) and len(b) == 0):
+                yield b
 
     def after_batch(self, b):
         self.dataset.log.report_new()
+        if len(b):
+            self.n_items = getattr(self, "n_items", 0) + len(b[-1])
         return b
 
+    def after_iter(self):
+        super().after_iter()
+        ds = self.dataset
+        if getattr(ds, "on_bad", None) != "drop":
+            return
+        idxs = getattr(self, "_DataLoader__idxs", None)   # the pass's indices (fastai keeps them as `__idxs`)
+        bad = ds.log.skipped()
+        if bad and isinstance(idxs, list):
+            # fastai's `get_preds(reorder=True)` sorts its results by this very list once the pass is over:
+            # leave out the samples that were dropped so that it reorders the clips that really came
+            idxs[:] = [i for i in idxs if ds.paths[ds.views[i][0]] not in bad]
+        if len(ds) and not getattr(self, "n_items", 0):
+            ds.log.report_new()
+            raise RuntimeError(f"all {len(ds)} samples of split {ds.split!r} failed to load; first failures: "
+                               f"{list(ds.log.skipped().items())[:3]} (check the paths and files in the manifest)")
+
     @property
-    def n_inp(self) -> int: return self.dataset.n_inp
+    def n_inp(self) -> int:
+        return self.dataset.n_inp
+
+
+_ROLES = ("train", "valid")
 
 
 class TSAMDataLoaders(DataLoaders):
-    "fastai DataLoaders with `vocab`, `c`, `n_inp`, skip reports and a clip `show_batch`."
+    """fastai DataLoaders with `vocab`, `c`, `n_inp`, skip reports and a clip `show_batch`.
+
+    ``excluded``: manifest rows left out when the loaders were made, ``{split: {path: problem}}``."""
+    excluded: dict[str, dict[str, str]] = {}
+
     @property
-    def n_inp(self) -> int: return self.train.dataset.n_inp
+    def n_inp(self) -> int:
+        return self.train.dataset.n_inp
 
-    def skipped(self) -> dict[str, str]:
-        "Path -> reason for every sample replaced so far (train and valid, all workers)."
-        logs = {id(dl.dataset.log): dl.dataset.log for dl in self.loaders}  # train and valid share one log
-        return {p: r for log in logs.values() for p, r in log.skipped().items()}
+    def _logs(self, split: str | None = None) -> list[SkipLog]:
+        """The skip logs of the loaders of `split` (``"train"``/``"valid"`` or a manifest split name; None: all)."""
+        dls = [dl for k, dl in enumerate(self.loaders) if split is None or split == getattr(dl.dataset, "split", None)
+               or (k < len(_ROLES) and split == _ROLES[k])]
+        if split is not None and not dls:
+            raise ValueError(f"no loader for split {split!r} (use 'train', 'valid' or "
+                             f"{[getattr(dl.dataset, 'split', None) for dl in self.loaders]})")
+        return list({id(dl.dataset.log): dl.dataset.log for dl in dls}.values())
 
-    def n_skipped(self) -> int:
-        "Failed load attempts so far, all workers (a bad file met 3 times counts 3)."
-        logs = {id(dl.dataset.log): dl.dataset.log for dl in self.loaders}
-        return sum(l.n_events() for l in logs.values())
+    def skipped(self, split: str | None = None) -> dict[str, str]:
+        """Path -> reason for every sample that failed to load so far (of `split`, else all; all workers)."""
+        return {p: r for log in self._logs(split) for p, r in log.skipped().items()}
+
+    def n_skipped(self, split: str | None = None) -> int:
+        """Failed load attempts so far (of `split`, else all), all workers (a bad file met 3 times counts 3)."""
+        return sum(l.n_events() for l in self._logs(split))
+
+    def skip_report(self) -> dict[str, dict]:
+        """Per loader (``"train"``, ``"valid"``): manifest ``split``, ``policy`` (``replace``: swapped for another
+        sample, ``drop``: left out), ``samples`` (distinct files that failed), ``events`` (failed attempts),
+        ``clips`` (samples in the split) and ``paths`` (path -> reason)."""
+        out = {}
+        for k, dl in enumerate(self.loaders):
+            ds = dl.dataset
+            paths = ds.log.skipped()
+            out[_ROLES[k] if k < len(_ROLES) else f"loader{k}"] = dict(
+                split=getattr(ds, "split", None), policy=getattr(ds, "on_bad", "replace"), samples=len(paths),
+                events=ds.log.n_events(), clips=len(ds), paths=paths)
+        return out
+
+    @property
+    def n_excluded(self) -> dict[str, int]:
+        """Manifest rows excluded per split."""
+        return {s: len(v) for s, v in self.excluded.items()}
 
     def show_batch(self, b=None, max_n: int = 4, figsize=None):
-        "Frames of each clip in a row (denormalised), then its 3 mel channels; returns the figure."
-        if b is None: b = self.train.one_batch()
+        """Frames of each clip in a row (denormalised), then its 3 mel channels; returns the figure."""
+        if b is None:
+            b = self.train.one_batch()
         return show_clip_batch(b, self.vocab, self.train.dataset.tfm, max_n, figsize,
                                hops=self.train.dataset.audio.hops_ms if self.n_inp == 2 else None,
                                windows=self.train.dataset.audio.windows_ms if self.n_inp == 2 else None)
 
 
 def show_clip_batch(b, vocab, tfm: ClipTransform, max_n: int = 4, figsize=None, windows=None, hops=None):
-    "Matplotlib figure of a batch: one row per sample, T frames then the mel channels."
+    """Matplotlib figure of a batch: one row per sample, T frames then the mel channels."""
     import matplotlib.pyplot as plt
     video, label = b[0].cpu(), b[-1].cpu()
     audio = b[1].cpu() if len(b) == 3 else None
@@ -219,12 +401,15 @@ def show_clip_batch(b, vocab, tfm: ClipTransform, max_n: int = 4, figsize=None, 
     for r in range(n):
         frames = denormalize(video[r], tfm.mean, tfm.std)
         for c in range(t):
-            ax = axes[r, c]; ax.imshow(frames[c].permute(1, 2, 0).numpy()); ax.axis("off")
+            ax = axes[r, c]
+            ax.imshow(frames[c].permute(1, 2, 0).numpy())
+            ax.axis("off")
         axes[r, 0].set_title(str(vocab[int(label[r])]), fontsize=8, loc="left")
         if audio is not None:
             for k in range(3):
                 ax = axes[r, t + k]
-                ax.imshow(audio[r, 0, k].numpy(), origin="lower", aspect="auto", cmap="magma"); ax.axis("off")
+                ax.imshow(audio[r, 0, k].numpy(), origin="lower", aspect="auto", cmap="magma")
+                ax.axis("off")
                 ax.set_title(f"{windows[k]}/{hops[k]} ms", fontsize=8)
     fig.tight_layout()
     return fig
@@ -235,14 +420,15 @@ def _audio_frame(audio: bool, img_size: int, n_mels: int, sample_rate: int, cach
 
 
 def manifest_vocab(df: pd.DataFrame) -> list[str]:
-    "Class names indexed by label (labels 0..max; a label without a name is shown as its number)."
+    """Class names indexed by label (labels 0..max; a label without a name is shown as its number)."""
     names = df[df["label"] >= 0].drop_duplicates("label").set_index("label")["label_name"].astype(str)
     return [names.get(i, str(i)) for i in range(int(df["label"].max()) + 1)]
 
 
 def _split(df: pd.DataFrame, split: str) -> pd.DataFrame:
     part = df[df["split"] == split]
-    if part.empty: raise ValueError(f"no usable rows with split {split!r} (splits present: {sorted(df['split'].unique())})")
+    if part.empty:
+        raise ValueError(f"no usable rows with split {split!r} (splits present: {sorted(df['split'].unique())})")
     return part
 
 
@@ -251,11 +437,14 @@ def video_dataloaders(manifest, n_frames: int = 8, audio: bool = False, img_size
                       sample_rate: int = DEFAULT_SR, mean=IMAGENET_MEAN, std=IMAGENET_STD, cache_dir=None,
                       seed: int = 0, device=None, train_split: str = "train", valid_split: str = "valid",
                       scales=(1, .875, .75, .66), grayscale_p: float = 0.0) -> TSAMDataLoaders:
-    "Train (random segments, multi-scale crop, flip) and valid (centre frames, centre crop) loaders."
+    """Train (random segments, multi-scale crop, flip) and valid (centre frames, centre crop) loaders."""
     df = read_table(manifest)
     vocab = manifest_vocab(df)
     c = len(vocab)
     bad = df[df["problem"].str.len() > 0]
+    excluded: dict[str, dict[str, str]] = {}
+    for p, q, s in zip(bad["path"], bad["problem"], bad["split"].astype(str)):
+        excluded.setdefault(s, {})[p] = q
     if len(bad):
         shown = "; ".join(f"{p} ({q})" for p, q in zip(bad["path"][:5], bad["problem"][:5]))
         warnings.warn(f"excluded {len(bad)} of {len(df)} rows with problems: {shown}{' ...' if len(bad) > 5 else ''}")
@@ -264,13 +453,13 @@ def video_dataloaders(manifest, n_frames: int = 8, audio: bool = False, img_size
     if audio:
         used = pd.concat([tr, va])
         silent = int((~used["has_audio"].astype(bool)).sum())
-        if silent: warnings.warn(f"{silent} of {len(used)} videos have no audio track: their audio frame is silent")
-    log = SkipLog()
+        if silent:
+            warnings.warn(f"{silent} of {len(used)} videos have no audio track: their audio frame is silent")
     af = _audio_frame(audio, img_size, n_mels, sample_rate, cache_dir)
     mk = lambda train: ClipTransform(img_size, resize, train=train, flip=flip, scales=tuple(scales),
                                      grayscale_p=grayscale_p if train else 0.0, mean=tuple(mean), std=tuple(std))
-    train_ds = VideoDataset(tr, n_frames, "train", mk(True), af, seed, log)
-    valid_ds = VideoDataset(va, n_frames, "valid", mk(False), af, seed, log)
+    train_ds = VideoDataset(tr, n_frames, "train", mk(True), af, seed, on_bad="replace", split=train_split)
+    valid_ds = VideoDataset(va, n_frames, "valid", mk(False), af, seed, on_bad="drop", split=valid_split)
     dls = []
     for ds, shuffle in ((train_ds, True), (valid_ds, False)):
         dl = TSAMDataLoader(ds, bs=batch_size, shuffle=shuffle, drop_last=shuffle and len(ds) >= batch_size,
@@ -278,7 +467,7 @@ def video_dataloaders(manifest, n_frames: int = 8, audio: bool = False, img_size
         dl.rng = random.Random(seed)
         dls.append(dl)
     res = TSAMDataLoaders(*dls, device=device)
-    res.vocab, res.c = vocab, c
+    res.vocab, res.c, res.excluded = vocab, c, excluded
     return res
 
 
@@ -295,7 +484,7 @@ def clip_views_dataset(manifest, split: str = "test", n_clips: int = 1, n_crops:
     views = [(r, c, k) for r in range(len(part)) for c in range(n_clips) for k in range(n_crops)]
     tfm = ClipTransform(img_size, resize, train=False, n_crops=n_crops, mean=tuple(mean), std=tuple(std))
     return VideoDataset(part, n_frames, "test", tfm, _audio_frame(audio, img_size, n_mels, sample_rate, cache_dir),
-                        views=views, n_clips=n_clips, replace_bad=replace_bad)
+                        views=views, n_clips=n_clips, replace_bad=replace_bad, split=split)
 
 
 def video_views(path, n_frames: int, n_clips: int, n_crops: int, tfm: ClipTransform,
@@ -316,5 +505,5 @@ def video_views(path, n_frames: int, n_clips: int, n_crops: int, tfm: ClipTransf
 
 
 def views_dataloader(ds: VideoDataset, batch_size: int = 8, num_workers: int = 0, device=None) -> TSAMDataLoader:
-    "Ordered (no shuffle, no drop) fastai DataLoader over a `clip_views_dataset`."
+    """Ordered (no shuffle, no drop) fastai DataLoader over a `clip_views_dataset`."""
     return TSAMDataLoader(ds, bs=batch_size, shuffle=False, drop_last=False, num_workers=num_workers, device=device)

@@ -3,7 +3,8 @@
     accelerate launch --num_processes 4 -m tsamlib.distributed params.json           # 4 GPUs, one machine
     accelerate launch --cpu --num_processes 2 -m tsamlib.distributed params.json     # 2 CPU processes (gloo)
 
-``params.json`` holds parameters of ``notebooks/03_train.ipynb`` (missing ones take the notebook's defaults).
+``params.json`` holds settings of :class:`tsamlib.config.RunConfig` (the parameters of ``notebooks/03_train.ipynb``;
+missing ones take their defaults, unknown ones are refused).
 Every process trains on its shard of each batch; only rank 0 writes the run folder. Per-epoch validation is
 sharded and gathered by fastai; the final validation runs on the whole validation set.
 On CPU (the test), launch with ``torchrun --nproc_per_node 2 -m tsamlib.distributed params.json`` (gloo).
@@ -18,13 +19,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["DEFAULTS", "train_distributed", "main"]
-
-DEFAULTS: dict[str, Any] = dict(dataset="default", n_frames=8, shift_depth=1, f_div=8, n_insert=1, m_insert=0,
-                                audio=False, pretrained=None, arch="resnet18", img_size=64, resize=72, flip=True,
-                                n_mels=64, epochs=3, lr=2e-3, recipe="one_cycle", lr_decay=None, batch_size=8,
-                                dropout=0.5, num_workers=0, seed=0, run_id="demo_ddp", resume=False,
-                                overwrite=False, runs_root=None)
+__all__ = ["train_distributed", "main"]
 
 
 def _broadcast_on_cpu(self, t, rank):
@@ -35,38 +30,37 @@ def _broadcast_on_cpu(self, t, rank):
 
 
 def train_distributed(params: dict[str, Any]) -> dict[str, Any] | None:
-    """Train ``params`` in every launched process; return the final metrics on rank 0 (None elsewhere)."""
+    """Train ``params`` (settings of :class:`tsamlib.config.RunConfig`) in every launched process; return the
+    final metrics on rank 0 (None elsewhere)."""
     import fastai.distributed  # noqa: F401  (adds Learner.distrib_ctx)
     from fastai.torch_core import num_distrib, rank_distrib
 
+    from .config import RunConfig
     from .data import video_dataloaders
-    from .model import model_kwargs
-    from .runs import dataset_manifest, mel_cache_dir, start_run
+    from .fileio import mel_cache_dir
+    from .runs import begin_run
     from .train import finish_run, fit_run, seed_everything, tsam_learner
 
-    unknown = set(params) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown parameters {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    p = {**DEFAULTS, **params}
+    cfg = RunConfig.from_params(params)  # unknown or bad settings raise here, in every process
     rank = rank_distrib()
-    record = {k: v for k, v in p.items() if k not in ("run_id", "resume", "overwrite", "runs_root")}
-    record["world_size"] = max(num_distrib(), 1)
-    runs_root = p["runs_root"] if rank == 0 else tempfile.mkdtemp(prefix=f"tsam-rank{rank}-")
-    run = start_run(p["run_id"], record, runs_root=runs_root, resume=p["resume"], overwrite=p["overwrite"])
-    seed_everything(p["seed"])
-    dls = video_dataloaders(dataset_manifest(p["dataset"]), n_frames=p["n_frames"], audio=p["audio"],
-                            img_size=p["img_size"], resize=p["resize"], flip=p["flip"], n_mels=p["n_mels"],
-                            batch_size=p["batch_size"], num_workers=p["num_workers"], seed=p["seed"],
-                            cache_dir=mel_cache_dir())
-    seed_everything(p["seed"])  # same initial weights in every process
-    learn = tsam_learner(dls, arch=p["arch"], recipe=p["recipe"], pretrained=p["pretrained"], **model_kwargs(p))
+    if rank != 0:  # only rank 0 writes the run folder; the others record into a scratch folder
+        cfg = cfg.replace(runs_root=tempfile.mkdtemp(prefix=f"tsam-rank{rank}-"), run_id=cfg.run_id or "rank")
+    # no process builds a missing dataset (they would race): run notebook 01 first
+    run, manifest = begin_run(cfg, build_missing=False, extra=dict(world_size=max(num_distrib(), 1)))
+    seed_everything(cfg.seed)
+    dls = video_dataloaders(manifest, n_frames=cfg.n_frames, audio=cfg.audio, img_size=cfg.img_size,
+                            resize=cfg.resize, flip=cfg.flip, n_mels=cfg.n_mels, batch_size=cfg.batch_size,
+                            num_workers=cfg.num_workers, seed=cfg.seed, cache_dir=mel_cache_dir())
+    seed_everything(cfg.seed)  # same initial weights in every process
+    learn = tsam_learner(dls, arch=cfg.arch, recipe=cfg.recipe, pretrained=cfg.pretrained, **cfg.model_kwargs())
     if not torch.cuda.is_available():
         fastai.distributed.DistributedDL._broadcast = _broadcast_on_cpu
     with learn.distrib_ctx(sync_bn=torch.cuda.is_available(), cpu=not torch.cuda.is_available()):
-        fit_run(learn, run, p["epochs"], p["lr"], seed=p["seed"], resume=p["resume"], lr_decay=p["lr_decay"],
+        fit_run(learn, run, cfg.epochs, cfg.lr, seed=cfg.seed, resume=cfg.resume, lr_decay=cfg.lr_decay,
                 finish=False)
     # every process validates the whole set (the metrics gather across processes), only rank 0 keeps the record
-    final = finish_run(learn, run, p["epochs"], p["seed"])
+    final = finish_run(learn, run, cfg.epochs, cfg.seed)
+    run.close()
     return final if rank == 0 else None
 
 

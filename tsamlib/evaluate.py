@@ -30,7 +30,10 @@ from fastai.interpret import ClassificationInterpretation
 
 from .data import _limit_threads, clip_views_dataset, manifest_vocab, read_table, video_views
 from .model import TSAM, create_tsam, model_kwargs
-from .runs import atomic_write_json, dataset_manifest, environment_info, is_finished, mel_cache_dir, open_run
+from .datasets import dataset_manifest
+from .fileio import atomic_write_json, mel_cache_dir
+from .provenance import environment_info
+from .runs import RunLock, is_finished, open_run
 
 __all__ = ["load_run_model", "run_vocab", "evaluate_views", "eval_path", "per_class_accuracy",
            "ViewsInterpretation", "interpretation", "plot_top_losses", "cmd_evaluate"]
@@ -69,11 +72,13 @@ def eval_path(run_dir: str | os.PathLike, split: str = "valid", n_clips: int = 2
 
 
 class _SafeVideoViews(torch.utils.data.Dataset):
-    "All views of each video of a `clip_views_dataset` (one decode per clip); a failed load gives zeros and ``ok=False``."
+    """All views of each video of a `clip_views_dataset` (one decode per clip); a failed load gives zeros and
+    ``ok=False``."""
     def __init__(self, ds, n_clips: int, n_crops: int):
         self.ds, self.n_clips, self.n_crops = ds, n_clips, n_crops
 
-    def __len__(self) -> int: return len(self.ds.paths)
+    def __len__(self) -> int:
+        return len(self.ds.paths)
 
     def __getitem__(self, r: int):
         path, ds = self.ds.paths[r], self.ds
@@ -87,7 +92,8 @@ class _SafeVideoViews(torch.utils.data.Dataset):
         return (video, *([audio] if ds.audio else []), r, ok)
 
 
-def _worker_init(_: int) -> None: _limit_threads()
+def _worker_init(_: int) -> None:
+    _limit_threads()
 
 
 def _topk_correct(probs: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
@@ -189,12 +195,14 @@ def _write_record(run_dir: Path, res: dict[str, Any]) -> Path:
                   failed=res["failed"], excluded=res["excluded"], vocab=res["vocab"], videos=videos,
                   wall_s=res["wall_s"], views_per_s=res["views_per_s"], environment=environment_info())
     p = res["protocol"]
-    return atomic_write_json(eval_path(run_dir, p["split"], p["n_clips"], p["n_crops"]), record)
+    with RunLock(run_dir, what="evaluation"):  # refused while another process trains or evaluates this run
+        return atomic_write_json(eval_path(run_dir, p["split"], p["n_clips"], p["n_crops"]), record)
 
 
 class _VocabHolder:
-    "Stands in for the DataLoader fastai's interpretation reads ``vocab`` from."
-    def __init__(self, vocab, paths): self.vocab, self.items = list(vocab), list(paths)
+    """Stands in for the DataLoader fastai's interpretation reads ``vocab`` from."""
+    def __init__(self, vocab, paths):
+        self.vocab, self.items = list(vocab), list(paths)
 
 
 class ViewsInterpretation(ClassificationInterpretation):
@@ -216,11 +224,10 @@ class ViewsInterpretation(ClassificationInterpretation):
         np.add.at(cm, (self.targs.numpy(), self.preds.argmax(1).numpy()), 1)
         return cm[:c, :c]
 
-    def print_classification_report(self):
-        import sklearn.metrics as skm
-        print(skm.classification_report(self.targs.numpy(), self.preds.argmax(1).numpy(),
-                                        labels=list(range(len(self.vocab))), target_names=list(map(str, self.vocab)),
-                                        zero_division=0))
+    def most_confused(self, min_val: int = 1) -> list[tuple[str, str, int]]:
+        """(actual class, predicted class, number of videos), largest first, as plain Python str/int
+        (fastai's version returns numpy integers)."""
+        return [(str(a), str(b), int(n)) for a, b, n in super().most_confused(min_val)]
 
     def plot_top_losses(self, k: int = 4, largest: bool = True, **kwargs):
         return plot_top_losses(self, k, largest, **kwargs)
@@ -234,7 +241,9 @@ def interpretation(source, split: str = "valid", n_clips: int = 2, n_crops: int 
     if isinstance(source, Learner):
         preds, targs = source.get_preds(dl=source.dls.valid)
         ds = source.dls.valid.dataset
-        return ViewsInterpretation(preds, targs, source.dls.vocab, getattr(ds, "paths", [""] * len(targs)),
+        dropped = source.dls.skipped("valid") if hasattr(source.dls, "skipped") else {}
+        paths = [p for p in getattr(ds, "paths", [""] * len(targs)) if p not in dropped]  # in step with preds
+        return ViewsInterpretation(preds, targs, source.dls.vocab, paths,
                                    getattr(ds, "n_frames", 8), learn=source,
                                    protocol=dict(split="valid", n_clips=1, n_crops=1))
     res = source if isinstance(source, dict) else evaluate_views(source, split, n_clips, n_crops, batch_size,
@@ -246,30 +255,46 @@ def interpretation(source, split: str = "valid", n_clips: int = 2, n_crops: int 
 def plot_top_losses(interp: ViewsInterpretation, k: int = 4, largest: bool = True, n_show: int | None = None,
                     figsize=None):
     """Rows of the `k` largest (or smallest) losses: the clip's centre frames, titled with label /
-    prediction / loss / probability of the prediction. Returns the matplotlib figure."""
+    prediction / loss / probability of the prediction. Returns the matplotlib figure.
+
+    Each row is a subfigure whose title is wrapped to the figure's width, and the layout is constrained,
+    so no title is clipped or hidden under the row above."""
     import matplotlib.pyplot as plt
+    from .fileio import relative_to_repo
     from .video import load_clip
+    from .viz import wrap_to_width
+    shown = lambda q: (lambda rel: Path(q).name if Path(rel).is_absolute() else rel)(relative_to_repo(q))
     losses, idx = interp.top_losses(min(k, len(interp.losses)), largest)
     t = n_show or interp.n_frames
-    fig, axes = plt.subplots(max(1, len(idx)), t, figsize=figsize or (1.3 * t, 1.5 * max(1, len(idx))),
-                             squeeze=False)
-    for r, (i, loss) in enumerate(zip(idx.tolist(), losses.tolist())):
+    n_rows = max(1, len(idx))
+    fig = plt.figure(figsize=figsize or (max(1.3 * t, 5.5), 1.75 * n_rows + 0.9), layout="constrained")
+    width = fig.get_figwidth()
+    which = "largest" if largest else "smallest"
+    fig.suptitle(wrap_to_width(f"Videos with the {which} loss: true class → predicted class; "
+                               "loss = -log p(true class) of the mean softmax over the evaluated views; "
+                               "p = probability of the prediction. "
+                               f"Frames: the centre frame of each of {t} segments.", width, 9), fontsize=9)
+    subfigs = np.atleast_1d(fig.subfigures(n_rows, 1))
+    for r, sub in enumerate(subfigs):
+        axes = sub.subplots(1, t, squeeze=False)[0]
+        for ax in axes:
+            ax.axis("off")
+        if r >= len(idx):
+            continue
+        i, loss = int(idx[r]), float(losses[r])
         p, y = interp.preds[i], int(interp.targs[i])
         k_pred = int(p.argmax())
         try:
             frames, _ = load_clip(interp.paths[i], t, "valid")
-        except Exception as e:
-            frames = None
-            axes[r, 0].text(0, 0.5, f"cannot show: {e}"[:60], fontsize=7)
-        for c in range(t):
-            ax = axes[r, c]
-            if frames is not None:
+            for c, ax in enumerate(axes):
                 ax.imshow(frames[c].numpy())
-            ax.axis("off")
-        txt = axes[r, 0].text(0, 1.06, f"{interp.vocab[y]} → {interp.vocab[k_pred]} / loss {loss:.2f} / "
-                              f"p {float(p[k_pred]):.2f}", fontsize=8, transform=axes[r, 0].transAxes, va="bottom")
-        txt.set_in_layout(False)   # a long title must not shrink the frames
-    fig.tight_layout(h_pad=1.5)
+        except Exception as e:
+            msg = str(e).replace(str(Path(interp.paths[i])), shown(interp.paths[i]))
+            axes[0].text(0, 0.5, wrap_to_width(f"cannot show: {msg}"[:200], width, 7), fontsize=7,
+                         transform=axes[0].transAxes, va="center").set_in_layout(False)
+        sub.suptitle(wrap_to_width(f"{shown(interp.paths[i]) if interp.paths[i] else ''}\n"
+                                   f"{interp.vocab[y]} → {interp.vocab[k_pred]} / loss {loss:.2f} / "
+                                   f"p {float(p[k_pred]):.2f}", width, 8).lstrip("\n"), fontsize=8)
     return fig
 
 

@@ -19,17 +19,19 @@ from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-from .runs import is_finished, repo_root, runs_dir
+from .config import RunConfig, config_diff
+from .fileio import read_json, repo_root
+from .runs import is_finished, run_state, runs_dir
 
-__all__ = ["Row", "ReferenceRow", "GridEntry", "TABLE1_ROWS", "TABLE2_ROWS", "REFERENCE_ROWS", "rows",
+__all__ = ["Row", "ReferenceRow", "GridEntry", "TABLE1_ROWS", "TABLE2_ROWS", "REFERENCE_ROWS",
            "run_id", "paper_params", "mini_params", "mini_init", "paper_grid", "mini_grid", "grid",
-           "grid_frame", "placeholders", "run_grid", "MINI", "BOOKKEEPING_KEYS"]
+           "grid_frame", "placeholders", "run_grid", "MINI"]
 
 
 @dataclass(frozen=True)
@@ -108,27 +110,19 @@ REFERENCE_ROWS: list[ReferenceRow] = [
 ]
 
 
-def rows(table: str) -> list[Row]:
-    """The TSM/TSAM rows of ``"table1"`` or ``"table2"``."""
-    if table == "table1":
-        return list(TABLE1_ROWS)
-    if table == "table2":
-        return list(TABLE2_ROWS)
-    raise ValueError(f"table={table!r}: use 'table1' (Kinetics-400) or 'table2' (Something-Something V1).")
-
-
 def run_id(row: Row, scale: str, seed: int) -> str:
     """Deterministic label ``<table>-<scale>-<row key>-s<seed>`` (a label only: nothing parses it back)."""
     return f"{row.table}-{scale}-{row.key}-s{seed}"
 
 
-# Parameters that say how a run is executed, not what it is; tables ignore them when matching runs.
-BOOKKEEPING_KEYS = frozenset({"run_id", "seed", "resume", "overwrite", "runs_root", "num_workers"})
-
-
 def _model_params(row: Row) -> dict[str, Any]:
     return dict(n_frames=row.frames, audio=row.audio, shift_depth=row.shift_depth, f_div=row.f_div,
                 n_insert=row.n_insert, m_insert=row.m_insert)
+
+
+def _params(**settings: Any) -> dict[str, Any]:
+    """Every setting of a run (:class:`tsamlib.config.RunConfig`, checked), as the 03_train parameters."""
+    return asdict(RunConfig(**settings))
 
 
 def _placeholder(what: str) -> str:
@@ -161,11 +155,11 @@ def paper_params(row: Row, seed: int = 0, kinetics_manifest: str | None = None,
     if row.pretrained == "Kinetics400":
         pretrained = str(kinetics_checkpoint) if kinetics_checkpoint else _placeholder("kinetics_checkpoint")
     recipe = _PAPER_RECIPE[row.table]
-    return dict(dataset=str(manifest) if manifest else _placeholder(name), **_model_params(row),
-                pretrained=pretrained, arch="resnet50", img_size=224, resize=256, n_mels=224, flip=recipe["flip"],
-                epochs=recipe["epochs"], lr=recipe["lr"], recipe="paper", lr_decay=recipe["lr_decay"],
-                batch_size=64, dropout=0.5, num_workers=num_workers, seed=seed,
-                run_id=run_id(row, "paper", seed), resume=False, overwrite=False, runs_root=runs_root)
+    return _params(dataset=str(manifest) if manifest else _placeholder(name), **_model_params(row),
+                   pretrained=pretrained, arch="resnet50", img_size=224, resize=256, n_mels=224, flip=recipe["flip"],
+                   epochs=recipe["epochs"], lr=recipe["lr"], recipe="paper", lr_decay=recipe["lr_decay"],
+                   batch_size=64, dropout=0.5, num_workers=num_workers, seed=seed,
+                   run_id=run_id(row, "paper", seed), runs_root=runs_root)
 
 
 # ------------------------------------------------------------------------------------------------- mini
@@ -209,12 +203,9 @@ def mini_params(row: Row, seed: int = 0, runs_root: str | None = None) -> dict[s
     pretrained = None
     if row.pretrained == "Kinetics400":
         pretrained = _checkpoint_label(runs_root, run_id(MINI_TRANSFER_SOURCE, "mini", seed))
-    return dict(dataset=_MINI_DATASET[row.table], **_model_params(row), pretrained=pretrained,
-                arch=MINI["arch"], img_size=MINI["img_size"], resize=MINI["resize"], n_mels=MINI["n_mels"],
-                flip=row.table == "table1",
-                epochs=MINI["epochs"], lr=MINI["lr"], recipe="one_cycle", lr_decay=None,
-                batch_size=MINI["batch_size"], dropout=MINI["dropout"], num_workers=MINI["num_workers"],
-                seed=seed, run_id=run_id(row, "mini", seed), resume=False, overwrite=False, runs_root=runs_root)
+    return _params(dataset=_MINI_DATASET[row.table], **_model_params(row), pretrained=pretrained,
+                   flip=row.table == "table1", recipe="one_cycle", **MINI, seed=seed, run_id=run_id(row, "mini", seed),
+                   runs_root=runs_root)
 
 
 # ------------------------------------------------------------------------------------------------- grids
@@ -283,11 +274,9 @@ def grid_frame(entries: Sequence[GridEntry]) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------------------ runner
 def _changed(params: dict[str, Any], run_dir: Path) -> list[str]:
-    """Keys whose value in ``run_dir/params.json`` differs from ``params`` (bookkeeping keys aside)."""
-    import json
-    recorded = json.loads((run_dir / "params.json").read_text()) if (run_dir / "params.json").is_file() else {}
-    same = lambda a, b: json.dumps(a) == json.dumps(b)  # noqa: E731  (tuples vs lists as stored)
-    return [k for k, v in params.items() if k not in BOOKKEEPING_KEYS and not same(recorded.get(k), v)]
+    """Settings whose value in ``run_dir/params.json`` differs from ``params`` (bookkeeping aside)."""
+    recorded = read_json(run_dir / "params.json") if (run_dir / "params.json").is_file() else {}
+    return list(config_diff(recorded, params))
 
 
 def run_grid(params_list: Sequence[dict[str, Any] | GridEntry], notebook: str = "notebooks/03_train.ipynb",
@@ -329,8 +318,14 @@ def run_grid(params_list: Sequence[dict[str, Any] | GridEntry], notebook: str = 
             log(f"{rid}: {status}")
             out.append(dict(run_id=rid, status=status, seconds=0.0))
             continue
-        resume = (run_dir / "metrics.json").is_file()
+        resume = run_state(run_dir) == "unfinished"
         params["resume"] = resume
+        try:  # every setting checked before the run folder exists
+            RunConfig.from_params({k: v for k, v in params.items() if k != "PAPERMILL_OUTPUT_PATH"})
+        except ValueError as e:
+            log(f"{rid}: failed: {e}")
+            out.append(dict(run_id=rid, status=f"failed: {e}", seconds=0.0))
+            continue
         verb = "resume" if resume else "run"
         if dry_run:
             log(f"{rid}: would {verb}")

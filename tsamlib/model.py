@@ -18,9 +18,9 @@ import torch
 from torch import Tensor, nn
 
 from .pretrained import LoadReport, load_backbone_weights, read_state_dict, resolve_pretrained
-from .shift import check_shift, insert_temporal_shift
+from .shift import check_shift_settings, insert_temporal_shift
 
-__all__ = ["TSAM", "create_tsam", "create_backbone", "model_kwargs", "model_config"]
+__all__ = ["TSAM", "create_tsam", "create_backbone", "model_kwargs"]
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def create_backbone(arch: str, num_classes: int, pretrained: str | os.PathLike |
 class TSAM(nn.Module):
     """Temporal Shift with Audio Modality. ``forward(video, audio=None) -> logits``."""
 
-    def __init__(self, backbone: nn.Module, num_classes: int, n_frames: int, audio: bool = False,
+    def __init__(self, backbone: nn.Module, *, num_classes: int, n_frames: int, audio: bool = False,
                  shift_depth: int = 1, f_div: int = 8, n_insert: int = 1, m_insert: int = 0,
                  dropout: float = 0.5, head: nn.Linear | None = None):
         super().__init__()
@@ -69,7 +69,6 @@ class TSAM(nn.Module):
         self.fc = head if head is not None else nn.Linear(self.num_features, num_classes)
         if self.fc.out_features != num_classes:
             raise ValueError(f"head has {self.fc.out_features} outputs but num_classes={num_classes}.")
-        self.pretrained_cfg: dict[str, Any] = dict(getattr(backbone, "pretrained_cfg", {}) or {})
 
     def features(self, video: Tensor, audio: Tensor | None = None) -> Tensor:
         """Per-segment pooled features (B, T + n_audio, D), before dropout and averaging."""
@@ -94,37 +93,31 @@ class TSAM(nn.Module):
         return self.fc(x.mean(dim=1))                  # average the T+1 segments, then one FC layer
 
 
-def create_tsam(arch: str = "resnet50", num_classes: int = 400, n_frames: int = 8, audio: bool = False,
+def create_tsam(arch: str = "resnet50", *, num_classes: int = 400, n_frames: int = 8, audio: bool = False,
                 shift_depth: int = 1, f_div: int = 8, n_insert: int = 1, m_insert: int = 0,
                 dropout: float = 0.5, pretrained: str | os.PathLike | None = None) -> TSAM:
     """Build a TSAM model on a timm ResNet (resnet10t, resnet18, resnet34, resnet50, resnet50d, resnet101, ...).
 
-    TSM-R50 (8 frames): ``create_tsam("resnet50", 400, 8, shift_depth=1, f_div=8)``.
-    The report's Kinetics-400 config: ``create_tsam("resnet50", 400, 16, audio=True, shift_depth=4, f_div=4,
+    TSM-R50 (8 frames): ``create_tsam("resnet50", num_classes=400, n_frames=8, shift_depth=1, f_div=8)``.
+    The report's Kinetics-400 config: ``create_tsam("resnet50", num_classes=400, n_frames=16, audio=True,
+    shift_depth=4, f_div=4,
     n_insert=2, m_insert=0, dropout=0.5, pretrained="in21k")``.
     """
     if n_frames < 1:
         raise ValueError(f"n_frames={n_frames} must be >= 1.")
-    check_shift(10**6, n_frames, shift_depth, f_div)  # fail early on depth vs frames, before building
+    check_shift_settings(n_frames, shift_depth, f_div)  # fail early, before building
     backbone, head, report = create_backbone(arch, num_classes, pretrained)
     if report is not None:
         log.info("%s", report)
         print(f"pretrained: {report}")
-    model = TSAM(backbone, num_classes, n_frames, audio, shift_depth, f_div, n_insert, m_insert, dropout, head)
+    model = TSAM(backbone, num_classes=num_classes, n_frames=n_frames, audio=audio, shift_depth=shift_depth,
+                 f_div=f_div, n_insert=n_insert, m_insert=m_insert, dropout=dropout, head=head)
     model.load_report = report
     return model
 
 
-MODEL_KEYS = ("n_frames", "audio", "shift_depth", "f_div", "n_insert", "m_insert", "dropout")
-
-
 def model_kwargs(params: dict[str, Any]) -> dict[str, Any]:
-    """The :func:`create_tsam` settings recorded in a run's parameters (notebook 03's ``params.json``)."""
-    return {k: (bool(params[k]) if k == "audio" else params[k]) for k in MODEL_KEYS}
+    """The :func:`create_tsam` settings of a run's recorded parameters (``params.json``), checked."""
+    from .config import RunConfig
 
-
-def model_config(model: TSAM) -> dict[str, Any]:
-    """The settings that define a built model (for run records)."""
-    return dict(n_frames=model.n_frames, audio=model.audio, shift_depth=model.shift_depth, f_div=model.f_div,
-                n_shifted_blocks=model.n_shifted_blocks, num_features=model.num_features,
-                num_classes=model.fc.out_features)
+    return RunConfig.from_params(params, strict=False).model_kwargs()

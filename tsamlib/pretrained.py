@@ -44,7 +44,8 @@ class LoadReport:
         if self.skipped_classifier:
             s += f"; classifier skipped (shape differs): {', '.join(self.skipped_classifier)}"
         if self.missing:
-            s += f"; {len(self.missing)} missing: {', '.join(self.missing[:8])}" + (" ..." if len(self.missing) > 8 else "")
+            s += (f"; {len(self.missing)} missing: {', '.join(self.missing[:8])}"
+                  + (" ..." if len(self.missing) > 8 else ""))
         if self.unexpected:
             s += (f"; {len(self.unexpected)} unexpected: {', '.join(self.unexpected[:8])}"
                   + (" ..." if len(self.unexpected) > 8 else ""))
@@ -87,7 +88,8 @@ def resolve_pretrained(pretrained: str | os.PathLike | None, arch: str) -> tuple
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read tensors from a checkpoint safely (``weights_only=True`` / safetensors), unnesting ``state_dict``/``model``."""
+    """Read tensors from a checkpoint safely (``weights_only=True`` / safetensors), unnesting
+    ``state_dict``/``model``."""
     path = Path(path)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
@@ -103,12 +105,14 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             sd = sd[key]
             break
     if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
-        raise ValueError(f"{path} holds no state dict of tensors (top-level keys: {list(sd)[:10] if isinstance(sd, dict) else type(sd).__name__}).")
+        keys = list(sd)[:10] if isinstance(sd, dict) else type(sd).__name__
+        raise ValueError(f"{path} holds no state dict of tensors (top-level keys: {keys}).")
     return sd
 
 
 def canonical_key(key: str) -> str:
-    """Backbone key as timm names it: drop ``module.`` (DataParallel), ``backbone.`` and the shift wrapper's ``.net``."""
+    """Backbone key as timm names it: drop ``module.`` (DataParallel), ``backbone.`` and the shift wrapper's
+    ``.net``."""
     for prefix in ("module.", "backbone."):
         if key.startswith(prefix):
             key = key[len(prefix):]

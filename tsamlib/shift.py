@@ -23,7 +23,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["shift_fold", "check_shift", "temporal_shift", "TemporalShift", "insert_temporal_shift"]
+__all__ = ["shift_fold", "check_shift_settings", "check_shift", "temporal_shift", "TemporalShift",
+           "insert_temporal_shift"]
 
 
 def shift_fold(channels: int, shift_depth: int, f_div: int) -> int:
@@ -31,18 +32,25 @@ def shift_fold(channels: int, shift_depth: int, f_div: int) -> int:
     return 0 if shift_depth == 0 else (channels // f_div) // shift_depth
 
 
-def check_shift(channels: int, n_shifted: int, shift_depth: int, f_div: int) -> int:
-    """Validate a shift setting and return the group size ``f``; raise ValueError naming what to change."""
+def check_shift_settings(n_shifted: int, shift_depth: int, f_div: int) -> None:
+    """Validate depth, f_div and segments (no layer needed); raise ValueError naming what to change."""
     if shift_depth < 0:
         raise ValueError(f"shift_depth={shift_depth} is negative: use 0 (no shift, TSN) or a depth k >= 1.")
     if shift_depth == 0:
-        return 0
+        return
     if f_div < 2:
         raise ValueError(f"f_div={f_div} must be >= 2 (C // f_div channels move in each direction); "
                          "use f_div=8 for TSM or f_div=4 as in the TSAM report.")
     if shift_depth >= n_shifted:
         raise ValueError(f"shift_depth={shift_depth} needs more segments: with n_shifted={n_shifted} video "
                          f"segments the largest depth is {n_shifted - 1}; lower shift_depth or raise n_frames.")
+
+
+def check_shift(channels: int, n_shifted: int, shift_depth: int, f_div: int) -> int:
+    """Validate a shift setting on a layer of ``channels`` and return the group size ``f``."""
+    check_shift_settings(n_shifted, shift_depth, f_div)
+    if shift_depth == 0:
+        return 0
     f = shift_fold(channels, shift_depth, f_div)
     if f == 0:
         raise ValueError(f"C={channels} channels are too few for f_div={f_div}, shift_depth={shift_depth}: "

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .runs import atomic_path
+from .fileio import atomic_path, relative_to_repo
 
 __all__ = ["KINDS", "describe", "make_synthetic_dataset", "render_clip", "write_clip"]
 
@@ -75,11 +75,18 @@ _NOTES = {
 }
 
 
-def describe(kind: str = "default") -> list[tuple[str, str]]:
-    """(class_name, description) for every class of ``kind``, in label order."""
+def describe(kind: str = "default", n_classes: int | None = None) -> list[tuple[str, str]]:
+    """(class_name, description) of the first ``n_classes`` classes of ``kind``, in label order.
+
+    ``None``: the classes a dataset of the kind's default size really has (``_DEFAULTS[kind][1]``), which is
+    what :func:`make_synthetic_dataset` writes when ``n_classes`` is not given.
+    """
     if kind not in CLASSES:
         raise ValueError(f"Unknown synthetic kind {kind!r}: use one of {KINDS}.")
-    return list(CLASSES[kind])
+    n = _DEFAULTS[kind][1] if n_classes is None else int(n_classes)
+    if not 1 <= n <= len(CLASSES[kind]):
+        raise ValueError(f"n_classes={n} for kind {kind!r}: it has 1 to {len(CLASSES[kind])} classes.")
+    return list(CLASSES[kind][:n])
 
 
 # ------------------------------------------------------------------------------------------------ drawing
@@ -304,19 +311,17 @@ def _make_one(job: dict) -> str:
 
 def _run_jobs(jobs: list[dict], workers: int) -> None:
     from tqdm.auto import tqdm
+
+    from .manifest import single_thread  # here, not at the top: the module stays light (numpy only)
     with tqdm(total=len(jobs), desc="synth", unit="clip") as bar:
         if workers <= 1 or len(jobs) < 8:
             for j in jobs:
                 _make_one(j)
                 bar.update()
             return
-        with ProcessPoolExecutor(workers, initializer=_single_thread) as ex:
+        with ProcessPoolExecutor(workers, initializer=single_thread) as ex:
             for _ in ex.map(_make_one, jobs, chunksize=4):
                 bar.update()
-
-
-def _single_thread() -> None:
-    os.environ["OMP_NUM_THREADS"] = "1"
 
 
 def make_synthetic_dataset(root: str | os.PathLike, kind: str = "default", n_per_class: int | None = None,
@@ -332,7 +337,7 @@ def make_synthetic_dataset(root: str | os.PathLike, kind: str = "default", n_per
     unless ``overwrite=True``. ``audio=False`` writes no audio track at all.
     """
     from tsamlib.manifest import build_manifest
-    classes = describe(kind)
+    classes = describe(kind, len(CLASSES.get(kind, ())) or None)
     d = _DEFAULTS[kind]
     n_classes = d[1] if n_classes is None else int(n_classes)
     if not 1 <= n_classes <= len(classes):
@@ -347,13 +352,14 @@ def make_synthetic_dataset(root: str | os.PathLike, kind: str = "default", n_per
         old = json.loads(pfile.read_text())
         done = old.pop("complete", False)
         if old == params and done and (root / "manifest.csv").exists():
-            print(f"synthetic dataset {kind!r} already in {root} (same parameters): skipping generation")
+            print(f"synthetic dataset {kind!r} already in {relative_to_repo(root)} (same parameters): "
+                  "skipping generation")
             return root
         if old != params and not overwrite:
             diff = {k: (old.get(k), v) for k, v in params.items() if old.get(k) != v}
             raise FileExistsError(f"{root} holds a synthetic dataset with other parameters (old, new): {diff}. "
                                   "Pass overwrite=True (CLI: --overwrite) or choose another folder.")
-        for name, _ in describe(old.get("kind", kind)):  # remove only what an earlier run wrote
+        for name, _ in CLASSES.get(old.get("kind", kind), ()):  # remove only what an earlier run wrote
             shutil.rmtree(root / name, ignore_errors=True)
     elif root.exists() and any(root.iterdir()):
         raise FileExistsError(f"{root} is not empty and holds no {PARAMS_FILE}: choose an empty or new folder "
@@ -379,5 +385,5 @@ def make_synthetic_dataset(root: str | os.PathLike, kind: str = "default", n_per
         raise RuntimeError(f"{len(bad)} generated clips do not decode, "
                            f"e.g. {bad['path'].iloc[0]}: {bad['problem'].iloc[0]}")
     pfile.write_text(json.dumps({**params, "complete": True}, indent=1))
-    print(f"synthetic dataset {kind!r}: {len(df)} clips, {n_classes} classes in {root}")
+    print(f"synthetic dataset {kind!r}: {len(df)} clips, {n_classes} classes in {relative_to_repo(root)}")
     return root

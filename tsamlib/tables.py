@@ -7,7 +7,6 @@ holds measured numbers only; a row without a finished run says "not run" and why
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -16,8 +15,10 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .experiments import BOOKKEEPING_KEYS, REFERENCE_ROWS, GridEntry, grid, placeholders
-from .runs import read_json, repo_root, runs_dir
+from .config import BOOKKEEPING, config_diff
+from .experiments import REFERENCE_ROWS, GridEntry, grid, placeholders
+from .fileio import read_json, repo_root
+from .runs import runs_dir
 
 __all__ = ["collect_runs", "match_runs", "render_table", "table_markdown", "write_tables", "write_figures",
            "TABLE_FILES"]
@@ -27,11 +28,6 @@ _DATASETS = {("table1", "mini"): "synthetic mini-kinetics-av (data/mini-kinetics
              ("table2", "mini"): "synthetic mini-something (data/mini-something)",
              ("table1", "paper"): "Kinetics-400 (user-given manifest)",
              ("table2", "paper"): "Something-Something V1 (user-given manifest)"}
-
-
-def _norm(v: Any) -> Any:
-    """JSON round trip, so tuples and lists (and ints/floats) compare as params.json stores them."""
-    return json.loads(json.dumps(v))
 
 
 def collect_runs(runs_root: str | os.PathLike | None = None) -> pd.DataFrame:
@@ -58,12 +54,9 @@ def collect_runs(runs_root: str | os.PathLike | None = None) -> pd.DataFrame:
 
 
 def _matches(expected: dict[str, Any], recorded: dict[str, Any]) -> bool:
-    for k, v in expected.items():
-        if k in BOOKKEEPING_KEYS or placeholders({k: v}):  # a path not given: any recorded value
-            continue
-        if _norm(recorded.get(k)) != _norm(v):
-            return False
-    return True
+    """Same settings (:func:`tsamlib.config.config_diff`), bookkeeping, seed and paths not given aside."""
+    given = {k: v for k, v in expected.items() if not placeholders({k: v})}  # a path not given: any recorded value
+    return not config_diff(recorded, given, ignore=BOOKKEEPING | {"seed"} | (set(expected) - set(given)))
 
 
 def match_runs(entry: GridEntry, runs: pd.DataFrame) -> pd.DataFrame:
@@ -180,8 +173,18 @@ def write_tables(scale: str = "mini", runs_root: str | os.PathLike | None = None
     return tables
 
 
+def _init_short(init_used: str) -> str:
+    """The initialisation a grid row really used, without its explanation: "scratch (stand-in ...)" -> "scratch"."""
+    return str(init_used).split(" (")[0].strip()
+
+
 def write_figures(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike | None = None) -> list[Path]:
-    """``top1_vs_shift_depth.png`` (Table 2, k = 1..5) and ``audio_gain.png`` (RGB+audio minus RGB, per frames)."""
+    """``top1_vs_shift_depth.png`` (Table 2, k = 1..5) and ``audio_gain.png`` (RGB+audio minus RGB, per frames).
+
+    Measured bars and points are labelled with the initialisation the runs really used (the grid's
+    ``init_used``, e.g. "scratch") beside the report's pre-training where the two differ; error bars are
+    the sample std over seeds (ddof=1) and every figure says so, with the number of seeds n.
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -191,44 +194,80 @@ def write_figures(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike | 
     scale = str(tables["table1"]["Scale"].iloc[0])
     t2 = tables["table2"]
     ks = t2[(t2["_method"] == "TSAM") & (t2["_pretrained"] == "INet21K")].sort_values("_shift_depth")
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
-    a.plot(ks["_shift_depth"], ks["Paper top-1"], "o-", color="tab:gray")
-    a.set(title="report (Something-Something V1, INet21K)", xlabel="shift depth k", ylabel="top-1 (%)")
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.6), layout="constrained")
+    a.plot(ks["_shift_depth"], ks["Paper top-1"], "o-", color="tab:gray", label="report (one number per k)")
+    a.set(title="report: Something-Something V1, INet21K pre-training", xlabel="shift depth k",
+          ylabel="top-1 (%)", xticks=list(ks["_shift_depth"]))
+    a.legend(fontsize=8, loc="lower right")
     ok = ks[ks["_measured"].notna()]
+    inits = sorted({_init_short(i) for i in ok["Init used"]}) or ["-"]
     if len(ok):
-        b.errorbar(ok["_shift_depth"], ok["_measured"], yerr=ok["_spread"].fillna(0), fmt="o-", color="tab:blue")
+        ns = sorted({int(n) for n in ok["n seeds"]})
+        n_txt = f"n = {ns[0]} seeds per k" if len(ns) == 1 else f"n = {ns[0]}-{ns[-1]} seeds per k (beside points)"
+        b.errorbar(ok["_shift_depth"], ok["_measured"], yerr=ok["_spread"].fillna(0), fmt="o-", color="tab:blue",
+                   capsize=3, label=f"mean ± sample std over seeds ({n_txt})")
+        if len(ns) > 1:
+            for k, m, n in zip(ok["_shift_depth"], ok["_measured"], ok["n seeds"]):
+                b.annotate(f"n={int(n)}", (k, m), textcoords="offset points", xytext=(6, -10), fontsize=7)
+        b.legend(fontsize=8, loc="lower right")
     else:
         b.text(0.5, 0.5, "no finished runs", ha="center", va="center", transform=b.transAxes)
-    init = ks["Init used"].iloc[0].split(" (")[0]
-    b.set(title=f"measured ({scale} scale, init: {init})", xlabel="shift depth k",
+    b.set(title=f"measured: {scale} scale, init used: {', '.join(inits)}", xlabel="shift depth k",
           ylabel="top-1 (%)", xticks=list(ks["_shift_depth"]))
-    fig.tight_layout()
+    fig.suptitle("Table 2, TSAM 16 frames: top-1 against shift depth k (own y axes: compare the trend, not levels)",
+                 fontsize=11)
+    fig.supxlabel(f"Measured = final validation top-1 (one centre clip) on {_DATASETS[('table2', scale)]}, "
+                  f"init {', '.join(inits)} (the report used INet21K); error bars: ±1 sample std over seeds "
+                  "(no bar where n = 1).", fontsize=8, wrap=True)
     p1 = out / "top1_vs_shift_depth.png"
     fig.savefig(p1, dpi=120)
     plt.close(fig)
 
     t1 = tables["table1"]
     t1 = t1[t1["_method"] == "TSAM"]
-    labels, paper, measured = [], [], []
+    labels, paper, measured, spread, n_seeds = [], [], [], [], []
     for (frames, pre), g in t1.groupby(["_frames", "_pretrained"], sort=True):
         av, rgb = g[g["_audio"]], g[~g["_audio"]]
         if len(av) and len(rgb):
-            labels.append(f"{frames} fr, {pre}")
+            m = float(av["_measured"].iloc[0] - rgb["_measured"].iloc[0])
+            init = " / ".join(sorted({_init_short(i) for i in g["Init used"]}))
+            if math.isnan(m) or init in ("", "-"):
+                labels.append(f"{frames} frames\nreport: {pre}\nmeasured: not run")
+            elif init != pre:
+                labels.append(f"{frames} frames\nreport: {pre}\nmeasured: {init}")
+            else:
+                labels.append(f"{frames} frames\n{pre}")
             paper.append(float(av["Paper top-1"].iloc[0] - rgb["Paper top-1"].iloc[0]))
-            measured.append(float(av["_measured"].iloc[0] - rgb["_measured"].iloc[0]))
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+            measured.append(m)
+            s_av, s_rgb = float(av["_spread"].iloc[0]), float(rgb["_spread"].iloc[0])
+            spread.append(math.hypot(s_av, s_rgb))  # nan unless both have n >= 2 seeds
+            n_seeds.append((int(av["n seeds"].iloc[0]), int(rgb["n seeds"].iloc[0])))
+    fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
     x = np.arange(len(labels))
-    ax.bar(x - 0.2, paper, 0.4, label="report", color="tab:gray")
-    ax.bar(x + 0.2, [0 if math.isnan(m) else m for m in measured], 0.4, label=f"measured ({scale})",
-           color="tab:blue")
-    for xi, m in zip(x, measured):
+    ax.bar(x - 0.2, paper, 0.4, label="report (Kinetics-400, its pre-training)", color="tab:gray")
+    heights = [0 if math.isnan(m) else m for m in measured]
+    has_err = [not math.isnan(e) and not math.isnan(m) for e, m in zip(spread, measured)]
+    ax.bar(x + 0.2, heights, 0.4, label=f"measured ({scale} scale, mean over seeds)", color="tab:blue",
+           yerr=[e if ok_ else 0 for e, ok_ in zip(spread, has_err)] if any(has_err) else None,
+           error_kw=dict(capsize=3, ecolor="k", lw=1))
+    for xi, m, (n_av, n_rgb) in zip(x, measured, n_seeds):
         if math.isnan(m):
             ax.text(xi + 0.2, 0, "not run", rotation=90, ha="center", va="bottom", fontsize=8)
+        else:
+            ax.annotate(f"n={n_av}/{n_rgb}", (xi + 0.2, max(m, 0)), textcoords="offset points", xytext=(0, 3),
+                        ha="center", va="bottom", fontsize=7)
     ax.axhline(0, color="k", lw=0.5)
-    ax.set(xticks=x, xticklabels=labels, ylabel="top-1 gain from audio (points)",
-           title="Table 1: TSAM RGB+audio minus RGB")
-    ax.legend()
-    fig.tight_layout()
+    ax.set(xticks=x, ylabel="top-1 gain from audio (percentage points)",
+           title="Table 1: TSAM top-1 of RGB+audio minus RGB (same frames and init)")
+    ax.set_xticklabels(labels, fontsize=8)
+    ax.margins(y=0.12)
+    ax.legend(fontsize=8, loc="upper left")
+    err_txt = ("error bars: ±1 sample std over seeds of the gain, sqrt(std_RGB+audio² + std_RGB²)"
+               if any(has_err) else "no error bars: fewer than 2 finished seeds per arm (sample std over seeds "
+                                    "needs n ≥ 2)")
+    fig.supxlabel(f"Measured = final validation top-1 (one centre clip) on {_DATASETS[('table1', scale)]}; "
+                  f"n = finished seeds (RGB+audio / RGB); {err_txt}. Init used is the run's own, which can "
+                  "differ from the report's pre-training.", fontsize=8, wrap=True)
     p2 = out / "audio_gain.png"
     fig.savefig(p2, dpi=120)
     plt.close(fig)

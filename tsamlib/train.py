@@ -13,8 +13,10 @@ optimiser and epoch after every epoch).
 """
 from __future__ import annotations
 
+import os
 import random
 import time
+import warnings
 from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 import fastai.callback.schedule  # noqa: F401  (patches Learner.fit_one_cycle, lr_find)
 from fastai.callback.core import Callback
+from fastai.callback.progress import ProgressCallback
 from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy, top_k_accuracy
@@ -30,15 +33,12 @@ from fastai.optimizer import SGD, Adam
 from fastcore.meta import delegates
 
 from .model import create_tsam
-from .runs import Run, atomic_path
+from .fileio import atomic_path
+from .runs import Run
 
-__all__ = ["PAPER_LR_DECAY", "top5", "tsam_learner", "EpochSeed", "StepDecay", "RunLogger", "Checkpoint",
-           "load_checkpoint", "fit_run", "finish_run", "seed_everything"]
-
-# (factor, epoch) pairs of the report's configs (../shared/reference-configs)
-PAPER_LR_DECAY = {"kinetics400": [(0.2, 5), (0.01, 30), (0.002, 45)],
-                  "something_v1": [(0.1, 20), (0.01, 30), (0.005, 33)]}
-
+__all__ = ["top5", "tsam_learner", "EpochSeed", "StepDecay", "ProgressLine", "KeepHistory", "recorder_history",
+           "restore_history", "RunLogger", "Checkpoint", "CheckpointError", "load_checkpoint", "load_latest_checkpoint",
+           "fit_run", "finish_run", "seed_everything"]
 
 def top5(inp: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
     """Top-5 accuracy (top-k with k = number of classes when there are fewer than 5)."""
@@ -54,11 +54,12 @@ def seed_everything(seed: int) -> None:
 @delegates(create_tsam, but=["num_classes", "n_frames", "audio"])
 def tsam_learner(dls, arch: str = "resnet50", recipe: str = "one_cycle", n_frames: int | None = None,
                  audio: bool | None = None, wd: float | None = None, metrics: Sequence | None = None,
-                 cbs: Sequence[Callback] | None = None, **kwargs) -> Learner:
+                 cbs: Sequence[Callback] | None = None, progress_bars: bool = True, **kwargs) -> Learner:
     """A fastai Learner over a TSAM model sized from ``dls`` (classes, frames, audio).
 
     ``recipe="paper"`` uses SGD(momentum 0.9) with L2 weight decay 1e-4 as the report; ``"one_cycle"`` Adam.
-    On a GPU, mixed precision and channels_last are switched on; on CPU neither.
+    On a GPU, mixed precision and channels_last are switched on; on CPU neither. ``progress_bars=False`` drops
+    fastai's HTML bars (under papermill nobody sees them; :class:`ProgressLine` prints a line per epoch).
     """
     ds = getattr(getattr(dls, "train", None), "dataset", None)
     n_frames = n_frames if n_frames is not None else getattr(ds, "n_frames", None)
@@ -75,6 +76,9 @@ def tsam_learner(dls, arch: str = "resnet50", recipe: str = "one_cycle", n_frame
     learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), opt_func=opt_func, wd=wd,
                     metrics=list(metrics) if metrics is not None else [accuracy, top5], cbs=cbs)
     learn.recipe = recipe
+    if not progress_bars:  # without the bars fastai's Recorder would print each epoch as a raw list
+        learn.remove_cb(ProgressCallback)
+        learn.logger = lambda *args, **kwargs: None
     if torch.cuda.is_available():
         from fastai.callback.channelslast import ChannelsLast
         learn.to_fp16()
@@ -124,6 +128,53 @@ class StepDecay(Callback):
             h["lr"] = base * f
 
 
+def _hms(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+class ProgressLine(Callback):
+    """One plain text line per trained epoch on stdout, for terminals and logs (``papermill --log-output``,
+    ``python -m tsamlib notebooks``), beside fastai's HTML bars in JupyterLab::
+
+        epoch 2/3  train_loss 1.0412  valid_loss 0.9871  top1 0.6250  31.4 clips/s  elapsed 0:41  ETA 0:20
+    """
+
+    order = 75  # after the Recorder (50) has the epoch's values
+
+    def __init__(self, print_fn=print):
+        self.print_fn, self.trained = print_fn, False
+
+    def before_fit(self):
+        self.t0, self.done, self.first = time.perf_counter(), 0, None
+
+    def before_epoch(self):
+        self.clips = 0
+
+    def before_train(self):
+        self.trained, self.t_train = True, time.perf_counter()
+        self.first = self.epoch if self.first is None else self.first
+
+    def after_batch(self):
+        if self.training:
+            self.clips += self.yb[0].shape[0]
+
+    def after_train(self):
+        self.train_s = time.perf_counter() - self.t_train
+
+    def after_epoch(self):
+        if not self.trained:  # an epoch skipped by resume
+            return
+        self.trained, self.done = False, self.done + 1
+        values = dict(zip(self.recorder.metric_names[1:-1], self.recorder.values[-1]))
+        elapsed = time.perf_counter() - self.t0
+        eta = elapsed / self.done * (self.n_epoch - self.epoch - 1)
+        fmt = lambda k: "n/a" if values.get(k) is None else f"{float(values[k]):.4f}"  # noqa: E731
+        self.print_fn(f"epoch {self.epoch + 1}/{self.n_epoch}  train_loss {fmt('train_loss')}  valid_loss "
+                      f"{fmt('valid_loss')}  top1 {fmt('accuracy')}  {self.clips / max(self.train_s, 1e-9):.1f} "
+                      f"clips/s  elapsed {_hms(elapsed)}  ETA {_hms(eta)}", flush=True)
+
+
 class RunLogger(Callback):
     """After each trained epoch: losses, top-1/top-5, lr, training clips/s, wall time, skipped samples."""
 
@@ -151,16 +202,103 @@ class RunLogger(Callback):
         self.trained = False
         names = self.recorder.metric_names[1:-1]
         values = dict(zip(names, self.recorder.values[-1]))
-        skipped = self.dls.skipped() if hasattr(self.dls, "skipped") else {}
+        skips = self.dls.skip_report() if hasattr(self.dls, "skip_report") else {}
+        skipped = skips["train"]["paths"] if "train" in skips else {}  # replaced training samples
         self.run.log_epoch(dict(
             epoch=self.epoch, train_loss=values.get("train_loss"), valid_loss=values.get("valid_loss"),
             top1=values.get("accuracy"), top5=values.get("top5"), lr=self.opt.hypers[-1]["lr"],
             train_clips=self.clips, train_clips_per_s=self.clips / max(self.train_s, 1e-9),
-            wall_s=time.perf_counter() - self.t_epoch, skipped_samples=len(skipped)))
+            wall_s=time.perf_counter() - self.t_epoch, skipped_samples=len(skipped),
+            valid_dropped_samples=skips["valid"]["samples"] if "valid" in skips else 0))
+
+
+_HISTORY = ("losses", "iters", "values", "lrs")
+
+
+def recorder_history(recorder) -> dict[str, list]:
+    """The Recorder's curves as plain lists: per-batch training losses and lrs, per-epoch metric rows."""
+    plain = lambda v: float(v) if isinstance(v, (torch.Tensor, np.generic, float, int)) else v  # noqa: E731
+    sl = recorder.smooth_loss  # the moving average behind `losses`: resumed, the curve goes on as if uninterrupted
+    got = {name: vars(recorder).get(name, []) for name in _HISTORY}  # empty before the first fit
+    return dict(losses=[float(x) for x in got["losses"]], lrs=[float(x) for x in got["lrs"]],
+                iters=[int(x) for x in got["iters"]], values=[[plain(v) for v in row] for row in got["values"]],
+                smooth=[int(sl.count), float(sl.val)])
+
+
+def restore_history(recorder, history: dict[str, list] | None) -> None:
+    """Put :func:`recorder_history` back (a Recorder empties its curves at every fit or validate)."""
+    for name in _HISTORY:
+        if history and name in history:
+            setattr(recorder, name, [torch.tensor(x) if name == "losses" else x for x in history[name]])
+    if history and history.get("smooth"):
+        recorder.smooth_loss.count, recorder.smooth_loss.val = history["smooth"][0], torch.tensor(history["smooth"][1])
+
+
+class KeepHistory(Callback):
+    """On resume, the Recorder starts with the curves of the epochs trained before the interruption (saved in
+    each checkpoint), so ``learn.recorder.plot_loss()`` shows the whole run."""
+
+    order = 55  # after the Recorder (50) has emptied its lists in before_fit
+
+    def before_fit(self):
+        history = getattr(self.learn, "resumed_history", None)
+        if history:
+            restore_history(self.recorder, history)
+            self.learn.resumed_history = None
+
+    def after_epoch(self):
+        r = self.recorder  # an epoch skipped by resume leaves an empty row (and its iteration count): drop it
+        if r.values and not r.values[-1]:
+            r.values.pop()
+            if r.iters:
+                r.iters.pop()
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used: the message names the file, what is wrong (``problem``) and what to do
+    (``hint``)."""
+
+    def __init__(self, problem: str, hint: str = ""):
+        super().__init__(f"{problem}; {hint}" if hint else problem)
+        self.problem, self.hint = problem, hint
+
+
+_WRITE_FAILED = ("PytorchStreamWriter failed", "basic_ios::clear", "iostream error", "unexpected pos")
+
+
+def _save_checkpoint(obj: Any, path: Path, before_replace=None) -> None:
+    """``torch.save`` through :func:`atomic_path`; ``before_replace()`` runs once the new file is complete on disk
+    (fsync'd) and before it replaces ``path``. A full disk raises a clear ``OSError(ENOSPC)``; no temp file is left."""
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(obj, tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            if before_replace is not None:
+                before_replace()
+    except (OSError, RuntimeError) as e:
+        import errno
+        import shutil
+        try:
+            free = f"{shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free there"
+        except OSError:
+            free = "free space unknown"
+        no_space = getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or (
+            isinstance(e, RuntimeError) and any(m in str(e) for m in _WRITE_FAILED))
+        if no_space:
+            raise OSError(errno.ENOSPC, f"no space left on device while writing {path}: free space or move runs_root "
+                                        f"({free}; {type(e).__name__}: {str(e)[:200]})") from e
+        if isinstance(e, OSError):
+            raise OSError(e.errno, f"cannot write checkpoint {path}: {e.strerror or e} (check the permissions of "
+                                   f"{path.parent}, or move runs_root)") from e
+        raise
 
 
 class Checkpoint(Callback):
-    """Save ``checkpoints/last.pth`` (model, optimiser, epoch) after every trained epoch, atomically."""
+    """Save ``checkpoints/last.pth`` (model, optimiser, epoch) after every trained epoch, atomically, keeping the
+    previous one as ``prev.pth``: the new file is written in full first, then ``last -> prev``, then the new file
+    becomes ``last``, so a kill at any moment leaves at least one complete checkpoint (see
+    :func:`load_latest_checkpoint`)."""
 
     order = 80
 
@@ -175,8 +313,14 @@ class Checkpoint(Callback):
             return
         self.trained = False
         self.folder.mkdir(parents=True, exist_ok=True)
-        with atomic_path(self.folder / "last.pth") as tmp:
-            torch.save(dict(model=self.model.state_dict(), opt=_plain(self.opt.state_dict()), epoch=self.epoch), tmp)
+        last, prev = self.folder / "last.pth", self.folder / "prev.pth"
+
+        def keep_previous():
+            if last.is_file():
+                os.replace(last, prev)
+
+        _save_checkpoint(dict(model=self.model.state_dict(), opt=_plain(self.opt.state_dict()), epoch=self.epoch,
+                              history=recorder_history(self.recorder)), last, keep_previous)
 
 
 def _plain(obj: Any) -> Any:
@@ -190,14 +334,104 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint dict of ``path`` (``weights_only``), or :class:`CheckpointError` saying what is wrong."""
+    todo = "resume from prev.pth (load_latest_checkpoint does so), or start the run afresh (overwrite=True)"
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} does not exist: nothing to resume from") from None
+    except OSError as e:
+        raise CheckpointError(f"checkpoint {path} cannot be read ({e.strerror or e})") from None
+    if size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): its writer was killed or the disk was full",
+                              todo)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")   # garbage: named below
+            ck = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError) as e:
+        why = str(e).split(". ")[0].splitlines()[0][:150] if str(e).strip() else "unexpected end of file"
+        raise CheckpointError(f"checkpoint {path} ({size} bytes) is truncated or corrupt ({type(e).__name__}: {why})",
+                              todo) from None
+    except OSError as e:
+        raise CheckpointError(f"checkpoint {path} cannot be read ({e.strerror or e})") from None
+    except Exception as e:  # UnpicklingError ("Weights only load failed" too), KeyError, ValueError...
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint written by tsamlib ({type(e).__name__} while "
+                              "reading it with weights_only=True; do not load it with weights_only=False unless you "
+                              "trust its origin)", todo) from None
+    missing = [k for k in ("model", "opt", "epoch") if not isinstance(ck, dict) or k not in ck]
+    if missing:
+        what = ("holds model weights only (like checkpoints/model.pth), not a training checkpoint"
+                if isinstance(ck, dict) and ck and all(isinstance(v, torch.Tensor) for v in ck.values())
+                else f"is not a training checkpoint: it lacks {missing}")
+        raise CheckpointError(f"checkpoint {path} {what}", "resume needs checkpoints/last.pth or prev.pth as "
+                              "written by the Checkpoint callback (model, opt, epoch)")
+    return ck
+
+
 def load_checkpoint(learn: Learner, path: str | Path) -> int:
-    """Restore model and optimiser from ``last.pth``; return the next epoch to train."""
-    ck = torch.load(path, map_location="cpu", weights_only=True)
-    learn.model.load_state_dict(ck["model"])
+    """Restore model and optimiser from a checkpoint (``last.pth``); return the next epoch to train.
+
+    A file that is empty, truncated, not a checkpoint or written for a different model raises
+    :class:`CheckpointError` naming it; the model is left unchanged then."""
+    path = Path(path)
+    ck = _read_checkpoint(path)
+    own, theirs = learn.model.state_dict(), ck["model"]
+    if not isinstance(theirs, dict):
+        raise CheckpointError(f"checkpoint {path}: its 'model' entry is not a state dict")
+    shapes = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in theirs.items()
+              if k in own and isinstance(v, torch.Tensor) and tuple(v.shape) != tuple(own[k].shape)]
+    lacking, extra = [k for k in own if k not in theirs], [k for k in theirs if k not in own]
+    if shapes or lacking or extra:
+        diff = "; ".join(p for p in (f"{len(shapes)} shape mismatches ({', '.join(shapes[:3])})" if shapes else "",
+                                     f"{len(lacking)} weights missing ({', '.join(lacking[:3])})" if lacking else "",
+                                     f"{len(extra)} unexpected weights ({', '.join(extra[:3])})" if extra else "") if p)
+        raise CheckpointError(f"checkpoint {path} was written by a different model ({diff})", "resume with the "
+                              "run's own settings (arch, classes, frames, audio), or start afresh (overwrite=True)")
     if learn.opt is None:
         learn.create_opt()
-    learn.opt.load_state_dict(ck["opt"])
+    old_opt = learn.opt.state_dict()
+    try:
+        learn.opt.load_state_dict(ck["opt"])
+    except Exception as e:
+        learn.opt.load_state_dict(old_opt)
+        raise CheckpointError(f"checkpoint {path}: its optimiser state does not fit this Learner ({type(e).__name__}"
+                              f"{': ' + str(e)[:120] if str(e) else ''})", "was it written with another recipe or "
+                              "model? Resume with the run's own settings, or start afresh (overwrite=True)") from None
+    learn.model.load_state_dict(theirs)
+    learn.resumed_history = ck.get("history")  # put back into the Recorder by KeepHistory when fit starts
     return int(ck["epoch"]) + 1
+
+
+def load_latest_checkpoint(learn: Learner, folder: str | Path) -> int:
+    """Resume from ``folder/last.pth``, or from ``prev.pth`` (with a printed message) when ``last.pth`` is missing
+    or unreadable (it is then renamed ``last.unreadable.pth``); return the next epoch to train (0 when the folder
+    holds neither). Both unreadable: :class:`CheckpointError` naming both."""
+    folder = Path(folder)
+    last, prev = folder / "last.pth", folder / "prev.pth"
+    if not last.exists() and not prev.exists():
+        return 0
+    if last.exists():
+        try:
+            return load_checkpoint(learn, last)
+        except CheckpointError as e:
+            if not prev.exists():
+                raise
+            why = e.problem
+    else:
+        why = f"{last} is missing (the process was killed while replacing it)"
+    try:
+        start = load_checkpoint(learn, prev)
+    except CheckpointError as e2:
+        raise CheckpointError(f"no usable checkpoint in {folder}: {why}; and {e2.problem}",
+                              "start the run afresh (overwrite=True)") from None
+    aside = ""
+    if last.exists():  # out of the way: the next save must not rotate it over the good prev.pth
+        os.replace(last, folder / "last.unreadable.pth")
+        aside = f" (moved aside to {folder / 'last.unreadable.pth'})"
+    print(f"resuming from {prev} (epoch {start - 1}) because {why}{aside}", flush=True)
+    return start
 
 
 def fit_run(learn: Learner, run: Run, epochs: int, lr: float, seed: int = 0, resume: bool = False,
@@ -206,9 +440,8 @@ def fit_run(learn: Learner, run: Run, epochs: int, lr: float, seed: int = 0, res
     """Train ``epochs`` epochs into ``run`` (continuing from its last checkpoint when ``resume``), then
     :func:`finish_run` (skip that with ``finish=False``, e.g. inside a distributed context)."""
     seed_everything(seed)
-    last = run.checkpoint_dir / "last.pth"
-    start = load_checkpoint(learn, last) if resume and last.is_file() else 0
-    cbs = [EpochSeed(seed), RunLogger(run), Checkpoint(run.checkpoint_dir), *cbs]
+    start = load_latest_checkpoint(learn, run.checkpoint_dir) if resume else 0
+    cbs = [EpochSeed(seed), KeepHistory(), RunLogger(run), ProgressLine(), Checkpoint(run.checkpoint_dir), *cbs]
     t0 = time.perf_counter()
     if start < epochs:
         if learn.recipe == "paper":
@@ -220,21 +453,43 @@ def fit_run(learn: Learner, run: Run, epochs: int, lr: float, seed: int = 0, res
     return finish_run(learn, run, epochs, seed) if finish else {}
 
 
+def _data_problems(dls, limit: int = 100) -> dict[str, Any]:
+    """What ``final`` records about data that was not used as such: training samples replaced, validation samples
+    left out, manifest rows excluded (counts, and up to ``limit`` names with reasons)."""
+    first = lambda d: dict(list(d.items())[:limit])
+    rep = dls.skip_report() if hasattr(dls, "skip_report") else {}
+    train, valid = rep.get("train"), rep.get("valid")
+    skipped = train["paths"] if train else (dls.skipped() if hasattr(dls, "skipped") else {})
+    dropped = valid["paths"] if valid else {}
+    excluded = getattr(dls, "excluded", None) or {}
+    excluded_names, left = {}, limit
+    for split, paths in excluded.items():
+        excluded_names[split] = dict(list(paths.items())[:left])
+        left -= len(excluded_names[split])
+    return dict(skipped_samples=len(skipped), skipped=first(skipped),
+                skipped_replacements=train["events"] if train else None,
+                valid_clips=(valid["clips"] - valid["samples"]) if valid else None,
+                valid_dropped_samples=len(dropped), valid_dropped=first(dropped),
+                manifest_excluded={k: len(v) for k, v in excluded.items()},
+                manifest_excluded_paths={k: v for k, v in excluded_names.items() if v})
+
+
 def finish_run(learn: Learner, run: Run, epochs: int, seed: int = 0) -> dict[str, Any]:
     """Validate on the whole validation set, save ``checkpoints/model.pth`` and mark the run finished.
 
     Returns the final metrics (also in ``metrics.json`` under ``final``, with ``finished: true``)."""
     seed_everything(seed)
+    history = recorder_history(learn.recorder)
     valid_loss, top1, top5_ = learn.validate()
+    restore_history(learn.recorder, history)  # validate() empties the curves; the notebook plots them next
     done = run.metrics["epochs"]
-    skipped = learn.dls.skipped() if hasattr(learn.dls, "skipped") else {}
     final = dict(valid_loss=float(valid_loss), top1=float(top1), top5=float(top5_), epochs=epochs,
                  train_wall_s=sum(r["wall_s"] for r in done),
                  train_clips_per_s=float(np.median([r["train_clips_per_s"] for r in done])) if done else None,
                  wall_s_this_session=run.metrics.pop("wall_s_this_session", None),
                  resumed_from_epoch=run.metrics.pop("resumed_from_epoch", None),
-                 skipped_samples=len(skipped), skipped=dict(list(skipped.items())[:100]))
+                 **_data_problems(learn.dls))
     run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    torch.save(learn.model.state_dict(), run.checkpoint_dir / "model.pth")
+    _save_checkpoint(learn.model.state_dict(), run.checkpoint_dir / "model.pth")
     run.finish(final)
     return final

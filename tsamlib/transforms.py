@@ -34,7 +34,7 @@ Box = tuple[float, float, float, float]   # top, left, height, width in resized-
 
 def multiscale_crop_box(h: int, w: int, scales=(1, .875, .75, .66), max_distort: int = 1,
                         rng: np.random.Generator | None = None) -> Box:
-    "TSM multi-scale crop in an `h x w` frame: sizes from `scales x min(h, w)`, random offset."
+    """TSM multi-scale crop in an `h x w` frame: sizes from `scales x min(h, w)`, random offset."""
     rng = rng if rng is not None else np.random.default_rng()
     base = min(h, w)
     sizes = [max(1, int(base * s)) for s in scales]
@@ -45,20 +45,25 @@ def multiscale_crop_box(h: int, w: int, scales=(1, .875, .75, .66), max_distort:
 
 
 def fixed_crop_box(h: int, w: int, size: int, crop_index: int = 1, n_crops: int = 1) -> Box:
-    "A `size` square crop: centre (`n_crops=1`) or start/centre/end along the long side (3 crops)."
+    """A `size` square crop: centre (`n_crops=1`) or start/centre/end along the long side (3 crops)."""
     size_h, size_w = min(size, h), min(size, w)
-    if n_crops == 1: pos = 0.5
-    elif n_crops == 3: pos = (0.0, 0.5, 1.0)[crop_index]
-    else: raise ValueError(f"n_crops must be 1 or 3, got {n_crops}")
+    if n_crops == 1:
+        pos = 0.5
+    elif n_crops == 3:
+        pos = (0.0, 0.5, 1.0)[crop_index]
+    else:
+        raise ValueError(f"n_crops must be 1 or 3, got {n_crops}")
     top, left = (h - size_h) / 2, (w - size_w) / 2
-    if h > w: top = (h - size_h) * pos
-    else: left = (w - size_w) * pos
+    if h > w:
+        top = (h - size_h) * pos
+    else:
+        left = (w - size_w) * pos
     return float(round(top)), float(round(left)), float(size_h), float(size_w)
 
 
 @dataclass
 class ClipTransform:
-    "Turn uint8 frames `(T, H, W, 3)` into a normalised float clip `(T, 3, img_size, img_size)`."
+    """Turn uint8 frames `(T, H, W, 3)` into a normalised float clip `(T, 3, img_size, img_size)`."""
     img_size: int = 224
     resize: int = 256
     train: bool = False
@@ -77,11 +82,13 @@ class ClipTransform:
         self._std = torch.tensor(self.std, dtype=torch.float32).view(1, 3, 1, 1) * 255
 
     def box(self, h: int, w: int, rng: np.random.Generator | None = None, crop_index: int = 1) -> Box:
-        "Crop box in original-frame pixels for a frame of size `h x w`."
+        """Crop box in original-frame pixels for a frame of size `h x w`."""
         r = self.resize / min(h, w)                        # shorter side -> resize
         rh, rw = max(self.resize, round(h * r)), max(self.resize, round(w * r))
-        if self.train: top, left, ch, cw = multiscale_crop_box(rh, rw, self.scales, self.max_distort, rng)
-        else: top, left, ch, cw = fixed_crop_box(rh, rw, self.img_size, crop_index, self.n_crops)
+        if self.train:
+            top, left, ch, cw = multiscale_crop_box(rh, rw, self.scales, self.max_distort, rng)
+        else:
+            top, left, ch, cw = fixed_crop_box(rh, rw, self.img_size, crop_index, self.n_crops)
         return top / r, left / r, ch / r, cw / r
 
     def __call__(self, frames: torch.Tensor, rng: np.random.Generator | None = None,
@@ -95,7 +102,8 @@ class ClipTransform:
         ch, cw = max(1, min(int(round(ch)), h - t)), max(1, min(int(round(cw)), w - l))
         x = frames.permute(0, 3, 1, 2)                     # (T, 3, H, W) view, no copy
         x = TF.resized_crop(x, t, l, ch, cw, [self.img_size, self.img_size], antialias=True)
-        if self.train and self.flip and rng.random() < 0.5: x = x.flip(-1)
+        if self.train and self.flip and rng.random() < 0.5:
+            x = x.flip(-1)
         x = x.float()
         if self.train and self.grayscale_p > 0 and rng.random() < self.grayscale_p:
             g = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
@@ -104,7 +112,7 @@ class ClipTransform:
 
 
 def denormalize(x: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
-    "Undo the normalisation of `(..., 3, H, W)` frames: float in [0, 1] for display."
+    """Undo the normalisation of `(..., 3, H, W)` frames: float in [0, 1] for display."""
     m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(3, 1, 1)
     s = torch.tensor(std, dtype=x.dtype, device=x.device).view(3, 1, 1)
     return (x * s + m).clamp(0, 1)

@@ -23,32 +23,37 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .manifest import IMAGE_EXTENSIONS as FRAME_EXTENSIONS, _short  # one definition (manifest: no torch import)
+
 __all__ = ["VideoReadError", "segment_indices", "is_frame_folder", "list_frames", "count_frames",
            "read_frames", "load_clip", "FRAME_EXTENSIONS"]
 
-FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
 MODES = ("train", "valid", "test")
 
 
 class VideoReadError(RuntimeError):
-    "A video file or frame folder that cannot be decoded (message names the file and the cause)."
+    """A video file or frame folder that cannot be decoded (message names the file and the cause)."""
 
 
 def segment_indices(n_frames_in_video: int, n_segments: int, mode: str = "valid",
                     rng: np.random.Generator | None = None, clip_index: int = 0,
                     n_clips: int = 1) -> np.ndarray:
-    "Frame indices (int64, non-decreasing) of one clip of `n_segments` frames, TSN-style."
+    """Frame indices (int64, non-decreasing) of one clip of `n_segments` frames, TSN-style."""
     n, t = int(n_frames_in_video), int(n_segments)
-    if n < 1: raise ValueError(f"a video needs at least one frame, got n_frames_in_video={n}")
-    if t < 1: raise ValueError(f"n_segments must be >= 1, got {t}")
-    if mode not in MODES: raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if n < 1:
+        raise ValueError(f"a video needs at least one frame, got n_frames_in_video={n}")
+    if t < 1:
+        raise ValueError(f"n_segments must be >= 1, got {t}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if mode == "train":
         rng = rng if rng is not None else np.random.default_rng()
         offsets = rng.random(t)                       # uniform position inside each segment
     elif mode == "valid":
         offsets = np.full(t, 0.5)
     else:
-        if not 0 <= clip_index < n_clips: raise ValueError(f"clip_index {clip_index} not in [0, {n_clips})")
+        if not 0 <= clip_index < n_clips:
+            raise ValueError(f"clip_index {clip_index} not in [0, {n_clips})")
         offsets = np.full(t, (clip_index + 0.5) / n_clips)
     # segment s covers [s*n/t, (s+1)*n/t); floor of a position in it is a frame of that segment
     idx = np.floor((np.arange(t) + offsets) * n / t).astype(np.int64)
@@ -56,21 +61,24 @@ def segment_indices(n_frames_in_video: int, n_segments: int, mode: str = "valid"
 
 
 def is_frame_folder(path: str | Path) -> bool:
-    "True when `path` is a directory (a folder of extracted frames)."
+    """True when `path` is a directory (a folder of extracted frames)."""
     return Path(path).is_dir()
 
 
 def list_frames(folder: str | Path) -> list[Path]:
-    "Sorted image files (jpg/jpeg/png) of a frame folder; raises `VideoReadError` when none."
+    """Sorted image files (jpg/jpeg/png) of a frame folder; raises `VideoReadError` when none."""
     folder = Path(folder)
     frames = sorted(p for p in folder.iterdir() if p.suffix.lower() in FRAME_EXTENSIONS)
-    if not frames: raise VideoReadError(f"{folder}: frame folder holds no {'/'.join(FRAME_EXTENSIONS)} files")
+    if not frames:
+        raise VideoReadError(f"{folder}: frame folder holds no {'/'.join(FRAME_EXTENSIONS)} files")
     return frames
 
 
 def _check_file(path: Path) -> None:
-    if not path.exists(): raise VideoReadError(f"{path}: no such file (check the manifest's path column)")
-    if path.stat().st_size == 0: raise VideoReadError(f"{path}: empty file (0 bytes); re-download or drop it")
+    if not path.exists():
+        raise VideoReadError(f"{path}: no such file (check the manifest's path column)")
+    if path.stat().st_size == 0:
+        raise VideoReadError(f"{path}: empty file (0 bytes); re-download or drop it")
 
 
 def _decord_reader(path: Path):
@@ -79,44 +87,49 @@ def _decord_reader(path: Path):
 
 
 def count_frames(path: str | Path) -> int:
-    "Number of frames decord reports (file) or number of images (folder)."
+    """Number of frames decord reports (file) or number of images (folder)."""
     path = Path(path)
-    if is_frame_folder(path): return len(list_frames(path))
+    if is_frame_folder(path):
+        return len(list_frames(path))
     _check_file(path)
-    try: return len(_decord_reader(path))
-    except Exception as e: raise VideoReadError(f"{path}: cannot open video ({_short(e)})") from e
-
-
-def _short(e: Exception) -> str:
-    "First informative line of a (decord) error message."
-    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
-    return f"{type(e).__name__}: {lines[-1] if lines else ''}"[:300]
+    try:
+        return len(_decord_reader(path))
+    except Exception as e:
+        raise VideoReadError(f"{path}: cannot open video ({_short(e, 300, with_type=True)})") from e
 
 
 def _read_folder(frames: list[Path], indices: np.ndarray) -> torch.Tensor:
     from PIL import Image
     out = []
     for i in indices:
-        with Image.open(frames[i]) as im: out.append(np.asarray(im.convert("RGB")))
+        with Image.open(frames[i]) as im:
+            out.append(np.asarray(im.convert("RGB")))
     shapes = {a.shape for a in out}
-    if len(shapes) > 1: raise VideoReadError(f"{frames[0].parent}: frames of different sizes {sorted(shapes)}")
+    if len(shapes) > 1:
+        raise VideoReadError(f"{frames[0].parent}: frames of different sizes {sorted(shapes)}")
     return torch.from_numpy(np.stack(out))
 
 
 def _pyav_frames(path: Path) -> list[np.ndarray]:
-    "Decode every decodable frame with PyAV (stops quietly at a broken tail)."
+    """Decode every decodable frame with PyAV (stops quietly at a broken tail)."""
     import av
     frames = []
     try:
         with av.open(str(path)) as c:
-            if not c.streams.video: raise VideoReadError(f"{path}: no video stream (audio-only file?)")
+            if not c.streams.video:
+                raise VideoReadError(f"{path}: no video stream (audio-only file?)")
             try:
-                for f in c.decode(video=0): frames.append(f.to_ndarray(format="rgb24"))
+                for f in c.decode(video=0):
+                    frames.append(f.to_ndarray(format="rgb24"))
             except av.error.FFmpegError:
-                if not frames: raise
-    except VideoReadError: raise
-    except Exception as e: raise VideoReadError(f"{path}: cannot decode video ({_short(e)})") from e
-    if not frames: raise VideoReadError(f"{path}: video stream holds no decodable frame")
+                if not frames:
+                    raise
+    except VideoReadError:
+        raise
+    except Exception as e:
+        raise VideoReadError(f"{path}: cannot decode video ({_short(e, 300, with_type=True)})") from e
+    if not frames:
+        raise VideoReadError(f"{path}: video stream holds no decodable frame")
     return frames
 
 
@@ -133,7 +146,7 @@ def _decord_clip(path: Path, sample) -> tuple[torch.Tensor, np.ndarray]:
 
 def load_clip(path: str | Path, n_segments: int, mode: str = "valid", rng: np.random.Generator | None = None,
               clip_index: int = 0, n_clips: int = 1) -> tuple[torch.Tensor, np.ndarray]:
-    "Sample and decode one clip: uint8 frames `(T, H, W, 3)` and the frame indices used."
+    """Sample and decode one clip: uint8 frames `(T, H, W, 3)` and the frame indices used."""
     path = Path(path)
     sample = lambda n: segment_indices(n, n_segments, mode, rng=rng, clip_index=clip_index, n_clips=n_clips)
     if is_frame_folder(path):
@@ -141,23 +154,30 @@ def load_clip(path: str | Path, n_segments: int, mode: str = "valid", rng: np.ra
         idx = sample(len(frames))
         return _read_folder(frames, idx), idx
     _check_file(path)
-    try: return _decord_clip(path, sample)
-    except Exception as e: decord_error = _short(e)
-    try: frames = _pyav_frames(path)       # fallback: real frame count, decoded sequentially
-    except VideoReadError as e: raise VideoReadError(f"{e} [decord: {decord_error}]") from None
+    try:
+        return _decord_clip(path, sample)
+    except Exception as e:
+        decord_error = _short(e, 300, with_type=True)
+    try:
+        frames = _pyav_frames(path)       # fallback: real frame count, decoded sequentially
+    except VideoReadError as e:
+        raise VideoReadError(f"{e} [decord: {decord_error}]") from None
     idx = sample(len(frames))
     return torch.from_numpy(np.stack([frames[i] for i in idx])), idx
 
 
 def read_frames(path: str | Path, indices) -> torch.Tensor:
-    "Decode the given frame indices (clamped to the real frame count) as uint8 `(T, H, W, 3)`."
+    """Decode the given frame indices (clamped to the real frame count) as uint8 `(T, H, W, 3)`."""
     idx, path = np.asarray(indices, dtype=np.int64), Path(path)
-    if idx.ndim != 1 or idx.size == 0: raise ValueError(f"indices must be a non-empty 1-d list, got {indices!r}")
+    if idx.ndim != 1 or idx.size == 0:
+        raise ValueError(f"indices must be a non-empty 1-d list, got {indices!r}")
     clamp = lambda n: np.clip(idx, 0, n - 1)
     if is_frame_folder(path):
         frames = list_frames(path)
         return _read_folder(frames, clamp(len(frames)))
     _check_file(path)
-    try: return _decord_clip(path, clamp)[0]
-    except Exception: frames = _pyav_frames(path)
+    try:
+        return _decord_clip(path, clamp)[0]
+    except Exception:
+        frames = _pyav_frames(path)
     return torch.from_numpy(np.stack([frames[i] for i in clamp(len(frames))]))

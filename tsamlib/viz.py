@@ -1,6 +1,7 @@
-"""Figures for notebook 02: the shift pattern (report figures 1-2), the shift on real features, TSN frame
-sampling and the 3-channel log-mel of a real sound track. Every picture is drawn from the real code path
-(``temporal_shift``, ``load_clip``, ``log_mels``), not re-implemented for display."""
+"""Figures for notebook 02: the shift pattern (report figures 1-2), the shift on a clip's features, TSN frame
+sampling and the 3-channel log-mel of a clip's sound track (any video file: synthetic or real). Every picture is
+drawn from the library's own code path (``temporal_shift``, ``load_clip``, ``log_mels``), not re-implemented
+for display."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,11 +10,19 @@ import numpy as np
 import torch
 
 from .audio import DEFAULT_SR, load_waveform, log_mels
-from .shift import temporal_shift
+from .shift import shift_fold, temporal_shift
 from .video import count_frames, load_clip, segment_indices
 
 __all__ = ["shift_source_map", "plot_shift_pattern", "plot_shift_on_features", "plot_sampled_frames",
-           "plot_log_mels"]
+           "plot_log_mels", "wrap_to_width"]
+
+
+def wrap_to_width(text: str, width_in: float, fontsize: float) -> str:
+    """``text`` with its lines wrapped so that each fits ``width_in`` inches at ``fontsize`` points (a figure
+    title that would otherwise run past the figure's edges is cut there)."""
+    import textwrap
+    chars = max(10, int(width_in * 72 / (0.62 * fontsize)))  # DejaVu Sans: ~0.6 em per character
+    return "\n".join(textwrap.fill(line, chars, break_on_hyphens=False) for line in text.splitlines())
 
 
 def shift_source_map(n_segments: int, channels: int, shift_depth: int, f_div: int, n_audio: int = 0) -> np.ndarray:
@@ -26,34 +35,61 @@ def shift_source_map(n_segments: int, channels: int, shift_depth: int, f_div: in
 
 def plot_shift_pattern(depths=(1, 2, 3, 4), n_segments: int = 8, channels: int = 32, f_div: int = 4,
                        n_audio: int = 1):
-    """One panel per depth k: rows = output segment, columns = channels, colour = source segment.
+    """One panel per depth k: rows = output segment t, columns = channels, colour = source segment.
 
-    Channels of a group move together; white cells are zeros (the source lies outside the clip); the last
-    row (audio) never moves. Arrows are the report's figures 1-2 read as a table."""
+    Each cell is one channel of one output segment after the shift; its colour (colourbar) is the segment the
+    value comes from, and a moved run of channels is labelled with that source segment's number. Channels of a
+    group move together; white cells are zeros (the source lies outside the clip); the last row (audio) never
+    moves. Arrows are the report's figures 1-2 read as a table."""
     import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import BoundaryNorm, ListedColormap
 
+    depths = list(depths)
     total = n_segments + n_audio
-    cmap = ListedColormap(["white"] + [plt.cm.viridis(i / max(total - 1, 1)) for i in range(total)])
-    fig, axes = plt.subplots(1, len(depths), figsize=(3.4 * len(depths), 3.2), squeeze=False)
-    for ax, k in zip(axes[0], depths):
+    colours = [(1.0, 1.0, 1.0, 1.0)] + [plt.cm.viridis(i / max(total - 1, 1)) for i in range(total)]
+    cmap = ListedColormap(colours)
+    norm = BoundaryNorm(np.arange(-0.5, total + 1.5), cmap.N)   # value v = source segment + 1, 0 = zero
+    ncols = min(2, len(depths))
+    nrows = -(-len(depths) // ncols)
+    figsize = (0.19 * channels * ncols + 1.8, (0.36 * total + 1.2) * nrows + 0.6)  # ~14 pt per channel column
+    fig, axes = plt.subplots(nrows, ncols, figsize=figsize, squeeze=False, layout="constrained")
+    for ax in axes.flat[len(depths):]:
+        ax.set_visible(False)
+    for ax, k in zip(axes.flat, depths):
         src = shift_source_map(n_segments, channels, k, f_div, n_audio)
-        ax.imshow(src + 1, cmap=cmap, vmin=0, vmax=total, aspect="auto", interpolation="nearest")
-        for (r, c), s in np.ndenumerate(src):
-            if s != r and s >= 0:
-                ax.text(c, r, str(s), ha="center", va="center", fontsize=5, color="white")
-        f = (channels // f_div) // k
-        ax.set_title(f"k={k}: {2 * k} groups of {f} ch, {2 * k * f}/{channels} move", fontsize=9)
+        ax.imshow(src + 1, cmap=cmap, norm=norm, aspect="auto", interpolation="nearest")
+        for r in range(src.shape[0]):  # one number per run of channels moved together from the same segment
+            c = 0
+            while c < channels:
+                s, end = int(src[r, c]), c
+                while end + 1 < channels and src[r, end + 1] == s:
+                    end += 1
+                if s != r and s >= 0:
+                    rgb = np.asarray(colours[s + 1][:3])
+                    dark = float(rgb @ [0.299, 0.587, 0.114]) < 0.5
+                    ax.text((c + end) / 2, r, str(s), ha="center", va="center", fontsize=8,
+                            color="white" if dark else "black")
+                c = end + 1
+        f = shift_fold(channels, k, f_div)
+        ax.set_title(f"k={k}: {2 * k} groups of {f} ch, {2 * k * f}/{channels} channels move", fontsize=10)
         ax.set_xlabel("channel")
-        ax.set_yticks(range(total), [f"t={i}" for i in range(n_segments)] + ["audio"] * n_audio, fontsize=7)
-    axes[0, 0].set_ylabel("output segment (number = source segment)")
-    fig.tight_layout()
+        ax.set_ylabel("segment t (after the shift)")
+        ax.set_yticks(range(total), [f"t={i}" for i in range(n_segments)] + ["audio"] * n_audio, fontsize=8)
+    ticks = np.arange(total + 1)
+    cb = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, ticks=ticks, shrink=0.9)
+    cb.ax.set_yticklabels(["zero (outside clip)"] + [f"t={i}" for i in range(n_segments)] + ["audio"] * n_audio,
+                          fontsize=8)
+    cb.set_label("source segment of the value\n(number: source t of a moved run of channels)", fontsize=9)
+    fig.suptitle(wrap_to_width(f"Temporal shift, {n_segments} segments + {n_audio} audio frame, {channels} channels, "
+                               f"f_div={f_div}: a cell's colour and number = the segment its value comes from",
+                               fig.get_figwidth(), 10), fontsize=10)
     return fig
 
 
 def plot_shift_on_features(path: str | Path, shift_depth: int = 2, f_div: int = 4, n_frames: int = 8,
                            size: int = 112, arch: str = "resnet18", channels=(0, 1, -1)):
-    """Real features of a real clip: the stem + layer1 output of a ResNet, before and after the shift.
+    """Features of a clip (any video file): the stem + layer1 output of a ResNet, before and after the shift.
 
     For each shown channel, a row of the T segments before and after: shifted channels show the map
     of segment t +/- d (or zeros at the ends), unshifted channels are unchanged."""
@@ -69,7 +105,7 @@ def plot_shift_on_features(path: str | Path, shift_depth: int = 2, f_div: int = 
         feats = net.layer1(net.maxpool(net.act1(net.bn1(net.conv1(x)))))  # (T, C, h, w)
         shifted = temporal_shift(feats[None], shift_depth, f_div)[0]
     c_total = feats.shape[1]
-    f = (c_total // f_div) // shift_depth
+    f = shift_fold(c_total, shift_depth, f_div)
     chans = [c % c_total for c in channels]
     fig, axes = plt.subplots(2 * len(chans), n_frames, figsize=(1.2 * n_frames, 1.3 * 2 * len(chans)), squeeze=False)
     for i, c in enumerate(chans):
@@ -91,29 +127,38 @@ def plot_shift_on_features(path: str | Path, shift_depth: int = 2, f_div: int = 
 
 
 def plot_sampled_frames(path: str | Path, n_frames: int = 8, seed: int = 0):
-    """TSN sampling of a real video: training (random frame per segment) vs validation (centre frames)."""
+    """TSN sampling of a video: training (random frame per segment) vs validation (centre frames).
+
+    Columns are the ``n_frames`` segments (their frame range on top); each image's label is the 0-based index
+    of the decoded frame."""
     import matplotlib.pyplot as plt
 
     n = count_frames(path)
     rng = np.random.default_rng(seed)
-    fig, axes = plt.subplots(2, n_frames, figsize=(1.4 * n_frames, 3.2), squeeze=False)
+    fig, axes = plt.subplots(2, n_frames, figsize=(max(1.4 * n_frames, 5.0), 3.9), squeeze=False,
+                             layout="constrained")
     for r, mode in enumerate(("train", "valid")):
         frames, idx = load_clip(path, n_frames, mode, rng=rng)
         for t in range(n_frames):
             ax = axes[r, t]
             ax.imshow(frames[t].numpy())
             ax.set_xticks([]), ax.set_yticks([])
-            ax.set_title(f"#{idx[t]}", fontsize=7)
-        axes[r, 0].set_ylabel(mode, fontsize=8)
-    bounds = segment_indices(n, n_frames, "valid")
-    fig.suptitle(f"{Path(path).name}: {n} frames in {n_frames} segments (centres {list(bounds)})", fontsize=9)
-    fig.tight_layout()
+            ax.set_xlabel(f"frame {int(idx[t])}", fontsize=8)
+            if r == 0:
+                lo, hi = (t * n) // n_frames, -(-(t + 1) * n // n_frames) - 1
+                ax.set_title(f"segment {t}\nframes {lo}-{max(lo, hi)}", fontsize=8)
+        axes[r, 0].set_ylabel({"train": "train\n(random frame\nin segment)",
+                               "valid": "valid\n(centre frame)"}[mode], fontsize=8)
+    centres = [int(i) for i in segment_indices(n, n_frames, "valid")]
+    fig.suptitle(wrap_to_width(f"{Path(path).name}: {n} frames (0-based) split into {n_frames} segments, one frame "
+                               f"each\nvalidation centres {centres}; training draws (seed {seed}) change every epoch",
+                               fig.get_figwidth(), 9), fontsize=9)
     return fig
 
 
 def plot_log_mels(path: str | Path, n_mels: int = 128, sr: int = DEFAULT_SR, windows_ms=(25, 50, 100),
                   hops_ms=(10, 25, 50)):
-    """The three log-mel channels of a real sound track, with time (s) and mel-frequency (Hz) axes."""
+    """The three log-mel channels of a clip's sound track, with time (s) and mel-frequency (Hz) axes."""
     import librosa
     import matplotlib.pyplot as plt
 

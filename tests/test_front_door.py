@@ -1,0 +1,55 @@
+"""The front door, as a newcomer meets it: a fresh ``git clone`` runs the README's main command (``bash run.sh``)
+and the papermill command of the design card twice, from ``notebooks/`` and from the root, and no tracked file
+changes. The clone reuses this test's installed environment (its ``.venv`` is linked, so ``scripts/setup.sh``
+finds everything installed and installs nothing); the clone's own ``tsamlib`` is the one imported.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _sh(args, cwd, env, timeout=900):
+    out = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, f"{' '.join(map(str, args))} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return out
+
+
+@pytest.mark.slow
+def test_fresh_clone_runs_the_main_job_and_papermill_twice(tmp_path):
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    venv = Path(sys.prefix)
+    if not (venv / "bin" / "python").exists() or venv == Path(sys.base_prefix):
+        pytest.skip("runs inside the project's virtual environment only (bash .ci/run)")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=300)
+    (clone / ".venv").symlink_to(venv, target_is_directory=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("MPLBACKEND", "PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(PYTHONPATH=str(clone), OMP_NUM_THREADS="1", PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}")
+
+    main = _sh(["bash", "run.sh"], clone, env)  # the README's main command
+    assert "nothing to install" in main.stdout
+    assert "== 04_evaluate" in main.stdout and "epoch 3/3" in main.stdout + main.stderr  # progress lines
+    assert (clone / "results" / "notebooks" / "local" / "04_evaluate.ipynb").is_file()
+
+    # the design card's command, from notebooks/ and from the root (one epoch the second time, to keep CI short)
+    _sh(["papermill", "03_train.ipynb", "out.ipynb", "-p", "shift_depth", "4"], clone / "notebooks", env)
+    _sh(["papermill", "notebooks/03_train.ipynb", "out.ipynb", "-p", "shift_depth", "4", "-p", "epochs", "1"],
+        clone, env)
+
+    committed = set(subprocess.run(["git", "ls-files", "results/runs"], cwd=clone, capture_output=True, text=True,
+                                   check=True).stdout.split())
+    new = [d for d in (clone / "results" / "runs").iterdir()
+           if d.is_dir() and not any(f.startswith(f"results/runs/{d.name}/") for f in committed)]
+    finished = [d for d in new if (d / "checkpoints" / "model.pth").is_file()
+                and '"finished": true' in (d / "metrics.json").read_text()]
+    assert len(finished) == 3 == len(new), sorted(d.name for d in new)  # three distinct, finished runs
+    assert sum(d.name.startswith("k4-fdiv8-8f-rgb-") for d in finished) == 2
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=clone,
+                            capture_output=True, text=True, check=True).stdout
+    assert status == "", f"tracked files changed:\n{status}"

@@ -1,0 +1,230 @@
+"""One run configuration: every setting of a training run, with its default, type, allowed values and meaning.
+
+:class:`RunConfig` is the single definition that notebook 03's ``parameters`` cell (checked by a test),
+:mod:`tsamlib.distributed`, the experiment grids, :func:`tsamlib.model.create_tsam` and the tables derive from.
+A new setting is one new field here (and one line in notebook 03's parameters cell).
+
+    cfg = RunConfig(shift_depth=4, f_div=4, audio=True)      # checked on creation: bad values raise ValueError
+    cfg.settings()                                            # what params.json records (no bookkeeping keys)
+    config_diff(old_params, cfg)                              # {name: (old, new)} for the settings that differ
+
+Values are normalised once, on creation: tuples become lists, ``1`` becomes ``1.0`` for float settings, so a
+configuration read back from ``params.json`` compares equal to the one that wrote it.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any, Mapping
+
+__all__ = ["RunConfig", "BOOKKEEPING", "MODEL_SETTINGS", "RECIPES", "normalize", "config_diff", "auto_run_id",
+           "settings_help"]
+
+RECIPES = ("one_cycle", "paper")
+# Settings that say how a run is executed, not what it is: never compared between runs.
+BOOKKEEPING = frozenset({"run_id", "resume", "overwrite", "runs_root", "num_workers"})
+# The settings of create_tsam(); the rest are data and training settings.
+MODEL_SETTINGS = ("n_frames", "audio", "shift_depth", "f_div", "n_insert", "m_insert", "dropout")
+
+
+def _f(default: Any, help: str, **check: Any) -> Any:
+    """A field with its one-line meaning and its checks (``lo``, ``hi``, ``choices``)."""
+    return field(default=default, metadata=dict(help=help, **check))
+
+
+@dataclass
+class RunConfig:
+    """Every setting of one training run (notebook 03). Created = checked; see :meth:`check`."""
+
+    dataset: str = _f("default", "a dataset built by notebook 01 ('default', 'mini-kinetics-av', "
+                                 "'mini-something') or a manifest CSV path")
+    n_frames: int = _f(8, "T, video segments (frames) per clip", lo=1, hi=256)
+    shift_depth: int = _f(1, "k: 0 is TSN (no shift), 1 is TSM, 2-5 deeper shifts", lo=0, hi=64)
+    f_div: int = _f(8, "C // f_div channels move each way (8: TSM, 4: the report)", lo=2, hi=1024)
+    n_insert: int = _f(1, "shift before conv1 of every n_insert-th block of each stage ...", lo=1, hi=64)
+    m_insert: int = _f(0, "... starting at block m_insert", lo=0, hi=63)
+    audio: bool = _f(False, "add the audio frame (3-channel log-mel spectrogram)")
+    pretrained: str | None = _f(None, "None, 'in1k', 'in21k', a timm tag or a checkpoint file")
+    arch: str = _f("resnet18", "timm ResNet name (resnet10t, resnet18, resnet50, ...)")
+    img_size: int = _f(64, "crop size in pixels", lo=8, hi=1024)
+    resize: int = _f(72, "short side before the crop, in pixels (>= img_size)", lo=8, hi=2048)
+    flip: bool = _f(True, "random horizontal flips in training (off for direction-sensitive classes)")
+    n_mels: int = _f(64, "mel bands of the audio frame", lo=8, hi=512)
+    epochs: int = _f(3, "training epochs", lo=1, hi=10_000)
+    lr: float = _f(2e-3, "base learning rate", lo=0.0, hi=10.0, open_lo=True)
+    recipe: str = _f("one_cycle", "'one_cycle' (fastai, Adam) or 'paper' (SGD 0.9, wd 1e-4, step decay)",
+                     choices=RECIPES)
+    lr_decay: list | None = _f(None, "recipe 'paper': [[factor, epoch], ...], lr = factor x lr from that epoch on")
+    batch_size: int = _f(8, "clips per batch", lo=1, hi=100_000)
+    dropout: float = _f(0.5, "dropout before the classifier", lo=0.0, hi=1.0, open_hi=True)
+    num_workers: int = _f(0, "data-loading worker processes (one thread each)", lo=0, hi=1024)
+    seed: int = _f(0, "seed of weights, sampling and augmentation", lo=0, hi=2**63 - 1)
+    run_id: str | None = _f(None, "run folder name; None: a readable unique id from the settings and the time")
+    resume: bool = _f(False, "continue an unfinished run from its last checkpoint")
+    overwrite: bool = _f(False, "move an existing run folder aside (never deleted) and start afresh")
+    runs_root: str | None = _f(None, "folder of the run folders; None: results/runs")
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            setattr(self, f.name, _coerce(f.name, f.type, getattr(self, f.name)))
+        self.check()
+
+    # ------------------------------------------------------------------------------------------------ checks
+    def check(self) -> "RunConfig":
+        """Raise ValueError naming the setting and what it accepts when a value is out of range."""
+        for f in fields(self):
+            v, m = getattr(self, f.name), f.metadata
+            if "choices" in m and v not in m["choices"]:
+                raise ValueError(f"{f.name}={v!r}: choose one of {list(m['choices'])}.")
+            if "lo" in m and v is not None:
+                lo, hi = m["lo"], m["hi"]
+                bad = v <= lo if m.get("open_lo") else v < lo
+                bad = bad or (v >= hi if m.get("open_hi") else v > hi) or (isinstance(v, float) and math.isnan(v))
+                if bad:
+                    left, right = "(" if m.get("open_lo") else "[", ")" if m.get("open_hi") else "]"
+                    raise ValueError(f"{f.name}={v!r} is out of range: allowed {left}{lo}, {hi}{right} "
+                                     f"({m['help']}).")
+        if self.resize < self.img_size:
+            raise ValueError(f"resize={self.resize} must be >= img_size={self.img_size} (the crop is taken from "
+                             "the resized frame).")
+        if self.shift_depth >= self.n_frames and self.shift_depth:
+            raise ValueError(f"shift_depth={self.shift_depth} needs n_frames > {self.shift_depth} (got "
+                             f"{self.n_frames}): the largest depth is n_frames - 1; lower shift_depth or raise "
+                             "n_frames.")
+        if self.m_insert >= self.n_insert:
+            raise ValueError(f"m_insert={self.m_insert} must be < n_insert={self.n_insert} (shift blocks i with "
+                             "i % n_insert == m_insert).")
+        if self.lr_decay is not None:
+            if self.recipe != "paper":
+                raise ValueError(f"lr_decay is used by recipe='paper' only (recipe={self.recipe!r}): drop lr_decay "
+                                 "or set recipe='paper'.")
+            for pair in self.lr_decay:
+                ok = isinstance(pair, list) and len(pair) == 2 and pair[0] > 0 and int(pair[1]) == pair[1] >= 0
+                if not ok:
+                    raise ValueError(f"lr_decay={self.lr_decay!r}: each item is [factor > 0, epoch >= 0], e.g. "
+                                     "[[0.2, 5], [0.01, 30]].")
+        if self.run_id is not None and (not self.run_id or any(c in self.run_id for c in "/\\")
+                                        or self.run_id.startswith(".")):
+            raise ValueError(f"run_id={self.run_id!r} must be a plain folder name (no slashes, not starting "
+                             "with '.'), or None for an automatic id.")
+        if self.resume and self.overwrite:
+            raise ValueError("resume=True and overwrite=True contradict each other: pick one.")
+        return self
+
+    # --------------------------------------------------------------------------------------- conversions
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], strict: bool = True) -> "RunConfig":
+        """From a parameter dict (``params.json``, a grid entry, ``-p`` values). Unknown keys raise when
+        ``strict`` (naming the known ones), else are ignored."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(params) - names)
+        if unknown and strict:
+            raise ValueError(f"unknown settings {unknown}; known: {sorted(names)}.")
+        return cls(**{k: v for k, v in params.items() if k in names})
+
+    @classmethod
+    def from_namespace(cls, namespace: Mapping[str, Any]) -> "RunConfig":
+        """From the variables of notebook 03's parameters cell (pass ``globals()``)."""
+        return cls(**{f.name: namespace[f.name] for f in fields(cls) if f.name in namespace})
+
+    def settings(self) -> dict[str, Any]:
+        """The settings that define the run (what ``params.json`` holds): everything but bookkeeping,
+        except ``num_workers``, which is recorded for speed figures."""
+        return {k: v for k, v in asdict(self).items() if k not in BOOKKEEPING or k == "num_workers"}
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """The :func:`tsamlib.model.create_tsam` settings (plus ``arch`` and ``pretrained`` given apart)."""
+        return {k: getattr(self, k) for k in MODEL_SETTINGS}
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        """A checked copy with ``changes``."""
+        return RunConfig(**{**asdict(self), **changes})
+
+
+def _coerce(name: str, annotation: Any, v: Any) -> Any:
+    """Normalise ``v`` to the setting's type (ints for int, floats for float, lists for tuples)."""
+    t = str(annotation)
+    v = normalize(v)
+    try:
+        if t.startswith("int") and not isinstance(v, bool) and isinstance(v, (int, float)) and int(v) == v:
+            return int(v)
+        if t.startswith("float") and isinstance(v, (int, float)) and not isinstance(v, bool):
+            return float(v)
+    except (OverflowError, ValueError):
+        pass
+    ok = {"int": isinstance(v, int) and not isinstance(v, bool), "float": isinstance(v, float),
+          "bool": isinstance(v, bool), "str": isinstance(v, str), "list": isinstance(v, list)}
+    kinds = [k.strip() for k in t.split("|")]
+    if v is None and "None" in kinds:
+        return v
+    if not any(ok.get(k, False) for k in kinds):
+        raise ValueError(f"{name}={v!r} has type {type(v).__name__}; expected {t}.")
+    return v
+
+
+def normalize(v: Any) -> Any:
+    """One form for a value: tuples -> lists (recursively), numpy scalars -> Python, paths -> str."""
+    if isinstance(v, (list, tuple)):
+        return [normalize(x) for x in v]
+    if isinstance(v, dict):
+        return {k: normalize(x) for k, x in v.items()}
+    if hasattr(v, "item") and not isinstance(v, (str, bytes)):
+        return v.item()
+    if hasattr(v, "__fspath__"):
+        return str(v)
+    return v
+
+
+def _same(a: Any, b: Any) -> bool:
+    a, b = normalize(a), normalize(b)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    return a == b
+
+
+def config_diff(old: Mapping[str, Any] | RunConfig, new: Mapping[str, Any] | RunConfig,
+                ignore: frozenset[str] | set[str] = BOOKKEEPING) -> dict[str, tuple[Any, Any]]:
+    """``{name: (old, new)}`` for every setting whose normalised values differ (``ignore``d names aside).
+    A setting missing on one side counts as its :class:`RunConfig` default (runs recorded before it existed)."""
+    old = asdict(old) if isinstance(old, RunConfig) else dict(old)
+    new = asdict(new) if isinstance(new, RunConfig) else dict(new)
+    defaults = {f.name: f.default for f in fields(RunConfig) if f.default is not MISSING}
+    out = {}
+    for k in sorted(set(old) | set(new)):
+        if k in ignore:
+            continue
+        a, b = old.get(k, defaults.get(k)), new.get(k, defaults.get(k))
+        if not _same(a, b):
+            out[k] = (a, b)
+    return out
+
+
+def auto_run_id(cfg: RunConfig, when: float | None = None) -> str:
+    """A readable id: the model in four tokens, the other settings that differ from the defaults, the time.
+
+    ``RunConfig(shift_depth=4)`` at 2026-11-26 20:13:55 -> ``k4-fdiv8-8f-rgb-20261126-201355``; with
+    ``epochs=5, dataset="mini-something"`` -> ``k1-fdiv8-8f-rgb-mini-something-ep5-20261126-201355``.
+    """
+    tokens = [f"k{cfg.shift_depth}", f"fdiv{cfg.f_div}", f"{cfg.n_frames}f", "av" if cfg.audio else "rgb"]
+    short = dict(dataset="", arch="", epochs="ep", lr="lr", batch_size="bs", img_size="px", seed="s",
+                 recipe="", pretrained="init-", n_insert="nins", m_insert="mins", n_mels="mels", dropout="do",
+                 flip="flip", resize="rs")
+    default = RunConfig()
+    for name, prefix in short.items():
+        v = getattr(cfg, name)
+        if _same(v, getattr(default, name)):
+            continue
+        text = str(v).replace(" ", "")
+        if name == "dataset" or name == "pretrained":
+            text = text.replace("\\", "/").rstrip("/").split("/")[-1].removesuffix(".csv").removesuffix(".pth")
+        tokens.append(prefix + "".join(c if c.isalnum() or c in ".-_" else "_" for c in text)[:32])
+    return "-".join(tokens + [time.strftime("%Y%m%d-%H%M%S", time.localtime(when))])
+
+
+def settings_help() -> str:
+    """One line per setting: name, default, type, meaning (``python -m tsamlib runs --settings``)."""
+    return "\n".join(f"{f.name:12s} {f.default!r:12s} {str(f.type):16s} {f.metadata['help']}"
+                     for f in fields(RunConfig))

@@ -2,8 +2,9 @@
 
 ipykernel 7 warns "Kernel is running over TCP without encryption" on every start. Jupyter and papermill start
 this kernel on the loopback interface of the same machine, where nothing else can listen in, so the warning is
-dropped there, and only there: a kernel bound to any other address keeps it. Everything else ipykernel logs is
-unchanged.
+dropped there, and only there: a kernel bound to any other address keeps it. At shutdown, a closed socket can make
+tornado log a ZMQError (ENOTSOCK) traceback after the notebook finished; that one record is dropped too. Everything
+else ipykernel logs is unchanged.
 
     python -m tsamlib.kernel install    # the "python3" kernel of this environment (scripts/setup.sh runs it)
 """
@@ -13,7 +14,7 @@ import json
 import logging
 import sys
 
-__all__ = ["LoopbackTCPFilter", "install", "main"]
+__all__ = ["LoopbackTCPFilter", "ShutdownSocketFilter", "install", "main"]
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -28,6 +29,17 @@ class LoopbackTCPFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         plain_tcp = record.getMessage().startswith("Kernel is running over TCP without encryption")
         return not (plain_tcp and getattr(self.app, "ip", None) in LOOPBACK)
+
+
+class ShutdownSocketFilter(logging.Filter):
+    """Drop tornado's "Uncaught exception in ZMQStream callback" for a socket already closed (ENOTSOCK): a race
+    between ipykernel's sockets and their event loop while the kernel shuts down, after the notebook finished."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        err = record.exc_info[1] if record.exc_info else None
+        import zmq
+
+        return not (isinstance(err, zmq.ZMQError) and err.errno == zmq.ENOTSOCK)
 
 
 def install(name: str = "python3", display_name: str = "Python 3 (tsam)") -> str:
@@ -52,6 +64,7 @@ def main() -> None:
 
     app = IPKernelApp.instance()
     app.log.addFilter(LoopbackTCPFilter(app))
+    logging.getLogger("tornado.general").addFilter(ShutdownSocketFilter())
     app.initialize()
     app.start()
 

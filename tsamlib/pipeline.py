@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -62,9 +63,11 @@ def parse_param(text: str) -> Any:
 
 
 def run_notebook(name: str, parameters: dict[str, Any] | None = None, out_dir: str | Path | None = None,
-                 cwd: str | Path | None = None, progress: bool = False, log_output: bool = True) -> Path:
+                 cwd: str | Path | None = None, progress: bool = False, echo: bool = True) -> Path:
     """Execute ``notebooks/<name>.ipynb`` with ``parameters`` into ``out_dir/<name>.ipynb`` (default
-    :func:`local_out_dir`), replacing the previous copy only on success; raise :class:`NotebookFailed`."""
+    :func:`local_out_dir`), replacing the previous copy only on success; raise :class:`NotebookFailed`.
+    ``echo``: what the notebook prints (its stdout and stderr streams, e.g. one line per epoch) shows in the
+    terminal too."""
     import papermill as pm
 
     root = repo_root()
@@ -78,7 +81,7 @@ def run_notebook(name: str, parameters: dict[str, Any] | None = None, out_dir: s
     try:
         pm.execute_notebook(str(root / "notebooks" / f"{name}.ipynb"), str(tmp), parameters=parameters,
                             cwd=str(cwd or root), kernel_name="python3", progress_bar=progress,
-                            log_output=log_output)
+                            stdout_file=sys.stdout if echo else None, stderr_file=sys.stderr if echo else None)
     except pm.PapermillExecutionError as e:
         os.replace(tmp, failed)
         raise NotebookFailed(name, e, failed) from None

@@ -9,7 +9,7 @@ from fastai.data.load import DataLoader
 
 from tsamlib.fileio import atomic_write_json
 from tsamlib.runs import open_run, start_run
-from tsamlib.train import StepDecay, fit_run, seed_everything, tsam_learner
+from tsamlib.train import StepDecay, fit_run, plot_learning_curve, seed_everything, tsam_learner
 
 
 class TinyClips(torch.utils.data.Dataset):
@@ -134,5 +134,5 @@ def test_recorder_keeps_per_batch_losses_after_fit_run_and_resume(tmp_path, caps
     assert len(resumed.recorder.losses) == 9 and len(resumed.recorder.values) == 3
     assert [float(x) for x in resumed.recorder.losses] == pytest.approx([float(x) for x in full.recorder.losses],
                                                                         abs=1e-5)
-    ax = resumed.recorder.plot_loss()
-    assert len(ax.lines[0].get_xdata()) > 0
+    ax = plot_learning_curve(resumed)
+    assert len(ax.lines[0].get_xdata()) == 9 - 5 and "batches" in ax.get_xlabel()  # the first 5 are skipped

@@ -31,7 +31,7 @@ from fastai.interpret import ClassificationInterpretation
 from .data import _limit_threads, clip_views_dataset, manifest_vocab, read_table, video_views
 from .model import TSAM, create_tsam, model_kwargs
 from .datasets import dataset_manifest
-from .fileio import atomic_write_json, mel_cache_dir
+from .fileio import atomic_write_json, mel_cache_dir, relative_to_repo
 from .provenance import environment_info
 from .runs import RunLock, is_finished, open_run
 
@@ -158,7 +158,7 @@ def evaluate_views(run_dir: str | os.PathLike, split: str = "valid", n_clips: in
                     img_size=params["img_size"], resize=params["resize"], audio=bool(params["audio"]),
                     clip_sampling="frame at offset (clip + 0.5) / n_clips in each of n_frames segments",
                     crops="centre" if n_crops == 1 else "start/centre/end along the long side",
-                    manifest=str(manifest))
+                    manifest=relative_to_repo(manifest))
     res = dict(top1=top1, top5=top5, loss=loss, probs=probs, labels=labels, paths=paths,
                n_views=counts[keep], vocab=vocab, protocol=protocol, n_videos=int(keep.sum()),
                n_failed=len(failed), failed=failed, n_excluded=len(excluded), excluded=excluded,
@@ -186,13 +186,16 @@ def per_class_accuracy(res: dict[str, Any] | ClassificationInterpretation) -> pd
 def _write_record(run_dir: Path, res: dict[str, Any]) -> Path:
     pca = per_class_accuracy(res) if res["top1"] is not None else None
     pred = res["probs"].argmax(1) if len(res["probs"]) else torch.zeros(0, dtype=torch.long)
-    videos = [dict(path=p, label=int(y), pred=int(k), p_pred=float(pr[k]), p_true=float(pr[y]) if y >= 0 else None)
+    videos = [dict(path=relative_to_repo(p), label=int(y), pred=int(k), p_pred=float(pr[k]),
+                   p_true=float(pr[y]) if y >= 0 else None)
               for p, y, k, pr in zip(res["paths"], res["labels"].tolist(), pred.tolist(), res["probs"])]
     record = dict(run_id=run_dir.name, evaluated_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), protocol=res["protocol"],
                   metrics=dict(top1=res["top1"], top5=res["top5"], loss=res["loss"], n_videos=res["n_videos"],
                                n_failed=res["n_failed"], n_excluded=res["n_excluded"]),
                   per_class=None if pca is None else pca.reset_index().replace({np.nan: None}).to_dict("records"),
-                  failed=res["failed"], excluded=res["excluded"], vocab=res["vocab"], videos=videos,
+                  failed={relative_to_repo(k): v for k, v in res["failed"].items()},
+                  excluded={relative_to_repo(k): v for k, v in res["excluded"].items()}, vocab=res["vocab"],
+                  videos=videos,
                   wall_s=res["wall_s"], views_per_s=res["views_per_s"], environment=environment_info())
     p = res["protocol"]
     with RunLock(run_dir, what="evaluation"):  # refused while another process trains or evaluates this run

@@ -290,6 +290,8 @@ def run_grid(params_list: Sequence[dict[str, Any] | GridEntry], notebook: str = 
     """
     import papermill
 
+    from .pipeline import make_portable
+
     root_repo = repo_root()
     nb = Path(notebook) if Path(notebook).is_absolute() else root_repo / notebook
     out = []
@@ -339,6 +341,7 @@ def run_grid(params_list: Sequence[dict[str, Any] | GridEntry], notebook: str = 
             papermill.execute_notebook(str(nb), str(out_nb), cwd=str(root_repo), kernel_name="python3",
                                        parameters=dict(params, PAPERMILL_OUTPUT_PATH=str(out_nb)),
                                        progress_bar=progress_bar)
+            make_portable(out_nb, final_name=out_nb.name)
             status = "finished (resumed)" if resume else "finished"
             if not is_finished(run_dir):
                 status = "failed: notebook ended without metrics.json finished=true"

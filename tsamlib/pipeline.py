@@ -25,7 +25,8 @@ from .fileio import relative_to_repo, repo_root
 from .runs import Run, run_state, runs_dir, unique_run_id
 
 __all__ = ["NOTEBOOKS", "MAIN_JOB", "NotebookFailed", "local_out_dir", "published_out_dir", "run_notebook",
-           "run_pipeline", "parse_param", "papermill_output_path", "executed_by_papermill", "save_notebook_copy"]
+           "run_pipeline", "parse_param", "make_portable", "papermill_output_path", "executed_by_papermill",
+           "save_notebook_copy"]
 
 NOTEBOOKS = ("01_build_datasets", "02_visualize", "03_train", "04_evaluate", "05_reproduce_tables")
 MAIN_JOB = NOTEBOOKS[:4]  # 05 trains the whole mini grid: only when asked for
@@ -88,9 +89,24 @@ def run_notebook(name: str, parameters: dict[str, Any] | None = None, out_dir: s
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    make_portable(tmp, final_name=out.name)
     os.replace(tmp, out)
     failed.unlink(missing_ok=True)
     return out
+
+
+def make_portable(notebook: str | Path, final_name: str | None = None) -> Path:
+    """Rewrite an executed notebook so that it names no folder of the machine it ran on: paths under the
+    repository become relative to its root (papermill's metadata, injected parameters, printed outputs), and the
+    temporary name it was written under becomes ``final_name``."""
+    path = Path(notebook)
+    text = path.read_text(encoding="utf-8")
+    root = str(repo_root())
+    text = text.replace(root + os.sep, "").replace(root, ".")
+    if final_name:
+        text = text.replace(path.name, final_name)
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 def _train_run_id(params: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
@@ -182,6 +198,7 @@ def save_notebook_copy(run: Run, injected: str | None = None) -> Path | None:
         return None
     if src != dst.resolve():
         shutil.copyfile(src, dst)
+        make_portable(dst, final_name=dst.name)
     run.metrics["notebook"] = str(dst.relative_to(run.path))
     run.save()
     return dst

@@ -38,7 +38,7 @@ from .runs import Run
 
 __all__ = ["top5", "tsam_learner", "EpochSeed", "StepDecay", "ProgressLine", "KeepHistory", "recorder_history",
            "restore_history", "RunLogger", "Checkpoint", "CheckpointError", "load_checkpoint", "load_latest_checkpoint",
-           "fit_run", "finish_run", "seed_everything"]
+           "fit_run", "finish_run", "plot_learning_curve", "seed_everything"]
 
 def top5(inp: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
     """Top-5 accuracy (top-k with k = number of classes when there are fewer than 5)."""
@@ -252,6 +252,20 @@ class KeepHistory(Callback):
             r.values.pop()
             if r.iters:
                 r.iters.pop()
+
+
+def plot_learning_curve(learn: Learner, ax=None):
+    """fastai's loss plot (``recorder.plot_loss``) with the epochs marked and its axes explained."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.5))
+    learn.recorder.plot_loss(skip_start=min(5, max(len(learn.recorder.losses) - 1, 0)), show_epochs=True, ax=ax)
+    ax.set_xlabel("training batches (dotted lines: ends of epochs)")
+    ax.set_ylabel("cross-entropy loss")
+    ax.set_title("learning curve: train = moving average over batches, valid = whole validation set per epoch",
+                 fontsize=9)
+    return ax
 
 
 class CheckpointError(RuntimeError):

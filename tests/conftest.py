@@ -100,3 +100,29 @@ def media_zoo(tmp_path_factory) -> dict[str, tuple[Path, dict]]:
     soundfile.write(silent.with_suffix(".wav"), np.zeros(16000, np.float32), 16000)
     add("wav_beside", silent, True, True, 12)
     return zoo
+
+
+class TinyClips:
+    """Random 4-frame 32 px clips whose brightness tells the class (3 classes); drawn from the global RNG like
+    augmentation, so seeding decides them."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        import torch
+        y = i % 3
+        return torch.randn(4, 3, 32, 32) * 0.5 + (y - 1) * 0.5, y
+
+
+def tiny_dls(n_train: int = 24, n_valid: int = 12, bs: int = 8, valid_bs: int = 6):
+    """fastai DataLoaders over :class:`TinyClips` (3 classes), for training tests without video files."""
+    from fastai.data.core import DataLoaders
+    from fastai.data.load import DataLoader
+    dls = DataLoaders(DataLoader(TinyClips(n_train), bs=bs, shuffle=True, drop_last=True),
+                      DataLoader(TinyClips(n_valid), bs=valid_bs))
+    dls.c = 3
+    return dls

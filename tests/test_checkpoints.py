@@ -5,28 +5,16 @@ import pickle
 
 import pytest
 import torch
-from fastai.data.core import DataLoaders
-from fastai.data.load import DataLoader
 
+from conftest import tiny_dls
 from tsamlib.runs import start_run
 from tsamlib.train import (Checkpoint, CheckpointError, fit_run, load_checkpoint, load_latest_checkpoint,
                            seed_everything, tsam_learner)
 
 
-class TinyClips(torch.utils.data.Dataset):
-    def __init__(self, n):
-        self.n = n
-
-    def __len__(self):
-        return self.n
-
-    def __getitem__(self, i):
-        return torch.randn(4, 3, 32, 32) * 0.5 + (i % 3 - 1) * 0.5, i % 3
-
-
 def learner(c=3):
     seed_everything(0)
-    dls = DataLoaders(DataLoader(TinyClips(8), bs=4, shuffle=True, drop_last=True), DataLoader(TinyClips(4), bs=4))
+    dls = tiny_dls(8, 4, bs=4, valid_bs=4)
     dls.c = c
     return tsam_learner(dls, arch="resnet10t", n_frames=4, audio=False, recipe="paper")
 

@@ -2,34 +2,12 @@
 import json
 
 import pytest
-import torch
 from fastai.callback.core import Callback
-from fastai.data.core import DataLoaders
-from fastai.data.load import DataLoader
 
+from conftest import tiny_dls
 from tsamlib.fileio import atomic_write_json
 from tsamlib.runs import open_run, start_run
 from tsamlib.train import StepDecay, fit_run, plot_learning_curve, seed_everything, tsam_learner
-
-
-class TinyClips(torch.utils.data.Dataset):
-    """Random 4-frame clips whose brightness tells the class; drawn from the global RNG like augmentation."""
-
-    def __init__(self, n):
-        self.n = n
-
-    def __len__(self):
-        return self.n
-
-    def __getitem__(self, i):
-        y = i % 3
-        return torch.randn(4, 3, 32, 32) * 0.5 + (y - 1) * 0.5, y
-
-
-def tiny_dls():
-    dls = DataLoaders(DataLoader(TinyClips(24), bs=8, shuffle=True, drop_last=True), DataLoader(TinyClips(12), bs=6))
-    dls.c = 3
-    return dls
 
 
 class Interrupt(Callback):

@@ -133,55 +133,12 @@ def _hms(seconds: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
-class ProgressLine(Callback):
-    """One plain text line per trained epoch on stdout, for terminals and logs (``papermill --log-output``,
-    ``python -m tsamlib notebooks``), beside fastai's HTML bars in JupyterLab::
+class _TrainedEpochs(Callback):
+    """Counts the clips and training seconds of each epoch that really trains (epochs skipped by resume are
+    cancelled before they train); :meth:`_finished_training` tells, once per epoch, whether this one did."""
 
-        epoch 2/3  train_loss 1.0412  valid_loss 0.9871  top1 0.6250  31.4 clips/s  elapsed 0:41  ETA 0:20
-    """
-
-    order = 75  # after the Recorder (50) has the epoch's values
-
-    def __init__(self, print_fn=print):
-        self.print_fn, self.trained = print_fn, False
-
-    def before_fit(self):
-        self.t0, self.done, self.first = time.perf_counter(), 0, None
-
-    def before_epoch(self):
-        self.clips = 0
-
-    def before_train(self):
-        self.trained, self.t_train = True, time.perf_counter()
-        self.first = self.epoch if self.first is None else self.first
-
-    def after_batch(self):
-        if self.training:
-            self.clips += self.yb[0].shape[0]
-
-    def after_train(self):
-        self.train_s = time.perf_counter() - self.t_train
-
-    def after_epoch(self):
-        if not self.trained:  # an epoch skipped by resume
-            return
-        self.trained, self.done = False, self.done + 1
-        values = dict(zip(self.recorder.metric_names[1:-1], self.recorder.values[-1]))
-        elapsed = time.perf_counter() - self.t0
-        eta = elapsed / self.done * (self.n_epoch - self.epoch - 1)
-        fmt = lambda k: "n/a" if values.get(k) is None else f"{float(values[k]):.4f}"  # noqa: E731
-        self.print_fn(f"epoch {self.epoch + 1}/{self.n_epoch}  train_loss {fmt('train_loss')}  valid_loss "
-                      f"{fmt('valid_loss')}  top1 {fmt('accuracy')}  {self.clips / max(self.train_s, 1e-9):.1f} "
-                      f"clips/s  elapsed {_hms(elapsed)}  ETA {_hms(eta)}", flush=True)
-
-
-class RunLogger(Callback):
-    """After each trained epoch: losses, top-1/top-5, lr, training clips/s, wall time, skipped samples."""
-
-    order = 70  # after fastai's Recorder (50) has the epoch's values
-
-    def __init__(self, run: Run):
-        self.run, self.trained = run, False  # epochs skipped by resume are cancelled before they train
+    def __init__(self):
+        self.trained = False
 
     def before_epoch(self):
         self.clips, self.t_epoch = 0, time.perf_counter()
@@ -196,12 +153,56 @@ class RunLogger(Callback):
     def after_train(self):
         self.train_s = time.perf_counter() - self.t_train
 
+    def _finished_training(self) -> bool:
+        trained, self.trained = self.trained, False
+        return trained
+
+    def _epoch_values(self) -> dict[str, Any]:
+        return dict(zip(self.recorder.metric_names[1:-1], self.recorder.values[-1]))
+
+
+class ProgressLine(_TrainedEpochs):
+    """One plain text line per trained epoch on stdout, for terminals and logs (``papermill --log-output``,
+    ``python -m tsamlib notebooks``), beside fastai's HTML bars in JupyterLab::
+
+        epoch 2/3  train_loss 1.0412  valid_loss 0.9871  top1 0.6250  31.4 clips/s  elapsed 0:41  ETA 0:20
+    """
+
+    order = 75  # after the Recorder (50) has the epoch's values
+
+    def __init__(self, print_fn=print):
+        super().__init__()
+        self.print_fn = print_fn
+
+    def before_fit(self):
+        self.t0, self.done = time.perf_counter(), 0
+
     def after_epoch(self):
-        if not self.trained:
+        if not self._finished_training():
             return
-        self.trained = False
-        names = self.recorder.metric_names[1:-1]
-        values = dict(zip(names, self.recorder.values[-1]))
+        self.done += 1
+        values = self._epoch_values()
+        elapsed = time.perf_counter() - self.t0
+        eta = elapsed / self.done * (self.n_epoch - self.epoch - 1)
+        fmt = lambda k: "n/a" if values.get(k) is None else f"{float(values[k]):.4f}"  # noqa: E731
+        self.print_fn(f"epoch {self.epoch + 1}/{self.n_epoch}  train_loss {fmt('train_loss')}  valid_loss "
+                      f"{fmt('valid_loss')}  top1 {fmt('accuracy')}  {self.clips / max(self.train_s, 1e-9):.1f} "
+                      f"clips/s  elapsed {_hms(elapsed)}  ETA {_hms(eta)}", flush=True)
+
+
+class RunLogger(_TrainedEpochs):
+    """After each trained epoch: losses, top-1/top-5, lr, training clips/s, wall time, skipped samples."""
+
+    order = 70  # after fastai's Recorder (50) has the epoch's values
+
+    def __init__(self, run: Run):
+        super().__init__()
+        self.run = run
+
+    def after_epoch(self):
+        if not self._finished_training():
+            return
+        values = self._epoch_values()
         skips = self.dls.skip_report() if hasattr(self.dls, "skip_report") else {}
         skipped = skips["train"]["paths"] if "train" in skips else {}  # replaced training samples
         self.run.log_epoch(dict(

@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from fastai.interpret import ClassificationInterpretation
+from tqdm.auto import tqdm
 
 from .data import _limit_threads, clip_views_dataset, manifest_vocab, read_table, video_views
 from .model import TSAM, create_tsam, model_kwargs
@@ -104,8 +105,10 @@ def _topk_correct(probs: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Te
 @torch.no_grad()
 def evaluate_views(run_dir: str | os.PathLike, split: str = "valid", n_clips: int = 2, n_crops: int = 3,
                    batch_size: int = 8, num_workers: int = 0, model: TSAM | None = None,
-                   cache_dir: str | os.PathLike | None = "default", write: bool = True) -> dict[str, Any]:
-    """Score every video of `split` by the mean softmax over its ``n_clips x n_crops`` views.
+                   cache_dir: str | os.PathLike | None = "default", write: bool = True,
+                   progress: bool = True) -> dict[str, Any]:
+    """Score every video of `split` by the mean softmax over its ``n_clips x n_crops`` views (a progress bar
+    over the batches of videos unless ``progress=False``).
 
     ``n_crops`` is 1 or 3; the papers' protocol is ``n_clips=10, n_crops=3``. Returns a dict with
     ``top1``, ``top5``, ``loss``, ``probs`` (videos x classes), ``labels``, ``paths``, ``n_views``
@@ -134,7 +137,9 @@ def evaluate_views(run_dir: str | os.PathLike, split: str = "valid", n_clips: in
     sums, counts = torch.zeros(n_videos, c, dtype=torch.float64), torch.zeros(n_videos, dtype=torch.long)
     bad_rows: set[int] = set()
     t0 = time.perf_counter()
-    for *x, rows, ok in dl:
+    bar = tqdm(dl, total=len(dl), desc=f"evaluate {split}: {n_videos} videos x {n_views} views", unit="batch",
+               disable=not progress)
+    for *x, rows, ok in bar:
         b = len(rows)
         probs = F.softmax(model(*[t.flatten(0, 1) for t in x]).float(), dim=1).double().view(b, n_views, -1)
         bad_rows.update(rows[~ok].tolist())
@@ -315,5 +320,5 @@ def cmd_evaluate(args) -> int:
           f"{res['n_excluded']} excluded)")
     for path, why in res["failed"].items():
         print(f"  failed: {path}: {why}")
-    print(f"written: {eval_path(args.run, args.split, args.n_clips, args.n_crops)}")
+    print(f"written: {relative_to_repo(eval_path(args.run, args.split, args.n_clips, args.n_crops))}")
     return 0

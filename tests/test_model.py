@@ -183,3 +183,40 @@ def test_complexity_anchors():
     assert tsam16["macs"] - fc == (tsm16["macs"] - fc) * 17 // 16
     tsn16 = model_complexity("resnet50", 400, 16, shift_depth=0)
     assert tsn16["macs"] == tsm16["macs"]  # the shift adds no arithmetic
+
+
+def _trained_like(model):
+    """Undo timm's zero init of each residual branch's last BN (as training would), so the shift shows."""
+    torch.manual_seed(3)
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            torch.nn.init.uniform_(mod.weight, 0.5, 1.5)
+    return model.eval()
+
+
+def test_shift_pad_keep_differs_from_zero_only_at_the_borders():
+    # resnet18, n_insert=2: 4 shifted blocks of depth k=2. The border segments [0, 2) and [T-2, T) differ after
+    # the first shift, and each later shift carries the difference k segments further in: after 4 shifts
+    # segments [8, T-8) are still identical, and so is the audio segment (never shifted, never fed).
+    torch.manual_seed(0)
+    kw = dict(num_classes=5, n_frames=20, audio=True, shift_depth=2, f_div=4, n_insert=2)
+    zero = _trained_like(create_tsam("resnet18", **kw))
+    keep = create_tsam("resnet18", shift_pad="keep", **kw).eval()
+    keep.load_state_dict(zero.state_dict())
+    assert keep.shift_pad == "keep" and keep.backbone.layer1[0].conv1.shift_pad == "keep"
+    inputs = {}
+    for name, m in (("zero", zero), ("keep", keep)):
+        conv = m.backbone.layer1[0].conv1.net  # the first shifted conv: what it sees after the shift
+        conv.register_forward_pre_hook(lambda mod, args, name=name: inputs.__setitem__(name, args[0].view(21, -1)))
+    v, a = torch.randn(1, 20, 3, 32, 32), torch.randn(1, 1, 3, 32, 32)
+    with torch.no_grad():
+        fz, fk = zero.features(v, a), keep.features(v, a)
+    f = (64 // 4) // 2
+    differs = (inputs["zero"] != inputs["keep"]).view(21, 64, -1).any(-1)
+    border = torch.zeros(21, 64, dtype=torch.bool)
+    border[19, 0:f] = border[0, f:2 * f] = border[18:20, 2 * f:3 * f] = border[0:2, 3 * f:4 * f] = True
+    assert torch.equal(differs, border)
+    assert torch.equal(fz[0, 8:12], fk[0, 8:12]) and torch.equal(fz[0, 20], fk[0, 20])
+    assert not torch.equal(fz[0, 0], fk[0, 0]) and not torch.equal(fz[0, 19], fk[0, 19])
+    with pytest.raises(ValueError, match="shift_pad"):
+        create_tsam("resnet18", num_classes=5, n_frames=4, shift_pad="wrap")

@@ -1,8 +1,8 @@
-"""The temporal shift op: exact semantics, TSM equivalence, adjoint backward, validation."""
+"""The temporal shift op: exact semantics of both borders, TSM equivalence, adjoint backward, validation."""
 import pytest
 import torch
 
-from tsamlib.shift import TemporalShift, check_shift, insert_temporal_shift, temporal_shift
+from tsamlib.shift import SHIFT_PADS, TemporalShift, check_shift, insert_temporal_shift, temporal_shift
 
 
 def tsm_reference(x, fold_div=8):
@@ -15,8 +15,9 @@ def tsm_reference(x, fold_div=8):
     return out
 
 
-def loop_reference(x, k, f_div, n_shifted):
-    """Element by element, straight from the definition in the issue."""
+def loop_reference(x, k, f_div, n_shifted, pad="zero"):
+    """Element by element, straight from the definition in the issue. At the border (a source outside
+    [0, n_shifted)): zero, or ("keep", as the authors' code) the element's own value."""
     B, T, C, H, W = x.shape
     f = (C // f_div) // k
     out = x.clone()
@@ -24,7 +25,25 @@ def loop_reference(x, k, f_div, n_shifted):
         for c in range(2 * k * f):
             d, direction = c // (2 * f) + 1, (c // f) % 2  # direction 0: from t+d, 1: from t-d
             src = t + d if direction == 0 else t - d
-            out[:, t, c] = x[:, src, c] if 0 <= src < n_shifted else 0
+            if 0 <= src < n_shifted:
+                out[:, t, c] = x[:, src, c]
+            else:
+                out[:, t, c] = 0 if pad == "zero" else x[:, t, c]
+    return out
+
+
+def slice_reference(x, k, f_div, n_shifted, pad):
+    """The same with whole-segment slices and plain autograd: a copy of the input (or zeros for the shifted
+    channels), then one slice copy per group. Its autograd gradient is the reference for our backward."""
+    f = (x.shape[2] // f_div) // k
+    n = n_shifted
+    out = x.clone()
+    if pad == "zero":
+        out[:, :n, : 2 * k * f] = 0
+    for d in range(1, k + 1):
+        a, b, c = (2 * d - 2) * f, (2 * d - 1) * f, 2 * d * f
+        out[:, : n - d, a:b] = x[:, d:n, a:b]
+        out[:, d:n, b:c] = x[:, : n - d, b:c]
     return out
 
 
@@ -33,11 +52,28 @@ def test_k1_is_tsm():
     assert torch.equal(temporal_shift(x, 1, 8), tsm_reference(x))
 
 
-@pytest.mark.parametrize("k,f_div,T,n_shifted", [(1, 4, 8, 8), (2, 4, 8, 8), (3, 8, 16, 16), (4, 4, 9, 8),
-                                                  (5, 4, 17, 16), (2, 2, 5, 4)])
-def test_matches_definition(k, f_div, T, n_shifted):
-    x = torch.randn(2, T, 96, 2, 3)
-    assert torch.equal(temporal_shift(x, k, f_div, n_shifted), loop_reference(x, k, f_div, n_shifted))
+@pytest.mark.parametrize("pad", SHIFT_PADS)
+@pytest.mark.parametrize("k,f_div,T,n_shifted,C", [(1, 4, 8, 8, 96), (2, 4, 8, 8, 45), (3, 8, 16, 16, 99),
+                                                    (4, 4, 9, 8, 77), (5, 4, 17, 16, 83), (2, 2, 5, 4, 31),
+                                                    (5, 2, 7, 6, 61), (3, 3, 4, 4, 19)])
+def test_matches_definition(k, f_div, T, n_shifted, C, pad):
+    x = torch.randn(2, T, C, 2, 3)
+    y = temporal_shift(x, k, f_div, n_shifted, shift_pad=pad)
+    assert torch.equal(y, loop_reference(x, k, f_div, n_shifted, pad))
+    assert torch.equal(y, slice_reference(x, k, f_div, n_shifted, pad))
+
+
+def test_keep_differs_from_zero_only_at_the_border():
+    # C=32, f_div=4, k=2 -> f=4: groups [0,4) from t+1, [4,8) from t-1, [8,12) from t+2, [12,16) from t-2
+    x = torch.randn(1, 7, 32, 1, 1) + 10  # no zeros in x: every zero of "zero" is a border element
+    zero, keep = temporal_shift(x, 2, 4, 6, "zero"), temporal_shift(x, 2, 4, 6, "keep")
+    border = torch.zeros(7, 32, dtype=torch.bool)
+    border[5, 0:4] = border[0, 4:8] = True
+    border[4:6, 8:12] = border[0:2, 12:16] = True
+    differs = (zero != keep)[0, :, :, 0, 0]
+    assert torch.equal(differs, border)
+    assert torch.equal(keep[0][border], x[0][border]) and (zero[0][border] == 0).all()
+    assert torch.equal(keep[:, 6], x[:, 6]) and torch.equal(zero[:, 6], x[:, 6])  # the audio segment
 
 
 def test_k4_groups_by_hand():
@@ -66,19 +102,26 @@ def test_depth_zero_is_identity():
     assert temporal_shift(x, 0, 8) is x
 
 
-@pytest.mark.parametrize("k", [1, 3])
-def test_gradcheck(k):
-    x = torch.randn(2, 5, 24, 2, 2, dtype=torch.double, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: temporal_shift(t, k, 4, n_shifted=4), (x,))
+@pytest.mark.parametrize("pad", SHIFT_PADS)
+@pytest.mark.parametrize("k,T,n_shifted", [(1, 5, 4), (3, 5, 4), (2, 4, 4), (4, 7, 7)])
+def test_gradcheck(k, T, n_shifted, pad):
+    # k >= n_shifted / 2 makes the kept borders of the two directions overlap (segments with both gradients)
+    x = torch.randn(2, T, 25, 2, 2, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: temporal_shift(t, k, 2, n_shifted=n_shifted, shift_pad=pad), (x,))
 
 
-def test_backward_is_adjoint():
-    x, g = torch.randn(2, 8, 48, 3, 3), torch.randn(2, 8, 48, 3, 3)
+@pytest.mark.parametrize("pad", SHIFT_PADS)
+@pytest.mark.parametrize("k,T,n_shifted", [(3, 8, 8), (5, 9, 8), (2, 3, 3)])
+def test_backward_is_adjoint(k, T, n_shifted, pad):
+    x, g = torch.randn(2, T, 63, 3, 3, dtype=torch.double), torch.randn(2, T, 63, 3, 3, dtype=torch.double)
     x.requires_grad_(True)
-    y = temporal_shift(x, 3, 4)
+    y = temporal_shift(x, k, 3, n_shifted, pad)
     (y * g).sum().backward()
-    # <S x, g> == <x, S^T g>
-    assert torch.allclose((y * g).sum(), (x * x.grad).sum(), atol=1e-4)
+    # <S x, g> == <x, S^T g>, and S^T g is exactly what autograd gives through the slice reference
+    assert torch.allclose((y * g).sum(), (x * x.grad).sum())
+    x_ref = x.detach().clone().requires_grad_(True)
+    (slice_reference(x_ref, k, 3, n_shifted, pad) * g).sum().backward()
+    assert torch.equal(x.grad, x_ref.grad)
 
 
 def test_channels_last_input():
@@ -103,6 +146,13 @@ def test_invalid_input_shape():
         temporal_shift(torch.randn(4, 16, 2, 2), 1, 8)
 
 
+def test_invalid_shift_pad():
+    with pytest.raises(ValueError, match="shift_pad='reflect'"):
+        temporal_shift(torch.randn(1, 4, 16, 2, 2), 1, 8, shift_pad="reflect")
+    with pytest.raises(ValueError, match="'zero'"):
+        TemporalShift(torch.nn.Conv2d(16, 4, 1), 4, 4, 1, 8, shift_pad="same")
+
+
 def test_module_and_insertion_on_resnet():
     import timm
     net = timm.create_model("resnet18", num_classes=0)
@@ -114,9 +164,11 @@ def test_module_and_insertion_on_resnet():
         insert_temporal_shift(timm.create_model("resnet18", num_classes=0), 4, 4, 1, 8, n_insert=2, m_insert=2)
 
 
-def test_module_shifts_before_conv():
+@pytest.mark.parametrize("pad", SHIFT_PADS)
+def test_module_shifts_before_conv(pad):
     conv = torch.nn.Conv2d(16, 4, 1, bias=False)
-    mod = TemporalShift(conv, n_segments=4, n_shifted=4, shift_depth=1, f_div=8)
-    x = torch.randn(8, 16, 3, 3)
-    expected = conv(tsm_reference(x.view(2, 4, 16, 3, 3)).view(8, 16, 3, 3))
+    mod = TemporalShift(conv, n_segments=5, n_shifted=4, shift_depth=2, f_div=4, shift_pad=pad)
+    x = torch.randn(10, 16, 3, 3)
+    expected = conv(loop_reference(x.view(2, 5, 16, 3, 3), 2, 4, 4, pad).view(10, 16, 3, 3))
     assert torch.allclose(mod(x), expected)
+    assert f"shift_pad='{pad}'" in repr(mod)

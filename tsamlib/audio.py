@@ -23,6 +23,10 @@
   makes a good clip fail: an unreadable entry (truncated, garbage, wrong keys or shapes) is recomputed
   from the video and rewritten (one warning per file); when the cache cannot be written (disk full,
   read-only folder) the process warns once and goes on without writing it.
+- The authors' front end (github:aav-antonov/TSAM, ``lib/dataset/audio.py``), for comparison, not the default:
+  `load_waveform_authors` (channel 0 at the file's own rate, 16-bit like their ffmpeg ``.wav``),
+  `authors_log_mels` (torchaudio ``MelSpectrogram`` with ``n_fft=4800``, computed with librosa) and
+  `authors_audio_image` (bilinear resize to ``(H, W)``, no normalisation).
 """
 from __future__ import annotations
 
@@ -40,7 +44,8 @@ import torch.nn.functional as F
 from .fileio import atomic_path
 
 __all__ = ["DEFAULT_SR", "Waveform", "AudioError", "load_waveform", "log_mels", "mels_to_image",
-           "log_mel_3ch", "random_crop_seconds", "MelCache", "AudioFrame"]
+           "log_mel_3ch", "random_crop_seconds", "MelCache", "AudioFrame", "AUTHORS_N_FFT",
+           "load_waveform_authors", "authors_log_mels", "authors_mels_to_image", "authors_audio_image"]
 
 DEFAULT_SR = 22050
 
@@ -155,6 +160,119 @@ def log_mel_3ch(wave: np.ndarray, sr: int, n_mels: int = 224, size=(224, 224), w
     """The audio frame: float32 `(3, H, W)` log-mel image of a mono waveform."""
     return mels_to_image(log_mels(wave, sr, n_mels, windows_ms, hops_ms, eps), size, hops_ms,
                          normalize=normalize)
+
+
+# --- The authors' front end (github:aav-antonov/TSAM, lib/dataset/audio.py), reproduced with librosa ---------------
+
+AUTHORS_N_FFT = 4800
+
+
+def load_waveform_authors(path: str | Path, pcm16: bool = True, silent_sr: int = DEFAULT_SR) -> Waveform:
+    """Channel 0 of the audio at the file's own sample rate, as the authors read it (no down-mix, no resampling).
+
+    The authors extract ``ffmpeg -i video.mp4 video.wav`` (16-bit PCM, source rate and channels kept) and read it
+    with ``torchaudio.load`` (int16 / 32768), keeping ``waveform[0]``. Source: the ``.wav`` beside the video when
+    present (decoded as stored), else the video's first audio track decoded with PyAV; with ``pcm16`` that track is
+    rounded to 16 bits (x * 32768, round half to even, clipped) as FFmpeg's default ``.wav`` encoder does. A video
+    without an audio track (or without a decodable sample) gives what `load_waveform` gives: a silent waveform as
+    long as the video at `silent_sr` Hz, ``has_audio=False`` (the authors drop such clips from the dataset instead).
+    """
+    import av
+    path = Path(path)
+    src = _audio_source(path)
+    if src.is_dir():
+        return Waveform(np.zeros(silent_sr, np.float32), silent_sr, False, "")
+    if not src.exists():
+        raise AudioError(f"{src}: no such file")
+    try:
+        with av.open(str(src)) as c:
+            if not c.streams.audio:
+                n = max(1, int(round(_duration(c) * silent_sr)))
+                return Waveform(np.zeros(n, np.float32), silent_sr, False, "")
+            st = c.streams.audio[0]
+            rs = av.AudioResampler(format="fltp")      # rate and layout of the input: a sample-format change only
+            chunks = []
+            sr = 0
+            try:
+                for frame in c.decode(st):
+                    for o in rs.resample(frame):
+                        sr = sr or o.sample_rate
+                        chunks.append(o.to_ndarray()[0])
+            except av.error.FFmpegError:
+                if not chunks:
+                    raise          # keep what decoded before a broken tail
+            chunks += [o.to_ndarray()[0] for o in rs.resample(None) if o is not None]
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        raise AudioError(f"{src}: cannot decode audio ({type(e).__name__}: {e})") from e
+    if not chunks or sum(len(ch) for ch in chunks) == 0:
+        return Waveform(np.zeros(silent_sr, np.float32), silent_sr, False, "")
+    wave = np.concatenate(chunks).astype(np.float32)
+    wave = np.nan_to_num(wave, nan=0.0, posinf=0.0, neginf=0.0)
+    if pcm16 and src.suffix.lower() != ".wav":
+        wave = np.clip(np.rint(wave * 32768.0), -32768, 32767).astype(np.float32) / np.float32(32768.0)
+    return Waveform(wave, int(sr or st.rate), True, str(src))
+
+
+def authors_log_mels(wave: np.ndarray, sr: int, n_mels: int = 224, windows_ms=(25, 50, 100), hops_ms=(10, 25, 50),
+                     n_fft: int = AUTHORS_N_FFT, eps: float = 1e-6) -> list[np.ndarray]:
+    """``log(MelSpectrogram(sr, n_fft, win_length, hop_length, n_mels)(wave) + eps)`` per (window, hop), float32.
+
+    torchaudio's definition as the authors configure it: window and hop in samples ``int(round(ms * sr / 1000))``
+    at the file's rate, FFT size `n_fft` for every channel; periodic Hann window of ``win_length`` zero-padded to
+    `n_fft` (centred); ``center=True`` with reflect padding of ``n_fft // 2``; power 2; HTK mel filters without
+    normalisation on the bins ``linspace(0, sr // 2, n_fft // 2 + 1)`` with edges 0 and ``sr // 2`` (torchaudio's
+    ``sample_rate // 2``: the same as ``sr / 2`` for even rates). A wave shorter than ``n_fft // 2 + 1`` samples,
+    which torch cannot reflect-pad, is zero-padded at the end to that length; ``win_length > n_fft`` (rates above
+    48 kHz with 100 ms windows) raises ValueError, as torch.stft does.
+    """
+    import librosa
+    x = np.asarray(wave, dtype=np.float32)
+    if x.ndim != 1:
+        raise ValueError(f"expected a mono waveform (n,), got shape {x.shape}")
+    if n_fft % 2:
+        raise ValueError(f"n_fft must be even (the filter bank assumes it), got {n_fft}")
+    if len(x) < n_fft // 2 + 1:
+        x = np.pad(x, (0, n_fft // 2 + 1 - len(x)))
+    half = int(sr) // 2
+    # librosa's bins are k * sr' / n_fft = linspace(0, sr' / 2, n_fft // 2 + 1): sr' = 2 * (sr // 2) gives torchaudio's
+    fb = librosa.filters.mel(sr=2 * half, n_fft=n_fft, n_mels=n_mels, fmin=0.0, fmax=float(half), htk=True,
+                             norm=None, dtype=np.float32)
+    out = []
+    for win_ms, hop_ms in zip(windows_ms, hops_ms):
+        win_length = int(round(win_ms * sr / 1000))
+        hop_length = int(round(hop_ms * sr / 1000))
+        if win_length > n_fft:
+            raise ValueError(f"window {win_ms} ms = {win_length} samples at {sr} Hz is longer than n_fft={n_fft}")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*too large for input signal.*")
+            spec = librosa.stft(x, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window="hann",
+                                center=True, pad_mode="reflect")
+        power = np.abs(spec) ** 2
+        out.append(np.log(fb @ power + np.float32(eps)).astype(np.float32))
+    return out
+
+
+def authors_mels_to_image(mels: list[np.ndarray], size=(224, 224), antialias: bool = False) -> np.ndarray:
+    """Each log-mel resized to `size` as ``torchvision.transforms.Resize((H, W))`` does on a tensor, stacked.
+
+    Bilinear, ``align_corners=False``; ``antialias=False`` is what torchvision < 0.17 (the authors' time) did for
+    tensors (>= 0.17 defaults to True). Rows are mel bands (lowest first), columns time; channel order follows
+    `mels`; no normalisation. Returns float32 ``(len(mels), H, W)``.
+    """
+    chans = []
+    for m in mels:
+        t = torch.as_tensor(np.asarray(m, dtype=np.float32))[None, None]
+        r = F.interpolate(t, size=tuple(size), mode="bilinear", align_corners=False, antialias=antialias)
+        chans.append(r[0, 0])
+    return torch.stack(chans).numpy().astype(np.float32)
+
+
+def authors_audio_image(wave: np.ndarray, sr: int, size=(224, 224), n_mels: int = 224, windows_ms=(25, 50, 100),
+                        hops_ms=(10, 25, 50), n_fft: int = AUTHORS_N_FFT, eps: float = 1e-6,
+                        antialias: bool = False) -> np.ndarray:
+    """The authors' audio frame: float32 ``(3, H, W)``, channels 25/10, 50/25, 100/50 ms, not normalised."""
+    mels = authors_log_mels(wave, sr, n_mels, windows_ms, hops_ms, n_fft, eps)
+    return authors_mels_to_image(mels, size, antialias)
 
 
 class MelCache:

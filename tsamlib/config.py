@@ -25,7 +25,7 @@ RECIPES = ("one_cycle", "paper")
 # Settings that say how a run is executed, not what it is: never compared between runs.
 BOOKKEEPING = frozenset({"run_id", "resume", "overwrite", "runs_root", "num_workers"})
 # The settings of create_tsam(); the rest are data and training settings.
-MODEL_SETTINGS = ("n_frames", "audio", "shift_depth", "f_div", "n_insert", "m_insert", "dropout")
+MODEL_SETTINGS = ("n_frames", "audio", "shift_depth", "f_div", "shift_pad", "n_insert", "m_insert", "dropout")
 
 
 def _f(default: Any, help: str, **check: Any) -> Any:
@@ -42,6 +42,8 @@ class RunConfig:
     n_frames: int = _f(8, "T, video segments (frames) per clip", lo=1, hi=256)
     shift_depth: int = _f(1, "k: 0 is TSN (no shift), 1 is TSM, 2-5 deeper shifts", lo=0, hi=64)
     f_div: int = _f(8, "C // f_div channels move each way (8: TSM, 4: the report)", lo=2, hi=1024)
+    shift_pad: str = _f("zero", "border of the shift: 'zero' (TSM) or 'keep' (the authors' code: the first/last d "
+                                "segments keep their own values)", choices=("zero", "keep"))
     n_insert: int = _f(1, "shift before conv1 of every n_insert-th block of each stage ...", lo=1, hi=64)
     m_insert: int = _f(0, "... starting at block m_insert", lo=0, hi=63)
     audio: bool = _f(False, "add the audio frame (3-channel log-mel spectrogram)")
@@ -211,7 +213,7 @@ def auto_run_id(cfg: RunConfig, when: float | None = None) -> str:
     tokens = [f"k{cfg.shift_depth}", f"fdiv{cfg.f_div}", f"{cfg.n_frames}f", "av" if cfg.audio else "rgb"]
     short = dict(dataset="", arch="", epochs="ep", lr="lr", batch_size="bs", img_size="px", seed="s",
                  recipe="", pretrained="init-", n_insert="nins", m_insert="mins", n_mels="mels", dropout="do",
-                 flip="flip", resize="rs")
+                 flip="flip", resize="rs", shift_pad="pad-")
     default = RunConfig()
     for name, prefix in short.items():
         v = getattr(cfg, name)

@@ -5,20 +5,23 @@
     audio (B, 1, 3, H, W) ─┘        segments only → pooled features (B, T+1, D) → dropout → mean over
                                     the T+1 segments → Linear(D, num_classes) → logits (B, num_classes)
 
-Without audio it is TSM (shift_depth=1, f_div=8) or TSN (shift_depth=0) with the same code.
+Without audio it is TSM (shift_depth=1, f_div=8) or TSN (shift_depth=0) with the same code. ``shift_pad="keep"``
+is the authors' border of the shift (github.com/aav-antonov/TSAM): with it, their released checkpoints
+(``pretrained=<path>``) give their network (see :mod:`tsamlib.pretrained`).
 """
 from __future__ import annotations
 
 import logging
 import os
+import warnings
 from typing import Any
 
 import timm
 import torch
 from torch import Tensor, nn
 
-from .pretrained import LoadReport, load_backbone_weights, read_state_dict, resolve_pretrained
-from .shift import check_shift_settings, insert_temporal_shift
+from .pretrained import AUTHORS_LAYOUT, LoadReport, load_backbone_weights, read_checkpoint, resolve_pretrained
+from .shift import check_shift_pad, check_shift_settings, insert_temporal_shift
 
 __all__ = ["TSAM", "create_tsam", "create_backbone", "model_kwargs"]
 
@@ -30,7 +33,8 @@ def create_backbone(arch: str, num_classes: int, pretrained: str | os.PathLike |
     """A timm ResNet without its classifier (``num_classes=0``: it returns pooled features), the
     ``Linear(D, num_classes)`` head, and what was loaded into them.
 
-    A local checkpoint's ``fc`` goes into the head when its shape fits; otherwise it is skipped and reported.
+    A local checkpoint's ``fc`` (the authors' ``last_fc``) goes into the head when its shape fits; otherwise it is
+    skipped and reported.
     """
     how = resolve_pretrained(pretrained, arch)
     if how is not None and how[0] == "timm":
@@ -46,24 +50,29 @@ def create_backbone(arch: str, num_classes: int, pretrained: str | os.PathLike |
         backbone, report = timm.create_model(arch, pretrained=False, num_classes=0), None
     head = nn.Linear(backbone.num_features, num_classes)
     if how is not None and how[0] == "file":
-        report = load_backbone_weights(backbone, head, read_state_dict(how[1]), source=how[1])
+        state_dict, report = read_checkpoint(how[1])
+        report = load_backbone_weights(backbone, head, state_dict, source=how[1], report=report)
         if report.loaded == 0:
             raise ValueError(f"no tensor of {how[1]} matches {arch}: {report}")
     return backbone, head, report
 
 
 class TSAM(nn.Module):
-    """Temporal Shift with Audio Modality. ``forward(video, audio=None) -> logits``."""
+    """Temporal Shift with Audio Modality. ``forward(video, audio=None) -> logits``.
+
+    ``shift_pad``: the border of the shift, ``"zero"`` (TSM) or ``"keep"`` (the authors' code); see
+    :func:`tsamlib.shift.temporal_shift`.
+    """
 
     def __init__(self, backbone: nn.Module, *, num_classes: int, n_frames: int, audio: bool = False,
                  shift_depth: int = 1, f_div: int = 8, n_insert: int = 1, m_insert: int = 0,
-                 dropout: float = 0.5, head: nn.Linear | None = None):
+                 dropout: float = 0.5, head: nn.Linear | None = None, shift_pad: str = "zero"):
         super().__init__()
         self.n_frames, self.audio, self.n_audio = n_frames, audio, int(audio)
-        self.shift_depth, self.f_div = shift_depth, f_div
+        self.shift_depth, self.f_div, self.shift_pad = shift_depth, f_div, shift_pad
         self.backbone = backbone
         self.n_shifted_blocks = insert_temporal_shift(backbone, n_frames + self.n_audio, n_frames, shift_depth,
-                                                      f_div, n_insert, m_insert)
+                                                      f_div, n_insert, m_insert, shift_pad)
         self.num_features: int = backbone.num_features
         self.dropout = nn.Dropout(dropout)
         self.fc = head if head is not None else nn.Linear(self.num_features, num_classes)
@@ -95,23 +104,31 @@ class TSAM(nn.Module):
 
 def create_tsam(arch: str = "resnet50", *, num_classes: int = 400, n_frames: int = 8, audio: bool = False,
                 shift_depth: int = 1, f_div: int = 8, n_insert: int = 1, m_insert: int = 0,
-                dropout: float = 0.5, pretrained: str | os.PathLike | None = None) -> TSAM:
+                dropout: float = 0.5, pretrained: str | os.PathLike | None = None,
+                shift_pad: str = "zero") -> TSAM:
     """Build a TSAM model on a timm ResNet (resnet10t, resnet18, resnet34, resnet50, resnet50d, resnet101, ...).
 
     TSM-R50 (8 frames): ``create_tsam("resnet50", num_classes=400, n_frames=8, shift_depth=1, f_div=8)``.
     The report's Kinetics-400 config: ``create_tsam("resnet50", num_classes=400, n_frames=16, audio=True,
     shift_depth=4, f_div=4,
     n_insert=2, m_insert=0, dropout=0.5, pretrained="in21k")``.
+    The authors' released Kinetics-400 model: the same with ``shift_pad="keep"`` and
+    ``pretrained="resnet50_kinetics400.ckpt.pth.tar"`` (their file).
     """
     if n_frames < 1:
         raise ValueError(f"n_frames={n_frames} must be >= 1.")
     check_shift_settings(n_frames, shift_depth, f_div)  # fail early, before building
+    check_shift_pad(shift_pad)
     backbone, head, report = create_backbone(arch, num_classes, pretrained)
     if report is not None:
         log.info("%s", report)
         print(f"pretrained: {report}")
+        if report.layout == AUTHORS_LAYOUT and shift_pad != "keep":
+            warnings.warn(f"{report.source} is the authors' checkpoint, trained with their shift border "
+                          f"(shift_pad='keep'); this model uses shift_pad={shift_pad!r}.", stacklevel=2)
     model = TSAM(backbone, num_classes=num_classes, n_frames=n_frames, audio=audio, shift_depth=shift_depth,
-                 f_div=f_div, n_insert=n_insert, m_insert=m_insert, dropout=dropout, head=head)
+                 f_div=f_div, n_insert=n_insert, m_insert=m_insert, dropout=dropout, head=head,
+                 shift_pad=shift_pad)
     model.load_report = report
     return model
 

@@ -10,23 +10,44 @@ Kept apart from the architecture (as timm keeps pretrained configs apart from ``
   ``resnet50_miil_21k.pth`` (Ridnik et al. 2021) as a local file, looked up in ``$TSAM_WEIGHTS`` and
   ``./weights/``; download it once by hand and put it there;
 - a timm tag such as ``"resnet50.a1_in1k"``: loaded through timm (hub cache or network);
-- a path to a local ``.pth``/``.pt``/``.bin``/``.safetensors`` file: loaded with ``weights_only=True``.
+- a path to a local ``.pth``/``.pt``/``.bin``/``.tar``/``.safetensors`` file: loaded with ``weights_only=True``.
+
+A local file may hold a plain state dict (timm, torchvision, tsamlib's own ``TSAM``), one nested under
+``state_dict``/``model``/``state_dict_ema``/``model_state``, or the authors' checkpoint (github.com/aav-antonov/TSAM,
+``lib/utils/saveloadmodels.py``, ``save_timepoint``; the released ``resnet50_kinetics400.ckpt.pth.tar`` and
+``resnet50_something_v1.tar``)::
+
+    {"data_state": {"epoch": int, "best_score <ID>": float},      # numpy.float64 from sklearn's accuracy
+     "model_state": {"nn_input": {},                               # their input module: no tensors
+                     "nn_backbone": {"base_model.conv1.weight", ..., "base_model.layer1.0.conv1.layer.weight",
+                                     ...},                         # timm/torchvision ResNet, fc = Identity;
+                                                                   # their shift wrapper holds conv1 as ``.layer``
+                     "last_fc": {"weight", "bias"}},               # the classifier
+     "optimizer_state_dict": {...}}                                # SGD state: ignored
+
+Its backbone keys map to ``backbone.layerX.Y.conv1.net.*`` (tsamlib's :class:`~tsamlib.shift.TemporalShift`
+holds the conv as ``.net``) and ``last_fc`` to the head ``fc``. The authors' shift keeps the border values
+(``shift_pad="keep"``): build the model with that setting to reproduce their network.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["IN21K_FILENAME", "LoadReport", "resolve_pretrained", "read_state_dict", "canonical_key",
-           "load_backbone_weights", "weight_dirs"]
+__all__ = ["IN21K_FILENAME", "AUTHORS_LAYOUT", "LoadReport", "resolve_pretrained", "read_checkpoint",
+           "read_state_dict", "canonical_key", "authors_key", "load_backbone_weights", "weight_dirs"]
 
 IN21K_FILENAME = "resnet50_miil_21k.pth"
 TV_IN1K_ARCHS = {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152"}
-CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt", ".tar")
+AUTHORS_LAYOUT = "authors"
+AUTHORS_PARTS = ("nn_input", "nn_backbone", "last_fc")
 
 
 @dataclass
@@ -38,9 +59,13 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     skipped_classifier: list[str] = field(default_factory=list)
+    layout: str = ""  # AUTHORS_LAYOUT for the authors' {data_state, model_state, optimizer_state_dict} file
+    data_state: dict[str, Any] | None = None  # the authors' checkpoint: its training state (epoch, best score)
 
     def __str__(self) -> str:
         s = f"loaded {self.loaded} tensors from {self.source}"
+        if self.layout == AUTHORS_LAYOUT:
+            s += f" (the authors' checkpoint layout, data_state {self.data_state})"
         if self.skipped_classifier:
             s += f"; classifier skipped (shape differs): {', '.join(self.skipped_classifier)}"
         if self.missing:
@@ -87,27 +112,78 @@ def resolve_pretrained(pretrained: str | os.PathLike | None, arch: str) -> tuple
     return ("timm", p)
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read tensors from a checkpoint safely (``weights_only=True`` / safetensors), unnesting
-    ``state_dict``/``model``."""
+def _authors_safe_globals() -> list[Any]:
+    """What the authors' ``data_state`` needs beyond plain Python types: numpy float64 scalars (sklearn's
+    accuracy). Exactly numpy's scalar constructor (under its numpy 1 and numpy 2 names), ``numpy.dtype`` and the
+    class of the float64 dtype (``numpy.dtypes.Float64DType`` since numpy 1.25) that unpickling builds."""
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # numpy 1
+        from numpy.core.multiarray import scalar
+    return [(scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"),
+            (np.dtype, "numpy.dtype"), type(np.dtype(np.float64))]
+
+
+def _is_authors_checkpoint(obj: Any) -> bool:
+    """Whether ``obj`` is the authors' ``{data_state, model_state: {nn_input, nn_backbone, last_fc}, ...}``."""
+    model_state = obj.get("model_state") if isinstance(obj, dict) else None
+    return isinstance(model_state, dict) and isinstance(model_state.get("nn_backbone"), dict)
+
+
+def authors_key(key: str) -> str:
+    """A key of the authors' model (``<part>.<key>``) in timm/tsamlib names: ``nn_backbone.base_model.X`` -> ``X``
+    with their shift wrapper's ``.conv1.layer.`` -> ``.conv1.``, ``last_fc.*`` -> ``fc.*``; anything else as is."""
+    backbone = "nn_backbone.base_model."
+    if key.startswith(backbone):
+        return key[len(backbone):].replace(".conv1.layer.", ".conv1.")
+    if key.startswith("last_fc."):
+        return "fc." + key[len("last_fc."):]
+    return key
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], LoadReport]:
+    """Read tensors from a checkpoint safely (``weights_only=True`` / safetensors) as one flat state dict, and an
+    empty :class:`LoadReport` that records the layout found (see the module docstring)."""
     path = Path(path)
+    report = LoadReport(str(path))
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
         sd = load_file(str(path), device="cpu")
     else:
         try:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
+            with torch.serialization.safe_globals(_authors_safe_globals()):
+                sd = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # pickle with arbitrary objects, or not a checkpoint at all
             raise ValueError(f"cannot read {path} as a weights-only checkpoint ({type(e).__name__}: {e}); "
                              "save it with torch.save(model.state_dict(), ...) or as .safetensors.") from e
-    for key in ("state_dict", "model", "state_dict_ema", "model_state"):
-        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
-            sd = sd[key]
-            break
+    if _is_authors_checkpoint(sd):
+        report.layout = AUTHORS_LAYOUT
+        data_state = sd.get("data_state")
+        if isinstance(data_state, dict):  # numpy scalars as Python numbers
+            report.data_state = {k: v.item() if isinstance(v, np.generic) else v for k, v in data_state.items()}
+        parts = sd["model_state"]
+        unknown = sorted(set(parts) - set(AUTHORS_PARTS))
+        if unknown or not all(isinstance(v, dict) for v in parts.values()):
+            raise ValueError(f"{path}: model_state holds parts {sorted(parts)}; the authors' layout has "
+                             f"{list(AUTHORS_PARTS)}, each a state dict.")
+        sd = {authors_key(f"{part}.{k}"): v for part, part_sd in parts.items() for k, v in part_sd.items()}
+    else:
+        for key in ("state_dict", "model", "state_dict_ema", "model_state"):
+            if isinstance(sd, dict) and isinstance(sd.get(key), dict):
+                sd = sd[key]
+                break
+        if isinstance(sd, dict) and any(str(k).startswith("nn_backbone.") for k in sd):
+            report.layout = AUTHORS_LAYOUT  # their whole model's state_dict(): nn_backbone.*, last_fc.*
+            sd = {authors_key(k): v for k, v in sd.items()}
     if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
         keys = list(sd)[:10] if isinstance(sd, dict) else type(sd).__name__
         raise ValueError(f"{path} holds no state dict of tensors (top-level keys: {keys}).")
-    return sd
+    return sd, report
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint as one flat state dict (:func:`read_checkpoint` without its report)."""
+    return read_checkpoint(path)[0]
 
 
 def canonical_key(key: str) -> str:
@@ -120,9 +196,10 @@ def canonical_key(key: str) -> str:
 
 
 def load_backbone_weights(backbone: nn.Module, head: nn.Linear | None, state_dict: dict[str, torch.Tensor],
-                          source: str) -> LoadReport:
-    """Copy matching tensors into ``backbone`` (and ``head`` for ``fc.*`` keys when shapes agree)."""
-    report = LoadReport(source)
+                          source: str, report: LoadReport | None = None) -> LoadReport:
+    """Copy matching tensors into ``backbone`` (and ``head`` for ``fc.*`` keys when shapes agree); fill ``report``
+    (a new one when ``None``)."""
+    report = LoadReport(source) if report is None else report
     target = {canonical_key(k): v for k, v in backbone.state_dict().items()}
     if head is not None:
         target.update({f"fc.{k}": v for k, v in head.state_dict().items()})

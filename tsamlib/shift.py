@@ -12,24 +12,42 @@ one segment back in time and 1/8 one segment forward. TSAM moves channels up to 
 Example, C = 256, f_div = 4, k = 4 (the report's config): f = 64 // 4 = 16, so 8 groups of 16 channels,
 128 channels move in total (half of them), 128 stay. With k = 1, f_div = 8 this is TSM: fold = C // 8.
 
-A source outside [0, n_shifted) gives zeros. Segments from ``n_shifted`` on (the audio "frame") are
-copied through untouched and never feed the video segments.
+At the border of the clip a group's source segment lies outside [0, n_shifted); ``shift_pad`` says what
+comes there:
 
-The op writes each output element exactly once (one read + one write per element, like ``clone``),
-and its backward is the adjoint shift: the same copies with the two directions swapped.
+- ``"zero"`` (TSM, the default): zeros;
+- ``"keep"`` (the authors' code, github.com/aav-antonov/TSAM ``lib/model/temporal_fusion.py``,
+  ``TemporalShift.shift_temporal``: ``out = x.clone()``, then the slice copies): the shifted channels of the
+  first/last d segments keep their own, unshifted values.
+
+Segments from ``n_shifted`` on (the audio "frame") are copied through untouched and never feed the video
+segments, in both modes.
+
+The op writes each output element exactly once (one read + one write per element, like ``clone``). Its backward
+is the adjoint: for ``"zero"`` the same copies with the two directions swapped; for ``"keep"`` also the gradient of
+each kept border element flows back to that element (added to the shifted gradient where both reach it).
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["shift_fold", "check_shift_settings", "check_shift", "temporal_shift", "TemporalShift",
-           "insert_temporal_shift"]
+__all__ = ["SHIFT_PADS", "shift_fold", "check_shift_pad", "check_shift_settings", "check_shift", "temporal_shift",
+           "TemporalShift", "insert_temporal_shift"]
+
+SHIFT_PADS = ("zero", "keep")
 
 
 def shift_fold(channels: int, shift_depth: int, f_div: int) -> int:
     """Channels per shifted group: ``(channels // f_div) // shift_depth`` (0 when ``shift_depth == 0``)."""
     return 0 if shift_depth == 0 else (channels // f_div) // shift_depth
+
+
+def check_shift_pad(shift_pad: str) -> None:
+    """Raise ValueError unless ``shift_pad`` is one of :data:`SHIFT_PADS`."""
+    if shift_pad not in SHIFT_PADS:
+        raise ValueError(f"shift_pad={shift_pad!r}: choose 'zero' (TSM: zeros at the clip's border) or 'keep' "
+                         "(the authors' code: border segments keep their own values).")
 
 
 def check_shift_settings(n_shifted: int, shift_depth: int, f_div: int) -> None:
@@ -59,17 +77,58 @@ def check_shift(channels: int, n_shifted: int, shift_depth: int, f_div: int) -> 
     return f
 
 
-def _shift_into(out: Tensor, x: Tensor, k: int, f: int, n: int, adjoint: bool) -> Tensor:
-    """Write the depth-k shift of x (B, T, C, H, W) into out; ``adjoint`` swaps the two directions."""
+def _shift_group(out: Tensor, x: Tensor, ch: slice, d: int, n: int, pad: str) -> None:
+    """One channel group: ``out[:, t, ch] = x[:, t + d, ch]`` where ``0 <= t + d < n`` (``d != 0``); at the
+    other, border segments ``t`` zeros (``pad="zero"``) or their own ``x[:, t, ch]`` (``pad="keep"``)."""
+    e = abs(d)
+    if d > 0:
+        inside, source, border = slice(0, n - e), slice(e, n), slice(n - e, n)
+    else:
+        inside, source, border = slice(e, n), slice(0, n - e), slice(0, e)
+    out[:, inside, ch] = x[:, source, ch]
+    if pad == "zero":
+        out[:, border, ch] = 0
+    else:
+        out[:, border, ch] = x[:, border, ch]
+
+
+def _keep_adjoint_group(g: Tensor, grad: Tensor, ch: slice, d: int, n: int) -> None:
+    """The adjoint of :func:`_shift_group` with ``pad="keep"``, writing each element of ``g`` once.
+
+    For ``d > 0`` the forward is ``out[t] = x[t + e]`` (t < n - e) and ``out[t] = x[t]`` (t >= n - e), so
+    ``g[s] = grad[s - e]`` (s >= e) ``+ grad[s]`` (s >= n - e); for ``d < 0`` it is the mirror image. With
+    ``lo, hi = min(e, n - e), max(e, n - e)`` the segments split into: neither term, one term, both terms.
+    """
+    e = abs(d)
+    lo, hi = min(e, n - e), max(e, n - e)
+    if d > 0:
+        g[:, :lo, ch] = 0
+        if e < n - e:
+            g[:, lo:hi, ch] = grad[:, lo - e : hi - e, ch]  # moved only
+        else:
+            g[:, lo:hi, ch] = grad[:, lo:hi, ch]  # kept only
+        g[:, hi:n, ch] = grad[:, hi - e : n - e, ch] + grad[:, hi:n, ch]
+    else:
+        g[:, :lo, ch] = grad[:, e : lo + e, ch] + grad[:, :lo, ch]
+        if e < n - e:
+            g[:, lo:hi, ch] = grad[:, lo + e : hi + e, ch]  # moved only
+        else:
+            g[:, lo:hi, ch] = grad[:, lo:hi, ch]  # kept only
+        g[:, hi:n, ch] = 0
+
+
+def _shift_into(out: Tensor, x: Tensor, k: int, f: int, n: int, pad: str, adjoint: bool) -> Tensor:
+    """Write the depth-k shift of x (B, T, C, H, W) into out (or, with ``adjoint``, its adjoint)."""
     for d in range(1, k + 1):
-        a, b, c = (2 * d - 2) * f, (2 * d - 1) * f, 2 * d * f
-        future, past = (slice(b, c), slice(a, b)) if adjoint else (slice(a, b), slice(b, c))
-        # "future" group: out[t] = x[t + d]; the last d segments have no source
-        out[:, : n - d, future] = x[:, d:n, future]
-        out[:, n - d : n, future] = 0
-        # "past" group: out[t] = x[t - d]; the first d segments have no source
-        out[:, d:n, past] = x[:, : n - d, past]
-        out[:, :d, past] = 0
+        future = slice((2 * d - 2) * f, (2 * d - 1) * f)  # out[t] = x[t + d]
+        past = slice((2 * d - 1) * f, 2 * d * f)  # out[t] = x[t - d]
+        for ch, step in ((future, d), (past, -d)):
+            if not adjoint:
+                _shift_group(out, x, ch, step, n, pad)
+            elif pad == "zero":
+                _shift_group(out, x, ch, -step, n, pad)  # the adjoint of a zero-padded shift: the other way
+            else:
+                _keep_adjoint_group(out, x, ch, step, n)
     out[:, :n, 2 * k * f :] = x[:, :n, 2 * k * f :]
     if n < x.shape[1]:
         out[:, n:] = x[:, n:]  # the audio segment(s): never moved
@@ -78,22 +137,25 @@ def _shift_into(out: Tensor, x: Tensor, k: int, f: int, n: int, adjoint: bool) -
 
 class _TemporalShiftFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, k: int, f: int, n: int) -> Tensor:  # type: ignore[override]
-        ctx.k, ctx.f, ctx.n = k, f, n
-        return _shift_into(torch.empty_like(x), x, k, f, n, adjoint=False)
+    def forward(ctx, x: Tensor, k: int, f: int, n: int, pad: str) -> Tensor:  # type: ignore[override]
+        ctx.k, ctx.f, ctx.n, ctx.pad = k, f, n, pad
+        return _shift_into(torch.empty_like(x), x, k, f, n, pad, adjoint=False)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        g = _shift_into(torch.empty_like(grad), grad, ctx.k, ctx.f, ctx.n, adjoint=True)
-        return g, None, None, None
+        g = _shift_into(torch.empty_like(grad), grad, ctx.k, ctx.f, ctx.n, ctx.pad, adjoint=True)
+        return g, None, None, None, None
 
 
-def temporal_shift(x: Tensor, shift_depth: int, f_div: int, n_shifted: int | None = None) -> Tensor:
+def temporal_shift(x: Tensor, shift_depth: int, f_div: int, n_shifted: int | None = None,
+                   shift_pad: str = "zero") -> Tensor:
     """Shift channel groups of ``x`` (B, T, C, H, W) between segments up to ``shift_depth`` apart.
 
     ``n_shifted`` (default T) is the number of leading segments that take part; later ones (audio) pass
-    through. ``shift_depth=0`` returns ``x`` itself (TSN).
+    through. ``shift_pad`` fills the border: ``"zero"`` (TSM) or ``"keep"`` (the authors' code: own values).
+    ``shift_depth=0`` returns ``x`` itself (TSN).
     """
+    check_shift_pad(shift_pad)
     if x.dim() != 5:
         raise ValueError(f"temporal_shift expects x of shape (B, T, C, H, W), got {tuple(x.shape)}.")
     n = x.shape[1] if n_shifted is None else n_shifted
@@ -102,20 +164,22 @@ def temporal_shift(x: Tensor, shift_depth: int, f_div: int, n_shifted: int | Non
     f = check_shift(x.shape[2], n, shift_depth, f_div)
     if shift_depth == 0:
         return x
-    return _TemporalShiftFn.apply(x, shift_depth, f, n)
+    return _TemporalShiftFn.apply(x, shift_depth, f, n, shift_pad)
 
 
 class TemporalShift(nn.Module):
     """Residual shift: wrap a layer (a block's ``conv1``) so that its input is shifted in time first.
 
     The wrapped layer sees (B * n_segments, C, H, W); the first ``n_shifted`` segments of each clip are
-    the video frames, the rest (the audio frame) are left alone.
+    the video frames, the rest (the audio frame) are left alone. ``shift_pad``: see :func:`temporal_shift`.
     """
 
-    def __init__(self, net: nn.Module, n_segments: int, n_shifted: int, shift_depth: int, f_div: int):
+    def __init__(self, net: nn.Module, n_segments: int, n_shifted: int, shift_depth: int, f_div: int,
+                 shift_pad: str = "zero"):
         super().__init__()
+        check_shift_pad(shift_pad)
         self.net, self.n_segments, self.n_shifted = net, n_segments, n_shifted
-        self.shift_depth, self.f_div = shift_depth, f_div
+        self.shift_depth, self.f_div, self.shift_pad = shift_depth, f_div, shift_pad
         channels = getattr(net, "in_channels", None)
         if channels is not None:
             check_shift(channels, n_shifted, shift_depth, f_div)
@@ -125,21 +189,23 @@ class TemporalShift(nn.Module):
         if bt % self.n_segments:
             raise ValueError(f"batch of {bt} images is not a multiple of n_segments={self.n_segments}.")
         x5 = x.view(bt // self.n_segments, self.n_segments, c, h, w)
-        return self.net(temporal_shift(x5, self.shift_depth, self.f_div, self.n_shifted).view(bt, c, h, w))
+        shifted = temporal_shift(x5, self.shift_depth, self.f_div, self.n_shifted, self.shift_pad)
+        return self.net(shifted.view(bt, c, h, w))
 
     def extra_repr(self) -> str:
         return (f"n_segments={self.n_segments}, n_shifted={self.n_shifted}, "
-                f"shift_depth={self.shift_depth}, f_div={self.f_div}")
+                f"shift_depth={self.shift_depth}, f_div={self.f_div}, shift_pad={self.shift_pad!r}")
 
 
 def insert_temporal_shift(backbone: nn.Module, n_segments: int, n_shifted: int, shift_depth: int,
-                          f_div: int, n_insert: int = 1, m_insert: int = 0) -> int:
+                          f_div: int, n_insert: int = 1, m_insert: int = 0, shift_pad: str = "zero") -> int:
     """Wrap ``conv1`` of the residual blocks ``i`` with ``i % n_insert == m_insert`` in every stage.
 
     Works on timm (and torchvision) ResNets: stages ``layer1..layer4`` of blocks with a ``conv1``.
     ``n_insert=1`` shifts in every block (TSM), ``n_insert=2, m_insert=0`` in blocks 0, 2, 4, ... of each
-    stage (the report's config). Returns the number of shifted blocks.
+    stage (the report's config). ``shift_pad``: see :func:`temporal_shift`. Returns the number of shifted blocks.
     """
+    check_shift_pad(shift_pad)
     if n_insert < 1 or not 0 <= m_insert < n_insert:
         raise ValueError(f"need n_insert >= 1 and 0 <= m_insert < n_insert, got n_insert={n_insert}, "
                          f"m_insert={m_insert}.")
@@ -151,6 +217,6 @@ def insert_temporal_shift(backbone: nn.Module, n_segments: int, n_shifted: int, 
     for stage in stages:
         for i, block in enumerate(stage):
             if i % n_insert == m_insert:
-                block.conv1 = TemporalShift(block.conv1, n_segments, n_shifted, shift_depth, f_div)
+                block.conv1 = TemporalShift(block.conv1, n_segments, n_shifted, shift_depth, f_div, shift_pad)
                 count += 1
     return count

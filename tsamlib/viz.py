@@ -25,11 +25,13 @@ def wrap_to_width(text: str, width_in: float, fontsize: float) -> str:
     return "\n".join(textwrap.fill(line, chars, break_on_hyphens=False) for line in text.splitlines())
 
 
-def shift_source_map(n_segments: int, channels: int, shift_depth: int, f_div: int, n_audio: int = 0) -> np.ndarray:
-    """(T, C) map of where each output value comes from: source segment index, or -1 for a zero."""
+def shift_source_map(n_segments: int, channels: int, shift_depth: int, f_div: int, n_audio: int = 0,
+                     shift_pad: str = "zero") -> np.ndarray:
+    """(T, C) map of where each output value comes from: source segment index, or -1 for a zero
+    (``shift_pad="keep"``: border cells keep their own segment, as in the authors' code)."""
     t = n_segments + n_audio
     x = torch.arange(1, t + 1, dtype=torch.float).view(1, t, 1, 1, 1).expand(1, t, channels, 1, 1).contiguous()
-    y = temporal_shift(x, shift_depth, f_div, n_shifted=n_segments)
+    y = temporal_shift(x, shift_depth, f_div, n_shifted=n_segments, shift_pad=shift_pad)
     return (y[0, :, :, 0, 0] - 1).long().numpy()
 
 

@@ -8,8 +8,8 @@ import torch
 
 from conftest import tiny_dls
 from tsamlib.runs import start_run
-from tsamlib.train import (Checkpoint, CheckpointError, fit_run, load_checkpoint, load_latest_checkpoint,
-                           seed_everything, tsam_learner)
+from tsamlib.checkpoints import Checkpoint, CheckpointError, load_checkpoint, load_latest_checkpoint
+from tsamlib.train import fit_run, seed_everything, tsam_learner
 
 
 def learner(c=3):

@@ -17,7 +17,8 @@ from fastai.callback.core import Callback
 
 from conftest import make_video
 from tsamlib.audio import AudioFrame
-from tsamlib.data import SampleDropped, SkipLog, video_dataloaders
+from tsamlib.data import SampleDropped, video_dataloaders
+from tsamlib.skiplog import SkipLog
 from tsamlib.runs import start_run
 from tsamlib.train import fit_run, seed_everything, tsam_learner
 

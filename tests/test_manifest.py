@@ -10,14 +10,14 @@ import pytest
 from PIL import Image
 
 from conftest import make_video
-from tsamlib import manifest as m
+from tsamlib import index, manifest as m, probe
 from tsamlib.__main__ import main
 
 
 def test_probe_classifies_media_zoo(media_zoo):
     paths = [p for p, _ in media_zoo.values()]
-    results = m.probe_many(paths, workers=2)  # the process-pool path
-    serial = m.probe_many(paths, workers=1)
+    results = probe.probe_many(paths, workers=2)  # the process-pool path
+    serial = probe.probe_many(paths, workers=1)
     assert [(r["problem"], r["n_frames"], r["has_audio"]) for r in results] == [
         (r["problem"], r["n_frames"], r["has_audio"]) for r in serial]
     for (name, (path, want)), got in zip(media_zoo.items(), results):
@@ -29,8 +29,8 @@ def test_probe_classifies_media_zoo(media_zoo):
     by_name = dict(zip(media_zoo, results))
     assert by_name["empty"]["problem"] == "empty file"
     assert by_name["text_renamed"]["problem"].startswith("cannot open")
-    assert m.probe_video(media_zoo["fine"][0].parent / "nope.mp4")["problem"] == "missing file"
-    assert m.probe_video(media_zoo["audio_only"][0])["problem"] == "no video stream"
+    assert probe.probe_video(media_zoo["fine"][0].parent / "nope.mp4")["problem"] == "missing file"
+    assert probe.probe_video(media_zoo["audio_only"][0])["problem"] == "no video stream"
 
 
 def test_probe_frame_folder(tmp_path):
@@ -38,15 +38,15 @@ def test_probe_frame_folder(tmp_path):
     for i in range(1, 6):
         Image.new("RGB", (8, 8)).save(tmp_path / "a" / f"{i:05d}.jpg")
     (tmp_path / "empty").mkdir()
-    got = m.probe_video(tmp_path / "a")
+    got = probe.probe_video(tmp_path / "a")
     assert got["n_frames"] == 5 and math.isnan(got["fps"]) and got["problem"] == "" and not got["has_audio"]
-    assert m.probe_video(tmp_path / "empty")["problem"] == "empty frame folder"
+    assert probe.probe_video(tmp_path / "empty")["problem"] == "empty frame folder"
 
 
 def test_index_list_on_real_clips(kinetics_clips, tmp_path, capsys):
     out = tmp_path / "k.csv"
     lists = {"train": kinetics_clips / "training.txt", "val": kinetics_clips / "validation.txt"}
-    df = m.index_list(kinetics_clips, lists, out, class_names=["zero", "one"], workers=1)
+    df = index.index_list(kinetics_clips, lists, out, class_names=["zero", "one"], workers=1)
     assert len(df) == 12 and (df["problem"] == "").all() and df["has_audio"].all()
     assert df["split"].value_counts().to_dict() == {"train": 8, "valid": 4}
     expected = {}
@@ -106,17 +106,17 @@ def test_index_folder_stratified_and_split_folders(tmp_path):
         for i in range(n):
             make_video(root / c / f"{c}{i}.mp4", n_frames=3, audio=False)
     (root / "dog" / "notes.txt").write_text("skip me")
-    df = m.index_folder(root, root / "manifest.csv", valid_fraction=0.4, seed=1, workers=1)
+    df = index.index_folder(root, root / "manifest.csv", valid_fraction=0.4, seed=1, workers=1)
     assert len(df) == 8 and (df["problem"] == "").all() and not df["has_audio"].any()
     assert df.groupby("label_name")["split"].apply(lambda s: (s == "valid").sum()).to_dict() == {"cat": 2, "dog": 1}
     assert df[df.label_name == "dog"]["label"].eq(1).all()
-    again = m.index_folder(root, tmp_path / "again.csv", valid_fraction=0.4, seed=1, workers=1)
+    again = index.index_folder(root, tmp_path / "again.csv", valid_fraction=0.4, seed=1, workers=1)
     assert again["split"].tolist() == df["split"].tolist()
     split_root = tmp_path / "split"
     make_video(split_root / "train" / "a" / "1.mp4", n_frames=3)
     make_video(split_root / "val" / "a" / "2.mp4", n_frames=3)
     make_video(split_root / "val" / "b" / "3.avi", n_frames=3)  # not an mp4 container name, still probed
-    df = m.index_folder(split_root, tmp_path / "s.csv", workers=1)
+    df = index.index_folder(split_root, tmp_path / "s.csv", workers=1)
     assert sorted(zip(df["label_name"], df["split"])) == [("a", "train"), ("a", "valid"), ("b", "valid")]
 
 
@@ -130,7 +130,7 @@ def test_index_kinetics400_layouts_and_missing(tmp_path, capsys):
                                    "abseiling,AAA,1,11,train\n\"zumba, fast\",GONE,5,15,train\n")
     (ann / "validate.csv").write_text("label,youtube_id,time_start,time_end,split\nabseiling,BBB,2,12,val\n")
     (ann / "test.csv").write_text("youtube_id,time_start,time_end,split\nCCC,3,13,test\n")
-    df = m.index_kinetics400(root, ann, tmp_path / "k.csv", workers=1)
+    df = index.index_kinetics400(root, ann, tmp_path / "k.csv", workers=1)
     assert len(df) == 4
     row = df.set_index(df["path"].map(os.path.basename))
     assert row.loc["AAA_000001_000011.mp4", "label"] == 0 and row.loc["BBB_000002_000012.mp4", "split"] == "valid"
@@ -140,7 +140,7 @@ def test_index_kinetics400_layouts_and_missing(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "missing files listed in the annotations but absent on disk (1)" in out and "GONE_000005" in out
     with pytest.raises(FileNotFoundError, match="nope.csv"):
-        m.index_kinetics400(root, {"train": ann / "nope.csv"}, tmp_path / "x.csv")
+        index.index_kinetics400(root, {"train": ann / "nope.csv"}, tmp_path / "x.csv")
 
 
 def test_index_something_v1(tmp_path):
@@ -153,7 +153,7 @@ def test_index_something_v1(tmp_path):
     (ann / "something-something-v1-labels.csv").write_text("Holding something\nPushing something from left to right\n")
     (ann / "something-something-v1-train.csv").write_text("1;Pushing something from left to right\n4;Holding something\n")
     (ann / "something-something-v1-validation.csv").write_text("2;Holding something\n3;Holding something\n")
-    df = m.index_something_v1(root, ann, tmp_path / "ss.csv", workers=1)
+    df = index.index_something_v1(root, ann, tmp_path / "ss.csv", workers=1)
     assert df["label"].tolist() == [1, 0, 0, 0] and df["split"].tolist() == ["train", "train", "valid", "valid"]
     assert df["n_frames"].tolist() == [4, 0, 2, 0]
     assert df["problem"].tolist() == ["", "missing file", "", "empty frame folder"]

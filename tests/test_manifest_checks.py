@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from conftest import REPO_ROOT, make_video
-from tsamlib import manifest as m
+from tsamlib import manifest as m, probe
 
 
 def rows(n_classes: int = 6, per_class: int = 3, **extra) -> list[dict]:
@@ -154,7 +154,7 @@ def _alive(procs: list[psutil.Process]) -> list[psutil.Process]:
 
 def test_probe_pool_ends_workers_on_exception():
     with pytest.raises(KeyboardInterrupt):
-        with m._probe_pool(2) as ex:
+        with probe._probe_pool(2) as ex:
             futures = [ex.submit(time.sleep, 30) for _ in range(4)]
             kids = psutil.Process().children()
             assert len(kids) == 2

@@ -26,7 +26,7 @@ def _split_files(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from tsamlib import manifest as m
+    from tsamlib import index as m
     if args.dataset == "kinetics400":
         ann = _split_files(args.annotations) if "=" in args.annotations[0] else args.annotations[0]
         m.index_kinetics400(args.root, ann, args.out, workers=args.workers)

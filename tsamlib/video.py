@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .manifest import IMAGE_EXTENSIONS as FRAME_EXTENSIONS, _short  # one definition (manifest: no torch import)
+from .probe import IMAGE_EXTENSIONS as FRAME_EXTENSIONS, _short  # one definition (probe: no torch import)
 
 __all__ = ["VideoReadError", "segment_indices", "is_frame_folder", "list_frames", "count_frames",
            "read_frames", "load_clip", "FRAME_EXTENSIONS"]

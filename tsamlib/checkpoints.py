@@ -1,0 +1,249 @@
+"""Checkpoints of a run: written so that a kill never leaves none, read with faults named, resumed with history.
+
+- :class:`Checkpoint` saves ``checkpoints/last.pth`` after every trained epoch and keeps the one before as
+  ``prev.pth``; a full disk is reported as such, and no temporary file is left.
+- :func:`load_latest_checkpoint` resumes from ``last.pth``, or from ``prev.pth`` when ``last.pth`` is unreadable;
+  :class:`CheckpointError` names the file, what is wrong with it and what to do.
+- Each checkpoint also holds the Recorder's curves (:func:`recorder_history`), put back on resume by
+  :class:`KeepHistory`, so the learning curve of a resumed run is the whole run's.
+
+Everything is read with ``torch.load(..., weights_only=True)``.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from fastai.callback.core import Callback
+from fastai.learner import Learner
+
+from .fileio import atomic_path
+
+__all__ = ["Checkpoint", "CheckpointError", "KeepHistory", "load_checkpoint", "load_latest_checkpoint",
+           "recorder_history", "restore_history", "save_checkpoint"]
+
+
+_HISTORY = ("losses", "iters", "values", "lrs")
+
+
+def recorder_history(recorder) -> dict[str, list]:
+    """The Recorder's curves as plain lists: per-batch training losses and lrs, per-epoch metric rows."""
+    plain = lambda v: float(v) if isinstance(v, (torch.Tensor, np.generic, float, int)) else v  # noqa: E731
+    sl = recorder.smooth_loss  # the moving average behind `losses`: resumed, the curve goes on as if uninterrupted
+    got = {name: vars(recorder).get(name, []) for name in _HISTORY}  # empty before the first fit
+    return dict(losses=[float(x) for x in got["losses"]], lrs=[float(x) for x in got["lrs"]],
+                iters=[int(x) for x in got["iters"]], values=[[plain(v) for v in row] for row in got["values"]],
+                smooth=[int(sl.count), float(sl.val)])
+
+
+def restore_history(recorder, history: dict[str, list] | None) -> None:
+    """Put :func:`recorder_history` back (a Recorder empties its curves at every fit or validate)."""
+    for name in _HISTORY:
+        if history and name in history:
+            setattr(recorder, name, [torch.tensor(x) if name == "losses" else x for x in history[name]])
+    if history and history.get("smooth"):
+        recorder.smooth_loss.count, recorder.smooth_loss.val = history["smooth"][0], torch.tensor(history["smooth"][1])
+
+
+class KeepHistory(Callback):
+    """On resume, the Recorder starts with the curves of the epochs trained before the interruption (saved in
+    each checkpoint), so ``learn.recorder.plot_loss()`` shows the whole run."""
+
+    order = 55  # after the Recorder (50) has emptied its lists in before_fit
+
+    def before_fit(self):
+        history = getattr(self.learn, "resumed_history", None)
+        if history:
+            restore_history(self.recorder, history)
+            self.learn.resumed_history = None
+
+    def after_epoch(self):
+        r = self.recorder  # an epoch skipped by resume leaves an empty row (and its iteration count): drop it
+        if r.values and not r.values[-1]:
+            r.values.pop()
+            if r.iters:
+                r.iters.pop()
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used: the message names the file, what is wrong (``problem``) and what to do
+    (``hint``)."""
+
+    def __init__(self, problem: str, hint: str = ""):
+        super().__init__(f"{problem}; {hint}" if hint else problem)
+        self.problem, self.hint = problem, hint
+
+
+_WRITE_FAILED = ("PytorchStreamWriter failed", "basic_ios::clear", "iostream error", "unexpected pos")
+
+
+def save_checkpoint(obj: Any, path: Path, before_replace=None) -> None:
+    """``torch.save`` through :func:`atomic_path`; ``before_replace()`` runs once the new file is complete on disk
+    (fsync'd) and before it replaces ``path``. A full disk raises a clear ``OSError(ENOSPC)``; no temp file is left."""
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(obj, tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            if before_replace is not None:
+                before_replace()
+    except (OSError, RuntimeError) as e:
+        import errno
+        import shutil
+        try:
+            free = f"{shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free there"
+        except OSError:
+            free = "free space unknown"
+        no_space = getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or (
+            isinstance(e, RuntimeError) and any(m in str(e) for m in _WRITE_FAILED))
+        if no_space:
+            raise OSError(errno.ENOSPC, f"no space left on device while writing {path}: free space or move runs_root "
+                                        f"({free}; {type(e).__name__}: {str(e)[:200]})") from e
+        if isinstance(e, OSError):
+            raise OSError(e.errno, f"cannot write checkpoint {path}: {e.strerror or e} (check the permissions of "
+                                   f"{path.parent}, or move runs_root)") from e
+        raise
+
+
+class Checkpoint(Callback):
+    """Save ``checkpoints/last.pth`` (model, optimiser, epoch) after every trained epoch, atomically, keeping the
+    previous one as ``prev.pth``: the new file is written in full first, then ``last -> prev``, then the new file
+    becomes ``last``, so a kill at any moment leaves at least one complete checkpoint (see
+    :func:`load_latest_checkpoint`)."""
+
+    order = 80
+
+    def __init__(self, folder: str | Path):
+        self.folder, self.trained = Path(folder), False
+
+    def before_train(self):
+        self.trained = True
+
+    def after_epoch(self):
+        if not self.trained:  # an epoch skipped by resume
+            return
+        self.trained = False
+        self.folder.mkdir(parents=True, exist_ok=True)
+        last, prev = self.folder / "last.pth", self.folder / "prev.pth"
+
+        def keep_previous():
+            if last.is_file():
+                os.replace(last, prev)
+
+        save_checkpoint(dict(model=self.model.state_dict(), opt=_plain(self.opt.state_dict()), epoch=self.epoch,
+                              history=recorder_history(self.recorder)), last, keep_previous)
+
+
+def _plain(obj: Any) -> Any:
+    """fastai's optimiser state holds fastcore ``L`` lists: turn them into plain lists for weights_only loading."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)) or type(obj).__name__ == "L":
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint dict of ``path`` (``weights_only``), or :class:`CheckpointError` saying what is wrong."""
+    todo = "resume from prev.pth (load_latest_checkpoint does so), or start the run afresh (overwrite=True)"
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} does not exist: nothing to resume from") from None
+    except OSError as e:
+        raise CheckpointError(f"checkpoint {path} cannot be read ({e.strerror or e})") from None
+    if size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): its writer was killed or the disk was full",
+                              todo)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")   # garbage: named below
+            ck = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError) as e:
+        why = str(e).split(". ")[0].splitlines()[0][:150] if str(e).strip() else "unexpected end of file"
+        raise CheckpointError(f"checkpoint {path} ({size} bytes) is truncated or corrupt ({type(e).__name__}: {why})",
+                              todo) from None
+    except OSError as e:
+        raise CheckpointError(f"checkpoint {path} cannot be read ({e.strerror or e})") from None
+    except Exception as e:  # UnpicklingError ("Weights only load failed" too), KeyError, ValueError...
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint written by tsamlib ({type(e).__name__} while "
+                              "reading it with weights_only=True; do not load it with weights_only=False unless you "
+                              "trust its origin)", todo) from None
+    missing = [k for k in ("model", "opt", "epoch") if not isinstance(ck, dict) or k not in ck]
+    if missing:
+        what = ("holds model weights only (like checkpoints/model.pth), not a training checkpoint"
+                if isinstance(ck, dict) and ck and all(isinstance(v, torch.Tensor) for v in ck.values())
+                else f"is not a training checkpoint: it lacks {missing}")
+        raise CheckpointError(f"checkpoint {path} {what}", "resume needs checkpoints/last.pth or prev.pth as "
+                              "written by the Checkpoint callback (model, opt, epoch)")
+    return ck
+
+
+def load_checkpoint(learn: Learner, path: str | Path) -> int:
+    """Restore model and optimiser from a checkpoint (``last.pth``); return the next epoch to train.
+
+    A file that is empty, truncated, not a checkpoint or written for a different model raises
+    :class:`CheckpointError` naming it; the model is left unchanged then."""
+    path = Path(path)
+    ck = _read_checkpoint(path)
+    own, theirs = learn.model.state_dict(), ck["model"]
+    if not isinstance(theirs, dict):
+        raise CheckpointError(f"checkpoint {path}: its 'model' entry is not a state dict")
+    shapes = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in theirs.items()
+              if k in own and isinstance(v, torch.Tensor) and tuple(v.shape) != tuple(own[k].shape)]
+    lacking, extra = [k for k in own if k not in theirs], [k for k in theirs if k not in own]
+    if shapes or lacking or extra:
+        diff = "; ".join(p for p in (f"{len(shapes)} shape mismatches ({', '.join(shapes[:3])})" if shapes else "",
+                                     f"{len(lacking)} weights missing ({', '.join(lacking[:3])})" if lacking else "",
+                                     f"{len(extra)} unexpected weights ({', '.join(extra[:3])})" if extra else "") if p)
+        raise CheckpointError(f"checkpoint {path} was written by a different model ({diff})", "resume with the "
+                              "run's own settings (arch, classes, frames, audio), or start afresh (overwrite=True)")
+    if learn.opt is None:
+        learn.create_opt()
+    old_opt = learn.opt.state_dict()
+    try:
+        learn.opt.load_state_dict(ck["opt"])
+    except Exception as e:
+        learn.opt.load_state_dict(old_opt)
+        raise CheckpointError(f"checkpoint {path}: its optimiser state does not fit this Learner ({type(e).__name__}"
+                              f"{': ' + str(e)[:120] if str(e) else ''})", "was it written with another recipe or "
+                              "model? Resume with the run's own settings, or start afresh (overwrite=True)") from None
+    learn.model.load_state_dict(theirs)
+    learn.resumed_history = ck.get("history")  # put back into the Recorder by KeepHistory when fit starts
+    return int(ck["epoch"]) + 1
+
+
+def load_latest_checkpoint(learn: Learner, folder: str | Path) -> int:
+    """Resume from ``folder/last.pth``, or from ``prev.pth`` (with a printed message) when ``last.pth`` is missing
+    or unreadable (it is then renamed ``last.unreadable.pth``); return the next epoch to train (0 when the folder
+    holds neither). Both unreadable: :class:`CheckpointError` naming both."""
+    folder = Path(folder)
+    last, prev = folder / "last.pth", folder / "prev.pth"
+    if not last.exists() and not prev.exists():
+        return 0
+    if last.exists():
+        try:
+            return load_checkpoint(learn, last)
+        except CheckpointError as e:
+            if not prev.exists():
+                raise
+            why = e.problem
+    else:
+        why = f"{last} is missing (the process was killed while replacing it)"
+    try:
+        start = load_checkpoint(learn, prev)
+    except CheckpointError as e2:
+        raise CheckpointError(f"no usable checkpoint in {folder}: {why}; and {e2.problem}",
+                              "start the run afresh (overwrite=True)") from None
+    aside = ""
+    if last.exists():  # out of the way: the next save must not rotate it over the good prev.pth
+        os.replace(last, folder / "last.unreadable.pth")
+        aside = f" (moved aside to {folder / 'last.unreadable.pth'})"
+    print(f"resuming from {prev} (epoch {start - 1}) because {why}{aside}", flush=True)
+    return start

@@ -3,10 +3,13 @@
 Measures `VideoDataset.load` (what a worker does per sample) for 8 and 16 frames, video only and with
 the audio frame (cold: empty cache; cached: second read), from mp4 (decord) and from a JPEG frame
 folder made from one clip with PIL, at the paper's sizes (256/224) and small CPU sizes (72/64).
+Then the prepared layout (``python -m tsamlib prepare``: JPEG frames at short side 256 + ``.wav``) against the mp4s
+it was made from, side by side on the same clips (the 12 real Kinetics clips, synthetic clips when they are absent):
+16 frames + the audio frame at 224 px with training transforms, interleaved per clip, medians.
 Writes ``results/benchmarks/data_loading.{json,md}`` and the table into the "## Data loading"
 section of ``results/benchmarks/README.md``.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_data.py            # about 1 minute on 2 cores
+    OMP_NUM_THREADS=1 python benchmarks/bench_data.py            # about 3 minutes on 2 cores
 """
 from __future__ import annotations
 
@@ -34,10 +37,65 @@ REPO = Path(__file__).resolve().parents[1]
 CMD = "OMP_NUM_THREADS=1 python benchmarks/bench_data.py"
 
 
-def clips_dir() -> Path:
+def clips_dir(required: bool = True) -> Path | None:
+    """The folder of the real Kinetics clips; None (or exit, when ``required``) when absent."""
     root = Path(os.environ.get("TSAM_KINETICS_CLIPS", REPO.parent / "shared" / "kinetics-clips"))
-    if not (root / "videos").is_dir(): sys.exit(f"Kinetics clips not found at {root}: set TSAM_KINETICS_CLIPS")
+    if not (root / "videos").is_dir():
+        if required:
+            sys.exit(f"Kinetics clips not found at {root}: set TSAM_KINETICS_CLIPS")
+        return None
     return root / "videos"
+
+
+def comparison_videos(tmp: Path) -> tuple[list[Path], str]:
+    """The clips of the mp4 / prepared comparison: the real Kinetics clips, else 12 synthetic ones."""
+    real = clips_dir(required=False)
+    if real is not None:
+        return sorted(real.glob("*.mp4")), f"the {len(list(real.glob('*.mp4')))} real Kinetics clips"
+    from tsamlib.synthetic import make_synthetic_dataset
+    root = make_synthetic_dataset(tmp / "synthetic", n_per_class=2, n_classes=6, seconds=10.0, size=(256, 340),
+                                  fps=25, workers=os.cpu_count())
+    return sorted(root.glob("*/*.mp4"))[:12], "12 synthetic clips (10 s, 340x256, 25 fps; real clips absent)"
+
+
+def prepare_clips(videos: list[Path], tmp: Path) -> tuple[list[Path], float, int]:
+    """Run ``tsamlib.prepare`` on ``videos``: (frame folders in order, wall seconds, workers)."""
+    from tsamlib.manifest import build_manifest
+    from tsamlib.prepare import prepare_dataset
+    recs = [dict(path=str(v), label=0, label_name="clips", split="train") for v in videos]
+    build_manifest(recs, tmp / "in.csv", verbose=False)
+    workers = os.cpu_count() or 1
+    t = time.perf_counter()
+    res = prepare_dataset(tmp / "in.csv", tmp / "prepared", short_side=256, workers=workers, verbose=False)
+    wall = time.perf_counter() - t
+    bad = res.table.loc[res.table["problem"] != ""]
+    if len(bad):
+        sys.exit(f"prepare failed on {len(bad)} clips: {bad[['source', 'problem']].to_string()}")
+    return [Path(p) for p in res.table["path"]], wall, workers
+
+
+def compare_prepared(videos: list[Path], folders: list[Path], repeats: int, tmp: Path) -> list[dict]:
+    """Per clip, mp4 and prepared interleaved: ms per 16-frame clip at 256/224, video only and + audio frame."""
+    out = []
+    for path in (videos[0], folders[0]):                      # warm-up: imports, numba compilation of librosa
+        bench([path], "warm-up", 16, 256, 224, "cold", 1, tmp)
+    for v, f in zip(videos, folders):
+        r = dict(clip=v.name)
+        for layout, path in (("mp4", v), ("prepared", f)):
+            for audio in ("off", "cold", "cached"):
+                r[f"{layout}_{audio}"] = round(bench([path], layout, 16, 256, 224, audio, repeats, tmp), 1)
+        out.append(r)
+        print(r, flush=True)
+    return out
+
+
+def prepared_summary(per_clip: list[dict]) -> dict:
+    """Medians over clips of each column, and of the per-clip mp4 / prepared ratios."""
+    keys = [f"{layout}_{a}" for layout in ("mp4", "prepared") for a in ("off", "cold", "cached")]
+    med = {k: round(statistics.median(r[k] for r in per_clip), 1) for k in keys}
+    for a in ("off", "cold", "cached"):
+        med[f"speedup_{a}"] = round(statistics.median(r[f"mp4_{a}"] / r[f"prepared_{a}"] for r in per_clip), 2)
+    return med
 
 
 def make_frame_folder(video: Path, out: Path) -> Path:
@@ -50,6 +108,17 @@ def make_frame_folder(video: Path, out: Path) -> Path:
         for i, f in enumerate(c.decode(video=0)):
             Image.fromarray(f.to_ndarray(format="rgb24")).save(d / f"{i + 1:05d}.jpg", quality=90)
     return d
+
+
+def cpu_name() -> str:
+    """The CPU model (``/proc/cpuinfo``), else the platform's processor or machine name."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def time_ms(fn, repeats: int) -> float:
@@ -96,10 +165,35 @@ def audio_only(paths: list[Path], img_size: int, repeats: int, tmp: Path) -> dic
     return dict(img_size=img_size, cold_ms=round(c, 1), cached_ms=round(h, 1), ratio=round(h / c, 3))
 
 
-def to_markdown(rows: list[dict], audio_rows: list[dict], meta: dict) -> str:
+def prepared_markdown(prep: dict) -> list[str]:
+    """The mp4 / prepared section of the table."""
+    m, med = prep["meta"], prep["median"]
+    lines = ["", f"mp4 against the prepared layout (`python -m tsamlib prepare`: JPEG frames, short side 256, "
+             f"quality 90, + `.wav`), same clips: {m['clips']}. One core (one process, "
+             f"`torch.set_num_threads(1)`), ms per 16+1 clip (16 frames + the audio frame) at 256/224 with training "
+             f"transforms; per clip the two layouts are measured one after the other, median of {m['repeats']} "
+             f"repeats, then the median over the {m['n_clips']} clips. Audio cold: decode + 3 log-mels + image "
+             "(from the mp4's AAC track, or from the `.wav`); cached: from the mel cache. Preparing took "
+             f"{m['prepare_s']:.0f} s for the {m['n_clips']} clips with {m['prepare_workers']} worker processes "
+             f"({m['prepare_s'] / m['n_clips']:.1f} s per clip); the frames take {m['prepared_mb']:.0f} MB against "
+             f"{m['mp4_mb']:.0f} MB of mp4.", "",
+             "| layout | 16 frames | 16 frames + audio (cold) | 16 frames + audio (cached) |", "|---|---|---|---|"]
+    for layout in ("mp4", "prepared"):
+        lines.append(f"| {layout} | {med[f'{layout}_off']:.0f} | {med[f'{layout}_cold']:.0f} | "
+                     f"{med[f'{layout}_cached']:.0f} |")
+    lines.append(f"| mp4 / prepared (median of per-clip ratios) | {med['speedup_off']} | {med['speedup_cold']} | "
+                 f"{med['speedup_cached']} |")
+    lines += ["", "Per clip (ms, 16+1 at 224, audio cold):", "", "| clip | mp4 | prepared |", "|---|---|---|"]
+    lines += [f"| {r['clip']} | {r['mp4_cold']:.0f} | {r['prepared_cold']:.0f} |" for r in prep["per_clip"]]
+    return lines
+
+
+def to_markdown(rows: list[dict], audio_rows: list[dict], meta: dict, prep: dict | None = None) -> str:
     lines = [f"ms per clip, one core (`torch.set_num_threads(1)`), median over {meta['n_clips']} clips of the "
              f"median of {meta['repeats']} repeats; training transforms. mp4: {meta['clips']}; JPEG: all frames "
-             f"of {meta['jpeg_from']} as a folder. Machine: {meta['machine']}; "
+             f"of {meta['jpeg_from']} as a folder. Machine: {meta['machine']}, measured on 1 of its cores; 1-minute "
+             f"load average {meta['load_average'][0]} at the start and {meta['load_average'][1]} at the end "
+             "(other jobs shared the cores when it exceeds 1); "
              "repeat runs differ by up to about 30% when other jobs share the cores; mp4 time is dominated by H.264 "
              "seeking/decoding (720p clips cost most), JPEG folders avoid it.", "",
              "| source | frames | resize/crop | video only | + audio (cold) | + audio (cached) |",
@@ -111,6 +205,8 @@ def to_markdown(rows: list[dict], audio_rows: list[dict], meta: dict) -> str:
     lines += ["", "Audio frame alone (mp4 clips, train-time crop):", "",
               "| size | cold ms | cached ms | cached / cold |", "|---|---|---|---|"]
     lines += [f"| {a['img_size']} | {a['cold_ms']} | {a['cached_ms']} | {a['ratio']} |" for a in audio_rows]
+    if prep is not None:
+        lines += prepared_markdown(prep)
     return "\n".join(lines) + "\n"
 
 
@@ -133,8 +229,10 @@ def main(argv=None) -> None:
     ap.add_argument("--n-clips", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", type=Path, default=REPO / "results" / "benchmarks")
+    ap.add_argument("--skip-prepared", action="store_true", help="leave out the mp4 / prepared comparison")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    load_start = os.getloadavg()[0]
     videos = sorted(clips_dir().glob("*.mp4"), key=lambda p: p.stat().st_size)
     step = max(1, len(videos) // args.n_clips)
     paths = videos[::step][: args.n_clips]                          # small, medium and large files
@@ -155,12 +253,27 @@ def main(argv=None) -> None:
                     rows.append(r); print(r, flush=True)
         audio_rows = [audio_only(paths, s, args.repeats, tmp) for s in (224, 64)]
         print(audio_rows)
+        prep = None
+        if not args.skip_prepared:
+            cmp_videos, cmp_what = comparison_videos(tmp)
+            folders, prep_s, prep_workers = prepare_clips(cmp_videos, tmp)
+            per_clip = compare_prepared(cmp_videos, folders, args.repeats, tmp)
+            size_mb = lambda ps: sum(q.stat().st_size for p in ps for q in ([p] if p.is_file() else p.iterdir())) / 1e6
+            wavs = [f.parent / (f.name + ".wav") for f in folders]
+            prep = dict(meta=dict(clips=cmp_what, n_clips=len(cmp_videos), repeats=args.repeats,
+                                  prepare_s=round(prep_s, 1), prepare_workers=prep_workers,
+                                  prepared_mb=round(size_mb(folders) + size_mb([w for w in wavs if w.exists()]), 1),
+                                  mp4_mb=round(size_mb(cmp_videos), 1)),
+                        per_clip=per_clip, median=prepared_summary(per_clip))
+            print(prep["median"])
     meta = dict(n_clips=len(paths), repeats=args.repeats, clips=", ".join(p.name for p in paths),
-                jpeg_from=jpeg_src.name, machine=f"{platform.processor() or platform.machine()}, "
-                f"{os.cpu_count()} cores, torch {torch.__version__}")
+                jpeg_from=jpeg_src.name, machine=f"{cpu_name()}, "
+                f"{os.cpu_count()} cores, torch {torch.__version__}",
+                load_average=[round(load_start, 1), round(os.getloadavg()[0], 1)])
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "data_loading.json").write_text(json.dumps(dict(meta=meta, rows=rows, audio=audio_rows), indent=1))
-    md = to_markdown(rows, audio_rows, meta)
+    (args.out / "data_loading.json").write_text(json.dumps(dict(meta=meta, rows=rows, audio=audio_rows,
+                                                                          prepared=prep), indent=1))
+    md = to_markdown(rows, audio_rows, meta, prep)
     (args.out / "data_loading.md").write_text(md)
     write_readme_section(args.out / "README.md", md)
     print(md)

@@ -1,8 +1,9 @@
 """Command line: ``python -m tsamlib <command> ...`` (also installed as ``tsam``).
 
 Commands: ``index {kinetics400,something-v1,list,folder}`` builds a manifest CSV; ``synth`` writes a
-synthetic dataset. To add a command, write ``add_<name>(subparsers)`` that registers a parser with
-``set_defaults(func=cmd_<name>)`` and put it in ``COMMANDS``; import heavy modules inside ``cmd_<name>``.
+synthetic dataset; ``prepare`` converts a manifest's clips to JPEG frame folders + ``.wav``. To add a
+command, write ``add_<name>(subparsers)`` that registers a parser with ``set_defaults(func=cmd_<name>)`` and put
+it in ``COMMANDS``; import heavy modules inside ``cmd_<name>``.
 """
 from __future__ import annotations
 
@@ -199,9 +200,42 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_evaluate)
 
 
+def _fps_arg(text: str) -> float | None:
+    """``--fps``: a positive number, or "native" (None: every frame kept)."""
+    if text.strip().lower() == "native":
+        return None
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of frames per second or 'native', got {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"fps must be positive, got {text!r}")
+    return v
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from tsamlib.prepare import prepare_dataset
+    res = prepare_dataset(args.manifest, args.out, short_side=args.short_side, fps=args.fps, quality=args.quality,
+                          workers=args.workers)
+    return 0 if (res.table["problem"] == "").any() else 1
+
+
+def add_prepare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("prepare", help="convert a manifest's clips to JPEG frame folders + .wav (fast loading), "
+                                       "with OUT/manifest.csv")
+    p.add_argument("manifest", help="input manifest CSV")
+    p.add_argument("--out", required=True, help="output folder (OUT/<class>/<stem>/00001.jpg, OUT/<class>/<stem>.wav)")
+    p.add_argument("--short-side", type=int, default=256, help="short side of the frames, never upscaled "
+                                                                "(default 256; 0 keeps the size)")
+    p.add_argument("--fps", type=_fps_arg, default=None, help="frames per second kept, or 'native' (default)")
+    p.add_argument("--quality", type=int, default=90, help="JPEG quality 1..100 (default 90)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: number of cores)")
+    p.set_defaults(func=cmd_prepare)
+
+
 COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "index": add_index, "synth": add_synth, "notebooks": add_notebooks, "runs": add_runs, "predict": add_predict,
-    "evaluate": add_evaluate}
+    "evaluate": add_evaluate, "prepare": add_prepare}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -156,6 +156,7 @@ def paper_params(row: Row, seed: int = 0, kinetics_manifest: str | None = None,
         pretrained = str(kinetics_checkpoint) if kinetics_checkpoint else _placeholder("kinetics_checkpoint")
     recipe = _PAPER_RECIPE[row.table]
     return _params(dataset=str(manifest) if manifest else _placeholder(name), **_model_params(row),
+                   shift_pad="keep",  # the authors' shift borders (their code produced the report's numbers)
                    pretrained=pretrained, arch="resnet50", img_size=224, resize=256, n_mels=224, flip=recipe["flip"],
                    epochs=recipe["epochs"], lr=recipe["lr"], recipe="paper", lr_decay=recipe["lr_decay"],
                    batch_size=64, dropout=0.5, num_workers=num_workers, seed=seed,

@@ -26,8 +26,14 @@ segments, in both modes.
 The op writes each output element exactly once (one read + one write per element, like ``clone``). Its backward
 is the adjoint: for ``"zero"`` the same copies with the two directions swapped; for ``"keep"`` also the gradient of
 each kept border element flows back to that element (added to the shifted gradient where both reach it).
+
+This file is the reference and the CPU path. On CUDA, :func:`temporal_shift` runs the fused Triton kernels of
+:mod:`tsamlib.shift_triton` (a ``torch.library`` custom op, traced by ``torch.compile``), tested element for element
+against this code under ``TRITON_INTERPRET=1``; ``TSAM_SHIFT_KERNEL=torch`` keeps the reference on CUDA too.
 """
 from __future__ import annotations
+
+import os
 
 import torch
 from torch import Tensor, nn
@@ -164,6 +170,13 @@ def temporal_shift(x: Tensor, shift_depth: int, f_div: int, n_shifted: int | Non
     f = check_shift(x.shape[2], n, shift_depth, f_div)
     if shift_depth == 0:
         return x
+    if x.is_cuda and os.environ.get("TSAM_SHIFT_KERNEL", "triton") == "triton":
+        try:  # the fused Triton kernel (tsamlib.shift_triton); lazy: needs Triton, avoids a circular import
+            from .shift_triton import temporal_shift_op
+        except ImportError:
+            temporal_shift_op = None
+        if temporal_shift_op is not None:
+            return temporal_shift_op(x, shift_depth, f, n, shift_pad)
     return _TemporalShiftFn.apply(x, shift_depth, f, n, shift_pad)
 
 

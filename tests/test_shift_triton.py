@@ -1,0 +1,179 @@
+"""The fused Triton shift (``tsamlib.shift_triton``) against the reference :func:`tsamlib.shift.temporal_shift`.
+
+Without a GPU the kernels run on CPU tensors in Triton's interpreter (``TRITON_INTERPRET=1``, set below before
+Triton is imported; it is read when the kernels are decorated); with CUDA they run on the GPU for real. The
+interpreter is slow, so the cases use tiny images (2 x 3) and a fixed, spread-out sample of (C, T, n_shifted, k,
+f_div) settings crossed with pad mode, memory format and dtype. Everything is a copy (or, for ``"keep"``'s backward,
+one rounded addition), so results must be equal element for element in every dtype.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+
+import pytest
+import torch
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+if DEVICE == "cpu":
+    os.environ["TRITON_INTERPRET"] = "1"  # must precede the import of tsamlib.shift_triton (kernels decorated there)
+
+pytest.importorskip("triton", reason="Triton is not installed: the fused shift needs it")
+
+from tsamlib.shift import temporal_shift  # noqa: E402
+from tsamlib.shift_triton import (INTERPRETED, fused_temporal_shift, temporal_shift_adjoint_op,  # noqa: E402
+                                  temporal_shift_op, uses_triton)
+
+__all__: list[str] = []
+
+if not uses_triton(torch.empty(0, device=DEVICE)):
+    pytest.skip("tsamlib.shift_triton was imported before TRITON_INTERPRET=1 was set, so on CPU it falls back to the "
+                "reference and there is nothing to test; run this file in its own process", allow_module_level=True)
+
+H, W = 2, 3
+B = 2
+
+# (C, T, n_shifted, k, f_div): odd channel counts, T from 2 to 17, k from 1 to 5, audio segments (n_shifted < T),
+# and short clips where a group's border covers most segments (k >= n_shifted - k: the "kept only" segments).
+CONFIGS = [
+    (19, 2, 2, 1, 2),
+    (33, 17, 16, 5, 2),
+    (19, 4, 3, 2, 2),
+    (33, 6, 5, 4, 4),
+    (19, 9, 8, 3, 2),
+    (33, 12, 12, 5, 2),
+    (19, 5, 4, 2, 4),
+    (33, 17, 17, 2, 8),
+    (19, 3, 2, 1, 8),
+    (33, 7, 6, 5, 2),
+    (19, 11, 10, 4, 2),
+    (33, 3, 3, 2, 2),
+]
+COMBOS = list(itertools.product(("zero", "keep"), (False, True), (torch.float32, torch.float16, torch.bfloat16)))
+CASES = [(*CONFIGS[(i + 4 * j) % len(CONFIGS)], *combo) for i, combo in enumerate(COMBOS) for j in range(3)]
+
+
+def _case_id(case: tuple) -> str:
+    """Readable test id: C, T, n, k, f_div, pad, format, dtype."""
+    c, t, n, k, f_div, pad, channels_last, dtype = case
+    fmt = "cl" if channels_last else "contig"
+    return f"C{c}-T{t}-n{n}-k{k}-fdiv{f_div}-{pad}-{fmt}-{str(dtype).removeprefix('torch.')}"
+
+
+def _clip(c: int, t: int, channels_last: bool, dtype: torch.dtype, seed: int = 0) -> torch.Tensor:
+    """A (B, T, C, H, W) view of a (B*T, C, H, W) batch, contiguous or channels_last, needing grad."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(B * t, c, H, W, generator=gen).to(dtype=dtype)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    return x.to(DEVICE).view(B, t, c, H, W).requires_grad_()
+
+
+def test_case_sample_covers_the_ranges() -> None:
+    """The sample has every k 1..5, T = 2 and 17, audio segments, both pads, both formats and all dtypes."""
+    assert {case[3] for case in CASES} == {1, 2, 3, 4, 5}
+    assert {2, 17} <= {case[1] for case in CASES}
+    assert any(case[2] < case[1] for case in CASES)
+    assert {case[5:] for case in CASES} == set(COMBOS)
+    assert all(case[3] < case[2] <= case[1] and case[0] % 2 == 1 for case in CASES)
+    assert len(set(CASES)) == len(CASES) == 3 * len(COMBOS)
+
+
+@pytest.mark.parametrize("case", CASES, ids=_case_id)
+def test_matches_reference_forward_and_backward(case: tuple) -> None:
+    """Output, its strides and the gradient equal the reference's exactly."""
+    c, t, n, k, f_div, pad, channels_last, dtype = case
+    x = _clip(c, t, channels_last, dtype)
+    ref = temporal_shift(x, k, f_div, n, pad)
+    out = fused_temporal_shift(x, k, f_div, n, pad)
+    assert out.dtype == dtype
+    assert out.stride() == x.stride()
+    assert torch.equal(out, ref)
+    gen = torch.Generator().manual_seed(1)
+    grad = (torch.randn(ref.shape, generator=gen) * 4).to(dtype=dtype, device=DEVICE)
+    if channels_last:
+        grad = grad.view(B * t, c, H, W).contiguous(memory_format=torch.channels_last).view(B, t, c, H, W)
+    (ref_grad,) = torch.autograd.grad(ref, x, grad)
+    (out_grad,) = torch.autograd.grad(out, x, grad)
+    assert torch.equal(out_grad, ref_grad)
+
+
+def test_odd_strides_and_expanded_gradient() -> None:
+    """A permuted (neither contiguous nor channels_last) input, and the stride-0 gradient of ``sum()``."""
+    c, t, n, k, f_div = 19, 5, 4, 2, 2
+    base = torch.randn(t, B, c, H, W).to(DEVICE)
+    x = base.transpose(0, 1).requires_grad_()
+    assert not x.is_contiguous()
+    for pad in ("zero", "keep"):
+        out = fused_temporal_shift(x, k, f_div, n, pad)
+        ref = temporal_shift(x, k, f_div, n, pad)
+        assert torch.equal(out, ref)
+        assert out.stride() == torch.empty_like(x).stride()
+        (ref_grad,) = torch.autograd.grad((ref * 3).sum(), x)
+        (out_grad,) = torch.autograd.grad(out.sum() * 3, x)
+        assert torch.equal(out_grad, ref_grad)
+
+
+def test_double_backward_is_the_shift() -> None:
+    """The adjoint's own backward is the shift: grad of <adjoint(g), v> w.r.t. g is shift(v)."""
+    c, t, n, k, f_div, pad = 19, 4, 3, 2, 2, "keep"
+    x = _clip(c, t, False, torch.float32)
+    fold = (c // f_div) // k
+    grad = torch.randn(x.shape, device=DEVICE, requires_grad=True)
+    v = torch.randn(x.shape, device=DEVICE)
+    adj = temporal_shift_adjoint_op(grad, k, fold, n, pad)
+    (gg,) = torch.autograd.grad((adj * v).sum(), grad)
+    assert torch.equal(gg, temporal_shift(v, k, f_div, n, pad))
+
+
+def test_depth_zero_and_bad_arguments() -> None:
+    """k = 0 returns x itself (like the reference); bad settings raise ValueError, also at the op level."""
+    x = torch.randn(1, 4, 19, H, W, device=DEVICE)
+    assert fused_temporal_shift(x, 0, 8) is x
+    with pytest.raises(ValueError, match="shift_pad"):
+        fused_temporal_shift(x, 1, 2, shift_pad="reflect")
+    with pytest.raises(ValueError, match="more segments"):
+        fused_temporal_shift(x, 3, 2, n_shifted=3)
+    with pytest.raises(ValueError, match="too few"):
+        fused_temporal_shift(x, 3, 8)
+    with pytest.raises(ValueError, match="fold"):
+        temporal_shift_op(x, 2, 5, 4, "zero")
+    with pytest.raises(ValueError, match=r"\(B, T, C, H, W\)"):
+        temporal_shift_op(x[0], 1, 2, 4, "zero")
+
+
+@pytest.mark.parametrize("which", ["forward-keep-channels_last", "adjoint-zero-contiguous"])
+def test_opcheck(which: str) -> None:
+    """``torch.library.opcheck``: schema, autograd registration, fake tensor and AOT dispatch (dynamic shapes)."""
+    if which.startswith("forward"):
+        x = _clip(19, 5, True, torch.float32)
+        torch.library.opcheck(temporal_shift_op, (x, 2, 2, 4, "keep"))
+    else:
+        x = _clip(33, 4, False, torch.float32)
+        torch.library.opcheck(temporal_shift_adjoint_op, (x, 1, 4, 3, "zero"))
+
+
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+def test_torch_compile_fullgraph(backend: str) -> None:
+    """``torch.compile(fullgraph=True)`` traces through the op and its backward without a graph break."""
+    x = _clip(19, 5, True, torch.float32)
+    ref_x = x.detach().clone().requires_grad_()
+
+    def fn(inp: torch.Tensor) -> torch.Tensor:
+        """The op alone (inductor on CPU then needs no C++ kernels: the op is an opaque call)."""
+        return fused_temporal_shift(inp, 2, 2, 4, "keep")
+
+    torch._dynamo.reset()
+    compiled = torch.compile(fn, fullgraph=True, backend=backend)
+    out = compiled(x)
+    ref = temporal_shift(ref_x, 2, 2, 4, "keep")
+    assert torch.equal(out, ref)
+    grad = torch.randn(ref.shape, device=DEVICE)
+    out.backward(grad)
+    ref.backward(grad)
+    assert torch.equal(x.grad, ref_x.grad)
+
+
+def test_interpreter_mode_matches_device() -> None:
+    """On CPU the kernels must really run in Triton's interpreter (not the reference fallback)."""
+    assert INTERPRETED or DEVICE == "cuda"

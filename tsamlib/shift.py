@@ -38,8 +38,8 @@ import os
 import torch
 from torch import Tensor, nn
 
-__all__ = ["SHIFT_PADS", "shift_fold", "check_shift_pad", "check_shift_settings", "check_shift", "temporal_shift",
-           "TemporalShift", "insert_temporal_shift"]
+__all__ = ["SHIFT_PADS", "shift_fold", "check_shift_pad", "check_shift_settings", "check_shift", "check_shift_input",
+           "temporal_shift", "TemporalShift", "insert_temporal_shift"]
 
 SHIFT_PADS = ("zero", "keep")
 
@@ -153,6 +153,18 @@ class _TemporalShiftFn(torch.autograd.Function):
         return g, None, None, None, None
 
 
+def check_shift_input(x: Tensor, shift_depth: int, f_div: int, n_shifted: int | None = None,
+                      shift_pad: str = "zero") -> tuple[int, int]:
+    """Check a shift of ``x`` (B, T, C, H, W); return (segments that take part, channels per group)."""
+    check_shift_pad(shift_pad)
+    if x.dim() != 5:
+        raise ValueError(f"temporal_shift expects x of shape (B, T, C, H, W), got {tuple(x.shape)}.")
+    n = x.shape[1] if n_shifted is None else n_shifted
+    if not 0 < n <= x.shape[1]:
+        raise ValueError(f"n_shifted={n_shifted} must be in 1..T={x.shape[1]}.")
+    return n, check_shift(x.shape[2], n, shift_depth, f_div)
+
+
 def temporal_shift(x: Tensor, shift_depth: int, f_div: int, n_shifted: int | None = None,
                    shift_pad: str = "zero") -> Tensor:
     """Shift channel groups of ``x`` (B, T, C, H, W) between segments up to ``shift_depth`` apart.
@@ -161,13 +173,7 @@ def temporal_shift(x: Tensor, shift_depth: int, f_div: int, n_shifted: int | Non
     through. ``shift_pad`` fills the border: ``"zero"`` (TSM) or ``"keep"`` (the authors' code: own values).
     ``shift_depth=0`` returns ``x`` itself (TSN).
     """
-    check_shift_pad(shift_pad)
-    if x.dim() != 5:
-        raise ValueError(f"temporal_shift expects x of shape (B, T, C, H, W), got {tuple(x.shape)}.")
-    n = x.shape[1] if n_shifted is None else n_shifted
-    if not 0 < n <= x.shape[1]:
-        raise ValueError(f"n_shifted={n_shifted} must be in 1..T={x.shape[1]}.")
-    f = check_shift(x.shape[2], n, shift_depth, f_div)
+    n, f = check_shift_input(x, shift_depth, f_div, n_shifted, shift_pad)
     if shift_depth == 0:
         return x
     if x.is_cuda and os.environ.get("TSAM_SHIFT_KERNEL", "triton") == "triton":

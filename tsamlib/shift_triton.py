@@ -30,7 +30,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from tsamlib.shift import _shift_into, check_shift, check_shift_pad
+from tsamlib.shift import _shift_into, check_shift_input, check_shift_pad
 
 __all__ = ["MAX_BLOCK", "INTERPRETED", "temporal_shift_op", "temporal_shift_adjoint_op", "fused_temporal_shift",
            "uses_triton"]
@@ -234,13 +234,7 @@ def fused_temporal_shift(x: Tensor, shift_depth: int, f_div: int, n_shifted: int
 
     ``shift_depth=0`` returns ``x`` itself (TSN), as the reference does.
     """
-    check_shift_pad(shift_pad)
-    if x.dim() != 5:
-        raise ValueError(f"temporal_shift expects x of shape (B, T, C, H, W), got {tuple(x.shape)}.")
-    n = x.shape[1] if n_shifted is None else n_shifted
-    if not 0 < n <= x.shape[1]:
-        raise ValueError(f"n_shifted={n_shifted} must be in 1..T={x.shape[1]}.")
-    fold = check_shift(x.shape[2], n, shift_depth, f_div)
+    n, fold = check_shift_input(x, shift_depth, f_div, n_shifted, shift_pad)
     if shift_depth == 0:
         return x
     return temporal_shift_op(x, shift_depth, fold, n, shift_pad)

@@ -79,10 +79,9 @@ def _round_fp32_to(v, dtype: tl.constexpr):
 
 
 @triton.jit
-def _shift_fwd_kernel(x_ptr, out_ptr, T, C, H, W, K, F, N,
-                      xs_b, xs_t, xs_c, xs_h, xs_w, os_b, os_t, os_c, os_h, os_w,
-                      KEEP: tl.constexpr, CHANNELS_INNER: tl.constexpr, BLOCK: tl.constexpr):
-    """Forward: ``out[b, t, c] = x[b, t + step(c), c]`` inside the clip, else 0 (zero) or ``x[b, t, c]`` (keep)."""
+def _element(T, C, H, W, K, F, N, CHANNELS_INNER: tl.constexpr, BLOCK: tl.constexpr):
+    """This program's elements: (b, t) from its row, (c, h, w) of its block of the image, which are in range, and
+    each channel's shift at ``t`` (:func:`_group_step`)."""
     row = tl.program_id(0)
     b = row // T
     t = row - b * T
@@ -90,6 +89,15 @@ def _shift_fwd_kernel(x_ptr, out_ptr, T, C, H, W, K, F, N,
     mask = j < C * H * W
     c, h, w = _image_coords(j, C, H, W, CHANNELS_INNER)
     shifted, step = _group_step(c, t, K, F, N)
+    return b, t, c, h, w, mask, shifted, step
+
+
+@triton.jit
+def _shift_fwd_kernel(x_ptr, out_ptr, T, C, H, W, K, F, N,
+                      xs_b, xs_t, xs_c, xs_h, xs_w, os_b, os_t, os_c, os_h, os_w,
+                      KEEP: tl.constexpr, CHANNELS_INNER: tl.constexpr, BLOCK: tl.constexpr):
+    """Forward: ``out[b, t, c] = x[b, t + step(c), c]`` inside the clip, else 0 (zero) or ``x[b, t, c]`` (keep)."""
+    b, t, c, h, w, mask, shifted, step = _element(T, C, H, W, K, F, N, CHANNELS_INNER, BLOCK)
     src = t + step
     inside = (src >= 0) & (src < N)
     src = tl.where(shifted & inside, src, t)
@@ -109,13 +117,7 @@ def _shift_bwd_kernel(g_ptr, out_ptr, T, C, H, W, K, F, N,
                       KEEP: tl.constexpr, CHANNELS_INNER: tl.constexpr, BLOCK: tl.constexpr):
     """Adjoint: ``out[t] = g[t - step]`` where ``0 <= t - step < N`` (else 0), plus, for ``KEEP``, ``g[t]`` where
     the forward kept ``t`` (``t + step`` outside the clip); unshifted channels and audio segments copy ``g[t]``."""
-    row = tl.program_id(0)
-    b = row // T
-    t = row - b * T
-    j = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    mask = j < C * H * W
-    c, h, w = _image_coords(j, C, H, W, CHANNELS_INNER)
-    shifted, step = _group_step(c, t, K, F, N)
+    b, t, c, h, w, mask, shifted, step = _element(T, C, H, W, K, F, N, CHANNELS_INNER, BLOCK)
     back = t - step
     moved = (back >= 0) & (back < N)
     src = tl.where(shifted & moved, back, t)

@@ -42,6 +42,9 @@ def test_fresh_clone_runs_the_main_job_and_papermill_twice(tmp_path):
     assert "== 04_evaluate" in main.stdout and "epoch 3/3" in main.stdout and "ETA" in main.stdout  # progress
     assert "Traceback" not in main.stderr and "Warning" not in main.stderr and "WARNING" not in main.stderr, main.stderr
     assert (clone / "results" / "notebooks" / "local" / "04_evaluate.ipynb").is_file()
+    import nbformat  # 02's figures: shift pattern, shift on features, sampled frames, mel channels
+    nb02 = nbformat.read(clone / "results" / "notebooks" / "local" / "02_visualize.ipynb", as_version=4)
+    assert sum("image/png" in o.get("data", {}) for c in nb02.cells for o in c.get("outputs", [])) == 4
 
     # the design card's command, from notebooks/ and from the root (one epoch the second time, to keep CI short)
     first = _sh(["papermill", "03_train.ipynb", "out.ipynb", "-p", "shift_depth", "4"], clone / "notebooks", env)

@@ -1,6 +1,7 @@
 """Notebooks 01-03 run through papermill with small parameters (as recommenders does), and stay commit-clean.
 
-Notebook 04 is executed in test_evaluate.py and 05 in test_experiments.py (they need a finished run).
+Notebook 02 with its defaults runs in test_front_door.py (the main job), 04 in test_evaluate.py and 05 in
+test_experiments.py (they need a finished run).
 """
 import ast
 import json
@@ -54,12 +55,6 @@ def default_dataset(tmp_path_factory):
     manifest = ROOT / "data" / "default" / "manifest.csv"
     assert manifest.is_file()
     return manifest
-
-
-def test_02_visualize(default_dataset, tmp_path):
-    nb = execute("02_visualize", tmp_path / "02.ipynb", n_frames=4, depths=[1, 3])
-    images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
-    assert len(images) == 4  # shift pattern, shift on features, sampled frames, mel channels
 
 
 @pytest.mark.parametrize("cwd,audio", [(ROOT, True)], ids=["repo-root-audio"])  # from notebooks/: test_front_door

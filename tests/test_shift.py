@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from tsamlib.shift import SHIFT_PADS, TemporalShift, check_shift, insert_temporal_shift, temporal_shift
+from tsamlib.shift import (SHIFT_PADS, TemporalShift, check_shift, insert_temporal_shift, shifted_conv2d,
+                           temporal_shift)
 
 
 def tsm_reference(x, fold_div=8):
@@ -172,3 +173,101 @@ def test_module_shifts_before_conv(pad):
     expected = conv(loop_reference(x.view(2, 5, 16, 3, 3), 2, 4, 4, pad).view(10, 16, 3, 3))
     assert torch.allclose(mod(x), expected)
     assert f"shift_pad='{pad}'" in repr(mod)
+
+
+def _twin_modules(conv: torch.nn.Conv2d, pad: str, n_segments: int = 5, n_shifted: int = 4, k: int = 2):
+    """The same shifted conv twice: recomputing the shifted copy in backward, and keeping it (plain autograd)."""
+    import copy
+    return (TemporalShift(conv, n_segments, n_shifted, k, 4, pad, recompute=True),
+            TemporalShift(copy.deepcopy(conv), n_segments, n_shifted, k, 4, pad, recompute=False))
+
+
+@pytest.mark.parametrize("pad", SHIFT_PADS)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_recomputed_shift_gives_the_same_values_and_gradients(pad, channels_last):
+    conv = torch.nn.Conv2d(16, 6, 3, stride=2, padding=1, bias=True)
+    fast, plain = _twin_modules(conv, pad)
+    x = torch.randn(10, 16, 7, 7)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ya, yb = fast(xa), plain(xb)
+    grad = torch.randn_like(ya)
+    ya.backward(grad)
+    yb.backward(grad)
+    assert torch.equal(ya, yb) and torch.equal(xa.grad, xb.grad)
+    assert torch.equal(fast.net.weight.grad, plain.net.weight.grad)
+    assert torch.equal(fast.net.bias.grad, plain.net.bias.grad)
+    assert ya.is_contiguous(memory_format=torch.channels_last) == channels_last
+
+
+def _saved_bytes(module, x) -> int:
+    """Bytes autograd keeps for backward, other than x itself (which the layers before keep anyway)."""
+    total = 0
+
+    def pack(t):
+        nonlocal total
+        if t.data_ptr() != x.data_ptr():
+            total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        module(x)
+    return total
+
+
+def test_recomputed_shift_keeps_no_shifted_copy():
+    conv = torch.nn.Conv2d(16, 8, 1, bias=False)
+    fast, plain = _twin_modules(conv, "zero")
+    x = torch.randn(10, 16, 9, 9, requires_grad=True)
+    copy_bytes = x.numel() * x.element_size()
+    weight_bytes = conv.weight.numel() * 4
+    assert _saved_bytes(plain, x) == copy_bytes + weight_bytes  # the shifted copy is kept
+    assert _saved_bytes(fast, x) == weight_bytes  # only the weight; x is recomputed from
+
+
+def test_recomputed_shift_under_autocast():
+    """Backward casts x, weight and gradient to the forward's precision again: same as plain autocast."""
+    conv = torch.nn.Conv2d(16, 8, 3, padding=1, bias=False)
+    fast, plain = _twin_modules(conv, "keep")
+    x = torch.randn(10, 16, 5, 5)
+    xs, grads = [], []
+    for mod in (fast, plain):
+        xi = x.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = mod(xi)
+        assert y.dtype == torch.bfloat16
+        (y.float() ** 2).sum().backward()
+        xs.append(y)
+        grads += [xi.grad, mod.net.weight.grad]
+    assert torch.equal(xs[0], xs[1])
+    assert torch.equal(grads[0], grads[2]) and grads[0].dtype == torch.float32
+    assert torch.equal(grads[1], grads[3]) and grads[1].dtype == torch.float32
+
+
+@pytest.mark.parametrize("pad", SHIFT_PADS)
+def test_recomputed_shift_gradcheck(pad):
+    conv = torch.nn.Conv2d(8, 3, 3, padding=1, bias=True).double()
+    x = torch.randn(2, 5, 8, 3, 3, dtype=torch.double, requires_grad=True)
+
+    def fn(inp, weight, bias):
+        conv.weight, conv.bias = torch.nn.Parameter(weight), torch.nn.Parameter(bias)
+        return shifted_conv2d(inp, conv, 2, 2, 4, pad)
+
+    w = conv.weight.detach().clone().requires_grad_()
+    b = conv.bias.detach().clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda i, w_, b_: torch.nn.functional.conv2d(
+        temporal_shift(i, 2, 2, 4, pad).flatten(0, 1), w_, b_, padding=1), (x, w, b))
+    from tsamlib.shift import _ShiftedConv2dFn
+    assert torch.autograd.gradcheck(lambda i, w_, b_: _ShiftedConv2dFn.apply(
+        i, w_, b_, (2, 1, 4, pad), ((1, 1), (1, 1), (1, 1), 1)), (x, w, b))
+
+
+def test_recompute_falls_back_for_other_layers():
+    """A wrapped layer that is not a plain Conv2d (here a conv in a Sequential) still works, by the plain path."""
+    net = torch.nn.Sequential(torch.nn.Conv2d(16, 4, 1))
+    mod = TemporalShift(net, 5, 4, 2, 4)
+    x = torch.randn(10, 16, 3, 3)
+    assert torch.allclose(mod(x), net(loop_reference(x.view(2, 5, 16, 3, 3), 2, 4, 4).view(10, 16, 3, 3)))
+    with pytest.raises(ValueError, match="plain nn.Conv2d"):
+        shifted_conv2d(x.view(2, 5, 16, 3, 3), torch.nn.Conv2d(16, 4, 1, padding_mode="reflect"), 2, 4)

@@ -177,3 +177,80 @@ def test_torch_compile_fullgraph(backend: str) -> None:
 def test_interpreter_mode_matches_device() -> None:
     """On CPU the kernels must really run in Triton's interpreter (not the reference fallback)."""
     assert INTERPRETED or DEVICE == "cuda"
+
+
+@pytest.mark.parametrize("pad", ["zero", "keep"])
+def test_recomputed_shifted_conv_through_the_kernels_and_compile(pad: str, monkeypatch) -> None:
+    """The memory-saving shifted conv (shift recomputed in backward) runs the fused ops, also under
+    ``torch.compile(fullgraph=True)``, and matches the plain shift-then-conv in values and gradients."""
+    import tsamlib.shift as shift_mod
+    from tsamlib.shift import TemporalShift
+
+    from tsamlib.shift_triton import eager_adjoint, eager_shift
+
+    def fused_ops(x):
+        """As on CUDA: the custom ops while compiling, their eager twins otherwise."""
+        if torch.compiler.is_compiling():
+            return temporal_shift_op, temporal_shift_adjoint_op
+        return eager_shift, eager_adjoint
+
+    monkeypatch.setattr(shift_mod, "_fused_ops", fused_ops)
+    conv = torch.nn.Conv2d(19, 5, 3, padding=1, bias=False).to(DEVICE)
+    fast = TemporalShift(conv, 5, 4, 2, 2, pad, recompute=True)
+    x = _clip(19, 5, True, torch.float32).detach().flatten(0, 1)
+    ref_x = x.clone().requires_grad_()
+    ref = conv(temporal_shift(ref_x.view(B, 5, 19, H, W), 2, 2, 4, pad).flatten(0, 1))
+    grad = torch.randn(ref.shape, device=DEVICE)
+    ref.backward(grad)
+    ref_wgrad = conv.weight.grad.clone()
+    torch._dynamo.reset()
+    for fn in (fast, torch.compile(fast, fullgraph=True, backend="aot_eager")):
+        conv.weight.grad = None
+        xi = x.clone().requires_grad_()
+        out = fn(xi)
+        out.backward(grad)
+        assert torch.allclose(out, ref, atol=1e-6)
+        assert torch.allclose(xi.grad, ref_x.grad, atol=1e-6)
+        assert torch.allclose(conv.weight.grad, ref_wgrad, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", CASES[::6], ids=_case_id)
+def test_per_element_kernels_match_reference(case: tuple, monkeypatch) -> None:
+    """The per-element kernels (used where h and w do not merge into one axis) on a sample of the cases."""
+    import tsamlib.shift_triton as st
+    monkeypatch.setattr(st, "TILED", False)
+    c, t, n, k, f_div, pad, channels_last, dtype = case
+    x = _clip(c, t, channels_last, dtype)
+    fold = (c // f_div) // k
+    out = temporal_shift_op(x, k, fold, n, pad)
+    assert torch.equal(out, temporal_shift(x, k, f_div, n, pad))
+    grad = torch.randn(x.shape, device=DEVICE).to(dtype)
+    assert torch.equal(temporal_shift_adjoint_op(grad, k, fold, n, pad),
+                       torch.autograd.grad(temporal_shift(x, k, f_div, n, pad), x, grad)[0])
+
+
+def test_unmergeable_strides_use_the_per_element_kernels() -> None:
+    """The left half of wider images (h and w do not merge): the per-element kernels, same result as the reference."""
+    from tsamlib.shift_triton import _merges_hw
+    x = torch.randn(B, 5, 19, H, 2 * W, device=DEVICE)[..., :W]
+    assert not _merges_hw(x)
+    for pad in ("zero", "keep"):
+        assert torch.equal(fused_temporal_shift(x, 2, 2, 4, pad), temporal_shift(x, 2, 2, 4, pad))
+
+
+@pytest.mark.parametrize("pad", ["zero", "keep"])
+def test_eager_twins_match_the_ops(pad: str) -> None:
+    """``eager_shift`` / ``eager_adjoint`` (no torch.library dispatch): same values, gradients, double backward."""
+    from tsamlib.shift_triton import eager_adjoint, eager_shift
+    x = _clip(19, 6, True, torch.float16)
+    fold = (19 // 2) // 2
+    assert torch.equal(eager_shift(x, 2, fold, 5, pad), temporal_shift_op(x, 2, fold, 5, pad))
+    g = torch.randn(x.shape, device=DEVICE).to(torch.float16)
+    assert torch.equal(eager_adjoint(g, 2, fold, 5, pad), temporal_shift_adjoint_op(g, 2, fold, 5, pad))
+    (ga,) = torch.autograd.grad(eager_shift(x, 2, fold, 5, pad), x, g)
+    (gb,) = torch.autograd.grad(temporal_shift(x, 2, 2, 5, pad), x, g)
+    assert torch.equal(ga, gb)
+    gr = g.float().requires_grad_()
+    v = torch.randn(x.shape, device=DEVICE)
+    (gg,) = torch.autograd.grad((eager_adjoint(gr, 2, fold, 5, pad) * v).sum(), gr, create_graph=True)
+    assert torch.equal(gg, temporal_shift(v, 2, 2, 5, pad))

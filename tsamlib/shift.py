@@ -36,10 +36,11 @@ from __future__ import annotations
 import os
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["SHIFT_PADS", "shift_fold", "check_shift_pad", "check_shift_settings", "check_shift", "check_shift_input",
-           "temporal_shift", "TemporalShift", "insert_temporal_shift"]
+           "temporal_shift", "shifted_conv2d", "TemporalShift", "insert_temporal_shift"]
 
 SHIFT_PADS = ("zero", "keep")
 
@@ -165,6 +166,28 @@ def check_shift_input(x: Tensor, shift_depth: int, f_div: int, n_shifted: int | 
     return n, check_shift(x.shape[2], n, shift_depth, f_div)
 
 
+def _fused_ops(x: Tensor):
+    """The Triton kernels (shift, adjoint) when they serve ``x`` (CUDA, not ``TSAM_SHIFT_KERNEL=torch``): the custom
+    ops under ``torch.compile`` (traced as one node each), their low-overhead eager twins otherwise."""
+    if not x.is_cuda or os.environ.get("TSAM_SHIFT_KERNEL", "triton") != "triton":
+        return None
+    try:  # lazy: needs Triton, avoids a circular import
+        from . import shift_triton as st
+    except ImportError:
+        return None
+    if torch.compiler.is_compiling():
+        return st.temporal_shift_op, st.temporal_shift_adjoint_op
+    return st.eager_shift, st.eager_adjoint
+
+
+def _raw_shift(x: Tensor, k: int, f: int, n: int, pad: str, adjoint: bool = False) -> Tensor:
+    """The shift (or its adjoint) of x as a plain computation, no autograd node: fused op or reference loops."""
+    ops = _fused_ops(x)
+    if ops is not None:
+        return ops[1](x, k, f, n, pad) if adjoint else ops[0](x, k, f, n, pad)  # (dynamo: no bool indices)
+    return _shift_into(torch.empty_like(x), x, k, f, n, pad, adjoint)
+
+
 def temporal_shift(x: Tensor, shift_depth: int, f_div: int, n_shifted: int | None = None,
                    shift_pad: str = "zero") -> Tensor:
     """Shift channel groups of ``x`` (B, T, C, H, W) between segments up to ``shift_depth`` apart.
@@ -176,14 +199,64 @@ def temporal_shift(x: Tensor, shift_depth: int, f_div: int, n_shifted: int | Non
     n, f = check_shift_input(x, shift_depth, f_div, n_shifted, shift_pad)
     if shift_depth == 0:
         return x
-    if x.is_cuda and os.environ.get("TSAM_SHIFT_KERNEL", "triton") == "triton":
-        try:  # the fused Triton kernel (tsamlib.shift_triton); lazy: needs Triton, avoids a circular import
-            from .shift_triton import temporal_shift_op
-        except ImportError:
-            temporal_shift_op = None
-        if temporal_shift_op is not None:
-            return temporal_shift_op(x, shift_depth, f, n, shift_pad)
+    ops = _fused_ops(x)
+    if ops is not None:
+        return ops[0](x, shift_depth, f, n, shift_pad)
     return _TemporalShiftFn.apply(x, shift_depth, f, n, shift_pad)
+
+
+class _ShiftedConv2dFn(torch.autograd.Function):
+    """``conv2d(shift(x))`` that keeps ``x`` for backward instead of the shifted copy, and recomputes the shift.
+
+    A plain ``conv(shift(x))`` saves its input, the shifted copy: one more activation of the block input's size
+    per shifted block (x itself is kept anyway, by the ReLU or pooling before it and by the residual branch).
+    Recomputing the copy in backward costs one more shift (about a ``clone``) per block.
+    Under autocast the conv ran in a lower precision: backward casts x, the weight and the gradient to it again.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, shift: tuple, conv: tuple) -> Tensor:
+        shifted = _raw_shift(x, *shift)
+        y = F.conv2d(shifted.flatten(0, 1), weight, bias, *conv)
+        ctx.shift, ctx.conv, ctx.compute_dtype, ctx.has_bias = shift, conv, y.dtype, bias is not None
+        ctx.save_for_backward(x, weight)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        dt = ctx.compute_dtype
+        shifted = _raw_shift(x.to(dt), *ctx.shift)  # recomputed: the forward did not keep it
+        stride, padding, dilation, groups = ctx.conv
+        need = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]]
+        g_in, g_w, g_b = torch.ops.aten.convolution_backward(
+            grad.to(dt), shifted.flatten(0, 1), weight.to(dt), [weight.shape[0]] if ctx.has_bias else None,
+            stride, padding, dilation, False, [0, 0], groups, need)
+        g_x = _raw_shift(g_in.view(x.shape).to(x.dtype), *ctx.shift, adjoint=True) if need[0] else None
+        g_w = g_w.to(weight.dtype) if need[1] else None
+        g_b = g_b.to(weight.dtype) if need[2] else None
+        return g_x, g_w, g_b, None, None
+
+
+def _recomputable(conv: nn.Module) -> bool:
+    """Whether :func:`shifted_conv2d` can stand in for ``conv(shift(x))``: a plain zero-padded 2D conv."""
+    return (type(conv) is nn.Conv2d and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
+            and not conv._forward_hooks and not conv._forward_pre_hooks)
+
+
+def shifted_conv2d(x: Tensor, conv: nn.Conv2d, shift_depth: int, f_div: int, n_shifted: int | None = None,
+                   shift_pad: str = "zero") -> Tensor:
+    """``conv(temporal_shift(x).flatten(0, 1))`` for x (B, T, C, H, W), without keeping the shifted copy.
+
+    Same values and gradients as the two calls; the shifted tensor is recomputed in backward instead of saved.
+    """
+    n, f = check_shift_input(x, shift_depth, f_div, n_shifted, shift_pad)
+    if shift_depth == 0:
+        return conv(x.flatten(0, 1))
+    if not _recomputable(conv):
+        raise ValueError(f"shifted_conv2d needs a plain nn.Conv2d with numeric zero padding, got {conv}.")
+    return _ShiftedConv2dFn.apply(x, conv.weight, conv.bias, (shift_depth, f, n, shift_pad),
+                                  (conv.stride, conv.padding, conv.dilation, conv.groups))
 
 
 class TemporalShift(nn.Module):
@@ -191,14 +264,16 @@ class TemporalShift(nn.Module):
 
     The wrapped layer sees (B * n_segments, C, H, W); the first ``n_shifted`` segments of each clip are
     the video frames, the rest (the audio frame) are left alone. ``shift_pad``: see :func:`temporal_shift`.
+    ``recompute`` (default): when ``net`` is a plain ``nn.Conv2d`` the shifted copy is not kept for backward but
+    recomputed from the input (:func:`shifted_conv2d`); same results, less memory.
     """
 
     def __init__(self, net: nn.Module, n_segments: int, n_shifted: int, shift_depth: int, f_div: int,
-                 shift_pad: str = "zero"):
+                 shift_pad: str = "zero", recompute: bool = True):
         super().__init__()
         check_shift_pad(shift_pad)
         self.net, self.n_segments, self.n_shifted = net, n_segments, n_shifted
-        self.shift_depth, self.f_div, self.shift_pad = shift_depth, f_div, shift_pad
+        self.shift_depth, self.f_div, self.shift_pad, self.recompute = shift_depth, f_div, shift_pad, recompute
         channels = getattr(net, "in_channels", None)
         if channels is not None:
             check_shift(channels, n_shifted, shift_depth, f_div)
@@ -208,6 +283,8 @@ class TemporalShift(nn.Module):
         if bt % self.n_segments:
             raise ValueError(f"batch of {bt} images is not a multiple of n_segments={self.n_segments}.")
         x5 = x.view(bt // self.n_segments, self.n_segments, c, h, w)
+        if self.recompute and self.shift_depth > 0 and _recomputable(self.net):
+            return shifted_conv2d(x5, self.net, self.shift_depth, self.f_div, self.n_shifted, self.shift_pad)
         shifted = temporal_shift(x5, self.shift_depth, self.f_div, self.n_shifted, self.shift_pad)
         return self.net(shifted.view(bt, c, h, w))
 

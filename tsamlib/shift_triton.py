@@ -10,10 +10,16 @@ for the channel layout and the two ``shift_pad`` modes), done in one kernel laun
 - backward (the op ``tsamlib::temporal_shift_adjoint``): the adjoint, also one write per element: for ``"zero"`` the
   shift the other way; for ``"keep"`` the moved gradient plus, on the border, the element's own kept gradient.
 
-Memory format is handled by strides: the kernels take the strides of input and output separately (any strides
-work, e.g. the stride-0 gradients of ``x.sum()``) and walk each (b, t) image in the output's memory order: channel
-innermost for channels_last, ``h * w`` innermost otherwise, so loads and stores are coalesced in both formats.
-The output has the input's strides (``torch.empty_like``), in the real kernel and in the fake (meta) function.
+Memory format is handled by strides. Where h and w merge into one axis (contiguous, channels_last and nearly every
+other dense layout) the kernels work on tiles of (channels x positions) of one (b, t) image: the source segment is
+worked out once per channel, so the tile is a plain strided copy, vectorised along whichever axis has stride 1
+(channels for channels_last, positions otherwise). Other strides fall back to per-element kernels that split each
+index into (c, h, w). Input and output strides are passed separately (the stride-0 gradients of ``x.sum()`` work).
+The output has the input's strides (``torch.empty_like``), in the real kernels and in the fake (meta) function.
+
+Eager mode calls the kernels through a plain ``autograd.Function`` (:func:`eager_shift`, :func:`eager_adjoint`):
+``torch.library``'s dispatch costs tens of microseconds of CPU per call, more than the kernel at small shapes.
+Under ``torch.compile`` :mod:`tsamlib.shift` uses the custom ops, which the compiler traces as single nodes.
 
 Devices: CUDA tensors run the Triton kernels. CPU tensors run them too when this module was imported with
 ``TRITON_INTERPRET=1`` (Triton's interpreter, slow, for tests); otherwise CPU falls back to the reference loops of
@@ -32,13 +38,16 @@ from torch import Tensor
 
 from tsamlib.shift import _shift_into, check_shift_input, check_shift_pad
 
-__all__ = ["MAX_BLOCK", "INTERPRETED", "temporal_shift_op", "temporal_shift_adjoint_op", "fused_temporal_shift",
-           "uses_triton"]
+__all__ = ["MAX_BLOCK", "TILED", "INTERPRETED", "temporal_shift_op", "temporal_shift_adjoint_op", "eager_shift",
+           "eager_adjoint", "fused_temporal_shift", "uses_triton"]
 
 MAX_BLOCK = 1024
 """Elements of one (b, t) image handled by one Triton program (fewer when the image is smaller)."""
 
 _MAX_GRID_Y = 65535
+
+TILED = True
+"""Use the (channel x position) tile kernels where h and w merge (nearly always); False: the per-element kernels."""
 
 
 @triton.jit
@@ -136,6 +145,63 @@ def _shift_bwd_kernel(g_ptr, out_ptr, T, C, H, W, K, F, N,
     tl.store(out_ptr + out_off, v, mask=mask)
 
 
+@triton.jit
+def _tile(T, C, S, K, F, N, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+    """This program's tile of one (b, t) image: channels ``c`` (BLOCK_C) x spatial positions ``s`` (BLOCK_S, h and w
+    flattened), their masks, and each channel's shift at ``t``: all index arithmetic is per channel or per position,
+    none per element, so the tile is a strided copy (vectorised along whichever axis has stride 1)."""
+    row = tl.program_id(0)
+    b = row // T
+    t = row - b * T
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    s = tl.program_id(2) * BLOCK_S + tl.arange(0, BLOCK_S)
+    shifted, step = _group_step(c, t, K, F, N)
+    return b, t, c, s, c < C, s < S, shifted, step
+
+
+@triton.jit
+def _shift_fwd_tile_kernel(x_ptr, out_ptr, T, C, S, K, F, N, xs_b, xs_t, xs_c, xs_s, os_b, os_t, os_c, os_s,
+                           KEEP: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+    """The forward of :func:`_shift_fwd_kernel` on (B, T, C, S) tiles (images whose h and w merge into one axis)."""
+    b, t, c, s, cmask, smask, shifted, step = _tile(T, C, S, K, F, N, BLOCK_C, BLOCK_S)
+    src = t + step
+    inside = (src >= 0) & (src < N)
+    src = tl.where(shifted & inside, src, t)
+    if KEEP:
+        cload = cmask
+    else:
+        cload = cmask & (inside | (shifted == 0))
+    x_col = b.to(tl.int64) * xs_b + src.to(tl.int64) * xs_t + c.to(tl.int64) * xs_c
+    o_col = b.to(tl.int64) * os_b + t.to(tl.int64) * os_t + c.to(tl.int64) * os_c
+    s64 = s.to(tl.int64)
+    v = tl.load(x_ptr + (x_col[None, :] + s64[:, None] * xs_s), mask=smask[:, None] & cload[None, :], other=0)
+    tl.store(out_ptr + (o_col[None, :] + s64[:, None] * os_s), v, mask=smask[:, None] & cmask[None, :])
+
+
+@triton.jit
+def _shift_bwd_tile_kernel(g_ptr, out_ptr, T, C, S, K, F, N, gs_b, gs_t, gs_c, gs_s, os_b, os_t, os_c, os_s,
+                           KEEP: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+    """The adjoint of :func:`_shift_bwd_kernel` on (B, T, C, S) tiles."""
+    b, t, c, s, cmask, smask, shifted, step = _tile(T, C, S, K, F, N, BLOCK_C, BLOCK_S)
+    back = t - step
+    moved = (back >= 0) & (back < N)
+    src = tl.where(shifted & moved, back, t)
+    base = b.to(tl.int64) * gs_b + c.to(tl.int64) * gs_c
+    s64 = s.to(tl.int64)
+    mask2 = smask[:, None] & cmask[None, :]
+    v = tl.load(g_ptr + ((base + src.to(tl.int64) * gs_t)[None, :] + s64[:, None] * gs_s),
+                mask=smask[:, None] & (cmask & (moved | (shifted == 0)))[None, :], other=0)
+    if KEEP:
+        fwd = t + step
+        kept = shifted & ((fwd < 0) | (fwd >= N))
+        own = tl.load(g_ptr + ((base + t.to(tl.int64) * gs_t)[None, :] + s64[:, None] * gs_s),
+                      mask=smask[:, None] & (cmask & kept)[None, :], other=0)
+        total = _round_fp32_to(v.to(tl.float32) + own.to(tl.float32), out_ptr.dtype.element_ty)
+        v = tl.where((kept & moved)[None, :], total, tl.where(kept[None, :], own, v))
+    o_col = b.to(tl.int64) * os_b + t.to(tl.int64) * os_t + c.to(tl.int64) * os_c
+    tl.store(out_ptr + (o_col[None, :] + s64[:, None] * os_s), v, mask=mask2)
+
+
 INTERPRETED: bool = type(_shift_fwd_kernel).__name__ == "InterpretedFunction"
 """True when this module was imported under ``TRITON_INTERPRET=1``: the kernels then also run on CPU tensors."""
 
@@ -159,6 +225,11 @@ def _check_op_args(x: Tensor, shift_depth: int, fold: int, n_shifted: int, shift
         raise ValueError(f"fold={fold}: the {2 * shift_depth} groups need 1 <= fold and 2*k*fold <= C={c}.")
 
 
+def _merges_hw(x: Tensor) -> bool:
+    """Whether h and w of x (B, T, C, H, W) form one axis of stride ``x.stride(4)`` (contiguous, channels_last, ...)."""
+    return x.shape[3] == 1 or x.stride(3) == x.shape[4] * x.stride(4)
+
+
 def _launch(x: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str, adjoint: bool) -> Tensor:
     """Run the forward (or, with ``adjoint``, the backward) kernel into ``torch.empty_like(x)``."""
     _check_op_args(x, shift_depth, fold, n_shifted, shift_pad)
@@ -166,18 +237,34 @@ def _launch(x: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: s
     if not uses_triton(x):
         return _shift_into(out, x, shift_depth, fold, n_shifted, shift_pad, adjoint)
     b, t, c, h, w = x.shape
-    per_image = c * h * w
     if out.numel() == 0:
         return out
-    block = min(MAX_BLOCK, triton.next_power_of_2(per_image))
-    grid = (b * t, triton.cdiv(per_image, block))
-    if grid[1] > _MAX_GRID_Y:
-        raise ValueError(f"C*H*W={per_image} is too large for one (b, t) image ({_MAX_GRID_Y} blocks of {block}).")
-    kernel = _shift_bwd_kernel if adjoint else _shift_fwd_kernel
-    channels_inner = out.stride(2) == 1 and c > 1
+    kw = dict(KEEP=shift_pad == "keep")
     with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
+        if TILED and _merges_hw(x) and _merges_hw(out):  # (c, s) tiles: no per-element index arithmetic
+            s = h * w
+            if out.stride(2) == 1 and c > 1:  # channels_last: channels are the contiguous axis
+                block_c = min(128, triton.next_power_of_2(c))
+                block_s = min(max(1, 2048 // block_c), triton.next_power_of_2(s))
+            else:
+                block_s = min(256, triton.next_power_of_2(s))
+                block_c = min(max(1, 2048 // block_s), triton.next_power_of_2(c))
+            grid = (b * t, triton.cdiv(c, block_c), triton.cdiv(s, block_s))
+            if max(grid[1:]) > _MAX_GRID_Y:
+                raise ValueError(f"C={c}, H*W={s}: too many tiles for one (b, t) image.")
+            kernel = _shift_bwd_tile_kernel if adjoint else _shift_fwd_tile_kernel
+            kernel[grid](x, out, t, c, s, shift_depth, fold, n_shifted, *x.stride()[:3], x.stride(4),
+                         *out.stride()[:3], out.stride(4), BLOCK_C=block_c, BLOCK_S=block_s, **kw)
+            return out
+        per_image = c * h * w
+        block = min(MAX_BLOCK, triton.next_power_of_2(per_image))
+        grid = (b * t, triton.cdiv(per_image, block))
+        if grid[1] > _MAX_GRID_Y:
+            raise ValueError(f"C*H*W={per_image} is too large for one (b, t) image ({_MAX_GRID_Y} blocks of {block}).")
+        kernel = _shift_bwd_kernel if adjoint else _shift_fwd_kernel
+        channels_inner = out.stride(2) == 1 and c > 1
         kernel[grid](x, out, t, c, h, w, shift_depth, fold, n_shifted, *x.stride(), *out.stride(),
-                     KEEP=shift_pad == "keep", CHANNELS_INNER=channels_inner, BLOCK=block)
+                     CHANNELS_INNER=channels_inner, BLOCK=block, **kw)
     return out
 
 
@@ -228,6 +315,37 @@ def _adjoint_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None
 
 temporal_shift_op.register_autograd(_forward_backward, setup_context=_setup_context)
 temporal_shift_adjoint_op.register_autograd(_adjoint_backward, setup_context=_setup_context)
+
+
+class _EagerShiftFn(torch.autograd.Function):
+    """The same as the custom ops, for eager mode: ``torch.library``'s dispatch costs about 30-70 us of CPU per call
+    (measured on CPU), which an eager training step pays 3 times per shifted block; this calls the kernels directly.
+    The backward runs the adjoint kernel, or, when a graph of the backward is wanted (double backward), the op."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str,
+                adjoint: bool) -> Tensor:  # type: ignore[override]
+        ctx.shift_args, ctx.adjoint = (shift_depth, fold, n_shifted, shift_pad), adjoint
+        return _launch(x, shift_depth, fold, n_shifted, shift_pad, adjoint)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        if torch.is_grad_enabled():
+            op = temporal_shift_op if ctx.adjoint else temporal_shift_adjoint_op
+            g = op(grad, *ctx.shift_args)
+        else:
+            g = _launch(grad, *ctx.shift_args, adjoint=not ctx.adjoint)
+        return g, None, None, None, None, None
+
+
+def eager_shift(x: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str) -> Tensor:
+    """``temporal_shift_op`` with less CPU overhead per call, outside ``torch.compile`` (which needs the op)."""
+    return _EagerShiftFn.apply(x, shift_depth, fold, n_shifted, shift_pad, False)
+
+
+def eager_adjoint(grad: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str) -> Tensor:
+    """``temporal_shift_adjoint_op`` with less CPU overhead per call, outside ``torch.compile``."""
+    return _EagerShiftFn.apply(grad, shift_depth, fold, n_shifted, shift_pad, True)
 
 
 def fused_temporal_shift(x: Tensor, shift_depth: int, f_div: int, n_shifted: int | None = None,

@@ -140,3 +140,18 @@ def test_fastai_learner_fit_validate_get_preds(kinetics_df, tmp_path):
     assert len(learn.validate()) == 1
     preds, targs = learn.get_preds()
     assert preds.shape == (4, 2) and targs.shape == (4,)
+
+
+def test_batches_and_model_go_to_the_default_device(kinetics_df, tmp_path):
+    """The loaders carry fastai's default device (the GPU when there is one): with none set, fastai's Learner left
+    the model where it was and a GPU machine trained on the CPU (measured: 1.2 clips/s on an H200)."""
+    from fastai.torch_core import default_device
+
+    dls = video_dataloaders(kinetics_df, cache_dir=tmp_path, **SMALL)
+    assert dls.device == default_device() and dls.train.device == default_device()
+    assert views_dataloader(clip_views_dataset(kinetics_df, "valid", n_frames=2, img_size=32, resize=36)).device \
+        == default_device()
+    from tsamlib.train import tsam_learner
+    learn = tsam_learner(dls, arch="resnet10t", shift_depth=1, progress_bars=False)
+    learn.fit(1, lr=1e-4)
+    assert next(learn.model.parameters()).device.type == default_device().type

@@ -11,6 +11,7 @@ import pytest
 
 from tsamlib import experiments as ex
 from tsamlib import tables as tb
+from tsamlib.config import PRESET_SWITCHES
 from tsamlib.fileio import repo_root
 
 SHARED_PAPER = repo_root().parent / "shared" / "paper"
@@ -47,18 +48,20 @@ def test_paper_scale_params_are_the_report_configs():
     g = ex.paper_grid("k400.csv", "ssv1.csv", "k400/model.pth")
     assert len(g) == 18 and all(e.reason is None for e in g)
     k = next(e.params for e in g if e.row.key == "tsam-16-av-in21k")
-    assert k == dict(dataset="k400.csv", n_frames=16, audio=True, shift_depth=4, f_div=4, shift_pad="keep",
-                     n_insert=2, m_insert=0,
+    assert k == dict(dataset="k400.csv", n_frames=16, audio=True, shift_depth=4, f_div=4, n_insert=2, m_insert=0,
                      pretrained="in21k", arch="resnet50", img_size=224, resize=256, n_mels=224, flip=True, epochs=50,
                      lr=0.05,
                      recipe="paper", lr_decay=[[0.2, 5], [0.01, 30], [0.002, 45]], batch_size=64, dropout=0.5,
                      num_workers=8, seed=0, run_id="table1-paper-tsam-16-av-in21k-s0", resume=False,
-                     overwrite=False, runs_root=None)
+                     overwrite=False, runs_root=None, preset="authors", **PRESET_SWITCHES["authors"])
+    assert k["shift_pad"] == "keep" and k["video_norm"] == "none" and k["eval_protocol"] == "authors"
     s = next(e.params for e in g if e.row.key == "tsam-16-k4-k400")
     assert (s["dataset"], s["pretrained"], s["flip"], s["epochs"], s["lr"], s["lr_decay"]) == (
         "ssv1.csv", "k400/model.pth", False, 35, 0.1, [[0.1, 20], [0.01, 30], [0.005, 33]])
     assert next(e.params for e in g if e.row.key == "tsm-8-in1k")["pretrained"] == "in1k"
-    assert all(e.params["shift_pad"] == "zero" for e in ex.mini_grid() if e.params)  # the committed mini runs
+    assert all(e.params["preset"] == "tsamlib" and e.params["shift_pad"] == "zero"   # the committed mini runs
+               for e in ex.mini_grid() if e.params)
+    assert set(ex.grid_frame(g)["preset"]) == {"authors"} and set(ex.grid_frame(ex.mini_grid())["preset"]) == {"tsamlib"}
     # without paths: placeholders, reported as not run
     g0 = ex.paper_grid()
     assert all(e.reason and e.reason.startswith("not run: needs <") for e in g0)

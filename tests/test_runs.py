@@ -188,8 +188,9 @@ def test_runs_table_and_resolve_run(tmp_path):
     run.finish(dict(top1=0.75))
     run.close()
     df = runs_table(tmp_path)
-    assert list(df.columns[:11]) == ["run_id", "dataset", "n_frames", "shift_depth", "f_div", "audio", "arch",
-                                     "epochs", "status", "top1", "date"]
+    assert list(df.columns[:12]) == ["run_id", "dataset", "preset", "n_frames", "shift_depth", "f_div", "audio",
+                                     "arch", "epochs", "status", "top1", "date"]
+    assert df.loc[0, "preset"] == "tsamlib" and df.loc[0, "shift_pad"] == "zero"   # recorded resolved
     assert df.loc[0, "run_id"] == "one" and df.loc[0, "shift_depth"] == 2 and df.loc[0, "top1"] == 0.75
     assert resolve_run("one", tmp_path) == tmp_path / "one" and resolve_run(tmp_path / "one") == tmp_path / "one"
     with pytest.raises(FileNotFoundError, match="tsamlib runs"):

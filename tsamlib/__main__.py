@@ -141,8 +141,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if df.empty:
         print("no runs yet: train one with `papermill notebooks/03_train.ipynb out.ipynb` or `bash run.sh`")
         return 0
-    cols = ["run_id", "dataset", "n_frames", "shift_depth", "f_div", "audio", "arch", "epochs", "status", "top1",
-            "date"]
+    cols = ["run_id", "dataset", "preset", "n_frames", "shift_depth", "f_div", "audio", "arch", "epochs", "status",
+            "top1", "date"]
     show = df[[c for c in cols if c in df.columns]].copy()
     show.columns = [{"shift_depth": "k", "n_frames": "frames"}.get(c, c) for c in show.columns]
     if "top1" in show:

@@ -23,15 +23,14 @@
   makes a good clip fail: an unreadable entry (truncated, garbage, wrong keys or shapes) is recomputed
   from the video and rewritten (one warning per file); when the cache cannot be written (disk full,
   read-only folder) the process warns once and goes on without writing it.
-- The authors' front end (github:aav-antonov/TSAM, ``lib/dataset/audio.py``), for comparison, not the default:
+- The authors' front end (github:aav-antonov/TSAM, ``lib/dataset/audio.py``), ``AudioFrame(frontend="authors")``
+  (``audio_frontend`` of a run; the ``"authors"`` preset), not the default:
   `load_waveform_authors` (channel 0 at the file's own rate, 16-bit like their ffmpeg ``.wav``),
   `authors_log_mels` (torchaudio ``MelSpectrogram`` with ``n_fft=4800``, computed with librosa) and
   `authors_audio_image` (bilinear resize to ``(H, W)``, no normalisation).
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,11 +40,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .fileio import atomic_path
+from .melcache import MelCache
 
 __all__ = ["DEFAULT_SR", "Waveform", "AudioError", "load_waveform", "log_mels", "mels_to_image",
            "log_mel_3ch", "random_crop_seconds", "MelCache", "AudioFrame", "AUTHORS_N_FFT",
-           "load_waveform_authors", "authors_log_mels", "authors_mels_to_image", "authors_audio_image"]
+           "load_waveform_authors", "authors_log_mels", "authors_mels_to_image", "authors_audio_image",
+           "AUDIO_FRONTENDS"]
 
 DEFAULT_SR = 22050
 
@@ -275,94 +275,17 @@ def authors_audio_image(wave: np.ndarray, sr: int, size=(224, 224), n_mels: int 
     return authors_mels_to_image(mels, size, antialias)
 
 
-class MelCache:
-    """Full-clip log-mels on disk, keyed by (path, mtime, size, parameters); counts hits and misses.
-
-    Unreadable entries are misses (``healed`` counts those rewritten); ``writable`` turns False, after one
-    warning, when an entry cannot be written (full disk, read-only folder): the cache is then only read."""
-    def __init__(self, cache_dir: str | Path, params: dict):
-        self.dir = Path(cache_dir)
-        self.n_mels = params.get("n_mels")
-        self.params_hash = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
-        self.hits = self.misses = self.healed = 0
-        self.writable, self._warned = True, set()
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            self._disable(e, self.dir)
-
-    def key(self, path: str | Path) -> str:
-        p = Path(path).resolve()
-        src = _audio_source(p)
-        st = src.stat()
-        raw = f"{p}|{src}|{st.st_mtime_ns}|{st.st_size}|{self.params_hash}"
-        return hashlib.sha1(raw.encode()).hexdigest()
-
-    def file(self, path: str | Path) -> Path:
-        k = self.key(path)
-        return self.dir / k[:2] / f"{k}.npz"
-
-    def _read(self, f: Path) -> tuple[list[np.ndarray], bool]:
-        """Entry ``f``, checked (raises on anything but a valid entry)."""
-        z = np.load(f, allow_pickle=False)
-        if not isinstance(z, np.lib.npyio.NpzFile):
-            raise ValueError("not an .npz archive")
-        with z:
-            mels, has_audio = [np.asarray(z[f"m{i}"], dtype=np.float32) for i in range(3)], z["has_audio"]
-        if has_audio.shape != () or has_audio.dtype != np.bool_:
-            raise ValueError(f"has_audio {has_audio.dtype}{has_audio.shape}")
-        for i, m in enumerate(mels):
-            if m.ndim != 2 or m.shape[1] < 1 or (self.n_mels is not None and m.shape[0] != self.n_mels):
-                raise ValueError(f"m{i} has shape {m.shape}, expected ({self.n_mels}, frames)")
-            if not np.isfinite(m).all():
-                raise ValueError(f"m{i} has non-finite values")
-        return mels, bool(has_audio)
-
-    def load(self, path, f: Path | None = None) -> tuple[list[np.ndarray], bool] | None:
-        """Cached mels of ``path`` (``f``: its cache file, when already known), or None on a miss."""
-        f = f if f is not None else self.file(path)
-        try:
-            got = self._read(f)
-        except FileNotFoundError:
-            self.misses += 1
-            return None
-        except Exception as e:               # truncated, garbage, wrong keys/shapes: recompute (and overwrite)
-            self.misses += 1
-            if f not in self._warned:
-                self._warned.add(f)
-                warnings.warn(f"mel cache entry {f} (of {path}) is unreadable ({type(e).__name__}: {e}); "
-                              "recomputing it from the video" + (" and rewriting it" if self.writable else ""),
-                              stacklevel=3)
-            self.healed += self.writable
-            return None
-        self.hits += 1
-        return got
-
-    def _disable(self, e: OSError, f: Path) -> None:
-        if self.writable:
-            warnings.warn(f"mel cache {self.dir} cannot be written ({f}: {type(e).__name__}: {e}); training goes on "
-                          "without writing the cache in this process (free space, or pass another cache_dir)",
-                          stacklevel=4)
-        self.writable = False
-
-    def save(self, path, mels: list[np.ndarray], has_audio: bool, f: Path | None = None) -> bool:
-        """Write the entry atomically; False (after one warning per process) when the cache cannot be written."""
-        if not self.writable:
-            return False
-        f = f if f is not None else self.file(path)
-        try:
-            with atomic_path(f) as tmp, open(tmp, "wb") as fh:   # parallel workers never read half a file
-                np.savez(fh, has_audio=np.array(has_audio),
-                         **{f"m{i}": m.astype(np.float16) for i, m in enumerate(mels)})
-        except OSError as e:                  # full disk, read-only folder, quota: go on without the cache
-            self._disable(e, f)
-            return False
-        return True
+AUDIO_FRONTENDS = ("tsamlib", "authors")
 
 
 @dataclass
 class AudioFrame:
-    """Path -> `(3, H, W)` audio frame and `has_audio`, with optional cache and train-time crop."""
+    """Path -> `(3, H, W)` audio frame and `has_audio`, with optional cache and train-time crop.
+
+    ``frontend="tsamlib"``: `load_waveform` (mono mix at `sr`), `log_mels`, per-channel z-score.
+    ``frontend="authors"``: `load_waveform_authors` (channel 0 at the file's own rate; `sr` is not used),
+    `authors_log_mels` (n_fft 4800), no normalisation (raw log values, resized as `authors_mels_to_image`).
+    The training crop is the same for both. The cache key holds the front end and its parameters."""
     size: tuple = (224, 224)
     n_mels: int = 224
     sr: int = DEFAULT_SR
@@ -371,15 +294,29 @@ class AudioFrame:
     eps: float = 1e-6
     max_shift: tuple = (1.0, 1.0)
     cache_dir: str | None = None
+    frontend: str = "tsamlib"
     cache: MelCache | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
+        if self.frontend not in AUDIO_FRONTENDS:
+            raise ValueError(f"frontend={self.frontend!r}: choose one of {list(AUDIO_FRONTENDS)}.")
         if self.cache_dir is not None:
             self.cache = MelCache(self.cache_dir, self.params())
 
     def params(self) -> dict:
+        """What the cached log-mels depend on (hashed into the cache key)."""
         keep = ("n_mels", "sr", "windows_ms", "hops_ms", "eps")
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if k in keep} | {"v": 1}
+        p = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if k in keep} | {"v": 1}
+        if self.frontend == "authors":   # the file's own rate, channel 0, torchaudio's mel
+            p = {k: v for k, v in p.items() if k != "sr"} | dict(frontend="authors", n_fft=AUTHORS_N_FFT)
+        return p
+
+    def _compute(self, path) -> tuple[list[np.ndarray], bool]:
+        if self.frontend == "authors":
+            w = load_waveform_authors(path, silent_sr=self.sr)
+            return authors_log_mels(w.wave, w.sr, self.n_mels, self.windows_ms, self.hops_ms, eps=self.eps), w.has_audio
+        w = load_waveform(path, self.sr)
+        return log_mels(w.wave, w.sr, self.n_mels, self.windows_ms, self.hops_ms, self.eps), w.has_audio
 
     def full_mels(self, path) -> tuple[list[np.ndarray], bool]:
         """Log-mels of the whole clip (from the cache when possible)."""
@@ -387,12 +324,11 @@ class AudioFrame:
         got = self.cache.load(path, f) if f is not None else None
         if got is not None:
             return got
-        w = load_waveform(path, self.sr)
-        mels = log_mels(w.wave, w.sr, self.n_mels, self.windows_ms, self.hops_ms, self.eps)
+        mels, has_audio = self._compute(path)
         if self.cache is not None:
-            self.cache.save(path, mels, w.has_audio, f)
+            self.cache.save(path, mels, has_audio, f)
             mels = [m.astype(np.float16).astype(np.float32) for m in mels]   # same values as a cache hit
-        return mels, w.has_audio
+        return mels, has_audio
 
     def __call__(self, path, train: bool = False, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, bool]:
         mels, has_audio = self.full_mels(path)
@@ -400,4 +336,4 @@ class AudioFrame:
         if train and has_audio:
             duration = mels[0].shape[1] * self.hops_ms[0] / 1000
             crop = random_crop_seconds(duration, self.max_shift, rng)
-        return mels_to_image(mels, self.size, self.hops_ms, crop), has_audio
+        return mels_to_image(mels, self.size, self.hops_ms, crop, normalize=self.frontend == "tsamlib"), has_audio

@@ -6,6 +6,8 @@
   :class:`CheckpointError` names the file, what is wrong with it and what to do.
 - Each checkpoint also holds the Recorder's curves (:func:`recorder_history`), put back on resume by
   :class:`KeepHistory`, so the learning curve of a resumed run is the whole run's.
+- :class:`BestCheckpoint` (``eval_weights="best"``, the authors' choice) also keeps the weights of the best
+  validation epoch as ``checkpoints/best.pth`` (:func:`read_best`); resume still starts from ``last.pth``.
 
 Everything is read with ``torch.load(..., weights_only=True)``.
 """
@@ -23,8 +25,8 @@ from fastai.learner import Learner
 
 from .fileio import atomic_path
 
-__all__ = ["Checkpoint", "CheckpointError", "KeepHistory", "load_checkpoint", "load_latest_checkpoint",
-           "recorder_history", "restore_history", "save_checkpoint"]
+__all__ = ["Checkpoint", "BestCheckpoint", "CheckpointError", "KeepHistory", "load_checkpoint",
+           "load_latest_checkpoint", "read_best", "recorder_history", "restore_history", "save_checkpoint"]
 
 
 _HISTORY = ("losses", "iters", "values", "lrs")
@@ -136,6 +138,54 @@ class Checkpoint(Callback):
 
         save_checkpoint(dict(model=self.model.state_dict(), opt=_plain(self.opt.state_dict()), epoch=self.epoch,
                               history=recorder_history(self.recorder)), last, keep_previous)
+
+
+def read_best(folder: str | Path) -> dict[str, Any] | None:
+    """``best.pth`` of a checkpoint folder: ``{model, epoch, top1}``, or None when there is none.
+    An unreadable file raises :class:`CheckpointError`."""
+    path = Path(folder) / "best.pth"
+    if not path.is_file():
+        return None
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001  (truncated, garbage: named)
+        raise CheckpointError(f"{path} is unreadable ({type(e).__name__})", "evaluate the last weights "
+                              "(eval_weights='last') or train the run again") from None
+    if not isinstance(ck, dict) or not {"model", "epoch", "top1"} <= set(ck):
+        raise CheckpointError(f"{path} is not a best-epoch checkpoint (needs model, epoch, top1)")
+    return ck
+
+
+class BestCheckpoint(Callback):
+    """Save the weights of the best validation epoch so far (highest top-1; the earliest of equal ones, as the
+    authors' ``checkpoint_acc``) as ``best.pth`` = ``{model, epoch, top1}``, atomically. With ``resume``, the best
+    so far is read back from ``best.pth``. Runs before :class:`Checkpoint`, so a kill between the two files
+    leaves ``last.pth`` one epoch behind: that epoch is trained again on resume, never lost."""
+
+    order = 79
+
+    def __init__(self, folder: str | Path, resume: bool = False, metric: str = "accuracy"):
+        self.folder, self.resume, self.metric, self.trained = Path(folder), resume, metric, False
+
+    def before_fit(self):
+        got = read_best(self.folder) if self.resume else None
+        self.best, self.best_epoch = (float(got["top1"]), int(got["epoch"])) if got else (-float("inf"), None)
+
+    def before_train(self):
+        self.trained = True
+
+    def after_epoch(self):
+        if not self.trained:  # an epoch skipped by resume
+            return
+        self.trained = False
+        values = dict(zip(self.recorder.metric_names[1:-1], self.recorder.values[-1]))
+        value = values.get(self.metric)
+        if value is None or not float(value) > self.best:
+            return
+        self.best, self.best_epoch = float(value), int(self.epoch)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(dict(model=self.model.state_dict(), epoch=self.best_epoch, top1=self.best),
+                        self.folder / "best.pth")
 
 
 def _plain(obj: Any) -> Any:

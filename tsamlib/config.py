@@ -10,6 +10,13 @@ A new setting is one new field here (and one line in notebook 03's parameters ce
 
 Values are normalised once, on creation: tuples become lists, ``1`` becomes ``1.0`` for float settings, so a
 configuration read back from ``params.json`` compares equal to the one that wrote it.
+
+Presets. ``preset="tsamlib"`` (the default: this library's own choices) or ``"authors"`` (the authors' released
+code, github:aav-antonov/TSAM, which produced the report's numbers) sets every switch of :data:`PRESET_SWITCHES`
+at once. Each switch is also a setting of its own whose default ``None`` means "take it from the preset"; a value
+given explicitly wins. ``cfg.switches()`` holds the resolved values, and ``params.json`` records the preset and
+every resolved switch; :func:`config_diff` compares resolved values, so a switch left to the preset equals the
+same value given explicitly, and runs recorded before the presets existed count as ``"tsamlib"``.
 """
 from __future__ import annotations
 
@@ -18,10 +25,23 @@ import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, Mapping
 
-__all__ = ["RunConfig", "BOOKKEEPING", "MODEL_SETTINGS", "RECIPES", "normalize", "config_diff", "auto_run_id",
-           "settings_help"]
+__all__ = ["RunConfig", "BOOKKEEPING", "MODEL_SETTINGS", "RECIPES", "PRESETS", "PRESET_SWITCHES", "SWITCHES",
+           "resolve_switches", "normalize", "config_diff", "auto_run_id", "settings_help"]
 
 RECIPES = ("one_cycle", "paper")
+# Every difference between this library's pipeline and the authors' released code (issue 10), one switch each.
+PRESET_SWITCHES: dict[str, dict[str, Any]] = {
+    "tsamlib": dict(shift_pad="zero", video_norm="imagenet", audio_frontend="tsamlib", missing_audio="silent",
+                    color_aug=False, valid_view="center_crop", wd_bn_bias=False, eval_weights="last",
+                    eval_protocol="views"),
+    "authors": dict(shift_pad="keep", video_norm="none", audio_frontend="authors", missing_audio="drop",
+                    color_aug=True, valid_view="short_side", wd_bn_bias=True, eval_weights="best",
+                    eval_protocol="authors"),
+}
+PRESETS = tuple(PRESET_SWITCHES)
+SWITCHES = tuple(PRESET_SWITCHES["tsamlib"])
+# The switches that :func:`tsamlib.data.video_dataloaders` takes.
+DATA_SWITCHES = ("video_norm", "audio_frontend", "missing_audio", "color_aug", "valid_view")
 # Settings that say how a run is executed, not what it is: never compared between runs.
 BOOKKEEPING = frozenset({"run_id", "resume", "overwrite", "runs_root", "num_workers"})
 # The settings of create_tsam(); the rest are data and training settings.
@@ -42,8 +62,10 @@ class RunConfig:
     n_frames: int = _f(8, "T, video segments (frames) per clip", lo=1, hi=256)
     shift_depth: int = _f(1, "k: 0 is TSN (no shift), 1 is TSM, 2-5 deeper shifts", lo=0, hi=64)
     f_div: int = _f(8, "C // f_div channels move each way (8: TSM, 4: the report)", lo=2, hi=1024)
-    shift_pad: str = _f("zero", "border of the shift: 'zero' (TSM) or 'keep' (the authors' code: the first/last d "
-                                "segments keep their own values)", choices=("zero", "keep"))
+    preset: str = _f("tsamlib", "'tsamlib' (this library's choices) or 'authors' (the authors' released code): "
+                                "the value of every switch left at None", choices=PRESETS)
+    shift_pad: str | None = _f(None, "switch: border of the shift: 'zero' (TSM) or 'keep' (the authors' code: the "
+                                     "first/last d segments keep their own values)", choices=("zero", "keep"))
     n_insert: int = _f(1, "shift before conv1 of every n_insert-th block of each stage ...", lo=1, hi=64)
     m_insert: int = _f(0, "... starting at block m_insert", lo=0, hi=63)
     audio: bool = _f(False, "add the audio frame (3-channel log-mel spectrogram)")
@@ -53,6 +75,27 @@ class RunConfig:
     resize: int = _f(72, "short side before the crop, in pixels (>= img_size)", lo=8, hi=2048)
     flip: bool = _f(True, "random horizontal flips in training (off for direction-sensitive classes)")
     n_mels: int = _f(64, "mel bands of the audio frame", lo=8, hi=512)
+    video_norm: str | None = _f(None, "switch: video input values: 'imagenet' (mean/std) or 'none' (ToTensor only, "
+                                      "values in [0, 1]: the authors')", choices=("imagenet", "none"))
+    audio_frontend: str | None = _f(None, "switch: audio frame: 'tsamlib' (mono mix at 22050 Hz, librosa mel, "
+                                          "per-clip z-score) or 'authors' (channel 0 at the file's rate, torchaudio's "
+                                          "mel with n_fft 4800, raw log values)", choices=("tsamlib", "authors"))
+    missing_audio: str | None = _f(None, "switch: videos without sound in audio runs: 'silent' (kept with a silent "
+                                         "frame) or 'drop' (left out of train and valid, counted and reported)",
+                                   choices=("silent", "drop"))
+    color_aug: bool | None = _f(None, "switch: training ColorJitter (the authors' ranges, one draw per clip) and "
+                                      "RandomGrayscale(0.2), after the multi-scale crop and flip")
+    valid_view: str | None = _f(None, "switch: validation view: 'center_crop' (img_size out of resize) or "
+                                      "'short_side' (centre square of the full short side, resized to img_size)",
+                                choices=("center_crop", "short_side"))
+    wd_bn_bias: bool | None = _f(None, "switch: weight decay on BatchNorm and bias parameters too (fastai "
+                                       "wd_bn_bias; the authors decay every parameter)")
+    eval_weights: str | None = _f(None, "switch: weights evaluation uses: 'last' epoch (checkpoints/model.pth) or "
+                                        "'best' validation epoch (checkpoints/best.pth, kept besides; resume still "
+                                        "uses last.pth)", choices=("last", "best"))
+    eval_protocol: str | None = _f(None, "switch: evaluation: 'views' (fixed clips x crops, mean softmax) or "
+                                         "'authors' (10 random training-style passes, logits summed)",
+                                   choices=("views", "authors"))
     epochs: int = _f(3, "training epochs", lo=1, hi=10_000)
     lr: float = _f(2e-3, "base learning rate", lo=0.0, hi=10.0, open_lo=True)
     recipe: str = _f("one_cycle", "'one_cycle' (fastai, Adam) or 'paper' (SGD 0.9, wd 1e-4, step decay)",
@@ -77,7 +120,7 @@ class RunConfig:
         """Raise ValueError naming the setting and what it accepts when a value is out of range."""
         for f in fields(self):
             v, m = getattr(self, f.name), f.metadata
-            if "choices" in m and v not in m["choices"]:
+            if "choices" in m and v not in m["choices"] and not (v is None and f.name in SWITCHES):
                 raise ValueError(f"{f.name}={v!r}: choose one of {list(m['choices'])}.")
             if "lo" in m and v is not None:
                 lo, hi = m["lo"], m["hi"]
@@ -130,18 +173,45 @@ class RunConfig:
         """From the variables of notebook 03's parameters cell (pass ``globals()``)."""
         return cls(**{f.name: namespace[f.name] for f in fields(cls) if f.name in namespace})
 
+    def switches(self) -> dict[str, Any]:
+        """``preset`` and every switch of :data:`SWITCHES`, resolved: the explicit value, else the preset's."""
+        resolved = resolve_switches(asdict(self))
+        return {k: resolved[k] for k in ("preset", *SWITCHES)}
+
     def settings(self) -> dict[str, Any]:
         """The settings that define the run (what ``params.json`` holds): everything but bookkeeping,
-        except ``num_workers``, which is recorded for speed figures."""
-        return {k: v for k, v in asdict(self).items() if k not in BOOKKEEPING or k == "num_workers"}
+        except ``num_workers``, which is recorded for speed figures; switches resolved from the preset."""
+        return {k: v for k, v in resolve_switches(asdict(self)).items() if k not in BOOKKEEPING or k == "num_workers"}
 
     def model_kwargs(self) -> dict[str, Any]:
         """The :func:`tsamlib.model.create_tsam` settings (plus ``arch`` and ``pretrained`` given apart)."""
-        return {k: getattr(self, k) for k in MODEL_SETTINGS}
+        sw = self.switches()
+        return {k: sw.get(k, getattr(self, k)) for k in MODEL_SETTINGS}
+
+    def data_kwargs(self) -> dict[str, Any]:
+        """The :func:`tsamlib.data.video_dataloaders` settings (``cache_dir`` given apart)."""
+        sw = self.switches()
+        return dict(n_frames=self.n_frames, audio=self.audio, img_size=self.img_size, resize=self.resize,
+                    flip=self.flip, n_mels=self.n_mels, batch_size=self.batch_size, num_workers=self.num_workers,
+                    seed=self.seed, **{k: sw[k] for k in DATA_SWITCHES})
 
     def replace(self, **changes: Any) -> "RunConfig":
         """A checked copy with ``changes``."""
         return RunConfig(**{**asdict(self), **changes})
+
+
+def resolve_switches(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` with ``preset`` (missing: ``"tsamlib"``) and every switch of :data:`SWITCHES` filled in: a switch
+    that is missing or None takes the preset's value. An unknown preset name raises ValueError naming the choices."""
+    out = dict(params)
+    preset = out.get("preset") or "tsamlib"
+    if preset not in PRESET_SWITCHES:
+        raise ValueError(f"preset={preset!r}: choose one of {list(PRESETS)}.")
+    out["preset"] = preset
+    for k, v in PRESET_SWITCHES[preset].items():
+        if out.get(k) is None:
+            out[k] = v
+    return out
 
 
 def _coerce(name: str, annotation: Any, v: Any) -> Any:
@@ -190,9 +260,12 @@ def _same(a: Any, b: Any) -> bool:
 def config_diff(old: Mapping[str, Any] | RunConfig, new: Mapping[str, Any] | RunConfig,
                 ignore: frozenset[str] | set[str] = BOOKKEEPING) -> dict[str, tuple[Any, Any]]:
     """``{name: (old, new)}`` for every setting whose normalised values differ (``ignore``d names aside).
-    A setting missing on one side counts as its :class:`RunConfig` default (runs recorded before it existed)."""
+    A setting missing on one side counts as its :class:`RunConfig` default (runs recorded before it existed);
+    switches are compared resolved (:func:`resolve_switches`), so None and the preset's value are the same."""
     old = asdict(old) if isinstance(old, RunConfig) else dict(old)
     new = asdict(new) if isinstance(new, RunConfig) else dict(new)
+    if (old.get("preset") or "tsamlib") in PRESETS and (new.get("preset") or "tsamlib") in PRESETS:
+        old, new = resolve_switches(old), resolve_switches(new)   # compare what the runs really did
     defaults = {f.name: f.default for f in fields(RunConfig) if f.default is not MISSING}
     out = {}
     for k in sorted(set(old) | set(new)):
@@ -208,16 +281,21 @@ def auto_run_id(cfg: RunConfig, when: float | None = None) -> str:
     """A readable id: the model in four tokens, the other settings that differ from the defaults, the time.
 
     ``RunConfig(shift_depth=4)`` at 2026-11-26 20:13:55 -> ``k4-fdiv8-8f-rgb-20261126-201355``; with
-    ``epochs=5, dataset="mini-something"`` -> ``k1-fdiv8-8f-rgb-mini-something-ep5-20261126-201355``.
+    ``epochs=5, dataset="mini-something"`` -> ``k1-fdiv8-8f-rgb-mini-something-ep5-20261126-201355``; the preset
+    ``"authors"`` adds ``authors``, a switch that differs from its preset adds ``<switch>-<value>``.
     """
     tokens = [f"k{cfg.shift_depth}", f"fdiv{cfg.f_div}", f"{cfg.n_frames}f", "av" if cfg.audio else "rgb"]
     short = dict(dataset="", arch="", epochs="ep", lr="lr", batch_size="bs", img_size="px", seed="s",
                  recipe="", pretrained="init-", n_insert="nins", m_insert="mins", n_mels="mels", dropout="do",
-                 flip="flip", resize="rs", shift_pad="pad-")
+                 flip="flip", resize="rs", preset="")
     default = RunConfig()
+    preset_values = PRESET_SWITCHES[cfg.preset]
+    short.update({k: f"{k.replace('_', '')}-" for k in SWITCHES})
     for name, prefix in short.items():
         v = getattr(cfg, name)
-        if _same(v, getattr(default, name)):
+        if name in preset_values and (v is None or _same(v, preset_values[name])):
+            continue
+        if name not in preset_values and _same(v, getattr(default, name)):
             continue
         text = str(v).replace(" ", "")
         if name == "dataset" or name == "pretrained":

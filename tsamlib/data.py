@@ -8,8 +8,11 @@
 Bad data is never lost silently:
 
 - manifest rows with a non-empty ``problem`` are excluded and reported when the loaders are made
-  (as are rows with ``has_audio == False``: their audio frame is silent);
+  (as are rows with ``has_audio == False``: their audio frame is silent, or, in audio runs with
+  ``missing_audio="drop"`` (the authors' choice), they are excluded too);
   and listed on the loaders: ``dls.excluded`` (split -> {path: problem});
+- with ``missing_audio="drop"``, a video whose sound turns out missing at load time counts as a file that
+  failed to load (below);
 - a TRAINING sample that fails to load at run time is replaced by the next loadable one (index + 1, ...);
 - a VALIDATION sample that fails to load is left out of its batch (never replaced: metrics are averaged
   over the clips that loaded, no clip counts twice);
@@ -32,46 +35,28 @@ import warnings
 import numpy as np
 import pandas as pd
 import torch
+from fastai.torch_core import default_device
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader, SkipItemException
 
-from .manifest import read_manifest
 from .probe import single_thread
 from .skiplog import SkipLog
 from .audio import DEFAULT_SR, AudioFrame
-from .transforms import IMAGENET_MEAN, IMAGENET_STD, ClipTransform, denormalize
+from .transforms import AUTHORS_GRAYSCALE_P, ClipTransform, denormalize, norm_stats
+from .rows import NO_AUDIO_DROPPED, manifest_vocab, read_table, split_rows as _split, usable_rows
 from .video import load_clip
 
-__all__ = ["read_table", "SampleDropped", "VideoDataset", "TSAMDataLoader",
+__all__ = ["read_table", "SampleDropped", "NoAudioError", "VideoDataset", "TSAMDataLoader", "usable_rows",
            "TSAMDataLoaders", "video_dataloaders", "manifest_vocab", "clip_views_dataset", "video_views",
-           "views_dataloader", "show_clip_batch"]
-
-REQUIRED = ("path", "label", "split")
-
-
-def _truthy(v) -> bool:
-    if isinstance(v, str):
-        return v.strip().lower() not in ("false", "0", "no", "")
-    return bool(v) if not pd.isna(v) else True
-
-
-def read_table(manifest) -> pd.DataFrame:
-    """Manifest (CSV path, read by `tsamlib.manifest.read_manifest`, or a DataFrame) with absolute paths."""
-    df = manifest.copy() if isinstance(manifest, pd.DataFrame) else read_manifest(manifest)
-    missing = [c for c in REQUIRED if c not in df.columns]
-    if missing:
-        raise ValueError(f"manifest lacks columns {missing}; it needs {list(REQUIRED)} (see tsamlib.manifest)")
-    df["path"] = df["path"].astype(str)
-    df["problem"] = df["problem"].fillna("").astype(str) if "problem" in df.columns else ""
-    df["has_audio"] = df["has_audio"].map(_truthy) if "has_audio" in df.columns else True
-    if "label_name" not in df.columns:
-        df["label_name"] = df["label"].astype(str)
-    df["label"] = df["label"].astype(int)
-    return df.reset_index(drop=True)
+           "views_dataloader", "show_clip_batch", "NO_AUDIO_DROPPED"]
 
 
 class SampleDropped(SkipItemException):
     """A sample that failed to load in a split that never substitutes (fastai's DataLoader leaves it out)."""
+
+
+class NoAudioError(RuntimeError):
+    """A video without sound in an audio run with ``missing_audio="drop"``: handled as a file that fails to load."""
 
 
 ON_BAD = ("replace", "drop", "raise")
@@ -86,7 +71,7 @@ class VideoDataset(torch.utils.data.Dataset):
     def __init__(self, df: pd.DataFrame, n_frames: int, mode: str, transform: ClipTransform,
                  audio: AudioFrame | None = None, seed: int = 0, log: SkipLog | None = None,
                  views: list[tuple[int, int, int]] | None = None, n_clips: int = 1, replace_bad: bool = True,
-                 on_bad: str | None = None, split: str | None = None):
+                 on_bad: str | None = None, split: str | None = None, drop_silent: bool = False):
         self.df, self.n_frames, self.mode = df.reset_index(drop=True), n_frames, mode
         self.tfm, self.audio = transform, audio
         self.on_bad = on_bad if on_bad is not None else ("replace" if replace_bad else "raise")
@@ -98,7 +83,7 @@ class VideoDataset(torch.utils.data.Dataset):
             action=f"left out of split {self.split!r}, not replaced", hint=f"dls.skipped({self.split!r})"))
         self.views = views if views is not None else [(i, 0, 1) for i in range(len(self.df))]
         self.paths, self.labels = self.df["path"].tolist(), self.df["label"].astype(int).tolist()
-        self.n_inp = 2 if audio is not None else 1
+        self.n_inp, self.drop_silent = 2 if audio is not None else 1, drop_silent
 
     def __len__(self) -> int:
         return len(self.views)
@@ -112,7 +97,9 @@ class VideoDataset(torch.utils.data.Dataset):
         label = torch.tensor(self.labels[row], dtype=torch.long)
         if self.audio is None:
             return video, label
-        spec, _ = self.audio(path, train=self.mode == "train", rng=rng)
+        spec, has_audio = self.audio(path, train=self.mode == "train", rng=rng)
+        if self.drop_silent and not has_audio:
+            raise NoAudioError(f"{path}: {NO_AUDIO_DROPPED}")
         return video, spec[None], label
 
     def __getitem__(self, i: int) -> tuple:
@@ -298,83 +285,90 @@ def show_clip_batch(b, vocab, tfm: ClipTransform, max_n: int = 4, figsize=None, 
     return fig
 
 
-def _audio_frame(audio: bool, img_size: int, n_mels: int, sample_rate: int, cache_dir) -> AudioFrame | None:
-    return AudioFrame(size=(img_size, img_size), n_mels=n_mels, sr=sample_rate, cache_dir=cache_dir) if audio else None
-
-
-def manifest_vocab(df: pd.DataFrame) -> list[str]:
-    """Class names indexed by label (labels 0..max; a label without a name is shown as its number)."""
-    names = df[df["label"] >= 0].drop_duplicates("label").set_index("label")["label_name"].astype(str)
-    return [names.get(i, str(i)) for i in range(int(df["label"].max()) + 1)]
-
-
-def _split(df: pd.DataFrame, split: str) -> pd.DataFrame:
-    part = df[df["split"] == split]
-    if part.empty:
-        raise ValueError(f"no usable rows with split {split!r} (splits present: {sorted(df['split'].unique())})")
-    return part
+def _audio_frame(audio: bool, img_size: int, n_mels: int, sample_rate: int, cache_dir,
+                 frontend: str = "tsamlib") -> AudioFrame | None:
+    return AudioFrame(size=(img_size, img_size), n_mels=n_mels, sr=sample_rate, cache_dir=cache_dir,
+                      frontend=frontend) if audio else None
 
 
 def video_dataloaders(manifest, n_frames: int = 8, audio: bool = False, img_size: int = 224, resize: int = 256,
                       batch_size: int = 8, num_workers: int = 0, flip: bool = True, n_mels: int = 224,
-                      sample_rate: int = DEFAULT_SR, mean=IMAGENET_MEAN, std=IMAGENET_STD, cache_dir=None,
+                      sample_rate: int = DEFAULT_SR, mean=None, std=None, cache_dir=None,
                       seed: int = 0, device=None, train_split: str = "train", valid_split: str = "valid",
-                      scales=(1, .875, .75, .66), grayscale_p: float = 0.0) -> TSAMDataLoaders:
-    """Train (random segments, multi-scale crop, flip) and valid (centre frames, centre crop) loaders."""
+                      scales=(1, .875, .75, .66), grayscale_p: float = 0.0, video_norm: str = "imagenet",
+                      audio_frontend: str = "tsamlib", missing_audio: str = "silent", color_aug: bool = False,
+                      valid_view: str = "center_crop") -> TSAMDataLoaders:
+    """Train (random segments, multi-scale crop, flip) and valid (centre frames, centre crop) loaders.
+
+    The switches of :data:`tsamlib.config.SWITCHES` (``RunConfig.data_kwargs()`` gives them resolved):
+    ``video_norm`` (``mean``/``std`` when not given), ``audio_frontend``, ``missing_audio``, ``color_aug``
+    (ColorJitter and RandomGrayscale(0.2) in training, replacing ``grayscale_p``) and ``valid_view``."""
     df = read_table(manifest)
     vocab = manifest_vocab(df)
     c = len(vocab)
-    bad = df[df["problem"].str.len() > 0]
-    excluded: dict[str, dict[str, str]] = {}
-    for p, q, s in zip(bad["path"], bad["problem"], bad["split"].astype(str)):
-        excluded.setdefault(s, {})[p] = q
-    if len(bad):
-        shown = "; ".join(f"{p} ({q})" for p, q in zip(bad["path"][:5], bad["problem"][:5]))
+    good, excluded = usable_rows(df, audio, missing_audio)
+    bad = [(p, q) for part in excluded.values() for p, q in part.items()]
+    if bad:
+        shown = "; ".join(f"{p} ({q})" for p, q in bad[:5])
         warnings.warn(f"excluded {len(bad)} of {len(df)} rows with problems: {shown}{' ...' if len(bad) > 5 else ''}")
-    good = df[df["problem"].str.len() == 0]
     tr, va = _split(good, train_split), _split(good, valid_split)
-    if audio:
+    if audio and missing_audio == "silent":
         used = pd.concat([tr, va])
         silent = int((~used["has_audio"].astype(bool)).sum())
         if silent:
             warnings.warn(f"{silent} of {len(used)} videos have no audio track: their audio frame is silent")
-    af = _audio_frame(audio, img_size, n_mels, sample_rate, cache_dir)
+    af = _audio_frame(audio, img_size, n_mels, sample_rate, cache_dir, audio_frontend)
+    m0, s0 = norm_stats(video_norm)
+    mean, std = tuple(m0 if mean is None else mean), tuple(s0 if std is None else std)
+    gray = AUTHORS_GRAYSCALE_P if color_aug else grayscale_p
     mk = lambda train: ClipTransform(img_size, resize, train=train, flip=flip, scales=tuple(scales),
-                                     grayscale_p=grayscale_p if train else 0.0, mean=tuple(mean), std=tuple(std))
-    train_ds = VideoDataset(tr, n_frames, "train", mk(True), af, seed, on_bad="replace", split=train_split)
-    valid_ds = VideoDataset(va, n_frames, "valid", mk(False), af, seed, on_bad="drop", split=valid_split)
+                                     grayscale_p=gray if train else 0.0, mean=mean, std=std,
+                                     color_jitter=color_aug and train, valid_view=valid_view)
+    drop = audio and missing_audio == "drop"
+    train_ds = VideoDataset(tr, n_frames, "train", mk(True), af, seed, on_bad="replace", split=train_split,
+                            drop_silent=drop)
+    valid_ds = VideoDataset(va, n_frames, "valid", mk(False), af, seed, on_bad="drop", split=valid_split,
+                            drop_silent=drop)
     dls = []
     for ds, shuffle in ((train_ds, True), (valid_ds, False)):
         dl = TSAMDataLoader(ds, bs=batch_size, shuffle=shuffle, drop_last=shuffle and len(ds) >= batch_size,
                             num_workers=num_workers)
         dl.rng = random.Random(seed)
         dls.append(dl)
-    res = TSAMDataLoaders(*dls, device=device)
+    # fastai's DataLoader keeps batches where they are made unless told a device, and its Learner then leaves the
+    # model where it is: without this a GPU machine would train on the CPU
+    res = TSAMDataLoaders(*dls, device=default_device() if device is None else device)
     res.vocab, res.c, res.excluded = vocab, c, excluded
     return res
 
 
 def clip_views_dataset(manifest, split: str = "test", n_clips: int = 1, n_crops: int = 1, n_frames: int = 8,
                        audio: bool = False, img_size: int = 224, resize: int = 256, n_mels: int = 224,
-                       sample_rate: int = DEFAULT_SR, mean=IMAGENET_MEAN, std=IMAGENET_STD, cache_dir=None,
-                       replace_bad: bool = False) -> VideoDataset:
+                       sample_rate: int = DEFAULT_SR, mean=None, std=None, cache_dir=None,
+                       replace_bad: bool = False, video_norm: str = "imagenet", audio_frontend: str = "tsamlib",
+                       missing_audio: str = "silent", valid_view: str = "center_crop") -> VideoDataset:
     """Every (clip, crop) view of every video of `split`: item `v` is view `ds.views[v] = (row, clip, crop)`.
 
     Average the softmax over the views of a row for the multi-view score. Bad files raise by default
-    (a replaced view would be scored as the wrong video)."""
+    (a replaced view would be scored as the wrong video). The switches as in :func:`video_dataloaders`."""
     df = read_table(manifest)
-    part = _split(df[df["problem"].str.len() == 0], split)
+    part = _split(usable_rows(df, audio, missing_audio)[0], split)
     views = [(r, c, k) for r in range(len(part)) for c in range(n_clips) for k in range(n_crops)]
-    tfm = ClipTransform(img_size, resize, train=False, n_crops=n_crops, mean=tuple(mean), std=tuple(std))
-    return VideoDataset(part, n_frames, "test", tfm, _audio_frame(audio, img_size, n_mels, sample_rate, cache_dir),
-                        views=views, n_clips=n_clips, replace_bad=replace_bad, split=split)
+    m0, s0 = norm_stats(video_norm)
+    tfm = ClipTransform(img_size, resize, train=False, n_crops=n_crops, mean=tuple(m0 if mean is None else mean),
+                        std=tuple(s0 if std is None else std), valid_view=valid_view)
+    af = _audio_frame(audio, img_size, n_mels, sample_rate, cache_dir, audio_frontend)
+    return VideoDataset(part, n_frames, "test", tfm, af, views=views, n_clips=n_clips, replace_bad=replace_bad,
+                        split=split, drop_silent=audio and missing_audio == "drop")
 
 
 def video_views(path, n_frames: int, n_clips: int, n_crops: int, tfm: ClipTransform,
-                audio: AudioFrame | None = None) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
+                audio: AudioFrame | None = None, drop_silent: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
     """All ``n_clips x n_crops`` test views of one video, clip-major: each clip is decoded once and its crops
     are cut from it; the audio frame is computed once and repeated. Returns video ``(V, T, 3, S, S)``, audio
-    ``(V, 1, 3, S, S)`` or None, and whether the file has sound."""
+    ``(V, 1, 3, S, S)`` or None, and whether the file has sound (``drop_silent``: no sound raises
+    :class:`NoAudioError`)."""
     rng = np.random.default_rng(0)  # test sampling and test transforms draw nothing from it
     views = []
     for clip in range(n_clips):
@@ -384,9 +378,13 @@ def video_views(path, n_frames: int, n_clips: int, n_crops: int, tfm: ClipTransf
     if audio is None:
         return video, None, True
     spec, has_audio = audio(path, train=False)
+    if drop_silent and not has_audio:
+        raise NoAudioError(f"{path}: {NO_AUDIO_DROPPED}")
     return video, spec[None, None].expand(len(views), -1, -1, -1, -1).contiguous(), has_audio
 
 
 def views_dataloader(ds: VideoDataset, batch_size: int = 8, num_workers: int = 0, device=None) -> TSAMDataLoader:
-    """Ordered (no shuffle, no drop) fastai DataLoader over a `clip_views_dataset`."""
-    return TSAMDataLoader(ds, bs=batch_size, shuffle=False, drop_last=False, num_workers=num_workers, device=device)
+    """Ordered (no shuffle, no drop) fastai DataLoader over a `clip_views_dataset`, on ``device`` (default: the GPU
+    when there is one, as fastai's ``default_device``)."""
+    return TSAMDataLoader(ds, bs=batch_size, shuffle=False, drop_last=False, num_workers=num_workers,
+                          device=default_device() if device is None else device)

@@ -48,16 +48,16 @@ def train_distributed(params: dict[str, Any]) -> dict[str, Any] | None:
     # no process builds a missing dataset (they would race): run notebook 01 first
     run, manifest = begin_run(cfg, build_missing=False, extra=dict(world_size=max(num_distrib(), 1)))
     seed_everything(cfg.seed)
-    dls = video_dataloaders(manifest, n_frames=cfg.n_frames, audio=cfg.audio, img_size=cfg.img_size,
-                            resize=cfg.resize, flip=cfg.flip, n_mels=cfg.n_mels, batch_size=cfg.batch_size,
-                            num_workers=cfg.num_workers, seed=cfg.seed, cache_dir=mel_cache_dir())
+    dls = video_dataloaders(manifest, **cfg.data_kwargs(), cache_dir=mel_cache_dir())
     seed_everything(cfg.seed)  # same initial weights in every process
-    learn = tsam_learner(dls, arch=cfg.arch, recipe=cfg.recipe, pretrained=cfg.pretrained, **cfg.model_kwargs())
+    sw = cfg.switches()
+    learn = tsam_learner(dls, arch=cfg.arch, recipe=cfg.recipe, pretrained=cfg.pretrained,
+                         wd_bn_bias=sw["wd_bn_bias"], **cfg.model_kwargs())
     if not torch.cuda.is_available():
         fastai.distributed.DistributedDL._broadcast = _broadcast_on_cpu
     with learn.distrib_ctx(sync_bn=torch.cuda.is_available(), cpu=not torch.cuda.is_available()):
         fit_run(learn, run, cfg.epochs, cfg.lr, seed=cfg.seed, resume=cfg.resume, lr_decay=cfg.lr_decay,
-                finish=False)
+                finish=False, keep_best=sw["eval_weights"] == "best")
     # every process validates the whole set (the metrics gather across processes), only rank 0 keeps the record
     final = finish_run(learn, run, cfg.epochs, cfg.seed)
     run.close()

@@ -6,10 +6,12 @@ are :data:`REFERENCE_ROWS`: shown in the rendered tables, never run (another arc
 
 Two scales, each a plain function from a row to the 03_train parameter dict:
 
-- :func:`paper_params`: ResNet-50, 224 px, the authors' configs (``../shared/reference-configs``), on
-  manifests that the caller gives (no dataset roots are hard-coded);
+- :func:`paper_params`: ResNet-50, 224 px, the authors' configs (``../shared/reference-configs``) and
+  ``preset="authors"`` (their pipeline produced the report's numbers), on manifests that the caller gives (no
+  dataset roots are hard-coded);
 - :func:`mini_params`: the synthetic ``mini-kinetics-av`` / ``mini-something`` datasets, resnet18 at 48 px,
-  one-cycle, 10 epochs: the whole mini grid (one seed) takes ~21 min on an idle 2-core CPU (measured).
+  one-cycle, 10 epochs, ``preset="tsamlib"``: the whole mini grid (one seed) takes ~21 min on an idle 2-core
+  CPU (measured).
 
 :func:`paper_grid` / :func:`mini_grid` pair every row with its parameters (or the reason it is not run) and
 the initialisation actually used; :func:`run_grid` executes them with papermill, skipping finished runs and
@@ -25,13 +27,13 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-from .config import RunConfig, config_diff
+from .config import RunConfig, config_diff, resolve_switches
 from .fileio import read_json, repo_root
 from .runs import is_finished, run_state, runs_dir
 
 __all__ = ["Row", "ReferenceRow", "GridEntry", "TABLE1_ROWS", "TABLE2_ROWS", "REFERENCE_ROWS",
            "run_id", "paper_params", "mini_params", "mini_init", "paper_grid", "mini_grid", "grid",
-           "grid_frame", "placeholders", "run_grid", "MINI"]
+           "grid_frame", "placeholders", "run_grid", "scale_preset", "MINI"]
 
 
 @dataclass(frozen=True)
@@ -121,8 +123,9 @@ def _model_params(row: Row) -> dict[str, Any]:
 
 
 def _params(**settings: Any) -> dict[str, Any]:
-    """Every setting of a run (:class:`tsamlib.config.RunConfig`, checked), as the 03_train parameters."""
-    return asdict(RunConfig(**settings))
+    """Every setting of a run (:class:`tsamlib.config.RunConfig`, checked), as the 03_train parameters, with the
+    preset's switches resolved (what the run's ``params.json`` records)."""
+    return resolve_switches(asdict(RunConfig(**settings)))
 
 
 def _placeholder(what: str) -> str:
@@ -156,7 +159,7 @@ def paper_params(row: Row, seed: int = 0, kinetics_manifest: str | None = None,
         pretrained = str(kinetics_checkpoint) if kinetics_checkpoint else _placeholder("kinetics_checkpoint")
     recipe = _PAPER_RECIPE[row.table]
     return _params(dataset=str(manifest) if manifest else _placeholder(name), **_model_params(row),
-                   shift_pad="keep",  # the authors' shift borders (their code produced the report's numbers)
+                   preset="authors",  # every switch as the authors' code (it produced the report's numbers)
                    pretrained=pretrained, arch="resnet50", img_size=224, resize=256, n_mels=224, flip=recipe["flip"],
                    epochs=recipe["epochs"], lr=recipe["lr"], recipe="paper", lr_decay=recipe["lr_decay"],
                    batch_size=64, dropout=0.5, num_workers=num_workers, seed=seed,
@@ -204,7 +207,7 @@ def mini_params(row: Row, seed: int = 0, runs_root: str | None = None) -> dict[s
     pretrained = None
     if row.pretrained == "Kinetics400":
         pretrained = _checkpoint_label(runs_root, run_id(MINI_TRANSFER_SOURCE, "mini", seed))
-    return _params(dataset=_MINI_DATASET[row.table], **_model_params(row), pretrained=pretrained,
+    return _params(dataset=_MINI_DATASET[row.table], **_model_params(row), pretrained=pretrained, preset="tsamlib",
                    flip=row.table == "table1", recipe="one_cycle", **MINI, seed=seed, run_id=run_id(row, "mini", seed),
                    runs_root=runs_root)
 
@@ -259,8 +262,13 @@ def grid(scale: str, seeds: Sequence[int] = (0,), runs_root: str | None = None, 
     raise ValueError(f"scale={scale!r}: use 'mini' or 'paper'.")
 
 
+def scale_preset(scale: str) -> str:
+    """The preset a scale's grid uses: "authors" at paper scale, "tsamlib" at mini scale."""
+    return "authors" if scale == "paper" else "tsamlib"
+
+
 def grid_frame(entries: Sequence[GridEntry]) -> pd.DataFrame:
-    """One line per entry: row, seed, the parameters that vary, the init used and whether it runs."""
+    """One line per entry: row, seed, the parameters that vary, the preset, the init used and whether it runs."""
     recs = []
     for e in entries:
         p = e.params or {}
@@ -269,7 +277,8 @@ def grid_frame(entries: Sequence[GridEntry]) -> pd.DataFrame:
                          pretrained_report=e.row.pretrained, init_used=e.init_used, seed=e.seed,
                          run_id=p.get("run_id", run_id(e.row, e.scale, e.seed)), dataset=p.get("dataset"),
                          arch=p.get("arch"), img_size=p.get("img_size"), epochs=p.get("epochs"),
-                         recipe=p.get("recipe"), runs=e.reason is None, reason=e.reason or ""))
+                         recipe=p.get("recipe"), preset=p.get("preset", scale_preset(e.scale)),
+                         runs=e.reason is None, reason=e.reason or ""))
     return pd.DataFrame(recs)
 
 

@@ -2,9 +2,9 @@
 
 The views are fixed in advance, as in :mod:`tsamlib.evaluate`: ``n_clips`` test clips (frame at offset
 ``(clip + 0.5) / n_clips`` of each TSN segment) x ``n_crops`` crops (1: centre), resized and normalised
-exactly as the run's validation data (``img_size``, ``resize``, ImageNet mean/std); the softmax is averaged
-over all views. An audio model gets the file's full-clip log-mel frame (``n_mels`` from the run); a file
-without sound gets the silent frame used in training, and a note says so.
+exactly as the run's validation data (``img_size``, ``resize``, and the run's ``video_norm`` and ``valid_view``);
+the softmax is averaged over all views. An audio model gets the file's full-clip log-mel frame (``n_mels`` and
+``audio_frontend`` from the run); a file without sound gets the silent frame, and a note says so.
 """
 from __future__ import annotations
 
@@ -15,11 +15,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from fastai.torch_core import default_device
 
 from .audio import DEFAULT_SR, AudioFrame
+from .config import resolve_switches
 from .evaluate import load_run_model, run_vocab
 from .model import TSAM
-from .transforms import IMAGENET_MEAN, IMAGENET_STD, ClipTransform
+from .transforms import ClipTransform, norm_stats
 from .data import video_views
 from .video import VideoReadError
 
@@ -33,13 +35,17 @@ def clip_views(path: str | os.PathLike, params: dict[str, Any], n_clips: int = 2
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such video file or frame folder.")
-    tfm = ClipTransform(params["img_size"], params["resize"], train=False, n_crops=n_crops,
-                        mean=IMAGENET_MEAN, std=IMAGENET_STD)
-    af = (AudioFrame(size=(params["img_size"], params["img_size"]), n_mels=params["n_mels"], sr=DEFAULT_SR)
-          if params["audio"] else None)
+    sw = resolve_switches(params)
+    mean, std = norm_stats(sw["video_norm"])
+    tfm = ClipTransform(params["img_size"], params["resize"], train=False, n_crops=n_crops, mean=mean, std=std,
+                        valid_view=sw["valid_view"])
+    af = (AudioFrame(size=(params["img_size"], params["img_size"]), n_mels=params["n_mels"], sr=DEFAULT_SR,
+                     frontend=sw["audio_frontend"]) if params["audio"] else None)
     video, audio, has_audio = video_views(path, params["n_frames"], n_clips, n_crops, tfm, af)
     if not has_audio and verbose:
-        print(f"note: {path.name} has no audio track: the model gets a silent audio frame.")
+        dropped = " (this run left such videos out of training: missing_audio='drop')" if (
+            sw["missing_audio"] == "drop") else ""
+        print(f"note: {path.name} has no audio track: the model gets a silent audio frame{dropped}.")
     return video, audio, has_audio
 
 
@@ -52,12 +58,15 @@ def predict_video(path: str | os.PathLike, run_dir: str | os.PathLike, k: int = 
         raise FileNotFoundError(f"{path}: no such video file or frame folder.")
     if model is None:
         model, params = load_run_model(run_dir)
+        model = model.to(default_device())  # the GPU when there is one
     else:
         from .runs import open_run
         params = open_run(run_dir).params
     vocab = run_vocab(params)
     video, audio, _ = clip_views(path, params, n_clips, n_crops, verbose)
-    logits = model.eval()(video, audio) if audio is not None else model.eval()(video)
+    dev = next(model.parameters()).device
+    inputs = (video,) if audio is None else (video, audio)
+    logits = model.eval()(*[t.to(dev) for t in inputs]).cpu()
     probs = F.softmax(logits.float(), dim=1).mean(0)
     top = probs.topk(min(k, len(vocab)))
     return [(vocab[int(i)], float(p)) for p, i in zip(top.values, top.indices)]

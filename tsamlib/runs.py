@@ -277,8 +277,8 @@ def resolve_run(run: str | os.PathLike, runs_root: str | os.PathLike | None = No
 
 
 # ---------------------------------------------------------------------------------------------- listing
-_TABLE_COLUMNS = ["run_id", "dataset", "n_frames", "shift_depth", "f_div", "audio", "arch", "epochs", "status",
-                  "top1", "date"]
+_TABLE_COLUMNS = ["run_id", "dataset", "preset", "n_frames", "shift_depth", "f_div", "audio", "arch", "epochs",
+                  "status", "top1", "date"]
 
 
 def runs_table(runs_root: str | os.PathLike | None = None) -> pd.DataFrame:
@@ -296,7 +296,8 @@ def runs_table(runs_root: str | os.PathLike | None = None) -> pd.DataFrame:
         state = run_state(d)
         recs.append(dict(run_id=d.name, status=state, top1=final.get("top1"), top5=final.get("top5"),
                          date=(metrics.get("started_at") or "")[:10], epochs_done=len(metrics.get("epochs", [])),
-                         path=relative_to_repo(d), **{f"{k}": v for k, v in params.items() if k != "epochs_done"}))
+                         path=relative_to_repo(d),  # runs recorded before the presets existed: "tsamlib"
+                         **{k: v for k, v in {"preset": "tsamlib", **params}.items() if k != "epochs_done"}))
     df = pd.DataFrame(recs)
     if df.empty:
         return pd.DataFrame(columns=_TABLE_COLUMNS)

@@ -2,8 +2,9 @@
 
 Rendering reads ``results/runs/*/params.json`` and ``metrics.json`` only: it trains nothing and takes seconds.
 A grid row (:mod:`tsamlib.experiments`) is matched to runs by the parameters recorded in ``params.json``
-(every non-bookkeeping parameter of the row must be equal), never by parsing run ids. The measured column
-holds measured numbers only; a row without a finished run says "not run" and why.
+(every non-bookkeeping parameter of the row must be equal, the preset and its resolved switches included), never
+by parsing run ids. The measured column holds measured numbers only; a row without a finished run says "not run"
+and why. Column "Preset" says which pipeline each row used: "tsamlib" (mini scale) or "authors" (paper scale).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .config import BOOKKEEPING, config_diff
-from .experiments import REFERENCE_ROWS, GridEntry, grid, placeholders
+from .experiments import REFERENCE_ROWS, GridEntry, scale_preset, grid, placeholders
 from .fileio import read_json, repo_root
 from .runs import runs_dir
 
@@ -117,7 +118,8 @@ def render_table(table: str, scale: str = "mini", runs_root: str | os.PathLike |
         else:
             rec["Frames"] = str(row.frames)
             rec["ShiftDepth"] = f"k={row.shift_depth}"
-        rec.update({"PreTrained (report)": row.pretrained, "Init used": es[0].init_used,
+        preset = (es[0].params or {}).get("preset", scale_preset(scale))
+        rec.update({"PreTrained (report)": row.pretrained, "Preset": preset, "Init used": es[0].init_used,
                     "Paper top-1": row.paper_top1, "Measured top-1": _fmt(top1s), "n seeds": len(top1s),
                     "Run ids": ", ".join(ids + unfinished), "Status": status, "Scale": scale,
                     "_measured": float(np.mean(top1s)) if top1s else math.nan,
@@ -131,7 +133,8 @@ def render_table(table: str, scale: str = "mini", runs_root: str | os.PathLike |
             rec.update(Modality="RGB", Frames=str(ref.frames))
         else:
             rec.update(Frames=str(ref.frames), ShiftDepth="-")
-        rec.update({"PreTrained (report)": ref.pretrained, "Init used": "-", "Paper top-1": ref.paper_top1,
+        rec.update({"PreTrained (report)": ref.pretrained, "Preset": "-", "Init used": "-",
+                    "Paper top-1": ref.paper_top1,
                     "Measured top-1": "", "n seeds": 0, "Run ids": "", "Status": ref.reason, "Scale": scale,
                     "_measured": math.nan, "_spread": math.nan, "_shift_depth": None, "_audio": False,
                     "_frames": ref.frames, "_pretrained": ref.pretrained, "_method": ref.method})
@@ -146,8 +149,9 @@ def _public(df: pd.DataFrame) -> pd.DataFrame:
 def table_markdown(df: pd.DataFrame, table: str, scale: str) -> str:
     """Markdown of a rendered table with a one-line header: scale, dataset, what "measured" means."""
     header = (f"Scale **{scale}**, dataset {_DATASETS[(table, scale)]}. \"Measured top-1\" = final validation "
-              "top-1 (%, one centre clip) of finished runs of this project, mean ± sample std over seeds; "
-              "\"Paper top-1\" = the report's number.")
+              "top-1 (%, one centre clip, last epoch) of finished runs of this project, mean ± sample std over seeds; "
+              "\"Paper top-1\" = the report's number; \"Preset\" = the pipeline the runs used (tsamlib: this "
+              "library's; authors: the authors' released code, tsamlib.config.PRESET_SWITCHES).")
     pub = _public(df).astype(str).replace({"nan": ""})
     lines = ["| " + " | ".join(pub.columns) + " |", "|" + "---|" * len(pub.columns)]
     lines += ["| " + " | ".join(v.replace("|", "/") for v in r) + " |" for r in pub.itertuples(index=False)]

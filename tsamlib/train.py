@@ -9,7 +9,11 @@ Two recipes:
 Callbacks (each with an ``order``, none edits the loop): :class:`EpochSeed` (every epoch's randomness derives
 from (seed, epoch), so a resumed run repeats an uninterrupted one exactly on CPU), :class:`RunLogger`
 (per-epoch metrics, clips/s, wall time, skipped samples -> ``metrics.json``), :class:`Checkpoint` (model,
-optimiser and epoch after every epoch, :mod:`tsamlib.checkpoints`).
+optimiser and epoch after every epoch, :mod:`tsamlib.checkpoints`) and, with ``keep_best``,
+:class:`BestCheckpoint` (the best validation epoch's weights besides, for ``eval_weights="best"``).
+
+Weight decay: fastai skips BatchNorm and bias parameters (``wd_bn_bias=False``, the default);
+``wd_bn_bias=True`` decays every parameter, as the authors' ``torch.optim.SGD(model.parameters(), ...)``.
 """
 from __future__ import annotations
 
@@ -29,8 +33,8 @@ from fastai.metrics import accuracy, top_k_accuracy
 from fastai.optimizer import SGD, Adam
 from fastcore.meta import delegates
 
-from .checkpoints import (Checkpoint, KeepHistory, load_latest_checkpoint, recorder_history, restore_history,
-                          save_checkpoint)
+from .checkpoints import (BestCheckpoint, Checkpoint, KeepHistory, load_latest_checkpoint, read_best,
+                          recorder_history, restore_history, save_checkpoint)
 from .model import create_tsam
 from .runs import Run
 
@@ -51,10 +55,12 @@ def seed_everything(seed: int) -> None:
 @delegates(create_tsam, but=["num_classes", "n_frames", "audio"])
 def tsam_learner(dls, arch: str = "resnet50", recipe: str = "one_cycle", n_frames: int | None = None,
                  audio: bool | None = None, wd: float | None = None, metrics: Sequence | None = None,
-                 cbs: Sequence[Callback] | None = None, progress_bars: bool = True, **kwargs) -> Learner:
+                 cbs: Sequence[Callback] | None = None, progress_bars: bool = True, wd_bn_bias: bool = False,
+                 **kwargs) -> Learner:
     """A fastai Learner over a TSAM model sized from ``dls`` (classes, frames, audio).
 
     ``recipe="paper"`` uses SGD(momentum 0.9) with L2 weight decay 1e-4 as the report; ``"one_cycle"`` Adam.
+    ``wd_bn_bias``: weight decay on BatchNorm and bias parameters too (the authors'; fastai's default skips them).
     On a GPU, mixed precision and channels_last are switched on; on CPU neither. ``progress_bars=False`` drops
     fastai's HTML bars (under papermill nobody sees them; :class:`ProgressLine` prints a line per epoch).
     """
@@ -70,7 +76,7 @@ def tsam_learner(dls, arch: str = "resnet50", recipe: str = "one_cycle", n_frame
         opt_func = Adam
     else:
         raise ValueError(f"recipe={recipe!r}: use 'one_cycle' (fastai) or 'paper' (SGD + step decay).")
-    learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), opt_func=opt_func, wd=wd,
+    learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), opt_func=opt_func, wd=wd, wd_bn_bias=wd_bn_bias,
                     metrics=list(metrics) if metrics is not None else [accuracy, top5], cbs=cbs)
     learn.recipe = recipe
     if not progress_bars:  # without the bars fastai's Recorder would print each epoch as a raw list
@@ -226,12 +232,15 @@ def plot_learning_curve(learn: Learner, ax=None):
 
 def fit_run(learn: Learner, run: Run, epochs: int, lr: float, seed: int = 0, resume: bool = False,
             lr_decay: Sequence[tuple[float, int]] | None = None, cbs: Sequence[Callback] = (),
-            finish: bool = True) -> dict[str, Any]:
+            finish: bool = True, keep_best: bool = False) -> dict[str, Any]:
     """Train ``epochs`` epochs into ``run`` (continuing from its last checkpoint when ``resume``), then
-    :func:`finish_run` (skip that with ``finish=False``, e.g. inside a distributed context)."""
+    :func:`finish_run` (skip that with ``finish=False``, e.g. inside a distributed context). ``keep_best``: also
+    keep the best validation epoch's weights as ``checkpoints/best.pth`` (``eval_weights="best"``)."""
     seed_everything(seed)
     start = load_latest_checkpoint(learn, run.checkpoint_dir) if resume else 0
     cbs = [EpochSeed(seed), KeepHistory(), RunLogger(run), ProgressLine(), Checkpoint(run.checkpoint_dir), *cbs]
+    if keep_best:
+        cbs.append(BestCheckpoint(run.checkpoint_dir, resume=start > 0))
     t0 = time.perf_counter()
     if start < epochs:
         if learn.recipe == "paper":
@@ -265,9 +274,12 @@ def _data_problems(dls, limit: int = 100) -> dict[str, Any]:
 
 
 def finish_run(learn: Learner, run: Run, epochs: int, seed: int = 0) -> dict[str, Any]:
-    """Validate on the whole validation set, save ``checkpoints/model.pth`` and mark the run finished.
+    """Validate on the whole validation set, save ``checkpoints/model.pth`` (the last epoch's weights) and mark the
+    run finished.
 
-    Returns the final metrics (also in ``metrics.json`` under ``final``, with ``finished: true``)."""
+    Returns the final metrics (also in ``metrics.json`` under ``final``, with ``finished: true``); ``top1`` is the
+    last epoch's. When ``best.pth`` was kept, ``best_epoch`` and ``best_valid_top1_selected_on_valid`` (chosen on
+    this very validation set, so optimistic) are recorded beside it."""
     seed_everything(seed)
     history = recorder_history(learn.recorder)
     valid_loss, top1, top5_ = learn.validate()
@@ -279,6 +291,9 @@ def finish_run(learn: Learner, run: Run, epochs: int, seed: int = 0) -> dict[str
                  wall_s_this_session=run.metrics.pop("wall_s_this_session", None),
                  resumed_from_epoch=run.metrics.pop("resumed_from_epoch", None),
                  **_data_problems(learn.dls))
+    best = read_best(run.checkpoint_dir)
+    if best is not None:
+        final.update(best_epoch=int(best["epoch"]), best_valid_top1_selected_on_valid=float(best["top1"]))
     run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
     save_checkpoint(learn.model.state_dict(), run.checkpoint_dir / "model.pth")
     run.finish(final)

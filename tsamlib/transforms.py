@@ -6,15 +6,20 @@ The geometry follows TSM: frames are (virtually) resized so that the shorter sid
 - training: multi-scale crop: crop width and height are each picked from
   ``scales x shorter side`` (at most `max_distort` scale steps apart), placed at a random offset,
   then resized to ``img_size x img_size`` (224); optional horizontal flip (switch it off for
-  Something-Something, where direction is the label) and random grayscale;
-- valid: a centre ``img_size`` crop;
+  Something-Something, where direction is the label); optional colour jitter (``color_jitter``: the
+  authors' ranges, brightness 0.8-1.2, contrast 0.75-1.25, saturation 0.75-1.25, hue +-0.05, applied in
+  a random order as torchvision's ``ColorJitter``) and random grayscale (``grayscale_p``), each drawn once
+  per clip, so every frame of a clip gets the same colours;
+- valid (``valid_view``): ``"center_crop"``, a centre ``img_size`` crop of the resized frame, or
+  ``"short_side"`` (the authors'), the centre square of the full short side, resized to ``img_size``;
 - test: ``n_crops`` = 1 (centre) or 3 (start / centre / end along the long side), chosen by
-  `crop_index`.
+  `crop_index`, each of the ``valid_view`` size.
 
 For speed the crop box is mapped back to the decoded frame and cut there, so each clip is resized
 only once (uint8, bilinear with antialias) and converted to float at the output size.
 Input: uint8 ``(T, H, W, 3)``; output: float32 ``(T, 3, img_size, img_size)``, normalised with
-`mean` / `std` (the backbone's; ImageNet by default).
+`mean` / `std` (the backbone's; ImageNet by default). ``norm_stats("none")`` gives mean 0, std 1:
+values ``uint8 / 255`` in [0, 1], what torchvision's ``ToTensor`` gives (the authors' input).
 """
 from __future__ import annotations
 
@@ -24,12 +29,37 @@ import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ClipTransform", "multiscale_crop_box", "fixed_crop_box",
-           "denormalize"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "VALID_VIEWS", "JITTER", "AUTHORS_GRAYSCALE_P", "ClipTransform",
+           "multiscale_crop_box", "fixed_crop_box", "norm_stats", "color_jitter", "denormalize"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+VALID_VIEWS = ("center_crop", "short_side")
+# The authors' ColorJitter ranges (lib/dataset/video.py): factors drawn uniformly; hue shift in [-0.05, 0.05].
+JITTER = dict(brightness=(0.8, 1.2), contrast=(0.75, 1.25), saturation=(0.75, 1.25), hue=(-0.05, 0.05))
+AUTHORS_GRAYSCALE_P = 0.2
 Box = tuple[float, float, float, float]   # top, left, height, width in resized-frame pixels
+
+
+def norm_stats(video_norm: str) -> tuple[tuple, tuple]:
+    """(mean, std) of a ``video_norm`` setting: ``"imagenet"``, or ``"none"`` (0, 1: values stay in [0, 1])."""
+    if video_norm == "imagenet":
+        return IMAGENET_MEAN, IMAGENET_STD
+    if video_norm == "none":
+        return (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    raise ValueError(f"video_norm={video_norm!r}: choose one of ['imagenet', 'none'].")
+
+
+def color_jitter(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """:data:`JITTER` on float frames ``(T, 3, H, W)`` in [0, 1]: one draw of the four factors and of their order
+    for the whole clip (torchvision's ``ColorJitter`` semantics; each step clamps to [0, 1])."""
+    order = rng.permutation(4)
+    f = {k: float(rng.uniform(*JITTER[k])) for k in ("brightness", "contrast", "saturation", "hue")}
+    ops = (lambda t: TF.adjust_brightness(t, f["brightness"]), lambda t: TF.adjust_contrast(t, f["contrast"]),
+           lambda t: TF.adjust_saturation(t, f["saturation"]), lambda t: TF.adjust_hue(t, f["hue"]))
+    for i in order:
+        x = ops[i](x)
+    return x
 
 
 def multiscale_crop_box(h: int, w: int, scales=(1, .875, .75, .66), max_distort: int = 1,
@@ -74,10 +104,14 @@ class ClipTransform:
     grayscale_p: float = 0.0
     mean: tuple = IMAGENET_MEAN
     std: tuple = IMAGENET_STD
+    color_jitter: bool = False
+    valid_view: str = "center_crop"
 
     def __post_init__(self):
         if self.resize < self.img_size:
             raise ValueError(f"resize ({self.resize}) must be >= img_size ({self.img_size})")
+        if self.valid_view not in VALID_VIEWS:
+            raise ValueError(f"valid_view={self.valid_view!r}: choose one of {list(VALID_VIEWS)}.")
         self._mean = torch.tensor(self.mean, dtype=torch.float32).view(1, 3, 1, 1) * 255
         self._std = torch.tensor(self.std, dtype=torch.float32).view(1, 3, 1, 1) * 255
 
@@ -88,7 +122,8 @@ class ClipTransform:
         if self.train:
             top, left, ch, cw = multiscale_crop_box(rh, rw, self.scales, self.max_distort, rng)
         else:
-            top, left, ch, cw = fixed_crop_box(rh, rw, self.img_size, crop_index, self.n_crops)
+            size = self.img_size if self.valid_view == "center_crop" else min(rh, rw)
+            top, left, ch, cw = fixed_crop_box(rh, rw, size, crop_index, self.n_crops)
         return top / r, left / r, ch / r, cw / r
 
     def __call__(self, frames: torch.Tensor, rng: np.random.Generator | None = None,
@@ -105,6 +140,8 @@ class ClipTransform:
         if self.train and self.flip and rng.random() < 0.5:
             x = x.flip(-1)
         x = x.float()
+        if self.train and self.color_jitter:
+            x = color_jitter(x / 255, rng) * 255
         if self.train and self.grayscale_p > 0 and rng.random() < self.grayscale_p:
             g = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
             x = g.expand(-1, 3, -1, -1)
@@ -112,7 +149,8 @@ class ClipTransform:
 
 
 def denormalize(x: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
-    """Undo the normalisation of `(..., 3, H, W)` frames: float in [0, 1] for display."""
+    """Undo the normalisation of `(..., 3, H, W)` frames: float in [0, 1] for display. Pass the transform's
+    ``mean`` / ``std`` (for ``video_norm="none"``, 0 and 1: the values are shown as they are)."""
     m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(3, 1, 1)
     s = torch.tensor(std, dtype=x.dtype, device=x.device).view(3, 1, 1)
     return (x * s + m).clamp(0, 1)

@@ -111,7 +111,24 @@ def save_checkpoint(obj: Any, path: Path, before_replace=None) -> None:
         raise
 
 
-class Checkpoint(Callback):
+class _TrainedEpochCallback(Callback):
+    """Calls :meth:`after_trained_epoch` after each epoch that trained (not after those a resume skipped)."""
+
+    trained = False
+
+    def before_train(self):
+        self.trained = True
+
+    def after_epoch(self):
+        if self.trained:
+            self.trained = False
+            self.after_trained_epoch()
+
+    def after_trained_epoch(self) -> None:
+        raise NotImplementedError
+
+
+class Checkpoint(_TrainedEpochCallback):
     """Save ``checkpoints/last.pth`` (model, optimiser, epoch) after every trained epoch, atomically, keeping the
     previous one as ``prev.pth``: the new file is written in full first, then ``last -> prev``, then the new file
     becomes ``last``, so a kill at any moment leaves at least one complete checkpoint (see
@@ -120,15 +137,9 @@ class Checkpoint(Callback):
     order = 80
 
     def __init__(self, folder: str | Path):
-        self.folder, self.trained = Path(folder), False
+        self.folder = Path(folder)
 
-    def before_train(self):
-        self.trained = True
-
-    def after_epoch(self):
-        if not self.trained:  # an epoch skipped by resume
-            return
-        self.trained = False
+    def after_trained_epoch(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         last, prev = self.folder / "last.pth", self.folder / "prev.pth"
 
@@ -156,7 +167,7 @@ def read_best(folder: str | Path) -> dict[str, Any] | None:
     return ck
 
 
-class BestCheckpoint(Callback):
+class BestCheckpoint(_TrainedEpochCallback):
     """Save the weights of the best validation epoch so far (highest top-1; the earliest of equal ones, as the
     authors' ``checkpoint_acc``) as ``best.pth`` = ``{model, epoch, top1}``, atomically. With ``resume``, the best
     so far is read back from ``best.pth``. Runs before :class:`Checkpoint`, so a kill between the two files
@@ -165,19 +176,13 @@ class BestCheckpoint(Callback):
     order = 79
 
     def __init__(self, folder: str | Path, resume: bool = False, metric: str = "accuracy"):
-        self.folder, self.resume, self.metric, self.trained = Path(folder), resume, metric, False
+        self.folder, self.resume, self.metric = Path(folder), resume, metric
 
     def before_fit(self):
         got = read_best(self.folder) if self.resume else None
         self.best, self.best_epoch = (float(got["top1"]), int(got["epoch"])) if got else (-float("inf"), None)
 
-    def before_train(self):
-        self.trained = True
-
-    def after_epoch(self):
-        if not self.trained:  # an epoch skipped by resume
-            return
-        self.trained = False
+    def after_trained_epoch(self) -> None:
         values = dict(zip(self.recorder.metric_names[1:-1], self.recorder.values[-1]))
         value = values.get(self.metric)
         if value is None or not float(value) > self.best:

@@ -119,7 +119,8 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
 
 def add_notebooks(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("notebooks", help="run notebooks 01-04 in order (the main job), or those given by --only "
-                                         "(05: the mini tables); executed copies in results/notebooks/local/")
+                                         "(05: the mini tables, 06: a released checkpoint); executed copies in "
+                                         "results/notebooks/local/")
     p.add_argument("--only", nargs="*", help="notebook prefixes to run, e.g. 03 04")
     p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="a parameter for every notebook that declares it (papermill style)")

@@ -3,6 +3,7 @@
     python -m tsamlib notebooks                  # 01 -> 04 on the embedded default dataset, a new run
     python -m tsamlib notebooks --only 03 -p epochs 5
     python -m tsamlib notebooks --only 05        # the mini Table 1 / Table 2 grid, then the tables
+    python -m tsamlib notebooks --only 06 -p checkpoint weights/resnet50_kinetics400.ckpt.pth.tar -p manifest M.csv
     python -m tsamlib notebooks --publish        # refresh the committed copies (results/notebooks/, run "demo")
 
 Executed copies go to ``results/notebooks/local/`` (git-ignored) or, with ``--publish``, to the committed
@@ -28,8 +29,9 @@ __all__ = ["NOTEBOOKS", "MAIN_JOB", "NotebookFailed", "local_out_dir", "publishe
            "run_pipeline", "parse_param", "make_portable", "papermill_output_path", "executed_by_papermill",
            "save_notebook_copy"]
 
-NOTEBOOKS = ("01_build_datasets", "02_visualize", "03_train", "04_evaluate", "05_reproduce_tables")
-MAIN_JOB = NOTEBOOKS[:4]  # 05 trains the whole mini grid: only when asked for
+NOTEBOOKS = ("01_build_datasets", "02_visualize", "03_train", "04_evaluate", "05_reproduce_tables",
+             "06_released_checkpoint")
+MAIN_JOB = NOTEBOOKS[:4]  # 05 trains the whole mini grid, 06 evaluates a released checkpoint: only when asked for
 
 
 def local_out_dir() -> Path:

@@ -28,6 +28,10 @@ A local file may hold a plain state dict (timm, torchvision, tsamlib's own ``TSA
 Its backbone keys map to ``backbone.layerX.Y.conv1.net.*`` (tsamlib's :class:`~tsamlib.shift.TemporalShift`
 holds the conv as ``.net``) and ``last_fc`` to the head ``fc``. The authors' shift keeps the border values
 (``shift_pad="keep"``): build the model with that setting to reproduce their network.
+
+:func:`save_authors_checkpoint` goes the other way: it writes a tsamlib model in that layout (keys named as their
+model names them), e.g. to hand weights trained here to their code, or to exercise the released-checkpoint pipeline
+(:mod:`tsamlib.released`, notebook 06) without their file.
 """
 from __future__ import annotations
 
@@ -41,7 +45,8 @@ import torch
 from torch import nn
 
 __all__ = ["IN21K_FILENAME", "AUTHORS_LAYOUT", "LoadReport", "resolve_pretrained", "read_checkpoint",
-           "read_state_dict", "canonical_key", "authors_key", "load_backbone_weights", "weight_dirs"]
+           "read_state_dict", "canonical_key", "authors_key", "load_backbone_weights", "weight_dirs",
+           "authors_model_state", "save_authors_checkpoint"]
 
 IN21K_FILENAME = "resnet50_miil_21k.pth"
 TV_IN1K_ARCHS = {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152"}
@@ -224,3 +229,33 @@ def load_backbone_weights(backbone: nn.Module, head: nn.Linear | None, state_dic
             report.loaded += 1
     report.missing = [k for k in target if k not in seen and not k.endswith("num_batches_tracked")]
     return report
+
+
+def authors_model_state(model: nn.Module) -> dict[str, dict[str, torch.Tensor]]:
+    """The ``model_state`` of the authors' layout for a tsamlib ``TSAM`` (anything with ``.backbone`` and ``.fc``):
+    ``nn_input`` empty, ``nn_backbone`` the backbone as ``base_model.*`` with shifted convs as ``.conv1.layer.*``,
+    ``last_fc`` the head; tensors detached, on the CPU. :func:`read_checkpoint` maps it back key for key."""
+    backbone = {"base_model." + k.replace(".conv1.net.", ".conv1.layer."): v.detach().cpu().clone()
+                for k, v in model.backbone.state_dict().items()}
+    head = {k: v.detach().cpu().clone() for k, v in model.fc.state_dict().items()}
+    return {"nn_input": {}, "nn_backbone": backbone, "last_fc": head}
+
+
+def save_authors_checkpoint(model: nn.Module, path: str | os.PathLike,
+                            data_state: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` as the authors' saver writes theirs (``save_timepoint``): ``{data_state, model_state:
+    {nn_input, nn_backbone, last_fc}, optimizer_state_dict}``, atomically. ``data_state`` (default ``{"epoch":
+    0}``) should hold plain Python values; the optimizer state is an SGD one (their optimizer: lr 0.01, momentum
+    0.9, weight decay 1e-4) with no momentum buffers, over the parameters in tsamlib's order. Their ``fine_tune``
+    reads only ``model_state``; their ``load_model`` restores the optimizer too, which needs their parameter
+    groups (not checked here)."""
+    from .fileio import atomic_path
+
+    params = [p for p in model.parameters()]
+    optimizer = torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=1e-4) if params else None
+    record = {"data_state": dict(data_state) if data_state is not None else {"epoch": 0},
+              "model_state": authors_model_state(model),
+              "optimizer_state_dict": optimizer.state_dict() if optimizer is not None else {}}
+    with atomic_path(path, fsync=True) as tmp:
+        torch.save(record, tmp)
+    return Path(path)

@@ -132,34 +132,38 @@ def test_finished_run_without_weights(tmp_path):
 HOLDER = textwrap.dedent("""
     import sys, time
     from tsamlib.runs import start_run
-    start_at = float(sys.argv[3])
-    while time.time() < start_at:
-        time.sleep(0.001)
-    try:
-        run = start_run(sys.argv[2], {"a": 1}, runs_root=sys.argv[1])
-    except Exception as e:
-        print("REFUSED", type(e).__name__, e, flush=True)
-        sys.exit(3)
-    print("OWNER", flush=True)
-    time.sleep(float(sys.argv[4]))
+    start_at, hold = float(sys.argv[3]), float(sys.argv[4])
+    for i, run_id in enumerate(sys.argv[2].split(",")):  # one trial per run id, 2 s apart
+        while time.time() < start_at + 2 * i:
+            time.sleep(0.001)
+        try:
+            run = start_run(run_id, {"a": 1}, runs_root=sys.argv[1])
+        except Exception as e:
+            print("REFUSED", type(e).__name__, e, flush=True)
+            continue
+        print("OWNER", flush=True)
+        time.sleep(hold)
+        run.close()
 """)
 
 
-def _holder(tmp_path, run_id, start_at, hold):
+def _holder(tmp_path, run_ids, start_at, hold):
     script = tmp_path / "holder.py"
     script.write_text(HOLDER)
-    return subprocess.Popen([sys.executable, str(script), str(tmp_path), run_id, str(start_at), str(hold)],
+    return subprocess.Popen([sys.executable, str(script), str(tmp_path), run_ids, str(start_at), str(hold)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                             env=dict(os.environ, OMP_NUM_THREADS="1"))
 
 
 def test_two_processes_racing_on_one_run_id(tmp_path):
+    """Three races (one run id each) between the same two processes: each has exactly one owner."""
+    start_at = time.time() + 4  # both processes have imported tsamlib by then
+    procs = [_holder(tmp_path, "race0,race1,race2", start_at, 1.0) for _ in range(2)]
+    outs = [p.communicate(timeout=60)[0].splitlines() for p in procs]
     for trial in range(3):
-        start_at = time.time() + 4  # both processes have imported tsamlib by then
-        procs = [_holder(tmp_path, f"race{trial}", start_at, 1.0) for _ in range(2)]
-        outs = [p.communicate(timeout=60)[0] for p in procs]
-        owners = [o for o in outs if o.startswith("OWNER")]
-        refused = [o for o in outs if o.startswith("REFUSED RunLockedError")]
+        lines = [o[trial] for o in outs]
+        owners = [o for o in lines if o.startswith("OWNER")]
+        refused = [o for o in lines if o.startswith("REFUSED RunLockedError")]
         assert len(owners) == 1 and len(refused) == 1, outs
         assert "in use by pid" in refused[0]
 

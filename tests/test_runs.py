@@ -130,16 +130,19 @@ def test_finished_run_without_weights(tmp_path):
 
 # ---------------------------------------------------------------------------------------- one owner (processes)
 HOLDER = textwrap.dedent("""
-    import sys, time
+    import os, sys, time
+    from pathlib import Path
     from tsamlib.runs import start_run
-    start_at, hold = float(sys.argv[3]), float(sys.argv[4])
-    for i, run_id in enumerate(sys.argv[2].split(",")):  # one trial per run id, 2 s apart
-        while time.time() < start_at + 2 * i:
-            time.sleep(0.001)
+    root, ids, barrier, hold = Path(sys.argv[1]), sys.argv[2].split(","), sys.argv[3], float(sys.argv[4])
+    for run_id in ids:
+        if barrier:  # both processes meet here before each race, however slowly they started
+            (Path(barrier) / f"{run_id}-{os.getpid()}").touch()
+            while len(list(Path(barrier).glob(f"{run_id}-*"))) < 2:
+                time.sleep(0.001)
         try:
-            run = start_run(run_id, {"a": 1}, runs_root=sys.argv[1])
+            run = start_run(run_id, {"a": 1}, runs_root=root)
         except Exception as e:
-            print("REFUSED", type(e).__name__, e, flush=True)
+            print("REFUSED", type(e).__name__, str(e).replace(chr(10), " "), flush=True)
             continue
         print("OWNER", flush=True)
         time.sleep(hold)
@@ -147,19 +150,23 @@ HOLDER = textwrap.dedent("""
 """)
 
 
-def _holder(tmp_path, run_ids, start_at, hold):
+def _holder(tmp_path, run_ids, hold, barrier=""):
     script = tmp_path / "holder.py"
     script.write_text(HOLDER)
-    return subprocess.Popen([sys.executable, str(script), str(tmp_path), run_ids, str(start_at), str(hold)],
+    return subprocess.Popen([sys.executable, str(script), str(tmp_path), run_ids, str(barrier), str(hold)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                             env=dict(os.environ, OMP_NUM_THREADS="1"))
 
 
 def test_two_processes_racing_on_one_run_id(tmp_path):
-    """Three races (one run id each) between the same two processes: each has exactly one owner."""
-    start_at = time.time() + 4  # both processes have imported tsamlib by then
-    procs = [_holder(tmp_path, "race0,race1,race2", start_at, 1.0) for _ in range(2)]
-    outs = [p.communicate(timeout=60)[0].splitlines() for p in procs]
+    """Three races (one run id each) between the same two processes, which meet at a barrier before each: every
+    race has exactly one owner, and the other process is refused naming it."""
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    procs = [_holder(tmp_path, "race0,race1,race2", 2.0, barrier) for _ in range(2)]
+    outs = [[line for line in p.communicate(timeout=120)[0].splitlines() if line.startswith(("OWNER", "REFUSED"))]
+            for p in procs]
+    assert [len(o) for o in outs] == [3, 3], outs
     for trial in range(3):
         lines = [o[trial] for o in outs]
         owners = [o for o in lines if o.startswith("OWNER")]
@@ -169,7 +176,7 @@ def test_two_processes_racing_on_one_run_id(tmp_path):
 
 
 def test_a_second_process_is_refused_and_a_dead_owners_lock_is_taken_over(tmp_path, capsys):
-    holder = _holder(tmp_path, "held", time.time(), 60)
+    holder = _holder(tmp_path, "held", 60)
     try:
         assert holder.stdout.readline().startswith("OWNER")
         with pytest.raises(RunLockedError, match=f"in use by pid {holder.pid}"):

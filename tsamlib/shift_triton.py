@@ -88,6 +88,40 @@ def _round_fp32_to(v, dtype: tl.constexpr):
 
 
 @triton.jit
+def _fwd_source(t, step, shifted, N, KEEP: tl.constexpr):
+    """Forward, per element (or per channel): the segment to read, ``t + step`` inside the clip else ``t``, and
+    whether to read it at all (not for a zero-filled border)."""
+    src = t + step
+    inside = (src >= 0) & (src < N)
+    src = tl.where(shifted & inside, src, t)
+    if KEEP:
+        loads = src == src  # every element: the border keeps its own value
+    else:
+        loads = inside | (shifted == 0)
+    return src, loads
+
+
+@triton.jit
+def _bwd_sources(t, step, shifted, N):
+    """Adjoint, per element (or per channel): the segment whose gradient moved here, ``t - step`` inside the clip
+    else ``t``; whether to read it; whether the forward kept ``t``'s own value here ("keep" border), and whether
+    both terms add up."""
+    back = t - step
+    moved = (back >= 0) & (back < N)
+    src = tl.where(shifted & moved, back, t)
+    fwd = t + step
+    kept = shifted & ((fwd < 0) | (fwd >= N))
+    return src, moved | (shifted == 0), kept, kept & moved
+
+
+@triton.jit
+def _add_kept(v, own, kept, both, dtype: tl.constexpr):
+    """The "keep" adjoint: the moved gradient ``v``, the kept one ``own``, or their sum rounded to ``dtype``."""
+    total = _round_fp32_to(v.to(tl.float32) + own.to(tl.float32), dtype)
+    return tl.where(both, total, tl.where(kept, own, v))
+
+
+@triton.jit
 def _element(T, C, H, W, K, F, N, CHANNELS_INNER: tl.constexpr, BLOCK: tl.constexpr):
     """This program's elements: (b, t) from its row, (c, h, w) of its block of the image, which are in range, and
     each channel's shift at ``t`` (:func:`_group_step`)."""
@@ -107,13 +141,8 @@ def _shift_fwd_kernel(x_ptr, out_ptr, T, C, H, W, K, F, N,
                       KEEP: tl.constexpr, CHANNELS_INNER: tl.constexpr, BLOCK: tl.constexpr):
     """Forward: ``out[b, t, c] = x[b, t + step(c), c]`` inside the clip, else 0 (zero) or ``x[b, t, c]`` (keep)."""
     b, t, c, h, w, mask, shifted, step = _element(T, C, H, W, K, F, N, CHANNELS_INNER, BLOCK)
-    src = t + step
-    inside = (src >= 0) & (src < N)
-    src = tl.where(shifted & inside, src, t)
-    if KEEP:
-        load_mask = mask
-    else:
-        load_mask = mask & (inside | (shifted == 0))
+    src, loads = _fwd_source(t, step, shifted, N, KEEP)
+    load_mask = mask & loads
     x_off = b.to(tl.int64) * xs_b + src.to(tl.int64) * xs_t + c * xs_c + h * xs_h + w * xs_w
     v = tl.load(x_ptr + x_off, mask=load_mask, other=0)
     out_off = b.to(tl.int64) * os_b + t.to(tl.int64) * os_t + c * os_c + h * os_h + w * os_w
@@ -127,20 +156,13 @@ def _shift_bwd_kernel(g_ptr, out_ptr, T, C, H, W, K, F, N,
     """Adjoint: ``out[t] = g[t - step]`` where ``0 <= t - step < N`` (else 0), plus, for ``KEEP``, ``g[t]`` where
     the forward kept ``t`` (``t + step`` outside the clip); unshifted channels and audio segments copy ``g[t]``."""
     b, t, c, h, w, mask, shifted, step = _element(T, C, H, W, K, F, N, CHANNELS_INNER, BLOCK)
-    back = t - step
-    moved = (back >= 0) & (back < N)
-    src = tl.where(shifted & moved, back, t)
-    moved_mask = mask & (moved | (shifted == 0))
+    src, loads, kept, both = _bwd_sources(t, step, shifted, N)
     inner = c * gs_c + h * gs_h + w * gs_w
     base = b.to(tl.int64) * gs_b
-    v = tl.load(g_ptr + base + src.to(tl.int64) * gs_t + inner, mask=moved_mask, other=0)
+    v = tl.load(g_ptr + base + src.to(tl.int64) * gs_t + inner, mask=mask & loads, other=0)
     if KEEP:
-        fwd = t + step
-        kept = shifted & ((fwd < 0) | (fwd >= N))
         own = tl.load(g_ptr + base + t.to(tl.int64) * gs_t + inner, mask=mask & kept, other=0)
-        both = kept & moved
-        total = _round_fp32_to(v.to(tl.float32) + own.to(tl.float32), out_ptr.dtype.element_ty)
-        v = tl.where(both, total, tl.where(kept, own, v))
+        v = _add_kept(v, own, kept, both, out_ptr.dtype.element_ty)
     out_off = b.to(tl.int64) * os_b + t.to(tl.int64) * os_t + c * os_c + h * os_h + w * os_w
     tl.store(out_ptr + out_off, v, mask=mask)
 
@@ -164,13 +186,8 @@ def _shift_fwd_tile_kernel(x_ptr, out_ptr, T, C, S, K, F, N, xs_b, xs_t, xs_c, x
                            KEEP: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
     """The forward of :func:`_shift_fwd_kernel` on (B, T, C, S) tiles (images whose h and w merge into one axis)."""
     b, t, c, s, cmask, smask, shifted, step = _tile(T, C, S, K, F, N, BLOCK_C, BLOCK_S)
-    src = t + step
-    inside = (src >= 0) & (src < N)
-    src = tl.where(shifted & inside, src, t)
-    if KEEP:
-        cload = cmask
-    else:
-        cload = cmask & (inside | (shifted == 0))
+    src, loads = _fwd_source(t, step, shifted, N, KEEP)
+    cload = cmask & loads
     x_col = b.to(tl.int64) * xs_b + src.to(tl.int64) * xs_t + c.to(tl.int64) * xs_c
     o_col = b.to(tl.int64) * os_b + t.to(tl.int64) * os_t + c.to(tl.int64) * os_c
     s64 = s.to(tl.int64)
@@ -183,21 +200,16 @@ def _shift_bwd_tile_kernel(g_ptr, out_ptr, T, C, S, K, F, N, gs_b, gs_t, gs_c, g
                            KEEP: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
     """The adjoint of :func:`_shift_bwd_kernel` on (B, T, C, S) tiles."""
     b, t, c, s, cmask, smask, shifted, step = _tile(T, C, S, K, F, N, BLOCK_C, BLOCK_S)
-    back = t - step
-    moved = (back >= 0) & (back < N)
-    src = tl.where(shifted & moved, back, t)
+    src, loads, kept, both = _bwd_sources(t, step, shifted, N)
     base = b.to(tl.int64) * gs_b + c.to(tl.int64) * gs_c
     s64 = s.to(tl.int64)
     mask2 = smask[:, None] & cmask[None, :]
     v = tl.load(g_ptr + ((base + src.to(tl.int64) * gs_t)[None, :] + s64[:, None] * gs_s),
-                mask=smask[:, None] & (cmask & (moved | (shifted == 0)))[None, :], other=0)
+                mask=smask[:, None] & (cmask & loads)[None, :], other=0)
     if KEEP:
-        fwd = t + step
-        kept = shifted & ((fwd < 0) | (fwd >= N))
         own = tl.load(g_ptr + ((base + t.to(tl.int64) * gs_t)[None, :] + s64[:, None] * gs_s),
                       mask=smask[:, None] & (cmask & kept)[None, :], other=0)
-        total = _round_fp32_to(v.to(tl.float32) + own.to(tl.float32), out_ptr.dtype.element_ty)
-        v = tl.where((kept & moved)[None, :], total, tl.where(kept[None, :], own, v))
+        v = _add_kept(v, own, kept[None, :], both[None, :], out_ptr.dtype.element_ty)
     o_col = b.to(tl.int64) * os_b + t.to(tl.int64) * os_t + c.to(tl.int64) * os_c
     tl.store(out_ptr + (o_col[None, :] + s64[:, None] * os_s), v, mask=mask2)
 

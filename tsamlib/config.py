@@ -25,7 +25,7 @@ import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, Mapping
 
-__all__ = ["RunConfig", "BOOKKEEPING", "MODEL_SETTINGS", "RECIPES", "PRESETS", "PRESET_SWITCHES", "SWITCHES",
+__all__ = ["RunConfig", "BOOKKEEPING", "MODEL_SETTINGS", "RECIPES", "PRESETS", "PRESET_SWITCHES", "SWITCHES", "DATA_SWITCHES",
            "resolve_switches", "normalize", "config_diff", "auto_run_id", "settings_help"]
 
 RECIPES = ("one_cycle", "paper")

@@ -291,6 +291,12 @@ def _audio_frame(audio: bool, img_size: int, n_mels: int, sample_rate: int, cach
                       frontend=frontend) if audio else None
 
 
+def _mean_std(video_norm: str, mean, std) -> tuple[tuple, tuple]:
+    """``mean`` / ``std`` when given, else those of the ``video_norm`` switch (:func:`tsamlib.transforms.norm_stats`)."""
+    m0, s0 = norm_stats(video_norm)
+    return tuple(m0 if mean is None else mean), tuple(s0 if std is None else std)
+
+
 def video_dataloaders(manifest, n_frames: int = 8, audio: bool = False, img_size: int = 224, resize: int = 256,
                       batch_size: int = 8, num_workers: int = 0, flip: bool = True, n_mels: int = 224,
                       sample_rate: int = DEFAULT_SR, mean=None, std=None, cache_dir=None,
@@ -318,8 +324,7 @@ def video_dataloaders(manifest, n_frames: int = 8, audio: bool = False, img_size
         if silent:
             warnings.warn(f"{silent} of {len(used)} videos have no audio track: their audio frame is silent")
     af = _audio_frame(audio, img_size, n_mels, sample_rate, cache_dir, audio_frontend)
-    m0, s0 = norm_stats(video_norm)
-    mean, std = tuple(m0 if mean is None else mean), tuple(s0 if std is None else std)
+    mean, std = _mean_std(video_norm, mean, std)
     gray = AUTHORS_GRAYSCALE_P if color_aug else grayscale_p
     mk = lambda train: ClipTransform(img_size, resize, train=train, flip=flip, scales=tuple(scales),
                                      grayscale_p=gray if train else 0.0, mean=mean, std=std,
@@ -354,9 +359,8 @@ def clip_views_dataset(manifest, split: str = "test", n_clips: int = 1, n_crops:
     df = read_table(manifest)
     part = _split(usable_rows(df, audio, missing_audio)[0], split)
     views = [(r, c, k) for r in range(len(part)) for c in range(n_clips) for k in range(n_crops)]
-    m0, s0 = norm_stats(video_norm)
-    tfm = ClipTransform(img_size, resize, train=False, n_crops=n_crops, mean=tuple(m0 if mean is None else mean),
-                        std=tuple(s0 if std is None else std), valid_view=valid_view)
+    mean, std = _mean_std(video_norm, mean, std)
+    tfm = ClipTransform(img_size, resize, train=False, n_crops=n_crops, mean=mean, std=std, valid_view=valid_view)
     af = _audio_frame(audio, img_size, n_mels, sample_rate, cache_dir, audio_frontend)
     return VideoDataset(part, n_frames, "test", tfm, af, views=views, n_clips=n_clips, replace_bad=replace_bad,
                         split=split, drop_silent=audio and missing_audio == "drop")

@@ -76,34 +76,53 @@ def _duration(c) -> float:
     return 1.0
 
 
-def load_waveform(path: str | Path, sr: int = DEFAULT_SR, mono: bool = True) -> Waveform:
-    """Decode the audio of a video (or its `.wav` twin) as float32 at `sr` Hz; silent if no track."""
+def _decode_audio(src: Path, make_resampler) -> tuple[list[np.ndarray] | None, int, float]:
+    """The first audio track of file ``src`` through ``make_resampler(stream)`` (a PyAV ``AudioResampler``):
+    (chunks of shape (channels, n), their sample rate, the container's duration in s). ``chunks`` is None when the
+    file has no audio track. What decoded before a broken tail is kept; a missing or undecodable file raises
+    :class:`AudioError`."""
     import av
-    path = Path(path)
-    src = _audio_source(path)
-    if src.is_dir():
-        return Waveform(np.zeros(sr, np.float32), sr, False, "")
     if not src.exists():
         raise AudioError(f"{src}: no such file")
+    chunks: list[np.ndarray] = []
+    rate = 0
+
+    def take(frames) -> None:
+        nonlocal rate
+        for o in frames:
+            if o is not None:
+                rate = rate or o.sample_rate
+                chunks.append(o.to_ndarray())
+
     try:
         with av.open(str(src)) as c:
             if not c.streams.audio:
-                n = max(1, int(round(_duration(c) * sr)))
-                shape = (n,) if mono else (1, n)
-                return Waveform(np.zeros(shape, np.float32), sr, False, "")
+                return None, 0, _duration(c)
             st = c.streams.audio[0]
-            layout = "mono" if mono else st.layout.name
-            rs = av.AudioResampler(format="fltp", layout=layout, rate=sr)
-            chunks = []
+            rs = make_resampler(st)
             try:
                 for frame in c.decode(st):
-                    chunks += [o.to_ndarray() for o in rs.resample(frame)]
+                    take(rs.resample(frame))
             except av.error.FFmpegError:
                 if not chunks:
                     raise          # keep what decoded before a broken tail
-            chunks += [o.to_ndarray() for o in rs.resample(None)]
+            take(rs.resample(None))
+            return chunks, int(rate or st.rate), 0.0
     except (av.error.FFmpegError, OSError, ValueError) as e:
         raise AudioError(f"{src}: cannot decode audio ({type(e).__name__}: {e})") from e
+
+
+def load_waveform(path: str | Path, sr: int = DEFAULT_SR, mono: bool = True) -> Waveform:
+    """Decode the audio of a video (or its `.wav` twin) as float32 at `sr` Hz; silent if no track."""
+    import av
+    src = _audio_source(Path(path))
+    if src.is_dir():
+        return Waveform(np.zeros(sr, np.float32), sr, False, "")
+    chunks, _, duration = _decode_audio(
+        src, lambda st: av.AudioResampler(format="fltp", layout="mono" if mono else st.layout.name, rate=sr))
+    if chunks is None:  # no audio track: silent, as long as the video
+        n = max(1, int(round(duration * sr)))
+        return Waveform(np.zeros((n,) if mono else (1, n), np.float32), sr, False, "")
     if not chunks or sum(ch.shape[1] for ch in chunks) == 0:
         return Waveform(np.zeros(sr if mono else (1, sr), np.float32), sr, False, "")
     wave = np.concatenate(chunks, axis=1).astype(np.float32)
@@ -178,39 +197,20 @@ def load_waveform_authors(path: str | Path, pcm16: bool = True, silent_sr: int =
     long as the video at `silent_sr` Hz, ``has_audio=False`` (the authors drop such clips from the dataset instead).
     """
     import av
-    path = Path(path)
-    src = _audio_source(path)
+    src = _audio_source(Path(path))
     if src.is_dir():
         return Waveform(np.zeros(silent_sr, np.float32), silent_sr, False, "")
-    if not src.exists():
-        raise AudioError(f"{src}: no such file")
-    try:
-        with av.open(str(src)) as c:
-            if not c.streams.audio:
-                n = max(1, int(round(_duration(c) * silent_sr)))
-                return Waveform(np.zeros(n, np.float32), silent_sr, False, "")
-            st = c.streams.audio[0]
-            rs = av.AudioResampler(format="fltp")      # rate and layout of the input: a sample-format change only
-            chunks = []
-            sr = 0
-            try:
-                for frame in c.decode(st):
-                    for o in rs.resample(frame):
-                        sr = sr or o.sample_rate
-                        chunks.append(o.to_ndarray()[0])
-            except av.error.FFmpegError:
-                if not chunks:
-                    raise          # keep what decoded before a broken tail
-            chunks += [o.to_ndarray()[0] for o in rs.resample(None) if o is not None]
-    except (av.error.FFmpegError, OSError, ValueError) as e:
-        raise AudioError(f"{src}: cannot decode audio ({type(e).__name__}: {e})") from e
-    if not chunks or sum(len(ch) for ch in chunks) == 0:
+    # a sample-format change only: the input's rate and channels are kept
+    chunks, sr, duration = _decode_audio(src, lambda st: av.AudioResampler(format="fltp"))
+    if chunks is None:  # no audio track: silent, as long as the video
+        return Waveform(np.zeros(max(1, int(round(duration * silent_sr))), np.float32), silent_sr, False, "")
+    if not chunks or sum(ch.shape[1] for ch in chunks) == 0:
         return Waveform(np.zeros(silent_sr, np.float32), silent_sr, False, "")
-    wave = np.concatenate(chunks).astype(np.float32)
+    wave = np.concatenate([ch[0] for ch in chunks]).astype(np.float32)   # channel 0
     wave = np.nan_to_num(wave, nan=0.0, posinf=0.0, neginf=0.0)
     if pcm16 and src.suffix.lower() != ".wav":
         wave = np.clip(np.rint(wave * 32768.0), -32768, 32767).astype(np.float32) / np.float32(32768.0)
-    return Waveform(wave, int(sr or st.rate), True, str(src))
+    return Waveform(wave, sr, True, str(src))
 
 
 def authors_log_mels(wave: np.ndarray, sr: int, n_mels: int = 224, windows_ms=(25, 50, 100), hops_ms=(10, 25, 50),

@@ -25,8 +25,8 @@ import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, Mapping
 
-__all__ = ["RunConfig", "BOOKKEEPING", "MODEL_SETTINGS", "RECIPES", "PRESETS", "PRESET_SWITCHES", "SWITCHES", "DATA_SWITCHES",
-           "resolve_switches", "normalize", "config_diff", "auto_run_id", "settings_help"]
+__all__ = ["RunConfig", "BOOKKEEPING", "MODEL_SETTINGS", "RECIPES", "PRESETS", "PRESET_SWITCHES", "SWITCHES",
+           "DATA_SWITCHES", "resolve_switches", "normalize", "config_diff", "auto_run_id", "settings_help"]
 
 RECIPES = ("one_cycle", "paper")
 # Every difference between this library's pipeline and the authors' released code (issue 10), one switch each.

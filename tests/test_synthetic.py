@@ -114,6 +114,45 @@ def test_kinetics_av_sound_splits_hum_from_beeps():
     assert high_share(1) > 3 * high_share(0) and high_share(3) > 3 * high_share(2)
 
 
+def test_kinetics_av_pictures_split_the_shapes_by_colour_family():
+    """Version 2: each shape has its own colour family and the triangle distractor the remaining colours, so the
+    pictures split disk from square (and only that: hum and beeps of one shape look alike)."""
+    from tsamlib.synthetic import _KAV_COLOURS, _KAV_DISTRACTOR, _PALETTE
+
+    def families(c, i):
+        frames, _ = render_clip("mini-kinetics-av", c, 0, i, 0.5, (64, 64), 12, audio=False)
+        px = frames[len(frames) // 2].reshape(-1, 3).astype(float)
+        px = px[px.max(1) > 150]  # the objects, not the dark background
+        nearest = np.abs(px[:, None] - _PALETTE[None]).sum(-1).argmin(1)
+        return {int(k) for k in np.unique(nearest) if (nearest == k).sum() > 10}
+    for c in range(4):
+        own, other = set(_KAV_COLOURS[c // 2]), set(_KAV_COLOURS[1 - c // 2])
+        for i in range(6):
+            seen = families(c, i)
+            assert seen & own and not seen & other, (c, i, seen)
+            assert seen <= own | set(_KAV_DISTRACTOR), (c, i, seen)
+
+
+def test_a_newer_generator_rewrites_a_stale_dataset(tmp_path, capsys, monkeypatch):
+    import tsamlib.datasets as datasets
+    args = dict(kind="mini-kinetics-av", n_per_class=1, n_classes=2, seconds=0.5, size=(32, 32), workers=1)
+    root = make_synthetic_dataset(tmp_path / "mini-kinetics-av", **args)
+    pfile = root / "synthetic.json"
+    old = json.loads(pfile.read_text())
+    pfile.write_text(json.dumps({**old, "version": old["version"] - 1}))  # as written by the older generator
+    monkeypatch.setattr(datasets, "dataset_dir", lambda kind: tmp_path / kind)
+    with pytest.raises(FileExistsError, match="older generator"):
+        datasets.dataset_manifest("mini-kinetics-av")  # without build_missing: the fix is named, nothing used
+    capsys.readouterr()
+    make_synthetic_dataset(root, **args)  # same settings, only the version differs: regenerated, no error
+    assert "regenerating with version" in capsys.readouterr().out
+    assert json.loads(pfile.read_text()) == {**old, "complete": True}
+    assert datasets.dataset_manifest("mini-kinetics-av") == root / "manifest.csv"  # current again
+    pfile.write_text(json.dumps({**old, "version": old["version"] - 1, "seed": 5}))
+    with pytest.raises(FileExistsError, match="seed"):  # other settings too: never rewritten without overwrite
+        make_synthetic_dataset(root, **args)
+
+
 def test_mini_something_is_about_order():
     def frames(c, i):
         return render_clip("mini-something", c, 0, i, 2.0, (64, 64), 12, audio=False)[0]

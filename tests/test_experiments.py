@@ -191,6 +191,40 @@ def test_render_table_values_spread_and_not_run(tmp_path):
         assert all((m == "") == (n == 0) for m, n in zip(t["Measured top-1"], t["n seeds"]))
 
 
+def test_shape_top1_column_reads_each_runs_one_clip_evaluation(tmp_path):
+    """Table 1 at mini scale: "Shape top-1" counts a prediction right when its shape is (hum/beeps aside), from the
+    run's eval_valid_1x1.json; runs without that record are left out of it, not counted as zero."""
+    _fake_grid_runs(tmp_path, seeds=(0, 1))
+    vocab = ["disk_beeps", "disk_hum", "square_beeps", "square_hum"]
+    videos = [dict(label=0, pred=1), dict(label=1, pred=1), dict(label=2, pred=3), dict(label=3, pred=0)]
+    for seed in (0, 1):
+        rec = dict(vocab=vocab, videos=videos[: 4 - seed])  # seed 0: 3 of 4 right shapes; seed 1: 3 of 3
+        (tmp_path / f"table1-mini-tsm-8-in1k-s{seed}" / "eval_valid_1x1.json").write_text(json.dumps(rec))
+    assert tb.shape_top1(tmp_path / "table1-mini-tsm-8-in1k-s0") == pytest.approx(0.75)
+    assert tb.shape_top1(tmp_path / "table1-mini-tsm-16-in1k-s0") is None
+    t1 = tb.render_table("table1", "mini", tmp_path, seeds=(0, 1))
+    shapes = dict(zip(t1["Run ids"], t1["Shape top-1"]))
+    assert shapes["table1-mini-tsm-8-in1k-s0, table1-mini-tsm-8-in1k-s1"] == "87.5 ± 17.7"
+    assert shapes["table1-mini-tsm-16-in1k-s0, table1-mini-tsm-16-in1k-s1"] == ""
+    assert "Shape top-1" not in tb.render_table("table2", "mini", tmp_path, seeds=(0, 1)).columns
+    assert "Shape top-1" in tb.table_markdown(t1, "table1", "mini")
+
+
+def test_evaluate_shapes_evaluates_only_finished_table1_runs_without_a_record(tmp_path, monkeypatch):
+    import tsamlib.evaluate as ev
+    _fake_grid_runs(tmp_path, seeds=(0,))
+    (tmp_path / "table1-mini-tsm-8-in1k-s0" / "eval_valid_1x1.json").write_text("{}")  # already evaluated
+    calls = []
+    monkeypatch.setattr(ev, "evaluate_views", lambda path, **kw: calls.append((Path(path).name, kw)) or {"top1": 0.5})
+    done = tb.evaluate_shapes("mini", tmp_path, seeds=(0,), log=lambda *a: None)
+    assert sorted(done) == sorted(n for n, _ in calls)
+    assert {n for n, _ in calls} == {"table1-mini-tsam-8-rgb-in1k-s0", "table1-mini-tsam-8-av-in1k-s0",
+                                     "table1-mini-tsm-16-in1k-s0", "table1-mini-tsam-16-rgb-in1k-s0",
+                                     "table1-mini-tsam-16-av-in1k-s0"}
+    assert all(kw["n_clips"] == 1 and kw["n_crops"] == 1 for _, kw in calls)
+    assert tb.evaluate_shapes("paper", tmp_path) == []
+
+
 def test_write_tables_and_figures(tmp_path):
     _fake_grid_runs(tmp_path / "runs", seeds=(0,))
     tables = tb.write_tables("mini", tmp_path / "runs", tmp_path / "tables")

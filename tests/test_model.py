@@ -220,3 +220,16 @@ def test_shift_pad_keep_differs_from_zero_only_at_the_borders():
     assert not torch.equal(fz[0, 0], fk[0, 0]) and not torch.equal(fz[0, 19], fk[0, 19])
     with pytest.raises(ValueError, match="shift_pad"):
         create_tsam("resnet18", num_classes=5, n_frames=4, shift_pad="wrap")
+
+
+@pytest.mark.parametrize("n_frames,k,n_insert,expected", [(8, 0, 1, 0), (8, 1, 1, 7), (16, 1, 1, 8), (16, 2, 2, 8),
+                                                          (16, 4, 2, 15)])
+def test_temporal_reach_is_shifted_blocks_times_depth(n_frames, k, n_insert, expected):
+    """resnet18 has 8 blocks: TSM (every block, k=1) reaches 8 segments, TSAM (every 2nd block) 4k, both capped at
+    T - 1. Measured by gradients, and the model handed in is left as it was (training mode, zero-init BN)."""
+    from tsamlib.complexity import temporal_reach
+    m = create_tsam("resnet18", num_classes=3, n_frames=n_frames, shift_depth=k, f_div=8 if k == 1 else 4,
+                    n_insert=n_insert)
+    before = {n: t.clone() for n, t in m.state_dict().items()}
+    assert temporal_reach(m, img_size=16) == expected
+    assert m.training and all(torch.equal(t, before[n]) for n, t in m.state_dict().items())

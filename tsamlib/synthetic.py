@@ -26,7 +26,7 @@ import numpy as np
 
 from .fileio import atomic_path, relative_to_repo
 
-__all__ = ["KINDS", "describe", "make_synthetic_dataset", "render_clip", "write_clip"]
+__all__ = ["KINDS", "describe", "make_synthetic_dataset", "render_clip", "write_clip", "picture_class"]
 
 PARAMS_FILE = "synthetic.json"
 _VERSION = {"default": 1, "mini-kinetics-av": 2, "mini-something": 1}  # bumped when a kind's generator changes
@@ -90,6 +90,12 @@ def describe(kind: str = "default", n_classes: int | None = None) -> list[tuple[
 
 
 # ------------------------------------------------------------------------------------------------ drawing
+def picture_class(kind: str, class_name: str) -> str | None:
+    """What the pictures alone can tell of a ``kind`` class: its shape for ``mini-kinetics-av`` ("disk_hum" ->
+    "disk"; the sound splits the rest), None for kinds whose pictures tell the whole class."""
+    return class_name.split("_")[0] if kind == "mini-kinetics-av" else None
+
+
 def _shape_alpha(shape: str, u: np.ndarray, v: np.ndarray, cx, cy, r, angle=0.0, px: float = 64.0) -> np.ndarray:
     """Soft (anti-aliased) mask in [0, 1] of a shape centred at (cx, cy) with radius r, coordinates in [0, 1]."""
     cx, cy, r, angle = (np.asarray(a, np.float32)[..., None, None] for a in (cx, cy, r, angle))

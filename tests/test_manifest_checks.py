@@ -168,10 +168,11 @@ def test_probe_pool_ends_workers_on_exception():
 
 @pytest.fixture(scope="module")
 def many_videos(tmp_path_factory):
-    """A class-folder dataset of 1500 tiny identical clips: probing with 2 workers takes several seconds."""
+    """A class-folder dataset of 3000 tiny identical clips: probing with 2 workers takes well over the time the
+    test needs to signal it, even when a loaded machine delays the test itself (1500 once finished first)."""
     root = tmp_path_factory.mktemp("many") / "root"
     src = make_video(root.parent / "src.mp4", n_frames=2, size=(16, 16), audio=False)
-    for c in ("a", "b"):
+    for c in ("a", "b", "c", "d"):
         (root / c).mkdir(parents=True)
         for i in range(750):
             shutil.copyfile(src, root / c / f"{c}{i}.mp4")
@@ -187,7 +188,7 @@ def test_interrupted_index_leaves_no_probe_workers(many_videos, tmp_path, sig):
                             stderr=subprocess.DEVNULL)
     try:
         parent = psutil.Process(proc.pid)
-        deadline = time.time() + 15
+        deadline = time.time() + 60  # generous: a loaded 2-core machine takes long to import tsamlib
         kids: list[psutil.Process] = []
         while time.time() < deadline and proc.poll() is None:
             kids = parent.children(recursive=True)
@@ -198,8 +199,8 @@ def test_interrupted_index_leaves_no_probe_workers(many_videos, tmp_path, sig):
         time.sleep(0.3)  # probing under way
         assert proc.poll() is None, "index finished before the signal: the test needs more files"
         proc.send_signal(sig)
-        assert proc.wait(timeout=10) != 0
-        deadline = time.time() + 5
+        assert proc.wait(timeout=30) != 0
+        deadline = time.time() + 15
         while _alive(kids) and time.time() < deadline:
             time.sleep(0.05)
         assert not _alive(kids), f"probe workers outlived `index` after {sig.name}"

@@ -185,7 +185,8 @@ def test_interrupted_index_leaves_no_probe_workers(many_videos, tmp_path, sig):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-m", "tsamlib", "index", "folder", str(many_videos), "--out", str(out),
                              "--workers", "2"], cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL,  # Ctrl-C as from a terminal, even when the suite runs
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # under `cmd &`
     try:
         parent = psutil.Process(proc.pid)
         deadline = time.time() + 60  # generous: a loaded 2-core machine takes long to import tsamlib

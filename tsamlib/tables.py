@@ -22,7 +22,8 @@ from .fileio import read_json, repo_root
 from .runs import runs_dir
 from .synthetic import picture_class
 
-__all__ = ["collect_runs", "match_runs", "render_table", "shape_top1", "evaluate_shapes", "table_markdown", "write_tables", "write_figures",
+__all__ = ["collect_runs", "match_runs", "render_table", "shape_top1", "evaluate_shapes", "table_markdown",
+           "write_tables", "write_figures",
            "TABLE_FILES"]
 
 TABLE_FILES = {"table1": "table1_kinetics400", "table2": "table2_something_v1"}
@@ -74,7 +75,9 @@ def shape_top1(run_dir: str | os.PathLike, kind: str = "mini-kinetics-av") -> fl
     :func:`tsamlib.synthetic.picture_class`), from the run's one-clip evaluation ``eval_valid_1x1.json``
     (``python -m tsamlib evaluate RUN --n-clips 1 --n-crops 1``); None when that record is missing. An RGB model that
     learned everything the pictures show scores 1.0 here and about 0.5 top-1 on mini-kinetics-av."""
-    path = Path(run_dir) / "eval_valid_1x1.json"
+    from .evaluate import eval_path
+
+    path = eval_path(run_dir, "valid", 1, 1)
     if not path.is_file():
         return None
     rec = read_json(path)
@@ -90,7 +93,7 @@ def evaluate_shapes(scale: str = "mini", runs_root: str | os.PathLike | None = N
     """Write ``eval_valid_1x1.json`` (one centre clip, the view of the training's validation) for every finished
     Table 1 run of the mini grid that lacks it, so that :func:`render_table` can fill "Shape top-1". Returns the
     run ids evaluated; runs already evaluated are left as they are."""
-    from .evaluate import evaluate_views
+    from .evaluate import eval_path, evaluate_views
 
     if scale != "mini":
         return []
@@ -99,7 +102,7 @@ def evaluate_shapes(scale: str = "mini", runs_root: str | os.PathLike | None = N
         if e.row.table != "table1":
             continue
         for _, r in match_runs(e, runs).iterrows():
-            if r.finished and not (Path(r.path) / "eval_valid_1x1.json").is_file():
+            if r.finished and not eval_path(r.path, "valid", 1, 1).is_file():
                 res = evaluate_views(r.path, n_clips=1, n_crops=1, progress=False)
                 log(f"{r.run_id}: one-clip evaluation top-1 {100 * res['top1']:.1f} "
                     f"(training's last epoch: {100 * r.top1:.1f})")

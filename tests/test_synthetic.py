@@ -10,7 +10,7 @@ import pytest
 
 from tsamlib.__main__ import main
 from tsamlib.manifest import read_manifest
-from tsamlib.synthetic import KINDS, describe, make_synthetic_dataset, render_clip
+from tsamlib.synthetic import KINDS, describe, make_synthetic_dataset, outdated, render_clip
 
 SMALL = dict(n_per_class=5, n_classes=3, seconds=1.0, size=(48, 64), fps=12, length_jitter=0.0)
 
@@ -139,7 +139,9 @@ def test_a_newer_generator_rewrites_a_stale_dataset(tmp_path, capsys, monkeypatc
     root = make_synthetic_dataset(tmp_path / "mini-kinetics-av", **args)
     pfile = root / "synthetic.json"
     old = json.loads(pfile.read_text())
+    assert not outdated(root) and not outdated(tmp_path / "nothing-here")
     pfile.write_text(json.dumps({**old, "version": old["version"] - 1}))  # as written by the older generator
+    assert outdated(root)
     monkeypatch.setattr(datasets, "dataset_dir", lambda kind: tmp_path / kind)
     with pytest.raises(FileExistsError, match="older generator"):
         datasets.dataset_manifest("mini-kinetics-av")  # without build_missing: the fix is named, nothing used
@@ -148,6 +150,7 @@ def test_a_newer_generator_rewrites_a_stale_dataset(tmp_path, capsys, monkeypatc
     assert "regenerating with version" in capsys.readouterr().out
     assert json.loads(pfile.read_text()) == {**old, "complete": True}
     assert datasets.dataset_manifest("mini-kinetics-av") == root / "manifest.csv"  # current again
+    assert not outdated(root)
     pfile.write_text(json.dumps({**old, "version": old["version"] - 1, "seed": 5}))
     with pytest.raises(FileExistsError, match="seed"):  # other settings too: never rewritten without overwrite
         make_synthetic_dataset(root, **args)

@@ -6,12 +6,11 @@
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from .fileio import relative_to_repo, repo_root
-from .synthetic import _VERSION, KINDS, PARAMS_FILE, make_synthetic_dataset
+from .synthetic import KINDS, make_synthetic_dataset, outdated
 
 __all__ = ["KINDS", "dataset_dir", "build_dataset", "dataset_manifest"]
 
@@ -29,15 +28,6 @@ def build_dataset(kind: str, seed: int = 0, n_per_class: int | None = None, work
     return root / "manifest.csv"
 
 
-def _stale(root: Path) -> bool:
-    """True when ``root/synthetic.json`` records an older generator version than this library's."""
-    params = root / PARAMS_FILE
-    if not params.is_file():
-        return False
-    recorded = json.loads(params.read_text())
-    return recorded.get("version") != _VERSION.get(recorded.get("kind"), recorded.get("version"))
-
-
 def dataset_manifest(dataset: str | os.PathLike, build_missing: bool = False) -> Path:
     """The manifest of a synthetic dataset's name (``data/<name>/manifest.csv``) or of a manifest path.
 
@@ -53,7 +43,7 @@ def dataset_manifest(dataset: str | os.PathLike, build_missing: bool = False) ->
             print(f"{relative_to_repo(path)} is missing: building the synthetic {str(dataset)!r} dataset now "
                   "(deterministic, seed 0, the same generator as notebook 01) ...", flush=True)
             build_dataset(str(dataset))
-        elif _stale(path.parent):
+        elif outdated(path.parent):
             if not build_missing:
                 raise FileExistsError(f"{relative_to_repo(path.parent)} was written by an older generator of "
                                       f"{str(dataset)!r}: rebuild it with notebooks/01_build_datasets.ipynb or "

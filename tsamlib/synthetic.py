@@ -26,10 +26,21 @@ import numpy as np
 
 from .fileio import atomic_path, relative_to_repo
 
-__all__ = ["KINDS", "describe", "make_synthetic_dataset", "render_clip", "write_clip", "picture_class"]
+__all__ = ["KINDS", "describe", "make_synthetic_dataset", "render_clip", "write_clip", "picture_class",
+           "outdated"]
 
 PARAMS_FILE = "synthetic.json"
 _VERSION = {"default": 1, "mini-kinetics-av": 2, "mini-something": 1}  # bumped when a kind's generator changes
+
+
+def outdated(root: str | os.PathLike) -> bool:
+    """True when ``root/synthetic.json`` records another generator version than this library's for its kind
+    (the clips there are stale); False when there is no record or it is current."""
+    pfile = Path(root) / PARAMS_FILE
+    if not pfile.is_file():
+        return False
+    recorded = json.loads(pfile.read_text())
+    return recorded.get("version") != _VERSION.get(recorded.get("kind"), recorded.get("version"))
 
 CLASSES: dict[str, list[tuple[str, str]]] = {
     "default": [

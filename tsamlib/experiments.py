@@ -9,9 +9,9 @@ Two scales, each a plain function from a row to the 03_train parameter dict:
 - :func:`paper_params`: ResNet-50, 224 px, the authors' configs (``../shared/reference-configs``) and
   ``preset="authors"`` (their pipeline produced the report's numbers), on manifests that the caller gives (no
   dataset roots are hard-coded);
-- :func:`mini_params`: the synthetic ``mini-kinetics-av`` / ``mini-something`` datasets, resnet18 at 48 px,
-  one-cycle, 10 epochs, ``preset="tsamlib"``: the whole mini grid (one seed) takes ~21 min on an idle 2-core
-  CPU (measured).
+- :func:`mini_params`: the synthetic ``mini-kinetics-av`` / ``mini-something`` datasets, resnet18 at 32 px,
+  one-cycle, 12 epochs, ``preset="tsamlib"``: the whole mini grid (one seed, 14 runs) took about 30 minutes on
+  an idle 2-core CPU on 2026-11-25, and 3.3-3.7 times as long on 2026-11-27 (README, mini section).
 
 :func:`paper_grid` / :func:`mini_grid` pair every row with its parameters (or the reason it is not run) and
 the initialisation actually used; :func:`run_grid` executes them with papermill, skipping finished runs and
@@ -167,7 +167,7 @@ def paper_params(row: Row, seed: int = 0, kinetics_manifest: str | None = None,
 
 
 # ------------------------------------------------------------------------------------------------- mini
-# Sized from measured epochs on this 2-core CPU (results/tables/README.md): ~21 min for the grid unloaded.
+# Sized from measured epochs on this 2-core CPU (results/tables/README.md).
 # resnet18 (2 blocks per stage) so that TSM (shift in every block) and TSAM (every 2nd block) really differ.
 # Piloted on this 2-core CPU: resnet18 at 32 px, 16 frames, 12 epochs of one-cycle at 1e-2 reached 0.83 top-1 on
 # mini-something with k=4 (TSN: 0.35), about 2 minutes a run; the whole mini grid is about 30 minutes.

@@ -306,12 +306,12 @@ def write_figures(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike | 
     ax.bar(x + 0.2, heights, 0.4, label=f"measured ({scale} scale, mean over seeds)", color="tab:blue",
            yerr=[e if ok_ else 0 for e, ok_ in zip(spread, has_err)] if any(has_err) else None,
            error_kw=dict(capsize=3, ecolor="k", lw=1))
-    for xi, m, (n_av, n_rgb) in zip(x, measured, n_seeds):
+    for xi, m, e, ok_, (n_av, n_rgb) in zip(x, measured, spread, has_err, n_seeds):
         if math.isnan(m):
             ax.text(xi + 0.2, 0, "not run", rotation=90, ha="center", va="bottom", fontsize=8)
-        else:
-            ax.annotate(f"n={n_av}/{n_rgb}", (xi + 0.2, max(m, 0)), textcoords="offset points", xytext=(0, 3),
-                        ha="center", va="bottom", fontsize=7)
+        else:  # above the error bar's cap, not on it
+            ax.annotate(f"n={n_av}/{n_rgb}", (xi + 0.2, max(m, 0) + (e if ok_ else 0)), textcoords="offset points",
+                        xytext=(0, 3), ha="center", va="bottom", fontsize=7)
     ax.axhline(0, color="k", lw=0.5)
     ax.set(xticks=x, ylabel="top-1 gain from audio (percentage points)",
            title="Table 1: TSAM top-1 of RGB+audio minus RGB (same frames and init)")

@@ -32,16 +32,6 @@ __all__ = ["KINDS", "describe", "make_synthetic_dataset", "render_clip", "write_
 PARAMS_FILE = "synthetic.json"
 _VERSION = {"default": 1, "mini-kinetics-av": 2, "mini-something": 1}  # bumped when a kind's generator changes
 
-
-def outdated(root: str | os.PathLike) -> bool:
-    """True when ``root/synthetic.json`` records another generator version than this library's for its kind
-    (the clips there are stale); False when there is no record or it is current."""
-    pfile = Path(root) / PARAMS_FILE
-    if not pfile.is_file():
-        return False
-    recorded = json.loads(pfile.read_text())
-    return recorded.get("version") != _VERSION.get(recorded.get("kind"), recorded.get("version"))
-
 CLASSES: dict[str, list[tuple[str, str]]] = {
     "default": [
         ("red_disk_slides_right", "red disk slides left to right; steady low tone (~262 Hz)"),
@@ -349,6 +339,16 @@ def _run_jobs(jobs: list[dict], workers: int) -> None:
         with ProcessPoolExecutor(workers, initializer=single_thread) as ex:
             for _ in ex.map(_make_one, jobs, chunksize=4):
                 bar.update()
+
+
+def outdated(root: str | os.PathLike) -> bool:
+    """True when ``root/synthetic.json`` records another generator version than this library's for its kind
+    (the clips there are stale); False when there is no record or it is current."""
+    pfile = Path(root) / PARAMS_FILE
+    if not pfile.is_file():
+        return False
+    recorded = json.loads(pfile.read_text())
+    return recorded.get("version") != _VERSION.get(recorded.get("kind"), recorded.get("version"))
 
 
 def make_synthetic_dataset(root: str | os.PathLike, kind: str = "default", n_per_class: int | None = None,

@@ -23,8 +23,7 @@ from .runs import runs_dir
 from .synthetic import picture_class
 
 __all__ = ["collect_runs", "match_runs", "render_table", "shape_top1", "evaluate_shapes", "table_markdown",
-           "write_tables", "write_figures",
-           "TABLE_FILES"]
+           "write_tables", "write_figures", "TABLE_FILES"]
 
 TABLE_FILES = {"table1": "table1_kinetics400", "table2": "table2_something_v1"}
 _DATASETS = {("table1", "mini"): "synthetic mini-kinetics-av (data/mini-kinetics-av)",

@@ -89,6 +89,26 @@ def compare_prepared(videos: list[Path], folders: list[Path], repeats: int, tmp:
     return out
 
 
+def prepared_stages(folders: list[Path], repeats: int, tmp: Path) -> dict:
+    """Where a prepared 16+1 training clip's time goes: list the frame folder, decode 16 JPEGs, transform them
+    (crop, resize, flip, normalise), audio frame from the mel cache; ms, median over clips of the median of repeats."""
+    from tsamlib.video import _read_folder, list_frames, segment_indices
+    tfm = ClipTransform(img_size=224, resize=256, train=True)
+    af = AudioFrame(size=(224, 224), cache_dir=tempfile.mkdtemp(dir=tmp))
+    per: dict[str, list[float]] = {"list": [], "decode": [], "transform": [], "audio_cached": []}
+    for f in folders:
+        rng = np.random.default_rng(0)
+        names = list_frames(f)
+        idx = segment_indices(len(names), 16, "train", rng)
+        frames = _read_folder(names, idx)
+        af(f)
+        per["list"].append(time_ms(lambda: list_frames(f), repeats))
+        per["decode"].append(time_ms(lambda: _read_folder(names, idx), repeats))
+        per["transform"].append(time_ms(lambda: tfm(frames, np.random.default_rng(0)), repeats))
+        per["audio_cached"].append(time_ms(lambda: af(f, train=True, rng=np.random.default_rng(0)), repeats))
+    return {k: round(statistics.median(v), 1) for k, v in per.items()}
+
+
 def prepared_summary(per_clip: list[dict]) -> dict:
     """Medians over clips of each column, and of the per-clip mp4 / prepared ratios."""
     keys = [f"{layout}_{a}" for layout in ("mp4", "prepared") for a in ("off", "cold", "cached")]
@@ -183,6 +203,11 @@ def prepared_markdown(prep: dict) -> list[str]:
                      f"{med[f'{layout}_cached']:.0f} |")
     lines.append(f"| mp4 / prepared (median of per-clip ratios) | {med['speedup_off']} | {med['speedup_cold']} | "
                  f"{med['speedup_cached']} |")
+    if prep.get("stages"):
+        st = prep["stages"]
+        lines += ["", "Where a prepared 16+1 training clip's time goes (ms, one core, median over the clips): "
+                  f"list the frame folder {st['list']}, decode 16 JPEGs {st['decode']}, transform them (crop, resize, "
+                  f"flip, normalise) {st['transform']}, audio frame from the mel cache {st['audio_cached']}."]
     lines += ["", "Per clip (ms, 16+1 at 224, audio cold):", "", "| clip | mp4 | prepared |", "|---|---|---|"]
     lines += [f"| {r['clip']} | {r['mp4_cold']:.0f} | {r['prepared_cold']:.0f} |" for r in prep["per_clip"]]
     return lines
@@ -260,11 +285,12 @@ def main(argv=None) -> None:
             per_clip = compare_prepared(cmp_videos, folders, args.repeats, tmp)
             size_mb = lambda ps: sum(q.stat().st_size for p in ps for q in ([p] if p.is_file() else p.iterdir())) / 1e6
             wavs = [f.parent / (f.name + ".wav") for f in folders]
+            stages = prepared_stages(folders, args.repeats, tmp)
             prep = dict(meta=dict(clips=cmp_what, n_clips=len(cmp_videos), repeats=args.repeats,
                                   prepare_s=round(prep_s, 1), prepare_workers=prep_workers,
                                   prepared_mb=round(size_mb(folders) + size_mb([w for w in wavs if w.exists()]), 1),
                                   mp4_mb=round(size_mb(cmp_videos), 1)),
-                        per_clip=per_clip, median=prepared_summary(per_clip))
+                        per_clip=per_clip, median=prepared_summary(per_clip), stages=stages)
             print(prep["median"])
     meta = dict(n_clips=len(paths), repeats=args.repeats, clips=", ".join(p.name for p in paths),
                 jpeg_from=jpeg_src.name, machine=f"{cpu_name()}, "

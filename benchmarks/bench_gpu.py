@@ -11,14 +11,17 @@ recorded as such, never left out silently):
    (``recompute=False``, the memory before issue 11) and TSAM on the slice copies; two rounds in alternating order,
    median ms/step and peak allocated memory. Then ``torch.compile`` of TSN, TSAM and TSM: compile time (first two
    steps) and compiled step time.
+   **profile**: ``torch.profiler`` over eager steps of TSN, TSAM and TSM: wall time, the CPU's time to enqueue a
+   step, the GPU's kernel time, and the kernels whose time differs most from TSN's (is the GPU waiting on the CPU?).
 3. **real training loop**: the 12 real Kinetics clips (``--clips``) prepared with ``tsamlib.prepare`` (JPEG frames
-   at short side 256 + ``.wav``), repeated with hard links to 480 training clips; loader alone (clips/s, cold audio
-   and with the mel cache) with ``--workers`` processes, the same for the mp4s, then ``tsam_learner`` (paper
-   recipe, fp16, channels_last) training TSAM 16+1 for one epoch over them: clips/s after the first batches.
+   at short side 256 + ``.wav``), repeated with links to 480 training clips (the links are made in a temporary
+   folder; the clip folder is only read); loader alone (clips/s, cold audio and with the mel cache) with
+   ``--workers`` processes, the same for the mp4s, then ``tsam_learner`` (paper recipe, fp16, channels_last)
+   training TSAM 16+1 for one epoch over them: clips/s after the first batches.
 4. ``accelerate launch --num_processes 1 -m tsamlib.distributed`` on that prepared manifest, one epoch.
 
     python benchmarks/bench_gpu.py --clips ../shared/kinetics-clips       # one GPU, about 5 minutes
-    python benchmarks/bench_gpu.py --small --device cpu                   # a try on CPU, tiny sizes, ~1 minute
+    python benchmarks/bench_gpu.py --small --device cpu                   # a try on CPU, tiny sizes, ~4 minutes
 
 Writes ``results/benchmarks/gpu.{json,md}`` (``gpu_small_<device>.*`` with ``--small``) with the device name,
 torch version and every setting.
@@ -261,9 +264,66 @@ def bench_compiled(cfg: dict, device: str, deadline: float) -> list[dict]:
     return _model_rows({n: vs[n] for n in vs if n in times}, times, peaks, "compiled", extra)
 
 
+def profile_steps(cfg: dict, device: str, steps: int = 5, top: int = 12) -> dict:
+    """Where an eager step's time goes, for TSN, TSAM and TSM: wall time against the time the CPU takes to enqueue the
+    step (no sync) and against the GPU's kernel time (``torch.profiler``); the kernels (CPU ops on CPU) that take the
+    most time per step, and those whose time differs most between TSAM and TSN. A GPU busy for much less than the
+    wall time waits on the CPU (launch overhead); otherwise the kernels named here are the cost."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+    cuda = device.startswith("cuda")
+    vs = variants(cfg)
+    out: dict = {}
+    per_key: dict[str, dict[str, float]] = {}
+    for name in ("tsn", "tsam", "tsm"):
+        model, opt, batch = build(cfg, device, vs[name])
+        for _ in range(cfg["warmup"]):
+            train_step(model, opt, batch, device)
+        wall, enqueue = [], []
+        for _ in range(steps):
+            if cuda:
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            train_step(model, opt, batch, device)
+            t1 = time.perf_counter()  # the CPU is done; the GPU may still be working
+            if cuda:
+                torch.cuda.synchronize()
+            wall.append(time.perf_counter() - t0)
+            enqueue.append(t1 - t0)
+        with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+            for _ in range(steps):
+                train_step(model, opt, batch, device)
+            if cuda:
+                torch.cuda.synchronize()
+        # GPU kernels (and copies) on CUDA; CPU ops' self time on CPU (then "busy" is the CPU's op time)
+        events = [e for e in prof.key_averages()
+                  if (e.device_type == DeviceType.CUDA if cuda else e.device_type == DeviceType.CPU)]
+        times = {e.key: (e.self_device_time_total if cuda else e.self_cpu_time_total) / steps / 1e3 for e in events}
+        counts = {e.key: e.count / steps for e in events}
+        per_key[name] = times
+        ranked = sorted(times, key=times.get, reverse=True)[:top]
+        w = statistics.median(wall) * 1e3
+        out[name] = dict(wall_ms=round(w, 2), enqueue_ms=round(statistics.median(enqueue) * 1e3, 2),
+                         busy_ms=round(sum(times.values()), 2), busy_share=round(sum(times.values()) / w, 3),
+                         launches_per_step=round(sum(counts.values()), 1),
+                         top=[dict(key=k[:90], ms=round(times[k], 3), per_step=counts[k]) for k in ranked])
+        print(f"profile {name}: wall {w:.1f} ms, enqueue {out[name]['enqueue_ms']} ms, busy {out[name]['busy_ms']} ms",
+              flush=True)
+        del model, opt, batch
+        reset_peak(device)
+    for name in ("tsam", "tsm"):
+        keys = set(per_key[name]) | set(per_key["tsn"])
+        diff = {k: per_key[name].get(k, 0.0) - per_key["tsn"].get(k, 0.0) for k in keys}
+        out[f"{name}_minus_tsn"] = [dict(key=k[:90], tsn_ms=round(per_key["tsn"].get(k, 0.0), 3),
+                                         ms=round(per_key[name].get(k, 0.0), 3), diff_ms=round(diff[k], 3))
+                                    for k in sorted(keys, key=lambda k: -abs(diff[k]))[:top]]
+    out["steps"], out["unit"] = steps, "GPU kernels" if cuda else "CPU ops (no GPU)"
+    return out
+
+
 # ------------------------------------------------------------------------------------- 3. training loop
 def prepared_clips(clips: Path, tmp: Path, repeat: int, workers: int) -> dict:
-    """Prepare the real clips, replicate them with hard links, write train/valid manifests (prepared, mp4)."""
+    """Prepare the real clips, replicate them with links under ``tmp``, write train/valid manifests (prepared, mp4)."""
     import pandas as pd
 
     from tsamlib.manifest import build_manifest, read_manifest, write_manifest
@@ -290,8 +350,11 @@ def prepared_clips(clips: Path, tmp: Path, repeat: int, workers: int) -> dict:
                 continue
             for i in range(1, repeat):
                 p = Path(rec["path"])
-                twin = p.parent / f"{p.stem}-r{i}{p.suffix}" if p.is_file() else p.parent / f"{p.name}-r{i}"
-                _hardlink_copy(p, twin)
+                # twins only ever go under tmp: a prepared clip's beside it, an mp4's in tmp/twins (never next to the
+                # source clips, which are the user's files)
+                where = p.parent if p.resolve().is_relative_to(tmp.resolve()) else tmp / "twins"
+                twin = where / (f"{p.stem}-r{i}{p.suffix}" if p.is_file() else f"{p.name}-r{i}")
+                _linked_copy(p, twin)
                 rows.append(dict(rec, path=str(twin)))
         write_manifest(pd.DataFrame(rows), tmp / f"{layout}_x{repeat}.csv")
         out[layout] = tmp / f"{layout}_x{repeat}.csv"
@@ -300,19 +363,28 @@ def prepared_clips(clips: Path, tmp: Path, repeat: int, workers: int) -> dict:
     return dict(manifests=out, prepare_s=round(prepare_s, 1), n_clips=len(table), prepared_mb=round(mb, 1))
 
 
-def _hardlink_copy(src: Path, dst: Path) -> None:
-    """``dst``: a file hard-linked to ``src``, or a folder of hard links to ``src``'s files (and its ``.wav``)."""
+def _link(src: Path, dst: Path) -> None:
+    """A hard link, or a symbolic one where the two paths are on different file systems."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        os.symlink(src.resolve(), dst)
+
+
+def _linked_copy(src: Path, dst: Path) -> None:
+    """``dst``: a link to the file ``src``, or a folder of links to the folder ``src``'s files (and its ``.wav``)."""
     if dst.exists():
         return
+    dst.parent.mkdir(parents=True, exist_ok=True)
     if src.is_file():
-        os.link(src, dst)
+        _link(src, dst)
         return
     dst.mkdir()
     for f in src.iterdir():
-        os.link(f, dst / f.name)
+        _link(f, dst / f.name)
     wav = src.parent / (src.name + ".wav")
     if wav.is_file():
-        os.link(wav, dst.parent / (dst.name + ".wav"))
+        _link(wav, dst.parent / (dst.name + ".wav"))
 
 
 def loader_rate(manifest: Path, cfg: dict, workers: int, cache_dir: Path | None, passes: int = 1) -> dict:
@@ -432,6 +504,8 @@ def to_markdown(res: dict) -> str:
             lines.append(f"| {r['variant']} | {r['ms_per_step']:.1f} | {r['vs_tsn']:.3f} | {r['peak_gib']} | "
                          f"{r['peak_vs_tsn']} | {r.get('compile_s', '')} |")
         lines.append("")
+    if res.get("profile"):
+        lines += profile_markdown(res["profile"])
     if res.get("data"):
         lines += data_markdown(res["data"], m)
     if res.get("accelerate"):
@@ -451,6 +525,27 @@ def to_markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
+def profile_markdown(p: dict) -> list[str]:
+    """The profiler section: is the GPU waiting on the CPU, and which kernels make TSAM's extra time."""
+    unit = p.get("unit", "GPU kernels")
+    lines = ["## Where an eager step's time goes (torch.profiler)", "",
+             f"Median of {p['steps']} steps each; enqueue: CPU time of a step before the sync; busy: the summed time "
+             f"of the {unit} per step (a GPU busy for much less than the wall time waits on the CPU).", "",
+             "| variant | wall ms | enqueue ms | busy ms | busy / wall | launches per step |", "|---|---|---|---|---|---|"]
+    for name in ("tsn", "tsam", "tsm"):
+        if name in p:
+            r = p[name]
+            lines.append(f"| {name} | {r['wall_ms']} | {r['enqueue_ms']} | {r['busy_ms']} | {r['busy_share']} | "
+                         f"{r['launches_per_step']} |")
+    for name in ("tsam", "tsm"):
+        rows = p.get(f"{name}_minus_tsn", [])
+        if rows:
+            lines += ["", f"{name.upper()} against TSN, ms per step ({unit} with the largest differences):", "",
+                      "| kernel | TSN | " + name.upper() + " | difference |", "|---|---|---|---|"]
+            lines += [f"| `{r['key']}` | {r['tsn_ms']} | {r['ms']} | {r['diff_ms']:+} |" for r in rows]
+    return lines + [""]
+
+
 def _rate(d: dict, key: str, p: str = "pass0") -> str:
     r = d.get(key, {})
     if "error" in r:
@@ -464,7 +559,7 @@ def data_markdown(d: dict, m: dict) -> list[str]:
     w = m["workers"]
     return ["## Loader and training over the real clips", "",
             f"The {d.get('n_clips')} real clips prepared in {d.get('prepare_s')} s ({d.get('prepared_mb')} MB of "
-            f"frames), training clips repeated (hard links) to fill the epoch; {w} loader processes, one thread "
+            f"frames), training clips repeated (links) to fill the epoch; {w} loader processes, one thread "
             f"each; clips/s after the first 3 batches (the loader alone: batches moved to the device, nothing "
             "else).", "",
             "| what | clips/s |", "|---|---|",
@@ -488,7 +583,7 @@ def main(argv=None) -> int:
                     help="folder of the real clips (videos/, training.txt, validation.txt)")
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="loader processes")
     ap.add_argument("--repeat", type=int, default=30, help="copies of each training clip (8 clips x 30 = 240)")
-    ap.add_argument("--parts", default="shift,eager,compiled,data,accelerate")
+    ap.add_argument("--parts", default="shift,eager,profile,compiled,data,accelerate")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--render", type=Path, help="only rewrite the .md of this JSON (e.g. after editing the layout)")
     args = ap.parse_args(argv)
@@ -532,6 +627,7 @@ def main(argv=None) -> int:
 
     part("shift", lambda: bench_shift(cfg, args.device))
     part("eager", lambda: bench_models(cfg, args.device))
+    part("profile", lambda: profile_steps(cfg, args.device))
     part("compiled", lambda: bench_compiled(cfg, args.device, deadline))
     with tempfile.TemporaryDirectory(prefix="tsam-gpu-") as tmp_s:
         tmp = Path(tmp_s)

@@ -186,13 +186,13 @@ def test_recomputed_shifted_conv_through_the_kernels_and_compile(pad: str, monke
     import tsamlib.shift as shift_mod
     from tsamlib.shift import TemporalShift
 
-    from tsamlib.shift_triton import eager_adjoint, eager_shift
+    from tsamlib.shift_triton import eager_adjoint, eager_shift, temporal_shift_again_op
 
     def fused_ops(x):
         """As on CUDA: the custom ops while compiling, their eager twins otherwise."""
         if torch.compiler.is_compiling():
-            return temporal_shift_op, temporal_shift_adjoint_op
-        return eager_shift, eager_adjoint
+            return temporal_shift_op, temporal_shift_adjoint_op, temporal_shift_again_op
+        return eager_shift, eager_adjoint, eager_shift
 
     monkeypatch.setattr(shift_mod, "_fused_ops", fused_ops)
     conv = torch.nn.Conv2d(19, 5, 3, padding=1, bias=False).to(DEVICE)
@@ -254,3 +254,93 @@ def test_eager_twins_match_the_ops(pad: str) -> None:
     v = torch.randn(x.shape, device=DEVICE)
     (gg,) = torch.autograd.grad((eager_adjoint(gr, 2, fold, 5, pad) * v).sum(), gr, create_graph=True)
     assert torch.equal(gg, temporal_shift(v, 2, 2, 5, pad))
+
+
+def test_eager_twins_launch_directly_when_no_graph_is_needed() -> None:
+    """With grad disabled (inside an ``autograd.Function``) or an input that needs no gradient, the twins launch the
+    kernel with no autograd node; the result is the op's. Where a graph is needed they still record one."""
+    from tsamlib.shift_triton import eager_adjoint, eager_shift
+    x = _clip(19, 6, True, torch.float32)
+    fold = (19 // 2) // 2
+    with torch.no_grad():
+        a, b = eager_shift(x, 2, fold, 5, "keep"), eager_adjoint(x, 2, fold, 5, "keep")
+    c = eager_shift(x.detach(), 2, fold, 5, "zero")
+    assert a.grad_fn is None and b.grad_fn is None and c.grad_fn is None and not a.requires_grad
+    assert torch.equal(a, temporal_shift_op(x.detach(), 2, fold, 5, "keep"))
+    assert torch.equal(b, temporal_shift_adjoint_op(x.detach(), 2, fold, 5, "keep"))
+    assert torch.equal(c, temporal_shift_op(x.detach(), 2, fold, 5, "zero"))
+    assert x.requires_grad and eager_shift(x, 2, fold, 5, "zero").grad_fn is not None
+
+
+def test_tile_sizes_use_triton_arithmetic() -> None:
+    """The launcher's plain-integer helpers give what ``triton.next_power_of_2`` / ``triton.cdiv`` give."""
+    import triton
+
+    from tsamlib.shift_triton import _cdiv, _pow2
+    for n in list(range(1, 300)) + [1023, 1024, 1025, 2048 * 56 * 56 + 1]:
+        assert _pow2(n) == triton.next_power_of_2(n)
+        for d in (1, 2, 3, 7, 64, 128, 256):
+            assert _cdiv(n, d) == triton.cdiv(n, d)
+
+
+def _saved_shift_outputs(recompute: bool) -> int:
+    """Compile a residual block with a shifted conv (AOTAutograd with the min-cut partitioner, as inductor uses) and
+    count the activations its forward graph saves for backward that are (views of) a shift op's output."""
+    import functools
+
+    from functorch.compile import make_boxed_func
+    from torch._dynamo.backends.common import aot_autograd
+    from torch._functorch.partitioners import min_cut_rematerialization_partition
+
+    import tsamlib.shift as shift_mod
+    from tsamlib.shift import TemporalShift
+    from tsamlib.shift_triton import eager_adjoint, eager_shift, temporal_shift_again_op
+
+    ops = {torch.ops.tsamlib.temporal_shift.default, torch.ops.tsamlib.temporal_shift_again.default}
+    found: list[int] = []
+
+    def fw(gm, example_inputs):
+        out = next(n for n in gm.graph.nodes if n.op == "output").args[0]
+        saved = 0
+        for node in out[1:]:  # out[0] is the block's result
+            while node.op == "call_function" and node.target in (torch.ops.aten.view.default,
+                                                                  torch.ops.aten.detach.default):
+                node = node.args[0]
+            saved += node.op == "call_function" and node.target in ops
+        found.append(saved)
+        return make_boxed_func(gm.forward)
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bn0, self.bn1 = torch.nn.BatchNorm2d(16), torch.nn.BatchNorm2d(16)
+            self.conv = TemporalShift(torch.nn.Conv2d(16, 16, 1, bias=False), 5, 4, 2, 4, recompute=recompute)
+
+        def forward(self, x):
+            y = torch.relu(self.bn0(x))
+            return torch.relu(self.bn1(self.conv(y)) + y)
+
+    def fused_ops(x):
+        if torch.compiler.is_compiling():
+            return temporal_shift_op, temporal_shift_adjoint_op, temporal_shift_again_op
+        return eager_shift, eager_adjoint, eager_shift
+
+    backend = aot_autograd(fw_compiler=fw, bw_compiler=lambda gm, ex: make_boxed_func(gm.forward),
+                           partition_fn=functools.partial(min_cut_rematerialization_partition, compiler="inductor"))
+    old = shift_mod._fused_ops
+    shift_mod._fused_ops = fused_ops
+    try:
+        torch._dynamo.reset()
+        block = torch.compile(Block().to(DEVICE), backend=backend, fullgraph=True)
+        block(torch.randn(10, 16, 4, 4, device=DEVICE, requires_grad=True)).sum().backward()
+    finally:
+        shift_mod._fused_ops = old
+        torch._dynamo.reset()
+    return found[0]
+
+
+def test_compiled_shifted_conv_does_not_keep_the_shifted_copy() -> None:
+    """Under torch.compile the recomputing shifted conv saves no shifted copy for backward (it did, when the backward
+    called the forward's op and the compiler merged the two); the plain shift-then-conv saves one."""
+    assert _saved_shift_outputs(recompute=True) == 0
+    assert _saved_shift_outputs(recompute=False) == 1

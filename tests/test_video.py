@@ -124,6 +124,24 @@ def test_frame_folder(tmp_path):
         load_clip(tmp_path / "empty_dir", 4)
 
 
+def test_frame_folder_modes_sizes_and_non_files(tmp_path):
+    """Grey and palette frames come back as RGB; a folder named like a frame is not a frame; frames of two sizes
+    raise an error that names both sizes and the frames that have them."""
+    d = tmp_path / "clip"
+    d.mkdir()
+    Image.fromarray(np.full((30, 40), 100, np.uint8)).save(d / "00001.jpg", quality=95)         # mode L
+    Image.fromarray(np.full((30, 40, 3), 50, np.uint8)).convert("P").save(d / "00002.png")     # mode P
+    Image.fromarray(np.full((30, 40, 3), 200, np.uint8)).save(d / "00003.jpg", quality=95)     # RGB
+    (d / "00004.jpg").mkdir()                                                                  # not a frame
+    frames, idx = load_clip(d, 3, "valid")
+    assert count_frames(d) == 3 and idx.tolist() == [0, 1, 2] and frames.shape == (3, 30, 40, 3)
+    assert np.allclose(frames.float().mean((1, 2, 3)).numpy(), [100, 50, 200], atol=3)
+    assert torch.equal(frames[0, ..., 0], frames[0, ..., 2])                                  # grey: R = B
+    Image.fromarray(np.zeros((20, 40, 3), np.uint8)).save(d / "00005.jpg")
+    with pytest.raises(VideoReadError, match=r"different sizes \(00001.jpg: 40x30, 00005.jpg: 40x20\)"):
+        read_frames(d, [0, 3])
+
+
 # ---------------------------------------------------------------- transforms
 def test_transform_shapes_and_normalisation():
     frames = torch.full((4, 90, 160, 3), 128, dtype=torch.uint8)
@@ -132,6 +150,36 @@ def test_transform_shapes_and_normalisation():
         assert x.shape == (4, 3, 64, 64) and x.dtype == torch.float32
         expected = (128 / 255 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225])
         assert torch.allclose(x.mean((0, 2, 3)), expected, atol=1e-3)
+
+
+@pytest.mark.parametrize("kw", [dict(train=False), dict(train=True), dict(train=False, valid_view="short_side"),
+                                dict(train=True, color_jitter=True, grayscale_p=0.5),
+                                dict(train=False, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))], ids=str)
+def test_in_place_normalisation_equals_the_tensor_formula(kw):
+    """The per-channel in-place normalisation gives, bit for bit, ((x.float() - 255 mean) / (255 std)) of the same
+    crop (x: the resized, flipped, jittered uint8 crop), contiguous float32."""
+    import torchvision.transforms.v2.functional as TF
+    from tsamlib.transforms import color_jitter
+    frames = torch.randint(0, 256, (5, 50, 70, 3), dtype=torch.uint8)
+    tfm = ClipTransform(img_size=32, resize=40, **kw)
+    mean = torch.tensor(tfm.mean, dtype=torch.float32).view(1, 3, 1, 1) * 255
+    std = torch.tensor(tfm.std, dtype=torch.float32).view(1, 3, 1, 1) * 255
+    for seed in range(6):
+        got = tfm(frames, np.random.default_rng(seed))
+        rng = np.random.default_rng(seed)                   # the same draws, in the transform's order
+        top, left, h, w = tfm.box(50, 70, rng)
+        t, l = int(round(top)), int(round(left))
+        h, w = max(1, min(int(round(h)), 50 - t)), max(1, min(int(round(w)), 70 - l))
+        x = TF.resized_crop(frames.permute(0, 3, 1, 2), t, l, h, w, [32, 32], antialias=True)
+        if tfm.train and rng.random() < 0.5:
+            x = x.flip(-1)
+        x = x.float()
+        if tfm.train and tfm.color_jitter:
+            x = color_jitter(x / 255, rng) * 255
+        if tfm.train and tfm.grayscale_p > 0 and rng.random() < tfm.grayscale_p:
+            x = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1).expand(-1, 3, -1, -1)
+        assert got.is_contiguous() and got.dtype == torch.float32
+        assert torch.equal(got, (x - mean) / std)
 
 
 def test_same_crop_for_all_frames_and_flip_switch():

@@ -166,9 +166,14 @@ def check_shift_input(x: Tensor, shift_depth: int, f_div: int, n_shifted: int | 
     return n, check_shift(x.shape[2], n, shift_depth, f_div)
 
 
+_SHIFT, _ADJOINT, _AGAIN = 0, 1, 2  # which of the fused ops: the shift, its adjoint, the shift recomputed in backward
+
+
 def _fused_ops(x: Tensor):
-    """The Triton kernels (shift, adjoint) when they serve ``x`` (CUDA, not ``TSAM_SHIFT_KERNEL=torch``): the custom
-    ops under ``torch.compile`` (traced as one node each), their low-overhead eager twins otherwise."""
+    """The Triton kernels (shift, adjoint, shift again) when they serve ``x`` (CUDA, not ``TSAM_SHIFT_KERNEL=torch``):
+    under ``torch.compile`` the custom ops (traced as one node each; "again" is the shift under another name, so the
+    compiler does not merge the backward's recomputation with the forward's shift, see :class:`_ShiftedConv2dFn`),
+    otherwise their low-overhead eager twins."""
     if not x.is_cuda or os.environ.get("TSAM_SHIFT_KERNEL", "triton") != "triton":
         return None
     try:  # lazy: needs Triton, avoids a circular import
@@ -176,16 +181,17 @@ def _fused_ops(x: Tensor):
     except ImportError:
         return None
     if torch.compiler.is_compiling():
-        return st.temporal_shift_op, st.temporal_shift_adjoint_op
-    return st.eager_shift, st.eager_adjoint
+        return st.temporal_shift_op, st.temporal_shift_adjoint_op, st.temporal_shift_again_op
+    return st.eager_shift, st.eager_adjoint, st.eager_shift
 
 
-def _raw_shift(x: Tensor, k: int, f: int, n: int, pad: str, adjoint: bool = False) -> Tensor:
-    """The shift (or its adjoint) of x as a plain computation, no autograd node: fused op or reference loops."""
+def _raw_shift(x: Tensor, k: int, f: int, n: int, pad: str, which: int = _SHIFT) -> Tensor:
+    """The shift (``_SHIFT``, ``_AGAIN``) or its adjoint (``_ADJOINT``) of x as a plain computation, no autograd node:
+    fused op or reference loops."""
     ops = _fused_ops(x)
     if ops is not None:
-        return ops[1](x, k, f, n, pad) if adjoint else ops[0](x, k, f, n, pad)  # (dynamo: no bool indices)
-    return _shift_into(torch.empty_like(x), x, k, f, n, pad, adjoint)
+        return ops[which](x, k, f, n, pad)
+    return _shift_into(torch.empty_like(x), x, k, f, n, pad, adjoint=which == _ADJOINT)
 
 
 def temporal_shift(x: Tensor, shift_depth: int, f_div: int, n_shifted: int | None = None,
@@ -212,6 +218,9 @@ class _ShiftedConv2dFn(torch.autograd.Function):
     per shifted block (x itself is kept anyway, by the ReLU or pooling before it and by the residual branch).
     Recomputing the copy in backward costs one more shift (about a ``clone``) per block.
     Under autocast the conv ran in a lower precision: backward casts x, the weight and the gradient to it again.
+    Under ``torch.compile`` the recomputation is a differently named op (``tsamlib::temporal_shift_again``): with the
+    forward's op, common-subexpression elimination merged the two calls and the compiled graph kept the shifted copy
+    for backward after all (measured: the saved activations of the forward graph).
     """
 
     @staticmethod
@@ -226,13 +235,13 @@ class _ShiftedConv2dFn(torch.autograd.Function):
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         x, weight = ctx.saved_tensors
         dt = ctx.compute_dtype
-        shifted = _raw_shift(x.to(dt), *ctx.shift)  # recomputed: the forward did not keep it
+        shifted = _raw_shift(x.to(dt), *ctx.shift, which=_AGAIN)  # recomputed: the forward did not keep it
         stride, padding, dilation, groups = ctx.conv
         need = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]]
         g_in, g_w, g_b = torch.ops.aten.convolution_backward(
             grad.to(dt), shifted.flatten(0, 1), weight.to(dt), [weight.shape[0]] if ctx.has_bias else None,
             stride, padding, dilation, False, [0, 0], groups, need)
-        g_x = _raw_shift(g_in.view(x.shape).to(x.dtype), *ctx.shift, adjoint=True) if need[0] else None
+        g_x = _raw_shift(g_in.view(x.shape).to(x.dtype), *ctx.shift, which=_ADJOINT) if need[0] else None
         g_w = g_w.to(weight.dtype) if need[1] else None
         g_b = g_b.to(weight.dtype) if need[2] else None
         return g_x, g_w, g_b, None, None

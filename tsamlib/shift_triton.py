@@ -24,7 +24,9 @@ Under ``torch.compile`` :mod:`tsamlib.shift` uses the custom ops, which the comp
 Devices: CUDA tensors run the Triton kernels. CPU tensors run them too when this module was imported with
 ``TRITON_INTERPRET=1`` (Triton's interpreter, slow, for tests); otherwise CPU falls back to the reference loops of
 :mod:`tsamlib.shift`, so the op works everywhere. Both ops have autograd (each is the other's adjoint, so double
-backward works too) and fake functions, so ``torch.compile(fullgraph=True)`` traces through them.
+backward works too) and fake functions, so ``torch.compile(fullgraph=True)`` traces through them. A third op,
+``tsamlib::temporal_shift_again``, is the forward shift under another name for the recomputation in a shifted conv's
+backward (the compiler would merge it with the forward's call and keep the shifted copy).
 """
 from __future__ import annotations
 
@@ -38,7 +40,8 @@ from torch import Tensor
 
 from tsamlib.shift import _shift_into, check_shift_input, check_shift_pad
 
-__all__ = ["MAX_BLOCK", "TILED", "INTERPRETED", "temporal_shift_op", "temporal_shift_adjoint_op", "eager_shift",
+__all__ = ["MAX_BLOCK", "TILED", "INTERPRETED", "temporal_shift_op", "temporal_shift_adjoint_op",
+           "temporal_shift_again_op", "eager_shift",
            "eager_adjoint", "fused_temporal_shift", "uses_triton"]
 
 MAX_BLOCK = 1024
@@ -242,42 +245,60 @@ def _merges_hw(x: Tensor) -> bool:
     return x.shape[3] == 1 or x.stride(3) == x.shape[4] * x.stride(4)
 
 
+def _pow2(n: int) -> int:
+    """The smallest power of 2 >= n: ``triton.next_power_of_2`` (like ``triton.cdiv``, ~10 us a call) in plain Python."""
+    return 1 << (n - 1).bit_length()
+
+
+def _cdiv(a: int, b: int) -> int:
+    """``ceil(a / b)`` for positive integers."""
+    return -(-a // b)
+
+
 def _launch(x: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str, adjoint: bool) -> Tensor:
-    """Run the forward (or, with ``adjoint``, the backward) kernel into ``torch.empty_like(x)``."""
+    """Run the forward (or, with ``adjoint``, the backward) kernel into ``torch.empty_like(x)``.
+
+    Called three times per shifted block per training step, so the Python here is kept short: plain integer
+    arithmetic for the tile sizes, and the CUDA device is switched only when x is not on the current one."""
     _check_op_args(x, shift_depth, fold, n_shifted, shift_pad)
     out = torch.empty_like(x)
     if not uses_triton(x):
         return _shift_into(out, x, shift_depth, fold, n_shifted, shift_pad, adjoint)
-    b, t, c, h, w = x.shape
     if out.numel() == 0:
         return out
-    kw = dict(KEEP=shift_pad == "keep")
-    with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
-        if TILED and _merges_hw(x) and _merges_hw(out):  # (c, s) tiles: no per-element index arithmetic
-            s = h * w
-            if out.stride(2) == 1 and c > 1:  # channels_last: channels are the contiguous axis
-                block_c = min(128, triton.next_power_of_2(c))
-                block_s = min(max(1, 2048 // block_c), triton.next_power_of_2(s))
-            else:
-                block_s = min(256, triton.next_power_of_2(s))
-                block_c = min(max(1, 2048 // block_s), triton.next_power_of_2(c))
-            grid = (b * t, triton.cdiv(c, block_c), triton.cdiv(s, block_s))
-            if max(grid[1:]) > _MAX_GRID_Y:
-                raise ValueError(f"C={c}, H*W={s}: too many tiles for one (b, t) image.")
-            kernel = _shift_bwd_tile_kernel if adjoint else _shift_fwd_tile_kernel
-            kernel[grid](x, out, t, c, s, shift_depth, fold, n_shifted, *x.stride()[:3], x.stride(4),
-                         *out.stride()[:3], out.stride(4), BLOCK_C=block_c, BLOCK_S=block_s, **kw)
-            return out
-        per_image = c * h * w
-        block = min(MAX_BLOCK, triton.next_power_of_2(per_image))
-        grid = (b * t, triton.cdiv(per_image, block))
-        if grid[1] > _MAX_GRID_Y:
-            raise ValueError(f"C*H*W={per_image} is too large for one (b, t) image ({_MAX_GRID_Y} blocks of {block}).")
-        kernel = _shift_bwd_kernel if adjoint else _shift_fwd_kernel
-        channels_inner = out.stride(2) == 1 and c > 1
-        kernel[grid](x, out, t, c, h, w, shift_depth, fold, n_shifted, *x.stride(), *out.stride(),
-                     CHANNELS_INNER=channels_inner, BLOCK=block, **kw)
+    on_other_gpu = x.is_cuda and x.device.index != torch.cuda.current_device()
+    with torch.cuda.device(x.device) if on_other_gpu else contextlib.nullcontext():
+        _run_kernel(x, out, shift_depth, fold, n_shifted, shift_pad == "keep", adjoint)
     return out
+
+
+def _run_kernel(x: Tensor, out: Tensor, k: int, fold: int, n: int, keep: bool, adjoint: bool) -> None:
+    """Pick the tile (or per-element) kernel and its block sizes for x's strides, and launch it."""
+    b, t, c, h, w = x.shape
+    xs, os_ = x.stride(), out.stride()
+    if TILED and _merges_hw(x) and _merges_hw(out):  # (c, s) tiles: no per-element index arithmetic
+        s = h * w
+        if os_[2] == 1 and c > 1:  # channels_last: channels are the contiguous axis
+            block_c = min(128, _pow2(c))
+            block_s = min(max(1, 2048 // block_c), _pow2(s))
+        else:
+            block_s = min(256, _pow2(s))
+            block_c = min(max(1, 2048 // block_s), _pow2(c))
+        grid = (b * t, _cdiv(c, block_c), _cdiv(s, block_s))
+        if max(grid[1:]) > _MAX_GRID_Y:
+            raise ValueError(f"C={c}, H*W={s}: too many tiles for one (b, t) image.")
+        kernel = _shift_bwd_tile_kernel if adjoint else _shift_fwd_tile_kernel
+        kernel[grid](x, out, t, c, s, k, fold, n, xs[0], xs[1], xs[2], xs[4], os_[0], os_[1], os_[2], os_[4],
+                     KEEP=keep, BLOCK_C=block_c, BLOCK_S=block_s)
+        return
+    per_image = c * h * w
+    block = min(MAX_BLOCK, _pow2(per_image))
+    grid = (b * t, _cdiv(per_image, block))
+    if grid[1] > _MAX_GRID_Y:
+        raise ValueError(f"C*H*W={per_image} is too large for one (b, t) image ({_MAX_GRID_Y} blocks of {block}).")
+    kernel = _shift_bwd_kernel if adjoint else _shift_fwd_kernel
+    kernel[grid](x, out, t, c, h, w, k, fold, n, *xs, *os_, KEEP=keep, CHANNELS_INNER=os_[2] == 1 and c > 1,
+                 BLOCK=block)
 
 
 @torch.library.custom_op("tsamlib::temporal_shift", mutates_args=())
@@ -295,19 +316,23 @@ def temporal_shift_adjoint_op(grad: Tensor, shift_depth: int, fold: int, n_shift
     return _launch(grad, shift_depth, fold, n_shifted, shift_pad, adjoint=True)
 
 
-@temporal_shift_op.register_fake
-def _temporal_shift_fake(x: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str) -> Tensor:
-    """Meta function: same shape, dtype and strides as x."""
+@torch.library.custom_op("tsamlib::temporal_shift_again", mutates_args=())
+def temporal_shift_again_op(x: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str) -> Tensor:
+    """``tsamlib::temporal_shift`` under another name, for the shift that a shifted conv's backward recomputes
+    (:func:`tsamlib.shift.shifted_conv2d`): ``torch.compile`` merges identical calls of one op, and would then keep the
+    forward's shifted copy for backward instead of recomputing it. No autograd (it runs inside a backward)."""
+    return _launch(x, shift_depth, fold, n_shifted, shift_pad, adjoint=False)
+
+
+def _shift_fake(x: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str) -> Tensor:
+    """Meta function of the three ops: same shape, dtype and strides as the input."""
     _check_op_args(x, shift_depth, fold, n_shifted, shift_pad)
     return torch.empty_like(x)
 
 
-@temporal_shift_adjoint_op.register_fake
-def _temporal_shift_adjoint_fake(grad: Tensor, shift_depth: int, fold: int, n_shifted: int,
-                                 shift_pad: str) -> Tensor:
-    """Meta function: same shape, dtype and strides as grad."""
-    _check_op_args(grad, shift_depth, fold, n_shifted, shift_pad)
-    return torch.empty_like(grad)
+for _op in (temporal_shift_op, temporal_shift_adjoint_op, temporal_shift_again_op):
+    _op.register_fake(_shift_fake)
+del _op
 
 
 def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
@@ -351,12 +376,20 @@ class _EagerShiftFn(torch.autograd.Function):
 
 
 def eager_shift(x: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str) -> Tensor:
-    """``temporal_shift_op`` with less CPU overhead per call, outside ``torch.compile`` (which needs the op)."""
+    """``temporal_shift_op`` with less CPU overhead per call, outside ``torch.compile`` (which needs the op).
+
+    Without a graph to record (grad disabled, as inside an ``autograd.Function``'s forward and backward, or an input
+    that needs no gradient) the kernel is launched directly, with no autograd node."""
+    if not (x.requires_grad and torch.is_grad_enabled()):
+        return _launch(x, shift_depth, fold, n_shifted, shift_pad, False)
     return _EagerShiftFn.apply(x, shift_depth, fold, n_shifted, shift_pad, False)
 
 
 def eager_adjoint(grad: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str) -> Tensor:
-    """``temporal_shift_adjoint_op`` with less CPU overhead per call, outside ``torch.compile``."""
+    """``temporal_shift_adjoint_op`` with less CPU overhead per call, outside ``torch.compile`` (see
+    :func:`eager_shift`)."""
+    if not (grad.requires_grad and torch.is_grad_enabled()):
+        return _launch(grad, shift_depth, fold, n_shifted, shift_pad, True)
     return _EagerShiftFn.apply(grad, shift_depth, fold, n_shifted, shift_pad, True)
 
 

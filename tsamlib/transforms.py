@@ -112,8 +112,9 @@ class ClipTransform:
             raise ValueError(f"resize ({self.resize}) must be >= img_size ({self.img_size})")
         if self.valid_view not in VALID_VIEWS:
             raise ValueError(f"valid_view={self.valid_view!r}: choose one of {list(VALID_VIEWS)}.")
-        self._mean = torch.tensor(self.mean, dtype=torch.float32).view(1, 3, 1, 1) * 255
-        self._std = torch.tensor(self.std, dtype=torch.float32).view(1, 3, 1, 1) * 255
+        # mean * 255 and std * 255 in float32 (the values the old tensor arithmetic used), kept as Python floats
+        self._mean_255 = (torch.tensor(self.mean, dtype=torch.float32) * 255).tolist()
+        self._std_255 = (torch.tensor(self.std, dtype=torch.float32) * 255).tolist()
 
     def box(self, h: int, w: int, rng: np.random.Generator | None = None, crop_index: int = 1) -> Box:
         """Crop box in original-frame pixels for a frame of size `h x w`."""
@@ -139,13 +140,19 @@ class ClipTransform:
         x = TF.resized_crop(x, t, l, ch, cw, [self.img_size, self.img_size], antialias=True)
         if self.train and self.flip and rng.random() < 0.5:
             x = x.flip(-1)
-        x = x.float()
+        # x is uint8 with the decoder's channels-last memory order: one copy makes it float32 (T, 3, S, S),
+        # contiguous, and the normalisation then runs in place, one channel at a time (scalar ops). The same
+        # values as ((x.float() - mean) / std).contiguous(), in a fifth of the time on one core.
+        out = torch.empty(x.shape, dtype=torch.float32)
+        out.copy_(x)
         if self.train and self.color_jitter:
-            x = color_jitter(x / 255, rng) * 255
+            out = color_jitter(out / 255, rng) * 255
         if self.train and self.grayscale_p > 0 and rng.random() < self.grayscale_p:
-            g = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
-            x = g.expand(-1, 3, -1, -1)
-        return ((x - self._mean) / self._std).contiguous()
+            g = (0.299 * out[:, 0] + 0.587 * out[:, 1] + 0.114 * out[:, 2]).unsqueeze(1)
+            out = g.expand(-1, 3, -1, -1).contiguous()
+        for c, (m, s) in enumerate(zip(self._mean_255, self._std_255)):
+            out[:, c].sub_(m).div_(s)
+        return out
 
 
 def denormalize(x: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:

@@ -16,6 +16,12 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``slow`` run first: with ``-n 2 --dist loadfile`` (``.ci/run``) the longest file starts at once
+    on one worker while the other takes the rest, instead of starting last and running alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: otherwise collection order
+
+
 @pytest.fixture(scope="session")
 def kinetics_clips() -> Path:
     """Folder with the 12 real Kinetics clips (videos/, training.txt, validation.txt), or skip."""

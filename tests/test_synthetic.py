@@ -191,3 +191,32 @@ def test_describe_and_cli(tmp_path, capsys):
     assert len(read_manifest(out / "manifest.csv")) == 2
     assert main(["index", "folder", str(out), "--out", str(tmp_path / "idx.csv"), "--workers", "1"]) == 0
     assert "skipped 2 non-video files" in capsys.readouterr().out  # manifest.csv + synthetic.json
+
+
+def test_two_processes_writing_one_dataset_take_turns(tmp_path):
+    """Two processes asked for the same dataset while a third holds its lock: both say they wait; when the lock is
+    released one writes the dataset and the other finds it complete (no process deletes the other's clips)."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+    from tsamlib.fileio import waiting_lock
+    root = tmp_path / "ds"
+    code = ("from tsamlib.synthetic import make_synthetic_dataset as m; "
+            f"m({str(root)!r}, kind='default', n_per_class=1, n_classes=2, seconds=0.5, workers=1)")
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), OMP_NUM_THREADS="1")
+    with waiting_lock(tmp_path / ".ds.synthetic.lock", "holding it for the test"):
+        procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, env=env) for _ in range(2)]
+        first = [p.stdout.readline() for p in procs]  # each blocks until its process reports the wait
+        assert all(line.startswith("waiting for another process writing the synthetic dataset") for line in first)
+        assert not root.exists()
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    said = [o[0] for o in outs]
+    assert sum("synthetic dataset 'default': 2 clips, 2 classes" in s for s in said) == 1
+    assert sum("skipping generation" in s for s in said) == 1
+    assert len(read_manifest(root / "manifest.csv")) == 2
+    assert sorted(p.name for p in root.iterdir()) == ["green_square_falls", "manifest.csv", "red_disk_slides_right",
+                                                      "synthetic.json"]  # the lock file is beside root, not in it

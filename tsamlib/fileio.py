@@ -4,9 +4,11 @@
 checkpoints and synthetic clips. The temporary file sits beside the target as ``.<stem>.<random>.tmp<suffix>``;
 it is removed on any error, and :func:`remove_stale_temp_files` clears those a killed process left behind.
 Files are created with the permissions of the process umask, like ``open(path, "w")`` would.
+:func:`waiting_lock` lets one process at a time write a folder that others may be writing too.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 __all__ = ["repo_root", "mel_cache_dir", "relative_to_repo", "atomic_path", "atomic_write_json", "read_json",
-           "remove_stale_temp_files"]
+           "remove_stale_temp_files", "waiting_lock"]
 
 
 def repo_root() -> Path:
@@ -101,3 +103,20 @@ def read_json(path: str | os.PathLike) -> dict[str, Any]:
         return json.loads(Path(path).read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{path} is not valid JSON ({e}); it was not written by tsamlib or was cut short.") from e
+
+
+@contextmanager
+def waiting_lock(lock_file: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_file`` (created if missing) for the block. When another process holds
+    it, say so (naming ``what`` it is doing) and wait: the lock ends with that process, even if it is killed."""
+    lock_file = Path(lock_file)
+    with open(lock_file, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another process {what} (lock {relative_to_repo(lock_file)})", flush=True)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

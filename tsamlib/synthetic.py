@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .fileio import atomic_path, relative_to_repo
+from .fileio import atomic_path, relative_to_repo, waiting_lock
 
 __all__ = ["KINDS", "describe", "make_synthetic_dataset", "render_clip", "write_clip", "picture_class",
            "outdated"]
@@ -362,8 +362,9 @@ def make_synthetic_dataset(root: str | os.PathLike, kind: str = "default", n_per
     ``None`` arguments take the kind's defaults (``_DEFAULTS``). Generation is skipped when ``root`` already
     holds a complete dataset with the same parameters (``root/synthetic.json``); different parameters raise
     unless ``overwrite=True``. ``audio=False`` writes no audio track at all.
+    One process at a time writes a ``root`` (a lock file beside it, ``.<root name>.synthetic.lock``): a second call
+    waits, then finds the dataset complete and skips it.
     """
-    from tsamlib.manifest import build_manifest
     classes = describe(kind, len(CLASSES.get(kind, ())) or None)
     d = _DEFAULTS[kind]
     n_classes = d[1] if n_classes is None else int(n_classes)
@@ -374,6 +375,16 @@ def make_synthetic_dataset(root: str | os.PathLike, kind: str = "default", n_per
                   audio=bool(audio), sample_rate=int(sample_rate), length_jitter=float(length_jitter),
                   valid_fraction=float(valid_fraction))
     root = Path(root)
+    root.parent.mkdir(parents=True, exist_ok=True)  # the lock file sits beside root, so root holds only the dataset
+    with waiting_lock(root.parent / f".{root.name}.synthetic.lock", f"writing the synthetic dataset in "
+                      f"{relative_to_repo(root)}"):
+        return _write_dataset(root, params, classes, overwrite, workers)
+
+
+def _write_dataset(root: Path, params: dict, classes: list, overwrite: bool, workers: int | None) -> Path:
+    """The body of :func:`make_synthetic_dataset`, run under its lock: skip, check, or (re)write the dataset."""
+    from tsamlib.manifest import build_manifest
+    kind, n_classes, seed = params["kind"], params["n_classes"], params["seed"]
     pfile = root / PARAMS_FILE
     if pfile.exists():
         old = json.loads(pfile.read_text())
@@ -402,7 +413,7 @@ def make_synthetic_dataset(root: str | os.PathLike, kind: str = "default", n_per
         (root / name).mkdir(exist_ok=True)
         n = params["n_per_class"]
         order = np.random.default_rng([seed, 7919, label]).permutation(n)
-        valid = set(order[: int(round(valid_fraction * n))].tolist())
+        valid = set(order[: int(round(params["valid_fraction"] * n))].tolist())
         for i in range(n):
             path = root / name / f"{name}_{i:03d}.mp4"
             jobs.append(dict(params, label=label, index=i, path=str(path), size=tuple(params["size"])))

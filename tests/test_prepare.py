@@ -179,6 +179,19 @@ def test_rerun_redoes_only_what_is_missing_and_cleans_temp_folders(source, tmp_p
     assert len(list(Path(rows["d"]["path"]).glob("*.jpg"))) == 10
 
 
+def test_a_second_prepare_into_the_same_folder_fails_and_names_the_lock(source, tmp_path):
+    """While one prepare holds ``OUT/.prepare.lock``, a second one into OUT stops at once (nothing written), with an
+    error naming OUT and the lock; afterwards the folder can be prepared."""
+    from tsamlib.fileio import exclusive_lock
+    out = tmp_path / "out"
+    out.mkdir()
+    with exclusive_lock(out / ".prepare.lock", "holding it for the test"):
+        with pytest.raises(RuntimeError, match=rf"another process is preparing into {out} \(lock .*\.prepare\.lock\)"):
+            prepare_dataset(source / "in.csv", out, short_side=SHORT, workers=1, verbose=False)
+        assert sorted(p.name for p in out.iterdir()) == [".prepare.lock"]
+    assert prepare_dataset(source / "in.csv", out, short_side=SHORT, workers=1, verbose=False).converted == 4
+
+
 def test_cli(source, tmp_path, capsys):
     assert cli(["prepare", str(source / "in.csv"), "--out", str(tmp_path / "o"), "--short-side", "32",
                 "--fps", "native", "--quality", "80", "--workers", "1"]) == 0

@@ -179,22 +179,27 @@ def test_interpreter_mode_matches_device() -> None:
     assert INTERPRETED or DEVICE == "cuda"
 
 
-@pytest.mark.parametrize("pad", ["zero", "keep"])
-def test_recomputed_shifted_conv_through_the_kernels_and_compile(pad: str, monkeypatch) -> None:
-    """The memory-saving shifted conv (shift recomputed in backward) runs the fused ops, also under
-    ``torch.compile(fullgraph=True)``, and matches the plain shift-then-conv in values and gradients."""
+def _use_fused_ops(monkeypatch) -> None:
+    """Make :mod:`tsamlib.shift` pick the fused ops for every tensor, as it does on CUDA: the custom ops while
+    compiling, their eager twins otherwise (here the kernels run in Triton's interpreter)."""
     import tsamlib.shift as shift_mod
-    from tsamlib.shift import TemporalShift
-
     from tsamlib.shift_triton import eager_adjoint, eager_shift, temporal_shift_again_op
 
     def fused_ops(x):
-        """As on CUDA: the custom ops while compiling, their eager twins otherwise."""
         if torch.compiler.is_compiling():
             return temporal_shift_op, temporal_shift_adjoint_op, temporal_shift_again_op
         return eager_shift, eager_adjoint, eager_shift
 
     monkeypatch.setattr(shift_mod, "_fused_ops", fused_ops)
+
+
+@pytest.mark.parametrize("pad", ["zero", "keep"])
+def test_recomputed_shifted_conv_through_the_kernels_and_compile(pad: str, monkeypatch) -> None:
+    """The memory-saving shifted conv (shift recomputed in backward) runs the fused ops, also under
+    ``torch.compile(fullgraph=True)``, and matches the plain shift-then-conv in values and gradients."""
+    from tsamlib.shift import TemporalShift
+
+    _use_fused_ops(monkeypatch)
     conv = torch.nn.Conv2d(19, 5, 3, padding=1, bias=False).to(DEVICE)
     fast = TemporalShift(conv, 5, 4, 2, 2, pad, recompute=True)
     x = _clip(19, 5, True, torch.float32).detach().flatten(0, 1)
@@ -292,9 +297,7 @@ def _saved_shift_outputs(recompute: bool) -> int:
     from torch._dynamo.backends.common import aot_autograd
     from torch._functorch.partitioners import min_cut_rematerialization_partition
 
-    import tsamlib.shift as shift_mod
     from tsamlib.shift import TemporalShift
-    from tsamlib.shift_triton import eager_adjoint, eager_shift, temporal_shift_again_op
 
     ops = {torch.ops.tsamlib.temporal_shift.default, torch.ops.tsamlib.temporal_shift_again.default}
     found: list[int] = []
@@ -320,27 +323,20 @@ def _saved_shift_outputs(recompute: bool) -> int:
             y = torch.relu(self.bn0(x))
             return torch.relu(self.bn1(self.conv(y)) + y)
 
-    def fused_ops(x):
-        if torch.compiler.is_compiling():
-            return temporal_shift_op, temporal_shift_adjoint_op, temporal_shift_again_op
-        return eager_shift, eager_adjoint, eager_shift
-
     backend = aot_autograd(fw_compiler=fw, bw_compiler=lambda gm, ex: make_boxed_func(gm.forward),
                            partition_fn=functools.partial(min_cut_rematerialization_partition, compiler="inductor"))
-    old = shift_mod._fused_ops
-    shift_mod._fused_ops = fused_ops
+    torch._dynamo.reset()
     try:
-        torch._dynamo.reset()
         block = torch.compile(Block().to(DEVICE), backend=backend, fullgraph=True)
         block(torch.randn(10, 16, 4, 4, device=DEVICE, requires_grad=True)).sum().backward()
     finally:
-        shift_mod._fused_ops = old
         torch._dynamo.reset()
     return found[0]
 
 
-def test_compiled_shifted_conv_does_not_keep_the_shifted_copy() -> None:
+def test_compiled_shifted_conv_does_not_keep_the_shifted_copy(monkeypatch) -> None:
     """Under torch.compile the recomputing shifted conv saves no shifted copy for backward (it did, when the backward
     called the forward's op and the compiler merged the two); the plain shift-then-conv saves one."""
+    _use_fused_ops(monkeypatch)
     assert _saved_shift_outputs(recompute=True) == 0
     assert _saved_shift_outputs(recompute=False) == 1

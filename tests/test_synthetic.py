@@ -201,12 +201,12 @@ def test_two_processes_writing_one_dataset_take_turns(tmp_path):
     import sys
 
     from conftest import REPO_ROOT
-    from tsamlib.fileio import waiting_lock
+    from tsamlib.fileio import exclusive_lock
     root = tmp_path / "ds"
     code = ("from tsamlib.synthetic import make_synthetic_dataset as m; "
             f"m({str(root)!r}, kind='default', n_per_class=1, n_classes=2, seconds=0.5, workers=1)")
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), OMP_NUM_THREADS="1")
-    with waiting_lock(tmp_path / ".ds.synthetic.lock", "holding it for the test"):
+    with exclusive_lock(tmp_path / ".ds.synthetic.lock", "holding it for the test"):
         procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True, env=env) for _ in range(2)]
         first = [p.stdout.readline() for p in procs]  # each blocks until its process reports the wait

@@ -4,7 +4,7 @@
 checkpoints and synthetic clips. The temporary file sits beside the target as ``.<stem>.<random>.tmp<suffix>``;
 it is removed on any error, and :func:`remove_stale_temp_files` clears those a killed process left behind.
 Files are created with the permissions of the process umask, like ``open(path, "w")`` would.
-:func:`waiting_lock` lets one process at a time write a folder that others may be writing too.
+:func:`exclusive_lock` lets one process at a time write a folder that others may be writing too.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 __all__ = ["repo_root", "mel_cache_dir", "relative_to_repo", "atomic_path", "atomic_write_json", "read_json",
-           "remove_stale_temp_files", "waiting_lock"]
+           "remove_stale_temp_files", "exclusive_lock"]
 
 
 def repo_root() -> Path:
@@ -106,14 +106,17 @@ def read_json(path: str | os.PathLike) -> dict[str, Any]:
 
 
 @contextmanager
-def waiting_lock(lock_file: str | os.PathLike, what: str) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``lock_file`` (created if missing) for the block. When another process holds
-    it, say so (naming ``what`` it is doing) and wait: the lock ends with that process, even if it is killed."""
+def exclusive_lock(lock_file: str | os.PathLike, what: str, wait: bool = True) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_file`` (created if missing) for the block; the OS drops it when the
+    holder dies, even if it is killed. When another process holds it: with ``wait``, say so (``what`` names what that
+    process is doing) and wait; without, raise ``RuntimeError`` naming it and the lock file."""
     lock_file = Path(lock_file)
     with open(lock_file, "a") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            if not wait:
+                raise RuntimeError(f"another process is {what} (lock {lock_file})") from None
             print(f"waiting for another process {what} (lock {relative_to_repo(lock_file)})", flush=True)
             fcntl.flock(fh, fcntl.LOCK_EX)
         try:

@@ -29,7 +29,6 @@ to see ``source``.
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import math
@@ -46,7 +45,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from .fileio import atomic_path, relative_to_repo
+from .fileio import atomic_path, exclusive_lock, relative_to_repo
 from .probe import _probe_pool, _short
 
 __all__ = ["TMP_SUFFIX", "META_NAME", "Prepared", "prepare_dataset", "prepare_clip", "clip_destinations",
@@ -401,27 +400,6 @@ def write_prepared_manifest(df: pd.DataFrame, csv_path: str | os.PathLike) -> Pa
     return csv_path
 
 
-class _Lock:
-    """An exclusive lock on ``OUT/.prepare.lock`` for the duration of one prepare run."""
-
-    def __init__(self, out: Path):
-        self.path = out / ".prepare.lock"
-        self.f = None
-
-    def __enter__(self) -> "_Lock":
-        self.f = open(self.path, "w")
-        try:
-            fcntl.flock(self.f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self.f.close()
-            raise RuntimeError(f"another prepare is writing to {self.path.parent} (lock {self.path})") from None
-        return self
-
-    def __exit__(self, *exc) -> None:
-        fcntl.flock(self.f, fcntl.LOCK_UN)
-        self.f.close()
-
-
 def prepare_dataset(manifest: str | os.PathLike, out: str | os.PathLike, short_side: int = 256,
                     fps: float | None = None, quality: int = 90, workers: int | None = None,
                     verbose: bool = True) -> Prepared:
@@ -438,7 +416,7 @@ def prepare_dataset(manifest: str | os.PathLike, out: str | os.PathLike, short_s
     out = Path(out).absolute()
     out.mkdir(parents=True, exist_ok=True)
     workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
-    with _Lock(out):
+    with exclusive_lock(out / ".prepare.lock", f"preparing into {out}", wait=False):
         removed = remove_temp_folders(out)
         dest = clip_destinations(src, out)
         todo = [i for i in range(len(src)) if src["problem"].iat[i] == ""]

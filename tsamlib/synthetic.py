@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .fileio import atomic_path, relative_to_repo, waiting_lock
+from .fileio import atomic_path, exclusive_lock, relative_to_repo
 
 __all__ = ["KINDS", "describe", "make_synthetic_dataset", "render_clip", "write_clip", "picture_class",
            "outdated"]
@@ -376,7 +376,7 @@ def make_synthetic_dataset(root: str | os.PathLike, kind: str = "default", n_per
                   valid_fraction=float(valid_fraction))
     root = Path(root)
     root.parent.mkdir(parents=True, exist_ok=True)  # the lock file sits beside root, so root holds only the dataset
-    with waiting_lock(root.parent / f".{root.name}.synthetic.lock", f"writing the synthetic dataset in "
+    with exclusive_lock(root.parent / f".{root.name}.synthetic.lock", f"writing the synthetic dataset in "
                       f"{relative_to_repo(root)}"):
         return _write_dataset(root, params, classes, overwrite, workers)
 

@@ -105,17 +105,16 @@ def _read_folder(frames: list[Path], indices: np.ndarray) -> torch.Tensor:
     """Decode ``frames[i]`` for each index into one uint8 array (T, H, W, 3): RGB images are not converted (a
     copy), and each frame is written straight into the clip (no ``np.stack``), about half the time of doing both."""
     from PIL import Image
-    out, shapes = None, {}
+    out = None
     for j, i in enumerate(indices):
         with Image.open(frames[i]) as im:
             a = np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
-        shapes.setdefault(a.shape, frames[i].name)
         if out is None:
             out = np.empty((len(indices), *a.shape), dtype=np.uint8)
         if a.shape != out.shape[1:]:
-            sizes = ", ".join(f"{name}: {s[1]}x{s[0]}" for s, name in shapes.items())
-            raise VideoReadError(f"{frames[0].parent}: frames of different sizes ({sizes}); re-extract the frames "
-                                 "at one size")
+            (h0, w0), (h, w) = out.shape[1:3], a.shape[:2]
+            raise VideoReadError(f"{frames[0].parent}: frames of different sizes ({frames[indices[0]].name}: "
+                                 f"{w0}x{h0}, {frames[i].name}: {w}x{h}); re-extract the frames at one size")
         out[j] = a
     return torch.from_numpy(out)
 

@@ -10,7 +10,8 @@ recorded as such, never left out silently):
    TSN (k=0), TSM (k=1, f_div 8, every block), TSAM (k=4, f_div 4, every 2nd block), TSAM keeping the shifted copy
    (``recompute=False``, the memory before issue 11) and TSAM on the slice copies; two rounds in alternating order,
    median ms/step and peak allocated memory. Then ``torch.compile`` of TSN, TSAM and TSM: compile time (first two
-   steps) and compiled step time.
+   steps) and compiled step time (TSM only if the ``--budget`` allows). The report derives from the clone times
+   the floor that any shift writing its whole output costs per step (:func:`traffic_floor`).
    **profile**: ``torch.profiler`` over eager steps of TSN, TSAM and TSM: wall time, the CPU's time to enqueue a
    step, the GPU's kernel time, and the kernels whose time differs most from TSN's (is the GPU waiting on the CPU?).
 3. **real training loop**: the 12 real Kinetics clips (``--clips``) prepared with ``tsamlib.prepare`` (JPEG frames
@@ -51,7 +52,8 @@ OUT = REPO / "results" / "benchmarks"
 # inner blocks of layers 2-4 (block 0 of layers 2-4 sees the previous stage's last shape)
 STAGE_SHAPES = {"layer1.0": (64, 56), "layer1": (256, 56), "layer2": (512, 28), "layer3": (1024, 14),
                 "layer4": (2048, 7)}
-SMALL_SHAPES = {"layer1": (16, 8), "layer2": (32, 4)}
+# the conv1 inputs of ResNet-18 at 32 px (--small), so that its traffic floor finds every shape
+SMALL_SHAPES = {"layer1": (64, 8), "layer2": (128, 4), "layer3": (256, 2), "layer4": (512, 1)}
 
 __all__ = ["main"]
 
@@ -105,7 +107,7 @@ def reset_peak(device: str) -> None:
 def bench_shift(cfg: dict, device: str, repeats: int = 7, iters: int = 20) -> list[dict]:
     """Shift op, its adjoint and the slice-copy reference against ``clone`` at each stage shape."""
     from tsamlib.shift import _shift_into, _TemporalShiftFn, shift_fold
-    from tsamlib.shift_triton import temporal_shift_adjoint_op, temporal_shift_op
+    from tsamlib.shift_triton import eager_shift, temporal_shift_adjoint_op, temporal_shift_op
     b, t, n = cfg["batch"], cfg["frames"] + 1, cfg["frames"]
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
     timer = Timer(device)
@@ -120,6 +122,7 @@ def bench_shift(cfg: dict, device: str, repeats: int = 7, iters: int = 20) -> li
             fns[f"{name}_bwd"] = lambda k=k, f=f: temporal_shift_adjoint_op(x, k, f, n, "zero")
         fk = shift_fold(c, cfg["k"], 4)
         fns["tsam_fwd_keep"] = lambda: temporal_shift_op(x, cfg["k"], fk, n, "keep")
+        fns["tsam_fwd_eager"] = lambda: eager_shift(x, cfg["k"], fk, n, "zero")  # as training calls it: no dispatch
         fns["tsam_slices_fwd"] = lambda: _TemporalShiftFn.apply(x, cfg["k"], fk, n, "zero")
         ok = True  # the fused ops against the reference loops (tsamlib.shift._shift_into), both directions and pads
         for pad in ("zero", "keep"):
@@ -262,6 +265,85 @@ def bench_compiled(cfg: dict, device: str, deadline: float) -> list[dict]:
     if "tsn" not in times:
         return [dict(mode="compiled", variant=n, **e) for n, e in extra.items()]
     return _model_rows({n: vs[n] for n in vs if n in times}, times, peaks, "compiled", extra)
+
+
+_SHIFTED_INPUTS: dict[str, list[tuple[int, int]]] = {}  # the report is rewritten after every part: build each once
+
+
+def shifted_inputs(cfg: dict, settings: dict) -> list[tuple[int, int]]:
+    """(channels, size) of the input of every shifted conv of a variant at ``cfg``'s image size, in network order: one
+    forward pass on the meta device (shapes only: no memory, no arithmetic)."""
+    from tsamlib.model import create_tsam
+    from tsamlib.shift import TemporalShift
+    settings = {k: v for k, v in settings.items() if k not in ("recompute", "kernel")}
+    key = json.dumps([cfg["arch"], cfg["frames"], cfg["img"], settings], sort_keys=True)
+    if key in _SHIFTED_INPUTS:
+        return list(_SHIFTED_INPUTS[key])
+    model = create_tsam(cfg["arch"], num_classes=400, n_frames=cfg["frames"], audio=True, **settings).to("meta")
+    seen: list[tuple[int, int]] = []
+    for m in model.modules():
+        if isinstance(m, TemporalShift):
+            m.register_forward_pre_hook(lambda m, args: seen.append((args[0].shape[1], args[0].shape[2])))
+    s = cfg["img"]
+    with torch.no_grad():
+        model(torch.empty(1, cfg["frames"], 3, s, s, device="meta"), torch.empty(1, 1, 3, s, s, device="meta"))
+    _SHIFTED_INPUTS[key] = seen
+    return list(seen)
+
+
+def traffic_floor(res: dict) -> list[dict]:
+    """The least extra time per step that a shift writing its whole output can cost, from the run's own clone times.
+
+    A shift pass reads and writes the block input once, as ``clone`` does. Per shifted block a training step makes
+    3 passes: the forward shift, the adjoint in backward, and the shift again in backward where the shifted copy is not
+    kept (``recompute``, the default); 2 with ``recompute=False``, which keeps the copy and costs memory instead.
+    floor ms = passes x the sum of the clone times of the shifted blocks' inputs, e.g. for TSAM at 224 px 3 x
+    (layer1.0 + 2 x layer1 + 2 x layer2 + 3 x layer3 + layer4 shapes). As a ratio to TSN's measured step: a step-time
+    goal below it cannot be met by a shift kernel of its own, only by fusing the shift into its neighbours."""
+    cfg, rows = res["meta"]["cfg"], res.get("shift") or []
+    clone = {(r["channels"], r["size"]): r["clone_ms"] for r in rows}
+    out = []
+    for name, settings in variants(cfg).items():
+        if not settings.get("shift_depth") or settings.get("kernel"):
+            continue
+        shapes = shifted_inputs(cfg, settings)
+        missing = sorted(set(shapes) - set(clone))
+        passes = 2 if settings.get("recompute") is False else 3
+        row = dict(variant=name, shifted_blocks=len(shapes), passes=passes)
+        if missing or not shapes:
+            row["missing_clone_times"] = missing
+            out.append(row)
+            continue
+        row["floor_ms"] = round(passes * sum(clone[sh] for sh in shapes), 3)
+        for mode in ("eager", "compiled"):
+            measured = {r["variant"]: r for r in res.get(mode) or [] if "ms_per_step" in r}
+            if "tsn" in measured:
+                row[f"floor_vs_tsn_{mode}"] = round(1 + row["floor_ms"] / measured["tsn"]["ms_per_step"], 3)
+                if name in measured:
+                    row[f"measured_vs_tsn_{mode}"] = measured[name]["vs_tsn"]
+        out.append(row)
+    return out
+
+
+def floor_markdown(rows: list[dict]) -> list[str]:
+    """The floor section of the report (see :func:`traffic_floor`)."""
+    lines = ["## Memory-traffic floor of a shift kernel (derived from this run's clone times)", "",
+             "Each shift pass reads and writes the block input once, like `clone`: per shifted block the forward "
+             "shift, the adjoint in backward and, when the shifted copy is not kept, the shift again in backward. "
+             "floor = passes x the clone times of the shifted blocks' inputs (table above), as a ratio to TSN's "
+             "step: what a kernel that writes the whole shifted tensor costs at best, each pass as fast as a clone.", "",
+             "| variant | shifted blocks | passes | floor ms/step | floor vs TSN, eager | measured, eager | "
+             "floor vs TSN, compiled | measured, compiled |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "floor_ms" not in r:
+            lines.append(f"| {r['variant']} | {r['shifted_blocks']} | {r['passes']} | no clone time for "
+                         f"{r['missing_clone_times']} | | | | |")
+            continue
+        lines.append(f"| {r['variant']} | {r['shifted_blocks']} | {r['passes']} | {r['floor_ms']} | "
+                     + " | ".join(str(r.get(k, "-")) for k in ("floor_vs_tsn_eager", "measured_vs_tsn_eager",
+                                                              "floor_vs_tsn_compiled", "measured_vs_tsn_compiled"))
+                     + " |")
+    return lines + [""]
 
 
 def profile_steps(cfg: dict, device: str, steps: int = 5, top: int = 12) -> dict:
@@ -482,13 +564,14 @@ def to_markdown(res: dict) -> str:
     lines += [f"- {note}" for note in res.get("notes", [])] + ([""] if m.get("runs") or res.get("notes") else [])
     if res.get("shift"):
         lines += ["## Shift op vs clone (ms per call, ratio to clone)", "",
-                  "| stage (C, size) | same as reference | clone ms | TSAM fwd | TSAM bwd | TSAM fwd keep | TSM fwd | "
-                  "TSM bwd | slices fwd |", "|---|---|---|---|---|---|---|---|---|"]
+                  "| stage (C, size) | same as reference | clone ms | TSAM fwd | TSAM fwd, eager twin | TSAM bwd | "
+                  "TSAM fwd keep | TSM fwd | TSM bwd | slices fwd |", "|---|---|---|---|---|---|---|---|---|---|"]
         for r in res["shift"]:
             lines.append(f"| {r['stage']} ({r['channels']}, {r['size']}) | {r.get('matches_reference', '-')} | "
                          f"{r['clone_ms']:.3f} | "
-                         + " | ".join(f"{r[k + '_vs_clone']:.2f}x" for k in ("tsam_fwd", "tsam_bwd", "tsam_fwd_keep",
-                                                                              "tsm_fwd", "tsm_bwd", "tsam_slices_fwd"))
+                         + " | ".join(f"{r[k + '_vs_clone']:.2f}x" if k + "_vs_clone" in r else "-"
+                                      for k in ("tsam_fwd", "tsam_fwd_eager", "tsam_bwd", "tsam_fwd_keep", "tsm_fwd",
+                                                "tsm_bwd", "tsam_slices_fwd"))
                          + " |")
         lines.append("")
     for key, title in (("eager", "Model step, eager"), ("compiled", "Model step, torch.compile")):
@@ -504,6 +587,8 @@ def to_markdown(res: dict) -> str:
             lines.append(f"| {r['variant']} | {r['ms_per_step']:.1f} | {r['vs_tsn']:.3f} | {r['peak_gib']} | "
                          f"{r['peak_vs_tsn']} | {r.get('compile_s', '')} |")
         lines.append("")
+    if res.get("shift") and res.get("eager"):
+        lines += floor_markdown(traffic_floor(res))
     if res.get("profile"):
         lines += profile_markdown(res["profile"])
     if res.get("data"):
@@ -577,7 +662,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--small", action="store_true", help="tiny sizes (resnet18, 4+1 frames, 32 px): a quick try")
-    ap.add_argument("--budget", type=float, default=200,
+    ap.add_argument("--budget", type=float, default=150,
                     help="seconds from the start after which no further compiled variant is started")
     ap.add_argument("--clips", type=Path, default=REPO.parent / "shared" / "kinetics-clips",
                     help="folder of the real clips (videos/, training.txt, validation.txt)")

@@ -2,6 +2,8 @@
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 from conftest import REPO_ROOT, make_video
 from tsamlib.manifest import read_manifest
 
@@ -38,3 +40,33 @@ def test_gpu_bench_repeats_clips_without_writing_beside_the_source_clips(tmp_pat
         assert len(train) == 6 and (df["split"] == "valid").sum() == 1
         twins = [Path(p) for p in train["path"] if "-r" in Path(p).name]
         assert len(twins) == 4 and all(p.exists() and p.absolute().is_relative_to(work) for p in twins)
+
+
+def test_traffic_floor_counts_three_clone_passes_per_shifted_block():
+    """The floor of ``bench_gpu``: passes x the clone times of the shifted blocks' inputs, found by a meta-device
+    forward pass (ResNet-18 at 32 px: conv1 of block 0 of each stage for TSAM, of every block for TSM), as a ratio to
+    TSN's step; a shape without a clone time is named, not guessed."""
+    bench_gpu = _load("bench_gpu")
+    cfg = dict(arch="resnet18", img=32, frames=4, k=2)
+    clone = {(64, 8): 1.0, (128, 4): 0.1, (256, 2): 0.01, (512, 1): 0.001}
+    res = dict(meta=dict(cfg=cfg),
+               shift=[dict(channels=c, size=s, clone_ms=ms) for (c, s), ms in clone.items()],
+               eager=[dict(variant="tsn", ms_per_step=100.0, vs_tsn=1.0), dict(variant="tsam", ms_per_step=110.0,
+                                                                             vs_tsn=1.1)])
+    assert bench_gpu.shifted_inputs(cfg, dict(shift_depth=2, f_div=4, n_insert=2, m_insert=0)) == [
+        (64, 8), (64, 8), (128, 4), (256, 2)]  # block 0 of layer2-4 sees the previous stage's shape
+    rows = {r["variant"]: r for r in bench_gpu.traffic_floor(res)}
+    assert set(rows) == {"tsm", "tsam", "tsam_keep_copy"}  # not TSN (no shift), not the slice copies
+    tsam = rows["tsam"]
+    assert (tsam["shifted_blocks"], tsam["passes"]) == (4, 3)
+    assert tsam["floor_ms"] == pytest.approx(3 * (1.0 + 1.0 + 0.1 + 0.01))
+    assert tsam["floor_vs_tsn_eager"] == pytest.approx(1 + tsam["floor_ms"] / 100, abs=1e-3)
+    assert tsam["measured_vs_tsn_eager"] == 1.1 and "floor_vs_tsn_compiled" not in tsam
+    assert rows["tsam_keep_copy"]["floor_ms"] == pytest.approx(2 * 2.11)
+    assert rows["tsm"]["floor_ms"] == pytest.approx(3 * (3 * 1.0 + 2 * 0.1 + 2 * 0.01 + 0.001))
+    res["shift"] = res["shift"][:-1]  # no clone time for layer4's (512, 1)
+    rows = {r["variant"]: r for r in bench_gpu.traffic_floor(res)}
+    assert rows["tsm"]["missing_clone_times"] == [(512, 1)] and "floor_ms" not in rows["tsm"]
+    assert "floor_ms" in rows["tsam"]
+    md = "\n".join(bench_gpu.floor_markdown(bench_gpu.traffic_floor(res)))
+    assert "no clone time for [(512, 1)]" in md and "| tsam | 4 | 3 | 6.33 | 1.063 | 1.1 |" in md

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -161,19 +162,24 @@ def variants(cfg: dict) -> dict[str, dict]:
     }
 
 
-def build(cfg: dict, device: str, settings: dict):
-    """A TSAM model on ``device`` (channels_last), its SGD optimiser and one fixed batch."""
+def create_model(cfg: dict, settings: dict):
+    """The TSAM model of a variant (``settings`` from :func:`variants`; ``kernel`` is applied by the caller), on CPU."""
     from tsamlib.model import create_tsam
     from tsamlib.shift import TemporalShift
     settings = dict(settings)
     recompute = settings.pop("recompute", True)
     settings.pop("kernel", None)
-    torch.manual_seed(0)
     model = create_tsam(cfg["arch"], num_classes=400, n_frames=cfg["frames"], audio=True, **settings)
     for m in model.modules():
         if isinstance(m, TemporalShift):
             m.recompute = recompute
-    model = model.to(device).to(memory_format=torch.channels_last)
+    return model
+
+
+def build(cfg: dict, device: str, settings: dict):
+    """A TSAM model on ``device`` (channels_last), its SGD optimiser and one fixed batch."""
+    torch.manual_seed(0)
+    model = create_model(cfg, settings).to(device).to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     b, t, s = cfg["batch"], cfg["frames"], cfg["img"]
     video = torch.randn(b * t, 3, s, s, device=device).to(memory_format=torch.channels_last).view(b, t, 3, s, s)
@@ -267,28 +273,24 @@ def bench_compiled(cfg: dict, device: str, deadline: float) -> list[dict]:
     return _model_rows({n: vs[n] for n in vs if n in times}, times, peaks, "compiled", extra)
 
 
-_SHIFTED_INPUTS: dict[str, list[tuple[int, int]]] = {}  # the report is rewritten after every part: build each once
-
-
 def shifted_inputs(cfg: dict, settings: dict) -> list[tuple[int, int]]:
     """(channels, size) of the input of every shifted conv of a variant at ``cfg``'s image size, in network order: one
     forward pass on the meta device (shapes only: no memory, no arithmetic)."""
-    from tsamlib.model import create_tsam
+    shape_settings = tuple(sorted((k, v) for k, v in settings.items() if k not in ("recompute", "kernel")))
+    return list(_shifted_inputs(cfg["arch"], cfg["frames"], cfg["img"], shape_settings))
+
+
+@functools.lru_cache(maxsize=None)  # the report is rewritten after every part: each variant's shapes are found once
+def _shifted_inputs(arch: str, frames: int, img: int, settings: tuple) -> tuple[tuple[int, int], ...]:
     from tsamlib.shift import TemporalShift
-    settings = {k: v for k, v in settings.items() if k not in ("recompute", "kernel")}
-    key = json.dumps([cfg["arch"], cfg["frames"], cfg["img"], settings], sort_keys=True)
-    if key in _SHIFTED_INPUTS:
-        return list(_SHIFTED_INPUTS[key])
-    model = create_tsam(cfg["arch"], num_classes=400, n_frames=cfg["frames"], audio=True, **settings).to("meta")
+    model = create_model(dict(arch=arch, frames=frames), dict(settings)).to("meta")
     seen: list[tuple[int, int]] = []
     for m in model.modules():
         if isinstance(m, TemporalShift):
             m.register_forward_pre_hook(lambda m, args: seen.append((args[0].shape[1], args[0].shape[2])))
-    s = cfg["img"]
     with torch.no_grad():
-        model(torch.empty(1, cfg["frames"], 3, s, s, device="meta"), torch.empty(1, 1, 3, s, s, device="meta"))
-    _SHIFTED_INPUTS[key] = seen
-    return list(seen)
+        model(torch.empty(1, frames, 3, img, img, device="meta"), torch.empty(1, 1, 3, img, img, device="meta"))
+    return tuple(seen)
 
 
 def traffic_floor(res: dict) -> list[dict]:
@@ -302,6 +304,8 @@ def traffic_floor(res: dict) -> list[dict]:
     goal below it cannot be met by a shift kernel of its own, only by fusing the shift into its neighbours."""
     cfg, rows = res["meta"]["cfg"], res.get("shift") or []
     clone = {(r["channels"], r["size"]): r["clone_ms"] for r in rows}
+    measured = {mode: {r["variant"]: r for r in res.get(mode) or [] if "ms_per_step" in r}
+                for mode in ("eager", "compiled")}
     out = []
     for name, settings in variants(cfg).items():
         if not settings.get("shift_depth") or settings.get("kernel"):
@@ -315,12 +319,11 @@ def traffic_floor(res: dict) -> list[dict]:
             out.append(row)
             continue
         row["floor_ms"] = round(passes * sum(clone[sh] for sh in shapes), 3)
-        for mode in ("eager", "compiled"):
-            measured = {r["variant"]: r for r in res.get(mode) or [] if "ms_per_step" in r}
-            if "tsn" in measured:
-                row[f"floor_vs_tsn_{mode}"] = round(1 + row["floor_ms"] / measured["tsn"]["ms_per_step"], 3)
-                if name in measured:
-                    row[f"measured_vs_tsn_{mode}"] = measured[name]["vs_tsn"]
+        for mode, rows_of in measured.items():
+            if "tsn" in rows_of:
+                row[f"floor_vs_tsn_{mode}"] = round(1 + row["floor_ms"] / rows_of["tsn"]["ms_per_step"], 3)
+                if name in rows_of:
+                    row[f"measured_vs_tsn_{mode}"] = rows_of[name]["vs_tsn"]
         out.append(row)
     return out
 

@@ -50,7 +50,8 @@ def test_run_records_and_no_silent_overwrite(tmp_path):
     m = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert m["finished"] and len(m["epochs"]) == 2 and m["final"]["top1"] == final["top1"]
     row = m["epochs"][-1]
-    assert row["train_clips"] == 24 and row["train_clips_per_s"] > 0 and row["lr"] == pytest.approx(0.02)
+    assert row["train_clips"] == 24 and row["train_steps"] == 3 and row["train_clips_per_s"] > 0
+    assert row["lr"] == pytest.approx(0.02)
     env = m["environment"]
     assert env["packages"]["torch"].startswith("2.14.1") and "git_commit" in env and env["python"]
     assert (tmp_path / "r" / "checkpoints" / "model.pth").is_file()

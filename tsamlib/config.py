@@ -101,7 +101,10 @@ class RunConfig:
     recipe: str = _f("one_cycle", "'one_cycle' (fastai, Adam) or 'paper' (SGD 0.9, wd 1e-4, step decay)",
                      choices=RECIPES)
     lr_decay: list | None = _f(None, "recipe 'paper': [[factor, epoch], ...], lr = factor x lr from that epoch on")
-    batch_size: int = _f(8, "clips per batch", lo=1, hi=100_000)
+    batch_size: int = _f(8, "clips per optimizer step, all processes together (the global batch: with N "
+                            "processes each loads batch_size / N)", lo=1, hi=100_000)
+    sync_bn: bool = _f(False, "several processes only: SyncBatchNorm (statistics over the global batch) instead of "
+                              "BatchNorm per process (the authors' DataParallel); needs CUDA")
     dropout: float = _f(0.5, "dropout before the classifier", lo=0.0, hi=1.0, open_hi=True)
     num_workers: int = _f(0, "data-loading worker processes (one thread each)", lo=0, hi=1024)
     seed: int = _f(0, "seed of weights, sampling and augmentation", lo=0, hi=2**63 - 1)
@@ -287,7 +290,7 @@ def auto_run_id(cfg: RunConfig, when: float | None = None) -> str:
     tokens = [f"k{cfg.shift_depth}", f"fdiv{cfg.f_div}", f"{cfg.n_frames}f", "av" if cfg.audio else "rgb"]
     short = dict(dataset="", arch="", epochs="ep", lr="lr", batch_size="bs", img_size="px", seed="s",
                  recipe="", pretrained="init-", n_insert="nins", m_insert="mins", n_mels="mels", dropout="do",
-                 flip="flip", resize="rs", preset="")
+                 flip="flip", resize="rs", preset="", sync_bn="syncbn")
     default = RunConfig()
     preset_values = PRESET_SWITCHES[cfg.preset]
     short.update({k: f"{k.replace('_', '')}-" for k in SWITCHES})

@@ -5,8 +5,16 @@
 
 ``params.json`` holds settings of :class:`tsamlib.config.RunConfig` (the parameters of ``notebooks/03_train.ipynb``;
 missing ones take their defaults, unknown ones are refused).
-Every process trains on its shard of each batch; only rank 0 writes the run folder. Per-epoch validation is
-sharded and gathered by fastai; the final validation runs on the whole validation set.
+
+The recipe does not change with the number of processes. ``batch_size`` is the global batch: with N processes each
+loads ``batch_size / N`` clips of every step (a batch size that N does not divide is refused before anything is
+written), DDP averages the N gradients, so one step sees the same clips, at the same learning rate, as one process
+does: the same steps per epoch, the same schedule. :class:`GlobalBatchDL` makes it exact: global batch i is the
+single-process batch i (same shuffle, same per-clip augmentation), cut into N equal pieces.
+BatchNorm statistics are per process by default, as the authors' DataParallel; ``sync_bn=True`` uses SyncBatchNorm
+over the global batch (CUDA only). The run records ``world_size``, ``per_process_batch_size`` and ``batchnorm``
+in ``params.json``; only rank 0 writes the run folder. Per-epoch validation is sharded and gathered by fastai; the
+final validation runs on the whole validation set.
 On CPU (the test), launch with ``torchrun --nproc_per_node 2 -m tsamlib.distributed params.json`` (gloo).
 """
 from __future__ import annotations
@@ -18,8 +26,66 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from fastai.callback.core import Callback
+from fastai.distributed import DistributedDL, DistributedTrainer
 
-__all__ = ["train_distributed", "main"]
+__all__ = ["per_process_batch", "launch_record", "GlobalBatchDL", "GlobalBatches", "train_distributed", "main"]
+
+
+def per_process_batch(batch_size: int, world_size: int) -> int:
+    """``batch_size / world_size``: the clips each process loads per step; ValueError when it does not divide."""
+    if batch_size % world_size:
+        lower, upper = batch_size // world_size * world_size, -(-batch_size // world_size) * world_size
+        raise ValueError(f"batch_size={batch_size} is the global batch and must divide evenly among the "
+                         f"{world_size} processes launched: use batch_size={lower or upper} or {upper}, or launch "
+                         f"a number of processes that divides {batch_size}.")
+    return batch_size // world_size
+
+
+def launch_record(cfg, world_size: int, cuda: bool) -> dict[str, Any]:
+    """What the run records of its launch: ``world_size``, ``per_process_batch_size`` and ``batchnorm``
+    (``"per_process"`` or ``"sync"``). ValueError, before anything is written, for a launch that cannot train
+    ``cfg``'s recipe: a batch size the processes do not divide, SyncBatchNorm without CUDA."""
+    world = max(world_size, 1)
+    if cfg.sync_bn and world > 1 and not cuda:
+        raise ValueError("sync_bn=True needs CUDA GPUs (torch's SyncBatchNorm does not run on CPU processes): "
+                         "set sync_bn=False (BatchNorm per process, the authors' behaviour) or launch on GPUs.")
+    return dict(world_size=world, per_process_batch_size=per_process_batch(cfg.batch_size, world),
+                batchnorm="sync" if cfg.sync_bn and world > 1 else "per_process")
+
+
+class GlobalBatchDL(DistributedDL):
+    """The training loader of one process: global batch i is the single-process batch i (the same shuffled order,
+    broadcast from rank 0), this process taking its ``bs`` clips of it (rank r: clips r*bs .. (r+1)*bs - 1).
+
+    With ``drop_last`` every global batch is whole (len(dataset) // global batch steps, as one process); without
+    it (a training set smaller than one global batch) the last global batch is padded with repeated clips to a
+    multiple of the world size, as fastai's DistributedDL pads, so that every process takes the same number."""
+
+    def __init__(self, dl, rank: int | None = None, world_size: int | None = None, device=None):
+        super().__init__(dl, rank=rank, world_size=world_size, device=device)
+        self.global_bs = self.bs * self.world_size
+        # a training set smaller than one global batch trains one (partial) step, as one process would
+        self.drop_last = self.dl.drop_last = self.dl.drop_last and len(self.dataset) >= self.global_bs
+
+    def __len__(self) -> int:
+        n, g = self.dl.n, self.global_bs
+        return n // g if self.drop_last else -(-n // g)
+
+    def get_idxs(self) -> list:
+        idxs = self._broadcast(list(self.dl.get_idxs()), 0)  # rank 0's order everywhere
+        g, ws, mine = self.global_bs, self.world_size, []
+        for start in range(0, len(idxs) // g * g if self.drop_last else len(idxs), g):
+            batch = idxs[start:start + g]
+            pad = -len(batch) % ws                     # a partial last batch: repeat clips up to a multiple of ws
+            batch += (batch * ws)[:pad]
+            per = len(batch) // ws
+            mine += batch[self.rank * per:(self.rank + 1) * per]
+        return mine
+
+    def to_detach(self, b, cpu: bool = True, gather: bool = True):
+        """Gather without fastai's unpadding (written for contiguous shards): every process has equal batches."""
+        return self._to_detach(b, cpu, gather)
 
 
 def _broadcast_on_cpu(self, t, rank):
@@ -27,6 +93,17 @@ def _broadcast_on_cpu(self, t, rank):
     t = torch.tensor(t, dtype=torch.long)
     torch.distributed.broadcast(t, rank)
     return t.tolist()
+
+
+class GlobalBatches(Callback):
+    """Puts a :class:`GlobalBatchDL` in place of the training loader that fastai's ``DistributedTrainer`` wrapped
+    (which gives each process ``batch_size`` clips of a contiguous shard); the validation loader stays fastai's."""
+
+    order = DistributedTrainer.order + 1   # after DistributedTrainer has prepared the model and wrapped the loaders
+
+    def before_fit(self):
+        dl = self.dls.loaders[0]
+        self.learn.dls.loaders[0] = GlobalBatchDL(getattr(dl, "dl", dl), device=self.learn.model.device)
 
 
 def train_distributed(params: dict[str, Any]) -> dict[str, Any] | None:
@@ -42,22 +119,25 @@ def train_distributed(params: dict[str, Any]) -> dict[str, Any] | None:
     from .train import finish_run, fit_run, seed_everything, tsam_learner
 
     cfg = RunConfig.from_params(params)  # unknown or bad settings raise here, in every process
-    rank = rank_distrib()
+    rank, cuda = rank_distrib(), torch.cuda.is_available()
+    record = launch_record(cfg, num_distrib(), cuda)
     if rank != 0:  # only rank 0 writes the run folder; the others record into a scratch folder
         cfg = cfg.replace(runs_root=tempfile.mkdtemp(prefix=f"tsam-rank{rank}-"), run_id=cfg.run_id or "rank")
     # no process builds a missing dataset (they would race): run notebook 01 first
-    run, manifest = begin_run(cfg, build_missing=False, extra=dict(world_size=max(num_distrib(), 1)))
+    run, manifest = begin_run(cfg, build_missing=False, extra=record)
     seed_everything(cfg.seed)
-    dls = video_dataloaders(manifest, **cfg.data_kwargs(), cache_dir=mel_cache_dir())
+    dls = video_dataloaders(manifest, **{**cfg.data_kwargs(), "batch_size": record["per_process_batch_size"]},
+                            cache_dir=mel_cache_dir())
     seed_everything(cfg.seed)  # same initial weights in every process
     sw = cfg.switches()
     learn = tsam_learner(dls, arch=cfg.arch, recipe=cfg.recipe, pretrained=cfg.pretrained,
                          wd_bn_bias=sw["wd_bn_bias"], **cfg.model_kwargs())
-    if not torch.cuda.is_available():
+    if not cuda:
         fastai.distributed.DistributedDL._broadcast = _broadcast_on_cpu
-    with learn.distrib_ctx(sync_bn=torch.cuda.is_available(), cpu=not torch.cuda.is_available()):
+    with learn.distrib_ctx(sync_bn=record["batchnorm"] == "sync", cpu=not cuda):
         fit_run(learn, run, cfg.epochs, cfg.lr, seed=cfg.seed, resume=cfg.resume, lr_decay=cfg.lr_decay,
-                finish=False, keep_best=sw["eval_weights"] == "best")
+                finish=False, keep_best=sw["eval_weights"] == "best",
+                cbs=[GlobalBatches()] if num_distrib() else [])
     # every process validates the whole set (the metrics gather across processes), only rank 0 keeps the record
     final = finish_run(learn, run, cfg.epochs, cfg.seed)
     run.close()
@@ -69,7 +149,20 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 1:
         print(__doc__)
         return 2
-    final = train_distributed(json.loads(Path(argv[0]).read_text()))
+    from fastai.torch_core import num_distrib
+
+    from .config import RunConfig
+
+    path = Path(argv[0])
+    try:  # the user's mistakes end here, in one line, before any process writes anything
+        params = json.loads(path.read_text())
+        if not isinstance(params, dict):
+            raise ValueError(f"holds a JSON {type(params).__name__}, not an object of RunConfig settings")
+        launch_record(RunConfig.from_params(params), num_distrib(), torch.cuda.is_available())
+    except (OSError, ValueError) as e:
+        print(f"error: {path}: {e}", file=sys.stderr)
+        return 2
+    final = train_distributed(params)
     if final is not None:
         print(json.dumps({k: v for k, v in final.items() if k != "skipped"}))
     return 0

@@ -31,6 +31,7 @@ from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy, top_k_accuracy
 from fastai.optimizer import SGD, Adam
+from fastai.torch_core import num_distrib, rank_distrib
 from fastcore.meta import delegates
 
 from .checkpoints import (BestCheckpoint, Checkpoint, KeepHistory, load_latest_checkpoint, read_best,
@@ -137,21 +138,26 @@ def _hms(seconds: float) -> str:
 
 
 class _TrainedEpochs(Callback):
-    """Counts the clips and training seconds of each epoch that really trains (epochs skipped by resume are
-    cancelled before they train); :meth:`_finished_training` tells, once per epoch, whether this one did."""
+    """Counts the optimizer steps, clips and training seconds of each epoch that really trains (epochs skipped by
+    resume are cancelled before they train); :meth:`_finished_training` tells, once per epoch, whether this one
+    did. Clips are counted over all processes (this process's x the world size: every process takes an equal part
+    of each global batch, :class:`tsamlib.distributed.GlobalBatchDL`)."""
 
     def __init__(self):
         self.trained = False
 
     def before_epoch(self):
-        self.clips, self.t_epoch = 0, time.perf_counter()
+        self.clips, self.steps, self.t_epoch = 0, 0, time.perf_counter()
 
     def before_train(self):
         self.trained, self.t_train = True, time.perf_counter()
 
     def after_batch(self):
         if self.training:
-            self.clips += self.yb[0].shape[0]
+            self.clips += self.yb[0].shape[0] * max(num_distrib(), 1)
+
+    def after_step(self):
+        self.steps += 1
 
     def after_train(self):
         self.train_s = time.perf_counter() - self.t_train
@@ -181,7 +187,7 @@ class ProgressLine(_TrainedEpochs):
         self.t0, self.done = time.perf_counter(), 0
 
     def after_epoch(self):
-        if not self._finished_training():
+        if not self._finished_training() or rank_distrib():   # several processes: rank 0 prints
             return
         self.done += 1
         values = self._epoch_values()
@@ -211,7 +217,7 @@ class RunLogger(_TrainedEpochs):
         self.run.log_epoch(dict(
             epoch=self.epoch, train_loss=values.get("train_loss"), valid_loss=values.get("valid_loss"),
             top1=values.get("accuracy"), top5=values.get("top5"), lr=self.opt.hypers[-1]["lr"],
-            train_clips=self.clips, train_clips_per_s=self.clips / max(self.train_s, 1e-9),
+            train_steps=self.steps, train_clips=self.clips, train_clips_per_s=self.clips / max(self.train_s, 1e-9),
             wall_s=time.perf_counter() - self.t_epoch, skipped_samples=len(skipped),
             valid_dropped_samples=skips["valid"]["samples"] if "valid" in skips else 0))
 

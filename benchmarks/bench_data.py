@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from tsamlib.audio import AudioFrame
-from tsamlib.data import VideoDataset
-from tsamlib.transforms import ClipTransform
+from tsamlib.data.audio import AudioFrame
+from tsamlib.data.loaders import VideoDataset
+from tsamlib.data.transforms import ClipTransform
 
 __all__ = ["main"]
 
@@ -52,16 +52,16 @@ def comparison_videos(tmp: Path) -> tuple[list[Path], str]:
     real = clips_dir(required=False)
     if real is not None:
         return sorted(real.glob("*.mp4")), f"the {len(list(real.glob('*.mp4')))} real Kinetics clips"
-    from tsamlib.synthetic import make_synthetic_dataset
+    from tsamlib.data.synthetic import make_synthetic_dataset
     root = make_synthetic_dataset(tmp / "synthetic", n_per_class=2, n_classes=6, seconds=10.0, size=(256, 340),
                                   fps=25, workers=os.cpu_count())
     return sorted(root.glob("*/*.mp4"))[:12], "12 synthetic clips (10 s, 340x256, 25 fps; real clips absent)"
 
 
 def prepare_clips(videos: list[Path], tmp: Path) -> tuple[list[Path], float, int]:
-    """Run ``tsamlib.prepare`` on ``videos``: (frame folders in order, wall seconds, workers)."""
-    from tsamlib.manifest import build_manifest
-    from tsamlib.prepare import prepare_dataset
+    """Run ``tsamlib.data.prepare`` on ``videos``: (frame folders in order, wall seconds, workers)."""
+    from tsamlib.data.manifest import build_manifest
+    from tsamlib.data.prepare import prepare_dataset
     recs = [dict(path=str(v), label=0, label_name="clips", split="train") for v in videos]
     build_manifest(recs, tmp / "in.csv", verbose=False)
     workers = os.cpu_count() or 1
@@ -92,7 +92,7 @@ def compare_prepared(videos: list[Path], folders: list[Path], repeats: int, tmp:
 def prepared_stages(folders: list[Path], repeats: int, tmp: Path) -> dict:
     """Where a prepared 16+1 training clip's time goes: list the frame folder, decode 16 JPEGs, transform them
     (crop, resize, flip, normalise), audio frame from the mel cache; ms, median over clips of the median of repeats."""
-    from tsamlib.video import _read_folder, list_frames, segment_indices
+    from tsamlib.data.video import _read_folder, list_frames, segment_indices
     tfm = ClipTransform(img_size=224, resize=256, train=True)
     af = AudioFrame(size=(224, 224), cache_dir=tempfile.mkdtemp(dir=tmp))
     per: dict[str, list[float]] = {"list": [], "decode": [], "transform": [], "audio_cached": []}

@@ -14,12 +14,12 @@ recorded as such, never left out silently):
    the floor that any shift writing its whole output costs per step (:func:`traffic_floor`).
    **profile**: ``torch.profiler`` over eager steps of TSN, TSAM and TSM: wall time, the CPU's time to enqueue a
    step, the GPU's kernel time, and the kernels whose time differs most from TSN's (is the GPU waiting on the CPU?).
-3. **real training loop**: the 12 real Kinetics clips (``--clips``) prepared with ``tsamlib.prepare`` (JPEG frames
+3. **real training loop**: the 12 real Kinetics clips (``--clips``) prepared with ``tsamlib.data.prepare`` (JPEG frames
    at short side 256 + ``.wav``), repeated with links to 480 training clips (the links are made in a temporary
    folder; the clip folder is only read); loader alone (clips/s, cold audio and with the mel cache) with
    ``--workers`` processes, the same for the mp4s, then ``tsam_learner`` (paper recipe, fp16, channels_last)
    training TSAM 16+1 for one epoch over them: clips/s after the first batches.
-4. ``accelerate launch --num_processes 1 -m tsamlib.distributed`` on that prepared manifest, one epoch.
+4. ``accelerate launch --num_processes 1 -m tsamlib train --config params.json`` on that prepared manifest, one epoch.
 
     python benchmarks/bench_gpu.py --clips ../shared/kinetics-clips       # one GPU, about 5 minutes
     python benchmarks/bench_gpu.py --small --device cpu                   # a try on CPU, tiny sizes, ~4 minutes
@@ -107,8 +107,9 @@ def reset_peak(device: str) -> None:
 # ------------------------------------------------------------------------------------------- 1. shift op
 def bench_shift(cfg: dict, device: str, repeats: int = 7, iters: int = 20) -> list[dict]:
     """Shift op, its adjoint and the slice-copy reference against ``clone`` at each stage shape."""
-    from tsamlib.shift import _shift_into, _TemporalShiftFn, shift_fold
-    from tsamlib.shift_triton import eager_shift, temporal_shift_adjoint_op, temporal_shift_op
+    from tsamlib.model.shift import _TemporalShiftFn
+    from tsamlib.model.shift_reference import shift_fold, shift_into
+    from tsamlib.model.shift_triton import eager_shift, temporal_shift_adjoint_op, temporal_shift_op
     b, t, n = cfg["batch"], cfg["frames"] + 1, cfg["frames"]
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
     timer = Timer(device)
@@ -125,10 +126,10 @@ def bench_shift(cfg: dict, device: str, repeats: int = 7, iters: int = 20) -> li
         fns["tsam_fwd_keep"] = lambda: temporal_shift_op(x, cfg["k"], fk, n, "keep")
         fns["tsam_fwd_eager"] = lambda: eager_shift(x, cfg["k"], fk, n, "zero")  # as training calls it: no dispatch
         fns["tsam_slices_fwd"] = lambda: _TemporalShiftFn.apply(x, cfg["k"], fk, n, "zero")
-        ok = True  # the fused ops against the reference loops (tsamlib.shift._shift_into), both directions and pads
+        ok = True  # the fused ops against the reference loops (tsamlib.model.shift_reference.shift_into), both directions and pads
         for pad in ("zero", "keep"):
             for adjoint, op in ((False, temporal_shift_op), (True, temporal_shift_adjoint_op)):
-                ref = _shift_into(torch.empty_like(x), x, cfg["k"], fk, n, pad, adjoint)
+                ref = shift_into(torch.empty_like(x), x, cfg["k"], fk, n, pad, adjoint)
                 ok &= torch.equal(op(x, cfg["k"], fk, n, pad), ref)
         times: dict[str, list[float]] = {name: [] for name in fns}
         for fn in fns.values():
@@ -164,8 +165,8 @@ def variants(cfg: dict) -> dict[str, dict]:
 
 def create_model(cfg: dict, settings: dict):
     """The TSAM model of a variant (``settings`` from :func:`variants`; ``kernel`` is applied by the caller), on CPU."""
-    from tsamlib.model import create_tsam
-    from tsamlib.shift import TemporalShift
+    from tsamlib.model.shift import TemporalShift
+    from tsamlib.model.tsam import create_tsam
     settings = dict(settings)
     recompute = settings.pop("recompute", True)
     settings.pop("kernel", None)
@@ -282,7 +283,7 @@ def shifted_inputs(cfg: dict, settings: dict) -> list[tuple[int, int]]:
 
 @functools.lru_cache(maxsize=None)  # the report is rewritten after every part: each variant's shapes are found once
 def _shifted_inputs(arch: str, frames: int, img: int, settings: tuple) -> tuple[tuple[int, int], ...]:
-    from tsamlib.shift import TemporalShift
+    from tsamlib.model.shift import TemporalShift
     model = create_model(dict(arch=arch, frames=frames), dict(settings)).to("meta")
     seen: list[tuple[int, int]] = []
     for m in model.modules():
@@ -411,8 +412,8 @@ def prepared_clips(clips: Path, tmp: Path, repeat: int, workers: int) -> dict:
     """Prepare the real clips, replicate them with links under ``tmp``, write train/valid manifests (prepared, mp4)."""
     import pandas as pd
 
-    from tsamlib.manifest import build_manifest, read_manifest, write_manifest
-    from tsamlib.prepare import prepare_dataset
+    from tsamlib.data.manifest import build_manifest, read_manifest, write_manifest
+    from tsamlib.data.prepare import prepare_dataset
     recs = []
     for split, lst in (("train", "training.txt"), ("valid", "validation.txt")):
         for line in (clips / lst).read_text().split("\n"):
@@ -474,7 +475,7 @@ def _linked_copy(src: Path, dst: Path) -> None:
 
 def loader_rate(manifest: Path, cfg: dict, workers: int, cache_dir: Path | None, passes: int = 1) -> dict:
     """Clips/s of the training loader alone (batches moved to the device), after its first 3 batches."""
-    from tsamlib.data import video_dataloaders
+    from tsamlib.data.loaders import video_dataloaders
     dls = video_dataloaders(manifest, n_frames=cfg["frames"], audio=True, img_size=cfg["img"], resize=cfg["resize"],
                             batch_size=cfg["batch"], num_workers=workers, cache_dir=cache_dir, seed=0)
     res = {}
@@ -494,8 +495,8 @@ def bench_training(cfg: dict, manifest: Path, workers: int, cache_dir: Path) -> 
     """One epoch of ``tsam_learner`` (paper recipe; fp16 + channels_last on a GPU) over the prepared clips."""
     from fastai.callback.core import Callback
 
-    from tsamlib.data import video_dataloaders
-    from tsamlib.train import tsam_learner
+    from tsamlib.data.loaders import video_dataloaders
+    from tsamlib.training.learner import tsam_learner
 
     class Stamps(Callback):
         order = 100
@@ -528,7 +529,7 @@ def bench_training(cfg: dict, manifest: Path, workers: int, cache_dir: Path) -> 
 
 
 def run_accelerate(cfg: dict, manifest: Path, workers: int, tmp: Path) -> dict:
-    """``accelerate launch --num_processes 1 -m tsamlib.distributed`` on the prepared manifest, one epoch."""
+    """``accelerate launch --num_processes 1 -m tsamlib train --config`` on the prepared manifest, one epoch."""
     exe = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or shutil.which("accelerate")
     if exe is None:
         return dict(error="accelerate not found")
@@ -538,7 +539,7 @@ def run_accelerate(cfg: dict, manifest: Path, workers: int, tmp: Path) -> dict:
     (tmp / "accelerate.json").write_text(json.dumps(params))
     t = time.perf_counter()
     cmd = [exe, "launch", "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
-           "--dynamo_backend", "no", "-m", "tsamlib.distributed", str(tmp / "accelerate.json")]
+           "--dynamo_backend", "no", "-m", "tsamlib", "train", "--config", str(tmp / "accelerate.json")]
     if not torch.cuda.is_available():
         cmd.insert(2, "--cpu")
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO,
@@ -549,7 +550,7 @@ def run_accelerate(cfg: dict, manifest: Path, workers: int, tmp: Path) -> dict:
     if metrics.is_file():
         m = json.loads(metrics.read_text())
         res.update(finished=m.get("finished"), top1=m.get("final", {}).get("top1"),
-                   world_size=json.loads((tmp / "runs" / "accelerate" / "params.json").read_text()).get("world_size"))
+                   world_size=m.get("launch", {}).get("world_size"))
     if out.returncode:
         res["stderr_tail"] = out.stderr[-1500:]
     return res

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from tsamlib.shift import temporal_shift
+from tsamlib.model.shift import temporal_shift
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
 # (channels, size) at the input of a shifted conv1 in each ResNet-50 stage (after its first block)

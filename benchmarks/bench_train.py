@@ -22,8 +22,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_shift import naive_shift  # noqa: E402
 
-from tsamlib.model import create_tsam  # noqa: E402
-from tsamlib.shift import TemporalShift  # noqa: E402
+from tsamlib.model.shift import TemporalShift  # noqa: E402
+from tsamlib.model.tsam import create_tsam  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
 

@@ -16,12 +16,18 @@ import pathlib, tsamlib
 assert pathlib.Path(tsamlib.__file__).resolve().parents[1] == pathlib.Path.cwd().resolve()
 PY
 then
+  # the notebooks' kernel launches a module of this checkout: reinstall its spec when it names another one
+  python - <<'PY' 2>/dev/null || python -m tsamlib.cli.kernel install >/dev/null
+import json, pathlib, sys
+spec = json.loads((pathlib.Path(sys.prefix) / "share/jupyter/kernels/python3/kernel.json").read_text())
+assert spec["argv"][:3] == [sys.executable, "-m", "tsamlib.cli.kernel"]
+PY
   echo "tsam env ready (.venv, installed for this pyproject.toml): nothing to install"
   exit 0
 fi
 python -m pip install -q --upgrade pip
 # torch/torchvision are pinned exactly (pyproject.toml); pip takes them from a local wheel cache when one is set up
 python -m pip install -q -e ".[dev]"
-python -m tsamlib.kernel install >/dev/null
+python -m tsamlib.cli.kernel install >/dev/null
 python -c "import torch, torchvision, fastai, timm, decord, av, librosa; print('tsam env ok: torch', torch.__version__)"
 echo "$want" > "$stamp"

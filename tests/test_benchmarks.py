@@ -3,9 +3,9 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO_ROOT, make_video
-from tsamlib.manifest import read_manifest
+
+from tsamlib.data.manifest import read_manifest
 
 
 def _load(name: str):

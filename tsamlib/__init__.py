@@ -1,9 +1,21 @@
 """tsamlib: TSAM (Temporal Shift with Audio Modality), the library behind the notebooks.
 
-Import the modules you need (``from tsamlib.model import create_tsam``); this package keeps its own
-import light so that ``python -m tsamlib`` and worker processes start quickly.
+    from tsamlib import create_tsam, temporal_shift, RunConfig, train, load_run, evaluate
+
+The layers, each a folder with its public API in ``__init__``; imports point down only::
+
+    cli/ (and __main__)     python -m tsamlib: the notebook runner, the notebooks' kernel
+    report/                 Table 1 / Table 2 grids, tables, figures
+    evaluation/, training/  scoring and interpreting runs, predicting videos; the Learner, a run, several processes
+    model/, data/           the shift and TSAM; manifests, decoding, audio frames, loaders, synthetic data
+    runs/                   run folders, checkpoints, atomic files, provenance
+    config.py               RunConfig: every setting of a run
+
+Names are imported on first use, so ``import tsamlib`` and ``python -m tsamlib`` stay quick.
 """
 import warnings
+
+from ._lazy import lazy_exports
 
 # fastai decorates a few helpers with torch.jit.script, which torch 2.14 deprecates with a FutureWarning at import
 # time; that is fastai's to change, not our users'. Only this message, only from torch.jit's own module.
@@ -11,4 +23,16 @@ warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
                         module=r"torch\.jit\._script")
 
 __version__ = "0.1.0"
-__all__ = ["__version__"]
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    ".config": ["RunConfig"],
+    ".model.tsam": ["create_tsam", "TSAM"],
+    ".model.shift": ["temporal_shift", "TemporalShift"],
+    ".data.loaders": ["video_dataloaders"],
+    ".data.manifest": ["read_manifest", "check_manifest"],
+    ".training.learner": ["tsam_learner"],
+    ".training.run": ["train", "setup_training"],
+    ".runs.folder": ["load_run"],
+    ".evaluation.views": ["evaluate=evaluate_run", "interpretation"],
+    ".evaluation.predict": ["predict_video"],
+})
+__all__ = ["__version__", *__all__]

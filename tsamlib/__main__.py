@@ -1,7 +1,9 @@
 """Command line: ``python -m tsamlib <command> ...`` (also installed as ``tsam``).
 
 Commands: ``index {kinetics400,something-v1,list,folder}`` builds a manifest CSV; ``synth`` writes a
-synthetic dataset; ``prepare`` converts a manifest's clips to JPEG frame folders + ``.wav``. To add a
+synthetic dataset; ``prepare`` converts a manifest's clips to JPEG frame folders + ``.wav``; ``train`` trains one
+run (:mod:`tsamlib.cli.train`); ``notebooks`` runs the notebooks in order; ``runs``, ``evaluate`` and ``predict``
+list, score and use finished runs. To add a
 command, write ``add_<name>(subparsers)`` that registers a parser with ``set_defaults(func=cmd_<name>)`` and put
 it in ``COMMANDS``; import heavy modules inside ``cmd_<name>``.
 """
@@ -11,6 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
+
+from .cli.train import add_train
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -27,7 +31,7 @@ def _split_files(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from tsamlib import index as m
+    from .data import index as m
     if args.dataset == "kinetics400":
         ann = _split_files(args.annotations) if "=" in args.annotations[0] else args.annotations[0]
         m.index_kinetics400(args.root, ann, args.out, workers=args.workers)
@@ -73,7 +77,7 @@ def add_index(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from tsamlib.synthetic import describe, make_synthetic_dataset
+    from .data.synthetic import describe, make_synthetic_dataset
     if args.describe:
         for name, text in describe(args.kind):
             print(f"{name:28s} {text}")
@@ -88,7 +92,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def add_synth(sub: argparse._SubParsersAction) -> None:
-    from tsamlib.synthetic import KINDS  # light: numpy only
+    from .data.synthetic import KINDS  # light: numpy only
     p = sub.add_parser("synth", help="write a synthetic labelled video dataset (mp4 + manifest.csv)")
     p.add_argument("--kind", choices=KINDS, default="default")
     p.add_argument("--out", default=None, help="dataset folder")
@@ -106,7 +110,7 @@ def add_synth(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_notebooks(args: argparse.Namespace) -> int:
-    from .pipeline import NotebookFailed, parse_param, run_pipeline
+    from .cli.notebooks import NotebookFailed, parse_param, run_pipeline
 
     params = {name: parse_param(value) for name, value in args.param}
     try:
@@ -133,7 +137,7 @@ def add_notebooks(sub: argparse._SubParsersAction) -> None:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     from .config import settings_help
-    from .runs import runs_table
+    from .runs.folder import runs_table
 
     if args.settings:
         print(settings_help())
@@ -161,7 +165,7 @@ def add_runs(sub: argparse._SubParsersAction) -> None:
 
 def _resolve_run(args: argparse.Namespace) -> bool:
     """Turn ``args.run`` (a run id or a folder) into the run folder; print a one-line error when there is none."""
-    from tsamlib.runs import resolve_run
+    from .runs.folder import resolve_run
     try:
         args.run = str(resolve_run(args.run))
     except FileNotFoundError as e:
@@ -171,7 +175,7 @@ def _resolve_run(args: argparse.Namespace) -> bool:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from tsamlib.predict import cmd_predict as run
+    from .evaluation.predict import cmd_predict as run
     return run(args) if _resolve_run(args) else 1
 
 
@@ -186,7 +190,7 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from tsamlib.evaluate import cmd_evaluate as run
+    from .evaluation.views import cmd_evaluate as run
     return run(args) if _resolve_run(args) else 1
 
 
@@ -215,7 +219,7 @@ def _fps_arg(text: str) -> float | None:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from tsamlib.prepare import prepare_dataset
+    from .data.prepare import prepare_dataset
     res = prepare_dataset(args.manifest, args.out, short_side=args.short_side, fps=args.fps, quality=args.quality,
                           workers=args.workers)
     return 0 if (res.table["problem"] == "").any() else 1
@@ -236,7 +240,7 @@ def add_prepare(sub: argparse._SubParsersAction) -> None:
 
 COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "index": add_index, "synth": add_synth, "notebooks": add_notebooks, "runs": add_runs, "predict": add_predict,
-    "evaluate": add_evaluate, "prepare": add_prepare}
+    "evaluate": add_evaluate, "prepare": add_prepare, "train": add_train}
 
 
 def build_parser() -> argparse.ArgumentParser:

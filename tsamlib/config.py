@@ -1,8 +1,8 @@
 """One run configuration: every setting of a training run, with its default, type, allowed values and meaning.
 
-:class:`RunConfig` is the single definition that notebook 03's ``parameters`` cell (checked by a test),
-:mod:`tsamlib.distributed`, the experiment grids, :func:`tsamlib.model.create_tsam` and the tables derive from.
-A new setting is one new field here (and one line in notebook 03's parameters cell).
+:class:`RunConfig` is the single definition that :func:`tsamlib.train`, notebook 03's ``parameters`` cell (checked by
+a test), the flags of ``python -m tsamlib train``, the experiment grids, :func:`tsamlib.model.create_tsam` and the
+tables derive from. A new setting is one new field here (and one line in notebook 03's parameters cell).
 
     cfg = RunConfig(shift_depth=4, f_div=4, audio=True)      # checked on creation: bad values raise ValueError
     cfg.settings()                                            # what params.json records (no bookkeeping keys)

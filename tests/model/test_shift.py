@@ -1,0 +1,273 @@
+"""The temporal shift op: exact semantics of both borders, TSM equivalence, adjoint backward, validation."""
+import pytest
+import torch
+
+from tsamlib.model.shift import TemporalShift, insert_temporal_shift, shifted_conv2d, temporal_shift
+from tsamlib.model.shift_reference import SHIFT_PADS, check_shift
+
+
+def tsm_reference(x, fold_div=8):
+    """TSM's bidirectional shift written from its paper: 1/8 of channels from t+1, 1/8 from t-1."""
+    out = torch.zeros_like(x)
+    fold = x.shape[2] // fold_div
+    out[:, :-1, :fold] = x[:, 1:, :fold]
+    out[:, 1:, fold:2 * fold] = x[:, :-1, fold:2 * fold]
+    out[:, :, 2 * fold:] = x[:, :, 2 * fold:]
+    return out
+
+
+def loop_reference(x, k, f_div, n_shifted, pad="zero"):
+    """Element by element, straight from the definition in the issue. At the border (a source outside
+    [0, n_shifted)): zero, or ("keep", as the authors' code) the element's own value."""
+    B, T, C, H, W = x.shape
+    f = (C // f_div) // k
+    out = x.clone()
+    for t in range(n_shifted):
+        for c in range(2 * k * f):
+            d, direction = c // (2 * f) + 1, (c // f) % 2  # direction 0: from t+d, 1: from t-d
+            src = t + d if direction == 0 else t - d
+            if 0 <= src < n_shifted:
+                out[:, t, c] = x[:, src, c]
+            else:
+                out[:, t, c] = 0 if pad == "zero" else x[:, t, c]
+    return out
+
+
+def slice_reference(x, k, f_div, n_shifted, pad):
+    """The same with whole-segment slices and plain autograd: a copy of the input (or zeros for the shifted
+    channels), then one slice copy per group. Its autograd gradient is the reference for our backward."""
+    f = (x.shape[2] // f_div) // k
+    n = n_shifted
+    out = x.clone()
+    if pad == "zero":
+        out[:, :n, : 2 * k * f] = 0
+    for d in range(1, k + 1):
+        a, b, c = (2 * d - 2) * f, (2 * d - 1) * f, 2 * d * f
+        out[:, : n - d, a:b] = x[:, d:n, a:b]
+        out[:, d:n, b:c] = x[:, : n - d, b:c]
+    return out
+
+
+def test_k1_is_tsm():
+    x = torch.randn(2, 8, 64, 3, 3)
+    assert torch.equal(temporal_shift(x, 1, 8), tsm_reference(x))
+
+
+@pytest.mark.parametrize("pad", SHIFT_PADS)
+@pytest.mark.parametrize("k,f_div,T,n_shifted,C", [(1, 4, 8, 8, 96), (2, 4, 8, 8, 45), (3, 8, 16, 16, 99),
+                                                    (4, 4, 9, 8, 77), (5, 4, 17, 16, 83), (2, 2, 5, 4, 31),
+                                                    (5, 2, 7, 6, 61), (3, 3, 4, 4, 19)])
+def test_matches_definition(k, f_div, T, n_shifted, C, pad):
+    x = torch.randn(2, T, C, 2, 3)
+    y = temporal_shift(x, k, f_div, n_shifted, shift_pad=pad)
+    assert torch.equal(y, loop_reference(x, k, f_div, n_shifted, pad))
+    assert torch.equal(y, slice_reference(x, k, f_div, n_shifted, pad))
+
+
+def test_keep_differs_from_zero_only_at_the_border():
+    # C=32, f_div=4, k=2 -> f=4: groups [0,4) from t+1, [4,8) from t-1, [8,12) from t+2, [12,16) from t-2
+    x = torch.randn(1, 7, 32, 1, 1) + 10  # no zeros in x: every zero of "zero" is a border element
+    zero, keep = temporal_shift(x, 2, 4, 6, "zero"), temporal_shift(x, 2, 4, 6, "keep")
+    border = torch.zeros(7, 32, dtype=torch.bool)
+    border[5, 0:4] = border[0, 4:8] = True
+    border[4:6, 8:12] = border[0:2, 12:16] = True
+    differs = (zero != keep)[0, :, :, 0, 0]
+    assert torch.equal(differs, border)
+    assert torch.equal(keep[0][border], x[0][border]) and (zero[0][border] == 0).all()
+    assert torch.equal(keep[:, 6], x[:, 6]) and torch.equal(zero[:, 6], x[:, 6])  # the audio segment
+
+
+def test_k4_groups_by_hand():
+    # C=32, f_div=4, k=4 -> f=2: channels 0-1 from t+1, 2-3 from t-1, 4-5 from t+2, ..., 14-15 from t-4, 16+ stay
+    T = 8
+    x = torch.arange(T, dtype=torch.float).view(1, T, 1, 1, 1).expand(1, T, 32, 1, 1).contiguous()
+    y = temporal_shift(x, 4, 4)[0, :, :, 0, 0]  # value = source segment index
+    t = 4
+    assert y[t, 0].item() == 5 and y[t, 2].item() == 3 and y[t, 4].item() == 6 and y[t, 14].item() == 0
+    assert y[t, 12].item() == 0 and y[3, 12].item() == 7
+    assert torch.equal(y[:, 16:], x[0, :, 16:, 0, 0])
+
+
+def test_audio_segment_untouched_and_isolated():
+    x = torch.randn(3, 9, 64, 2, 2)
+    y = temporal_shift(x, 2, 4, n_shifted=8)
+    assert torch.equal(y[:, 8], x[:, 8])
+    # the audio segment never feeds the video segments: changing it changes nothing in 0..7
+    x2 = x.clone()
+    x2[:, 8] += 100
+    assert torch.equal(temporal_shift(x2, 2, 4, n_shifted=8)[:, :8], y[:, :8])
+
+
+def test_depth_zero_is_identity():
+    x = torch.randn(1, 4, 16, 2, 2)
+    assert temporal_shift(x, 0, 8) is x
+
+
+@pytest.mark.parametrize("pad", SHIFT_PADS)
+@pytest.mark.parametrize("k,T,n_shifted", [(1, 5, 4), (3, 5, 4), (2, 4, 4), (4, 7, 7)])
+def test_gradcheck(k, T, n_shifted, pad):
+    # k >= n_shifted / 2 makes the kept borders of the two directions overlap (segments with both gradients)
+    x = torch.randn(2, T, 25, 2, 2, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: temporal_shift(t, k, 2, n_shifted=n_shifted, shift_pad=pad), (x,))
+
+
+@pytest.mark.parametrize("pad", SHIFT_PADS)
+@pytest.mark.parametrize("k,T,n_shifted", [(3, 8, 8), (5, 9, 8), (2, 3, 3)])
+def test_backward_is_adjoint(k, T, n_shifted, pad):
+    x, g = torch.randn(2, T, 63, 3, 3, dtype=torch.double), torch.randn(2, T, 63, 3, 3, dtype=torch.double)
+    x.requires_grad_(True)
+    y = temporal_shift(x, k, 3, n_shifted, pad)
+    (y * g).sum().backward()
+    # <S x, g> == <x, S^T g>, and S^T g is exactly what autograd gives through the slice reference
+    assert torch.allclose((y * g).sum(), (x * x.grad).sum())
+    x_ref = x.detach().clone().requires_grad_(True)
+    (slice_reference(x_ref, k, 3, n_shifted, pad) * g).sum().backward()
+    assert torch.equal(x.grad, x_ref.grad)
+
+
+def test_channels_last_input():
+    x = torch.randn(8, 64, 5, 5).to(memory_format=torch.channels_last)
+    x5 = x.view(2, 4, 64, 5, 5)
+    assert torch.equal(temporal_shift(x5, 2, 4), temporal_shift(x5.contiguous(), 2, 4))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(channels=64, n_shifted=8, shift_depth=8, f_div=4), "shift_depth=8"),
+    (dict(channels=8, n_shifted=8, shift_depth=4, f_div=4), "too few"),
+    (dict(channels=64, n_shifted=8, shift_depth=-1, f_div=4), "negative"),
+    (dict(channels=64, n_shifted=8, shift_depth=1, f_div=1), "f_div"),
+])
+def test_invalid_settings(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        check_shift(**kwargs)
+
+
+def test_invalid_input_shape():
+    with pytest.raises(ValueError, match="B, T, C, H, W"):
+        temporal_shift(torch.randn(4, 16, 2, 2), 1, 8)
+
+
+def test_invalid_shift_pad():
+    with pytest.raises(ValueError, match="shift_pad='reflect'"):
+        temporal_shift(torch.randn(1, 4, 16, 2, 2), 1, 8, shift_pad="reflect")
+    with pytest.raises(ValueError, match="'zero'"):
+        TemporalShift(torch.nn.Conv2d(16, 4, 1), 4, 4, 1, 8, shift_pad="same")
+
+
+def test_module_and_insertion_on_resnet():
+    import timm
+    net = timm.create_model("resnet18", num_classes=0)
+    assert insert_temporal_shift(net, 5, 4, 2, 4, n_insert=2, m_insert=1) == 4  # blocks 1 of each stage (2 each)
+    assert isinstance(net.layer2[1].conv1, TemporalShift) and not isinstance(net.layer2[0].conv1, TemporalShift)
+    with pytest.raises(ValueError, match="multiple of n_segments"):
+        net.layer1[1].conv1(torch.randn(3, 64, 4, 4))
+    with pytest.raises(ValueError, match="m_insert"):
+        insert_temporal_shift(timm.create_model("resnet18", num_classes=0), 4, 4, 1, 8, n_insert=2, m_insert=2)
+
+
+@pytest.mark.parametrize("pad", SHIFT_PADS)
+def test_module_shifts_before_conv(pad):
+    conv = torch.nn.Conv2d(16, 4, 1, bias=False)
+    mod = TemporalShift(conv, n_segments=5, n_shifted=4, shift_depth=2, f_div=4, shift_pad=pad)
+    x = torch.randn(10, 16, 3, 3)
+    expected = conv(loop_reference(x.view(2, 5, 16, 3, 3), 2, 4, 4, pad).view(10, 16, 3, 3))
+    assert torch.allclose(mod(x), expected)
+    assert f"shift_pad='{pad}'" in repr(mod)
+
+
+def _twin_modules(conv: torch.nn.Conv2d, pad: str, n_segments: int = 5, n_shifted: int = 4, k: int = 2):
+    """The same shifted conv twice: recomputing the shifted copy in backward, and keeping it (plain autograd)."""
+    import copy
+    return (TemporalShift(conv, n_segments, n_shifted, k, 4, pad, recompute=True),
+            TemporalShift(copy.deepcopy(conv), n_segments, n_shifted, k, 4, pad, recompute=False))
+
+
+@pytest.mark.parametrize("pad", SHIFT_PADS)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_recomputed_shift_gives_the_same_values_and_gradients(pad, channels_last):
+    conv = torch.nn.Conv2d(16, 6, 3, stride=2, padding=1, bias=True)
+    fast, plain = _twin_modules(conv, pad)
+    x = torch.randn(10, 16, 7, 7)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ya, yb = fast(xa), plain(xb)
+    grad = torch.randn_like(ya)
+    ya.backward(grad)
+    yb.backward(grad)
+    assert torch.equal(ya, yb) and torch.equal(xa.grad, xb.grad)
+    assert torch.equal(fast.net.weight.grad, plain.net.weight.grad)
+    assert torch.equal(fast.net.bias.grad, plain.net.bias.grad)
+    assert ya.is_contiguous(memory_format=torch.channels_last) == channels_last
+
+
+def _saved_bytes(module, x) -> int:
+    """Bytes autograd keeps for backward, other than x itself (which the layers before keep anyway)."""
+    total = 0
+
+    def pack(t):
+        nonlocal total
+        if t.data_ptr() != x.data_ptr():
+            total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        module(x)
+    return total
+
+
+def test_recomputed_shift_keeps_no_shifted_copy():
+    conv = torch.nn.Conv2d(16, 8, 1, bias=False)
+    fast, plain = _twin_modules(conv, "zero")
+    x = torch.randn(10, 16, 9, 9, requires_grad=True)
+    copy_bytes = x.numel() * x.element_size()
+    weight_bytes = conv.weight.numel() * 4
+    assert _saved_bytes(plain, x) == copy_bytes + weight_bytes  # the shifted copy is kept
+    assert _saved_bytes(fast, x) == weight_bytes  # only the weight; x is recomputed from
+
+
+def test_recomputed_shift_under_autocast():
+    """Backward casts x, weight and gradient to the forward's precision again: same as plain autocast."""
+    conv = torch.nn.Conv2d(16, 8, 3, padding=1, bias=False)
+    fast, plain = _twin_modules(conv, "keep")
+    x = torch.randn(10, 16, 5, 5)
+    xs, grads = [], []
+    for mod in (fast, plain):
+        xi = x.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = mod(xi)
+        assert y.dtype == torch.bfloat16
+        (y.float() ** 2).sum().backward()
+        xs.append(y)
+        grads += [xi.grad, mod.net.weight.grad]
+    assert torch.equal(xs[0], xs[1])
+    assert torch.equal(grads[0], grads[2]) and grads[0].dtype == torch.float32
+    assert torch.equal(grads[1], grads[3]) and grads[1].dtype == torch.float32
+
+
+@pytest.mark.parametrize("pad", SHIFT_PADS)
+def test_recomputed_shift_gradcheck(pad):
+    conv = torch.nn.Conv2d(8, 3, 3, padding=1, bias=True).double()
+    x = torch.randn(2, 5, 8, 3, 3, dtype=torch.double, requires_grad=True)
+
+    def fn(inp, weight, bias):
+        conv.weight, conv.bias = torch.nn.Parameter(weight), torch.nn.Parameter(bias)
+        return shifted_conv2d(inp, conv, 2, 2, 4, pad)
+
+    w = conv.weight.detach().clone().requires_grad_()
+    b = conv.bias.detach().clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda i, w_, b_: torch.nn.functional.conv2d(
+        temporal_shift(i, 2, 2, 4, pad).flatten(0, 1), w_, b_, padding=1), (x, w, b))
+    from tsamlib.model.shift import _ShiftedConv2dFn
+    assert torch.autograd.gradcheck(lambda i, w_, b_: _ShiftedConv2dFn.apply(
+        i, w_, b_, (2, 1, 4, pad), ((1, 1), (1, 1), (1, 1), 1)), (x, w, b))
+
+
+def test_recompute_falls_back_for_other_layers():
+    """A wrapped layer that is not a plain Conv2d (here a conv in a Sequential) still works, by the plain path."""
+    net = torch.nn.Sequential(torch.nn.Conv2d(16, 4, 1))
+    mod = TemporalShift(net, 5, 4, 2, 4)
+    x = torch.randn(10, 16, 3, 3)
+    assert torch.allclose(mod(x), net(loop_reference(x.view(2, 5, 16, 3, 3), 2, 4, 4).view(10, 16, 3, 3)))
+    with pytest.raises(ValueError, match="plain nn.Conv2d"):
+        shifted_conv2d(x.view(2, 5, 16, 3, 3), torch.nn.Conv2d(16, 4, 1, padding_mode="reflect"), 2, 4)

@@ -1,0 +1,30 @@
+"""The data layer: from video files to batches (imports ``runs`` and ``config`` only).
+
+    manifest     one CSV row per clip: read, write, check; the rows a run uses
+    index        manifests of Kinetics-400, Something-Something V1, list files, class folders
+    probe        probing clips in worker processes (frames, fps, duration, audio, problems)
+    video        TSN segment sampling and frame decoding (decord, PyAV, frame folders)
+    audio        the audio frame: waveform, 3-channel log-mel image, its disk cache
+    transforms   crops, flips, colour jitter, normalisation of a clip
+    loaders      datasets and fastai DataLoaders of clips (+ audio frame), multi-view evaluation sets
+    datasets     the synthetic datasets by name (built on first use) and manifest paths
+    synthetic    synthetic labelled videos (real H.264/AAC mp4 files)
+    prepare      clips converted to JPEG frame folders + .wav for fast loading
+    skiplog      samples skipped or dropped by loader workers, counted and reported
+"""
+from .._lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    ".manifest": ["COLUMNS", "SPLITS", "read_manifest", "write_manifest", "build_manifest", "summarize_manifest",
+                  "check_manifest", "ManifestError", "read_table", "manifest_vocab", "usable_rows", "split_rows"],
+    ".index": ["index_kinetics400", "index_something_v1", "index_list", "index_folder"],
+    ".probe": ["probe_video", "probe_many", "VIDEO_EXTENSIONS"],
+    ".video": ["VideoReadError", "segment_indices", "load_clip", "read_frames", "count_frames"],
+    ".audio": ["DEFAULT_SR", "AudioFrame", "AudioError", "load_waveform", "log_mels", "log_mel_3ch", "MelCache"],
+    ".transforms": ["ClipTransform", "norm_stats", "denormalize"],
+    ".loaders": ["VideoDataset", "TSAMDataLoader", "TSAMDataLoaders", "video_dataloaders", "clip_views_dataset",
+                 "video_views", "views_dataloader", "show_clip_batch"],
+    ".datasets": ["dataset_dir", "build_dataset", "dataset_manifest"],
+    ".synthetic": ["KINDS", "make_synthetic_dataset", "describe"],
+    ".prepare": ["prepare_dataset", "prepare_clip"],
+})

@@ -1,0 +1,395 @@
+"""Datasets and fastai DataLoaders for TSAM: clips of T frames, optionally one audio frame.
+
+``video_dataloaders(manifest, ...)`` gives a `TSAMDataLoaders` whose batches are
+``(video, label)`` with video float ``(B, T, 3, H, W)``, or ``(video, audio, label)`` with audio
+``(B, 1, 3, H, W)``; ``n_inp`` is 1 or 2, so ``Learner(dls, model, loss_func=...)`` calls
+``model(video)`` or ``model(video, audio)``.
+
+Bad data is never lost silently:
+
+- manifest rows with a non-empty ``problem`` are excluded and reported when the loaders are made
+  (as are rows with ``has_audio == False``: their audio frame is silent, or, in audio runs with
+  ``missing_audio="drop"`` (the authors' choice), they are excluded too);
+  and listed on the loaders: ``dls.excluded`` (split -> {path: problem});
+- with ``missing_audio="drop"``, a video whose sound turns out missing at load time counts as a file that
+  failed to load (below);
+- a TRAINING sample that fails to load at run time is replaced by the next loadable one (index + 1, ...);
+- a VALIDATION sample that fails to load is left out of its batch (never replaced: metrics are averaged
+  over the clips that loaded, no clip counts twice);
+- either way it is reported once per path (a warning in the main process, also with workers) and counted
+  in a small log folder per split shared by all workers: ``dls.skipped(split)`` (path -> reason),
+  ``dls.n_skipped(split)`` (failed attempts), ``dls.skip_report()`` (everything, per split). If every
+  sample of a split fails, a `RuntimeError` says so.
+
+Log folders (:mod:`tsamlib.data.skiplog`) are ``<tmp>/tsam-skips-<pid>-*``, removed by their process; those of
+killed processes are removed when the next `SkipLog` is made.
+
+Randomness of a sample depends only on ``(seed, epoch, index)``, so batches are the same for any
+``num_workers``; shuffling uses ``random.Random(seed)``.
+"""
+from __future__ import annotations
+
+import random
+import warnings
+
+import numpy as np
+import pandas as pd
+import torch
+from fastai.data.core import DataLoaders
+from fastai.data.load import DataLoader, SkipItemException
+from fastai.torch_core import default_device
+
+from .audio import DEFAULT_SR, AudioFrame
+from .manifest import NO_AUDIO_DROPPED, manifest_vocab, read_table, usable_rows
+from .manifest import split_rows as _split
+from .probe import single_thread
+from .skiplog import SkipLog
+from .transforms import AUTHORS_GRAYSCALE_P, ClipTransform, denormalize, norm_stats
+from .video import load_clip
+
+__all__ = ["limit_threads", "SampleDropped", "NoAudioError", "VideoDataset", "TSAMDataLoader", "TSAMDataLoaders",
+           "video_dataloaders", "clip_views_dataset", "video_views", "views_dataloader", "show_clip_batch"]
+
+
+class SampleDropped(SkipItemException):
+    """A sample that failed to load in a split that never substitutes (fastai's DataLoader leaves it out)."""
+
+
+class NoAudioError(RuntimeError):
+    """A video without sound in an audio run with ``missing_audio="drop"``: handled as a file that fails to load."""
+
+
+ON_BAD = ("replace", "drop", "raise")
+
+
+class VideoDataset(torch.utils.data.Dataset):
+    """Items `(video, [audio,] label)` for manifest rows, in `mode` train/valid/test (one item per view).
+
+    A sample that fails to load (``on_bad``): ``"replace"`` by the next loadable one (training), ``"drop"``
+    (raise `SampleDropped`, which a fastai DataLoader leaves out of the batch: validation), or ``"raise"``.
+    Each failure is recorded in ``log``. Default: ``"replace"`` if ``replace_bad`` else ``"raise"``."""
+    def __init__(self, df: pd.DataFrame, n_frames: int, mode: str, transform: ClipTransform,
+                 audio: AudioFrame | None = None, seed: int = 0, log: SkipLog | None = None,
+                 views: list[tuple[int, int, int]] | None = None, n_clips: int = 1, replace_bad: bool = True,
+                 on_bad: str | None = None, split: str | None = None, drop_silent: bool = False):
+        self.df, self.n_frames, self.mode = df.reset_index(drop=True), n_frames, mode
+        self.tfm, self.audio = transform, audio
+        self.on_bad = on_bad if on_bad is not None else ("replace" if replace_bad else "raise")
+        if self.on_bad not in ON_BAD:
+            raise ValueError(f"on_bad={on_bad!r}: use one of {ON_BAD}")
+        self.seed, self.epoch, self.n_clips, self.replace_bad = seed, 0, n_clips, self.on_bad == "replace"
+        self.split = split if split is not None else mode
+        self.log = log if log is not None else (SkipLog() if self.on_bad != "drop" else SkipLog(
+            action=f"left out of split {self.split!r}, not replaced", hint=f"dls.skipped({self.split!r})"))
+        self.views = views if views is not None else [(i, 0, 1) for i in range(len(self.df))]
+        self.paths, self.labels = self.df["path"].tolist(), self.df["label"].astype(int).tolist()
+        self.n_inp, self.drop_silent = 2 if audio is not None else 1, drop_silent
+
+    def __len__(self) -> int:
+        return len(self.views)
+
+    def load(self, i: int, rng: np.random.Generator) -> tuple:
+        """Load view `i` (raises on a bad file)."""
+        row, clip, crop = self.views[i]
+        path = self.paths[row]
+        frames, _ = load_clip(path, self.n_frames, self.mode, rng, clip_index=clip, n_clips=self.n_clips)
+        video = self.tfm(frames, rng, crop_index=crop)
+        label = torch.tensor(self.labels[row], dtype=torch.long)
+        if self.audio is None:
+            return video, label
+        spec, has_audio = self.audio(path, train=self.mode == "train", rng=rng)
+        if self.drop_silent and not has_audio:
+            raise NoAudioError(f"{path}: {NO_AUDIO_DROPPED}")
+        return video, spec[None], label
+
+    def __getitem__(self, i: int) -> tuple:
+        rng = np.random.default_rng([self.seed, self.epoch, int(i)])
+        if self.on_bad == "raise":
+            return self.load(i, rng)
+        if self.on_bad == "drop":
+            path = self.paths[self.views[i][0]]
+            bad = self.log.bad()
+            if path in bad:
+                self.log.record(path, bad[path])
+            else:
+                try:
+                    return self.load(i, rng)
+                except Exception as e:
+                    self.log.record(path, f"{type(e).__name__}: {str(e).replace(path + ': ', '')}")
+            raise SampleDropped(f"{path}: {self.log.bad()[path]} (left out of split {self.split!r})")
+        bad = self.log.bad()
+        for k in range(len(self)):
+            j = (i + k) % len(self)
+            path = self.paths[self.views[j][0]]
+            if path in bad:
+                self.log.record(path, bad[path])
+                continue
+            try:
+                return self.load(j, rng)
+            except Exception as e:
+                self.log.record(path, f"{type(e).__name__}: {str(e).replace(path + ': ', '')}")
+        raise RuntimeError(f"all {len(self)} samples failed to load; first failures: "
+                           f"{list(self.log.skipped().items())[:3]} (check the paths and files in the manifest)")
+
+
+def limit_threads() -> None:
+    """One thread per worker for torch, OpenMP/BLAS pools and numba (librosa): :func:`tsamlib.data.probe.single_thread`,
+    then the pools already loaded (threadpoolctl) and numba's."""
+    single_thread()   # thread variables, and torch.set_num_threads(1) (torch is imported here)
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(1)
+    except Exception:
+        pass
+    try:
+        import numba
+        numba.set_num_threads(1)
+    except Exception:
+        pass
+
+
+class TSAMDataLoader(DataLoader):
+    """fastai DataLoader: new randomness each epoch, skipped samples reported from the main process; a dataset
+    with ``on_bad="drop"`` gives smaller batches (never empty ones) and an error if no sample loads at all."""
+    def before_iter(self):
+        super().before_iter()
+        self.dataset.epoch += 1
+        self.n_items = 0   # samples delivered by this pass
+
+    def wif(self):
+        limit_threads()
+
+    def _drops(self) -> bool:
+        return getattr(self.dataset, "on_bad", None) == "drop"
+
+    def create_batches(self, samps):
+        """Dropping datasets: each chunk of `bs` indices gives one (smaller) batch, never merged with the next one."""
+        if not self._drops():
+            yield from super().create_batches(samps)
+            return
+        for chunk in self.chunkify(samps):
+            items = [o for o in map(self.do_item, chunk) if o is not None]
+            yield self.do_batch(items) if items else ()   # () keeps the order of the workers' batches; not shown
+
+    def __iter__(self):
+        for b in super().__iter__():
+            if not (isinstance(b, tuple) and len(b) == 0):
+                yield b
+
+    def after_batch(self, b):
+        self.dataset.log.report_new()
+        if len(b):
+            self.n_items = getattr(self, "n_items", 0) + len(b[-1])
+        return b
+
+    def after_iter(self):
+        super().after_iter()
+        ds = self.dataset
+        if getattr(ds, "on_bad", None) != "drop":
+            return
+        idxs = getattr(self, "_DataLoader__idxs", None)   # the pass's indices (fastai keeps them as `__idxs`)
+        bad = ds.log.skipped()
+        if bad and isinstance(idxs, list):
+            # fastai's `get_preds(reorder=True)` sorts its results by this very list once the pass is over:
+            # leave out the samples that were dropped so that it reorders the clips that really came
+            idxs[:] = [i for i in idxs if ds.paths[ds.views[i][0]] not in bad]
+        if len(ds) and not getattr(self, "n_items", 0):
+            ds.log.report_new()
+            raise RuntimeError(f"all {len(ds)} samples of split {ds.split!r} failed to load; first failures: "
+                               f"{list(ds.log.skipped().items())[:3]} (check the paths and files in the manifest)")
+
+    @property
+    def n_inp(self) -> int:
+        return self.dataset.n_inp
+
+
+_ROLES = ("train", "valid")
+
+
+class TSAMDataLoaders(DataLoaders):
+    """fastai DataLoaders with `vocab`, `c`, `n_inp`, skip reports and a clip `show_batch`.
+
+    ``excluded``: manifest rows left out when the loaders were made, ``{split: {path: problem}}``."""
+    excluded: dict[str, dict[str, str]] = {}
+
+    @property
+    def n_inp(self) -> int:
+        return self.train.dataset.n_inp
+
+    def _logs(self, split: str | None = None) -> list[SkipLog]:
+        """The skip logs of the loaders of `split` (``"train"``/``"valid"`` or a manifest split name; None: all)."""
+        dls = [dl for k, dl in enumerate(self.loaders) if split is None or split == getattr(dl.dataset, "split", None)
+               or (k < len(_ROLES) and split == _ROLES[k])]
+        if split is not None and not dls:
+            raise ValueError(f"no loader for split {split!r} (use 'train', 'valid' or "
+                             f"{[getattr(dl.dataset, 'split', None) for dl in self.loaders]})")
+        return list({id(dl.dataset.log): dl.dataset.log for dl in dls}.values())
+
+    def skipped(self, split: str | None = None) -> dict[str, str]:
+        """Path -> reason for every sample that failed to load so far (of `split`, else all; all workers)."""
+        return {p: r for log in self._logs(split) for p, r in log.skipped().items()}
+
+    def n_skipped(self, split: str | None = None) -> int:
+        """Failed load attempts so far (of `split`, else all), all workers (a bad file met 3 times counts 3)."""
+        return sum(l.n_events() for l in self._logs(split))
+
+    def skip_report(self) -> dict[str, dict]:
+        """Per loader (``"train"``, ``"valid"``): manifest ``split``, ``policy`` (``replace``: swapped for another
+        sample, ``drop``: left out), ``samples`` (distinct files that failed), ``events`` (failed attempts),
+        ``clips`` (samples in the split) and ``paths`` (path -> reason)."""
+        out = {}
+        for k, dl in enumerate(self.loaders):
+            ds = dl.dataset
+            paths = ds.log.skipped()
+            out[_ROLES[k] if k < len(_ROLES) else f"loader{k}"] = dict(
+                split=getattr(ds, "split", None), policy=getattr(ds, "on_bad", "replace"), samples=len(paths),
+                events=ds.log.n_events(), clips=len(ds), paths=paths)
+        return out
+
+    @property
+    def n_excluded(self) -> dict[str, int]:
+        """Manifest rows excluded per split."""
+        return {s: len(v) for s, v in self.excluded.items()}
+
+    def show_batch(self, b=None, max_n: int = 4, figsize=None):
+        """Frames of each clip in a row (denormalised), then its 3 mel channels; returns the figure."""
+        if b is None:
+            b = self.train.one_batch()
+        return show_clip_batch(b, self.vocab, self.train.dataset.tfm, max_n, figsize,
+                               hops=self.train.dataset.audio.hops_ms if self.n_inp == 2 else None,
+                               windows=self.train.dataset.audio.windows_ms if self.n_inp == 2 else None)
+
+
+def show_clip_batch(b, vocab, tfm: ClipTransform, max_n: int = 4, figsize=None, windows=None, hops=None):
+    """Matplotlib figure of a batch: one row per sample, T frames then the mel channels."""
+    import matplotlib.pyplot as plt
+    video, label = b[0].cpu(), b[-1].cpu()
+    audio = b[1].cpu() if len(b) == 3 else None
+    n, t = min(max_n, len(video)), video.shape[1]
+    cols = t + (3 if audio is not None else 0)
+    fig, axes = plt.subplots(n, cols, figsize=figsize or (1.4 * cols, 1.6 * n), squeeze=False)
+    for r in range(n):
+        frames = denormalize(video[r], tfm.mean, tfm.std)
+        for c in range(t):
+            ax = axes[r, c]
+            ax.imshow(frames[c].permute(1, 2, 0).numpy())
+            ax.axis("off")
+        axes[r, 0].set_title(str(vocab[int(label[r])]), fontsize=8, loc="left")
+        if audio is not None:
+            for k in range(3):
+                ax = axes[r, t + k]
+                ax.imshow(audio[r, 0, k].numpy(), origin="lower", aspect="auto", cmap="magma")
+                ax.axis("off")
+                ax.set_title(f"{windows[k]}/{hops[k]} ms", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _audio_frame(audio: bool, img_size: int, n_mels: int, sample_rate: int, cache_dir,
+                 frontend: str = "tsamlib") -> AudioFrame | None:
+    return AudioFrame(size=(img_size, img_size), n_mels=n_mels, sr=sample_rate, cache_dir=cache_dir,
+                      frontend=frontend) if audio else None
+
+
+def _mean_std(video_norm: str, mean, std) -> tuple[tuple, tuple]:
+    """``mean`` / ``std`` when given, else those of the ``video_norm`` switch
+    (:func:`tsamlib.data.transforms.norm_stats`)."""
+    m0, s0 = norm_stats(video_norm)
+    return tuple(m0 if mean is None else mean), tuple(s0 if std is None else std)
+
+
+def video_dataloaders(manifest, n_frames: int = 8, audio: bool = False, img_size: int = 224, resize: int = 256,
+                      batch_size: int = 8, num_workers: int = 0, flip: bool = True, n_mels: int = 224,
+                      sample_rate: int = DEFAULT_SR, mean=None, std=None, cache_dir=None,
+                      seed: int = 0, device=None, train_split: str = "train", valid_split: str = "valid",
+                      scales=(1, .875, .75, .66), grayscale_p: float = 0.0, video_norm: str = "imagenet",
+                      audio_frontend: str = "tsamlib", missing_audio: str = "silent", color_aug: bool = False,
+                      valid_view: str = "center_crop") -> TSAMDataLoaders:
+    """Train (random segments, multi-scale crop, flip) and valid (centre frames, centre crop) loaders.
+
+    The switches of :data:`tsamlib.config.SWITCHES` (``RunConfig.data_kwargs()`` gives them resolved):
+    ``video_norm`` (``mean``/``std`` when not given), ``audio_frontend``, ``missing_audio``, ``color_aug``
+    (ColorJitter and RandomGrayscale(0.2) in training, replacing ``grayscale_p``) and ``valid_view``."""
+    df = read_table(manifest)
+    vocab = manifest_vocab(df)
+    c = len(vocab)
+    good, excluded = usable_rows(df, audio, missing_audio)
+    bad = [(p, q) for part in excluded.values() for p, q in part.items()]
+    if bad:
+        shown = "; ".join(f"{p} ({q})" for p, q in bad[:5])
+        warnings.warn(f"excluded {len(bad)} of {len(df)} rows with problems: {shown}{' ...' if len(bad) > 5 else ''}")
+    tr, va = _split(good, train_split), _split(good, valid_split)
+    if audio and missing_audio == "silent":
+        used = pd.concat([tr, va])
+        silent = int((~used["has_audio"].astype(bool)).sum())
+        if silent:
+            warnings.warn(f"{silent} of {len(used)} videos have no audio track: their audio frame is silent")
+    af = _audio_frame(audio, img_size, n_mels, sample_rate, cache_dir, audio_frontend)
+    mean, std = _mean_std(video_norm, mean, std)
+    gray = AUTHORS_GRAYSCALE_P if color_aug else grayscale_p
+    mk = lambda train: ClipTransform(img_size, resize, train=train, flip=flip, scales=tuple(scales),
+                                     grayscale_p=gray if train else 0.0, mean=mean, std=std,
+                                     color_jitter=color_aug and train, valid_view=valid_view)
+    drop = audio and missing_audio == "drop"
+    train_ds = VideoDataset(tr, n_frames, "train", mk(True), af, seed, on_bad="replace", split=train_split,
+                            drop_silent=drop)
+    valid_ds = VideoDataset(va, n_frames, "valid", mk(False), af, seed, on_bad="drop", split=valid_split,
+                            drop_silent=drop)
+    dls = []
+    for ds, shuffle in ((train_ds, True), (valid_ds, False)):
+        dl = TSAMDataLoader(ds, bs=batch_size, shuffle=shuffle, drop_last=shuffle and len(ds) >= batch_size,
+                            num_workers=num_workers)
+        dl.rng = random.Random(seed)
+        dls.append(dl)
+    # fastai's DataLoader keeps batches where they are made unless told a device, and its Learner then leaves the
+    # model where it is: without this a GPU machine would train on the CPU
+    res = TSAMDataLoaders(*dls, device=default_device() if device is None else device)
+    res.vocab, res.c, res.excluded = vocab, c, excluded
+    return res
+
+
+def clip_views_dataset(manifest, split: str = "test", n_clips: int = 1, n_crops: int = 1, n_frames: int = 8,
+                       audio: bool = False, img_size: int = 224, resize: int = 256, n_mels: int = 224,
+                       sample_rate: int = DEFAULT_SR, mean=None, std=None, cache_dir=None,
+                       replace_bad: bool = False, video_norm: str = "imagenet", audio_frontend: str = "tsamlib",
+                       missing_audio: str = "silent", valid_view: str = "center_crop") -> VideoDataset:
+    """Every (clip, crop) view of every video of `split`: item `v` is view `ds.views[v] = (row, clip, crop)`.
+
+    Average the softmax over the views of a row for the multi-view score. Bad files raise by default
+    (a replaced view would be scored as the wrong video). The switches as in :func:`video_dataloaders`."""
+    df = read_table(manifest)
+    part = _split(usable_rows(df, audio, missing_audio)[0], split)
+    views = [(r, c, k) for r in range(len(part)) for c in range(n_clips) for k in range(n_crops)]
+    mean, std = _mean_std(video_norm, mean, std)
+    tfm = ClipTransform(img_size, resize, train=False, n_crops=n_crops, mean=mean, std=std, valid_view=valid_view)
+    af = _audio_frame(audio, img_size, n_mels, sample_rate, cache_dir, audio_frontend)
+    return VideoDataset(part, n_frames, "test", tfm, af, views=views, n_clips=n_clips, replace_bad=replace_bad,
+                        split=split, drop_silent=audio and missing_audio == "drop")
+
+
+def video_views(path, n_frames: int, n_clips: int, n_crops: int, tfm: ClipTransform,
+                audio: AudioFrame | None = None, drop_silent: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
+    """All ``n_clips x n_crops`` test views of one video, clip-major: each clip is decoded once and its crops
+    are cut from it; the audio frame is computed once and repeated. Returns video ``(V, T, 3, S, S)``, audio
+    ``(V, 1, 3, S, S)`` or None, and whether the file has sound (``drop_silent``: no sound raises
+    :class:`NoAudioError`)."""
+    rng = np.random.default_rng(0)  # test sampling and test transforms draw nothing from it
+    views = []
+    for clip in range(n_clips):
+        frames, _ = load_clip(path, n_frames, "test", rng, clip_index=clip, n_clips=n_clips)
+        views += [tfm(frames, rng, crop_index=crop) for crop in range(n_crops)]
+    video = torch.stack(views)
+    if audio is None:
+        return video, None, True
+    spec, has_audio = audio(path, train=False)
+    if drop_silent and not has_audio:
+        raise NoAudioError(f"{path}: {NO_AUDIO_DROPPED}")
+    return video, spec[None, None].expand(len(views), -1, -1, -1, -1).contiguous(), has_audio
+
+
+def views_dataloader(ds: VideoDataset, batch_size: int = 8, num_workers: int = 0, device=None) -> TSAMDataLoader:
+    """Ordered (no shuffle, no drop) fastai DataLoader over a `clip_views_dataset`, on ``device`` (default: the GPU
+    when there is one, as fastai's ``default_device``)."""
+    return TSAMDataLoader(ds, bs=batch_size, shuffle=False, drop_last=False, num_workers=num_workers,
+                          device=default_device() if device is None else device)

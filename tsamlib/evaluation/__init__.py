@@ -1,0 +1,20 @@
+"""The evaluation layer: finished runs and checkpoint files scored with fixed protocols, their errors
+interpreted, videos predicted (imports ``model``, ``data``, ``runs``, ``config``).
+
+    views       a run evaluated with fixed views (or the authors' protocol), its interpretation
+    scoring     the protocols on a model and settings given directly
+    interpret   fastai's ClassificationInterpretation over stored probabilities, top losses with frames
+    predict     top-k classes of one video with a run's model
+    released    the authors' released checkpoints (or any file ``create_tsam`` loads) on a manifest
+"""
+from .._lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    ".views": ["evaluate_run", "evaluate_views", "evaluate_authors", "load_run_model", "run_vocab", "eval_path",
+               "authors_eval_path", "interpretation"],
+    ".scoring": ["score_views", "score_authors", "per_class_accuracy", "eval_record"],
+    ".interpret": ["ViewsInterpretation", "learner_interpretation", "plot_top_losses"],
+    ".predict": ["predict_video", "clip_views"],
+    ".released": ["RELEASED", "released_settings", "evaluate_checkpoint", "summary_table", "build_model",
+                  "example_clips_manifest"],
+})

@@ -1,0 +1,270 @@
+"""Evaluate a checkpoint file, such as the authors' released models, on a manifest split with both protocols.
+
+    res = evaluate_checkpoint("weights/resnet50_kinetics400.ckpt.pth.tar", "data/kinetics400.csv",
+                              settings="kinetics400")              # the settings of their released model
+    summary_table(res)                                             # top-1/top-5 of each protocol, side by side
+
+No run folder is needed: the model is built from ``settings`` (a name of :data:`RELEASED` or a dict of model and data
+settings, checked as :class:`~tsamlib.config.RunConfig` checks them) with the classifier size found in the file,
+its weights come from the checkpoint (any layout :func:`~tsamlib.model.create_tsam` accepts: the authors', a
+tsamlib run's ``model.pth``, a plain state dict), and it is scored on ``manifest``'s ``split`` with
+
+- the fixed protocol (:func:`~tsamlib.evaluation.scoring.score_views`: ``n_clips x n_crops`` views, mean of the
+  softmax), and
+- the authors' protocol (:func:`~tsamlib.evaluation.scoring.score_authors`: ``n_passes`` random training-style passes,
+  logits summed). Its honest figure uses all passes; their printed figure, the best over 1..n passes, is chosen on the
+  very videos it is measured on: it is returned only beside the honest one and labelled so.
+
+Labels are the manifest's, taken as indices of the checkpoint's outputs (the authors' list files number the classes
+as their model does; check the class order of any other manifest). The record goes to
+``results/released/<checkpoint>_<manifest>_<split>.json`` (atomic, with provenance).
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+from fastai.torch_core import default_device
+
+from ..config import DATA_SWITCHES, MODEL_SETTINGS, RunConfig
+from ..data.manifest import manifest_vocab, read_table
+from ..model.pretrained import canonical_key, read_checkpoint
+from ..model.tsam import TSAM, create_tsam
+from ..runs.fileio import atomic_write_json, mel_cache_dir, relative_to_repo, repo_root
+from ..runs.provenance import environment_info
+from .scoring import authors_metrics, eval_record, score_authors, score_views
+
+__all__ = ["RELEASED", "SETTING_NAMES", "released_settings", "checkpoint_classes", "build_model",
+           "example_clips_manifest", "released_result_path", "evaluate_checkpoint", "summary_table"]
+
+_TSAM_BITBUCKET = ("https://bitbucket.org/AlexeyAntonov74/resnet50_pretrained_weights/raw/"
+                   "cc2bc64184212a0c0b710ab27f78b54ec7c06adb/")
+# The authors' released models (github:aav-antonov/TSAM, lib/utils/saveloadmodels.py ``WeightsData``), with the
+# settings of the configs their README evaluates them with (config/kinetics400_config.json,
+# config/something_v1_config.json; copies in ../shared/reference-configs): ResNet-50 (timm), 16 segments, shift
+# f_div 4 / depth 4 in every 2nd block from block 0, dropout 0.5, frames resized to 256 and cropped to 224, 224 mel
+# bands, their pipeline (preset "authors": shift_pad "keep", inputs in [0, 1], their audio front end, ...).
+RELEASED: dict[str, dict[str, Any]] = {
+    "kinetics400": dict(
+        file="resnet50_kinetics400.ckpt.pth.tar", url=_TSAM_BITBUCKET + "resnet50_kinetics400.ckpt.pth.tar",
+        config="config/kinetics400_config.json", num_classes=400,
+        settings=dict(arch="resnet50", n_frames=16, audio=True, shift_depth=4, f_div=4, n_insert=2, m_insert=0,
+                      dropout=0.5, img_size=224, resize=256, n_mels=224, flip=True, preset="authors"),
+        reported={"README (16 frames x 10 clips)": 78.0,
+                  "report Table 1 (TSAM RGB+audio, 16 frames, INet21K)": 78.1}),
+    "something_v1": dict(
+        file="resnet50_something_v1.tar", url=_TSAM_BITBUCKET + "resnet50_something_v1.tar",
+        config="config/something_v1_config.json", num_classes=174,
+        settings=dict(arch="resnet50", n_frames=16, audio=False, shift_depth=4, f_div=4, n_insert=2, m_insert=0,
+                      dropout=0.5, img_size=224, resize=256, n_mels=224, flip=False, preset="authors"),
+        reported={"README (16 frames x 10 clips)": 52.2,
+                  "report Table 2 (TSAM k=4, 16 frames, Kinetics-400 pretrained)": 52.1}),
+}
+# What ``settings`` may hold: the model (create_tsam) and the evaluation data settings.
+SETTING_NAMES = ("arch", *MODEL_SETTINGS, "img_size", "resize", "n_mels", "flip", "preset", *DATA_SWITCHES)
+_CLASSIFIER_KEYS = ("fc.weight", "classifier.weight", "head.fc.weight")
+
+
+def released_settings(name: str = "kinetics400", **overrides: Any) -> dict[str, Any]:
+    """The settings of the released model ``name`` (a key of :data:`RELEASED`) with ``overrides`` (None values are
+    ignored), checked. Overrides other than the data-side ones give a model their file does not fit: use them with
+    a stand-in checkpoint only."""
+    if name not in RELEASED:
+        raise ValueError(f"released={name!r}: choose one of {list(RELEASED)}.")
+    return _checked({**RELEASED[name]["settings"], **{k: v for k, v in overrides.items() if v is not None}})
+
+
+def _checked(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``settings`` with every switch resolved from the preset, checked as RunConfig checks them."""
+    unknown = sorted(set(settings) - set(SETTING_NAMES))
+    if unknown:
+        raise ValueError(f"unknown settings {unknown}: a checkpoint is evaluated with {list(SETTING_NAMES)}.")
+    cfg = RunConfig.from_params(dict(settings))
+    return {k: v for k, v in cfg.settings().items() if k in SETTING_NAMES}
+
+
+def checkpoint_classes(path: str | os.PathLike) -> int:
+    """The number of classes of the checkpoint's classifier (``last_fc`` / ``fc`` / ``classifier``)."""
+    sd, _ = read_checkpoint(path)
+    for k, v in sd.items():
+        if canonical_key(k) in _CLASSIFIER_KEYS and v.dim() == 2:
+            return int(v.shape[0])
+    raise ValueError(f"{path} holds no classifier (no fc/last_fc/classifier weight among its {len(sd)} tensors): a "
+                     "backbone alone cannot be evaluated; give a checkpoint of a whole trained model.")
+
+
+def build_model(settings: Mapping[str, Any], num_classes: int, pretrained: str | os.PathLike | None = None) -> TSAM:
+    """The TSAM model of ``settings`` (see :func:`released_settings`) with ``num_classes`` outputs, its weights
+    from ``pretrained`` (None: random, as in training from scratch)."""
+    cfg = RunConfig.from_params(_checked(settings))
+    return create_tsam(cfg.arch, num_classes=num_classes, pretrained=pretrained, **cfg.model_kwargs())
+
+
+def example_clips_manifest(out: str | os.PathLike, root: str | os.PathLike | None = None) -> Path | None:
+    """Index the 12 real Kinetics clips the authors published as their example (``root``, default
+    ``$TSAM_KINETICS_CLIPS`` or ``../shared/kinetics-clips``) into the manifest ``out``, labels from their
+    ``training.txt`` (split train) and ``validation.txt`` (split valid); None when the clips are absent."""
+    from ..data.index import index_list
+
+    root = Path(root or os.environ.get("TSAM_KINETICS_CLIPS") or repo_root().parent / "shared" / "kinetics-clips")
+    lists = {"train": root / "training.txt", "valid": root / "validation.txt"}
+    if not (root / "videos").is_dir() or not all(p.is_file() for p in lists.values()):
+        return None
+    index_list(root, lists, out, workers=1)
+    return Path(out)
+
+
+def _stem(path: Path) -> str:
+    """``resnet50_kinetics400.ckpt.pth.tar`` -> ``resnet50_kinetics400``."""
+    name, suffixes = path.name, (".tar", ".pth", ".pt", ".ckpt", ".bin", ".safetensors", ".csv")
+    while name.endswith(suffixes):
+        name = name[: name.rindex(".")]
+    return name
+
+
+def released_result_path(checkpoint: str | os.PathLike, manifest: str | os.PathLike, split: str = "valid",
+                         out_dir: str | os.PathLike | None = None) -> Path:
+    """Where :func:`evaluate_checkpoint` writes its record: ``<out_dir>/<checkpoint>_<manifest>_<split>.json``
+    (``out_dir`` default ``results/released``; a manifest called ``manifest.csv`` is named by its folder)."""
+    m = Path(manifest)
+    m_name = m.parent.name if m.stem == "manifest" else _stem(m)
+    out_dir = Path(out_dir) if out_dir is not None else repo_root() / "results" / "released"
+    return out_dir / f"{_stem(Path(checkpoint))}_{m_name}_{split}.json"
+
+
+def _wilson(p: float, n: int) -> list[float] | None:
+    """95 % Wilson interval of a proportion ``p`` measured on ``n`` videos."""
+    if not n:
+        return None
+    z = 1.96
+    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return [max(0.0, centre - half / (1 + z * z / n)), min(1.0, centre + half / (1 + z * z / n))]
+
+
+def _summary(views: dict | None, authors: dict | None) -> list[dict[str, Any]]:
+    rows = []
+    if views is not None:
+        p = views["protocol"]
+        rows.append(dict(protocol="fixed views", how=f"{p['n_clips']} clips x {p['n_crops']} crops, mean of softmax",
+                         top1=views["top1"], top5=views["top5"], n_videos=views["n_videos"],
+                         chosen="in advance"))
+    if authors is not None:
+        n = authors["protocol"]["n_passes"]
+        rows.append(dict(protocol="authors' passes", how=f"{n} random training-style passes, logits summed",
+                         top1=authors["top1"], top5=authors["top5"], n_videos=authors["n_videos"],
+                         chosen="in advance (all passes)"))
+        if authors["top1_best_of_n_selected_on_eval_set"] is not None:
+            k = authors["n_passes_selected_on_eval_set"]
+            rows.append(dict(protocol="authors' printed figure", how=f"best of 1..{n} passes (here {k})",
+                             top1=authors["top1_best_of_n_selected_on_eval_set"], top5=None,
+                             n_videos=authors["n_videos"], chosen="selected on the evaluation set (optimistic)"))
+    for r in rows:
+        r["top1_ci95"] = _wilson(r["top1"], r["n_videos"]) if r["top1"] is not None else None
+    return rows
+
+
+def evaluate_checkpoint(checkpoint: str | os.PathLike, manifest: str | os.PathLike, split: str = "valid",
+                        settings: str | Mapping[str, Any] = "kinetics400",
+                        protocols: tuple[str, ...] = ("views", "authors"),
+                        n_clips: int = 2, n_crops: int = 3, n_passes: int = 10, seed: int = 0, batch_size: int = 8,
+                        num_workers: int = 0, cache_dir: str | os.PathLike | None = "default",
+                        out_dir: str | os.PathLike | None = None, write: bool = True, progress: bool = True,
+                        note: str | None = None, released: str | None = None) -> dict[str, Any]:
+    """Score the model in ``checkpoint`` on ``manifest``'s ``split`` with the fixed protocol (``n_clips x
+    n_crops``) and the authors' (``n_passes``, ``seed``), as ``protocols`` lists.
+
+    ``settings``: a name of :data:`RELEASED` or a dict of :data:`SETTING_NAMES` (see :func:`released_settings`).
+    Returns ``views`` and ``authors`` (the :func:`~tsamlib.evaluation.scoring.score_views` / ``score_authors`` results,
+    None when not run), ``summary`` (one row per figure, the best-of-n one last and labelled, with 95 % Wilson
+    intervals), ``settings``, ``num_classes``, ``load_report`` and ``path`` (the record; None when ``write=False``).
+    ``note`` is written into the record (e.g. that the weights are a stand-in), and ``released`` (the name of
+    :data:`RELEASED` these settings come from, when given as a dict) with the figures the authors report.
+
+    Raises FileNotFoundError for a missing checkpoint or manifest, ValueError for a split the manifest lacks,
+    labels beyond the classifier, or a checkpoint whose tensors do not fit the model of ``settings``."""
+    checkpoint, manifest = Path(checkpoint), Path(manifest)
+    bad = sorted(set(protocols) - {"views", "authors"})
+    if bad or not protocols:
+        raise ValueError(f"protocols={protocols!r}: choose among ['views', 'authors'].")
+    if not checkpoint.is_file():
+        raise FileNotFoundError(
+            f"checkpoint {checkpoint} not found: download the authors' file by hand ("
+            + "; ".join(f"{k}: {v['url']}" for k, v in RELEASED.items())
+            + ") or give any checkpoint file create_tsam loads; notebook 06 makes a stand-in when checkpoint=None.")
+    if not manifest.is_file():
+        raise FileNotFoundError(f"manifest {manifest} not found: build one with `python -m tsamlib index ...` (the "
+                                "authors' list files: `index list`), or pass a dataset's data/<name>/manifest.csv.")
+    df = read_table(manifest)
+    part = df[df["split"] == split]
+    if part.empty:
+        raise ValueError(f"manifest {manifest} has no rows with split {split!r} (splits present: "
+                         f"{sorted(df['split'].unique())}): pass split= one of those, or index the evaluation "
+                         "list under that split.")
+    name = settings if isinstance(settings, str) else released
+    if name is not None and name not in RELEASED:
+        raise ValueError(f"released={name!r}: choose one of {list(RELEASED)}.")
+    settings = released_settings(settings) if isinstance(settings, str) else _checked(settings)
+    num_classes = checkpoint_classes(checkpoint)
+    if int(part["label"].max()) >= num_classes:
+        raise ValueError(f"manifest {manifest} has labels up to {int(part['label'].max())} in split {split!r} but "
+                         f"the classifier of {checkpoint} has {num_classes} classes: evaluate it on the dataset it "
+                         "was trained for, with the class numbering of its list files.")
+    model = _load(checkpoint, settings, num_classes).to(default_device())
+    report = model.load_report
+    names = manifest_vocab(df)
+    vocab = names[:num_classes] + [str(i) for i in range(len(names), num_classes)]
+    cache_dir = mel_cache_dir() if cache_dir == "default" else cache_dir
+    common = dict(model=model, params=settings, manifest=manifest, split=split, batch_size=batch_size,
+                  num_workers=num_workers, cache_dir=cache_dir, progress=progress, vocab=vocab,
+                  weights=relative_to_repo(checkpoint))
+    views = score_views(n_clips=n_clips, n_crops=n_crops, **common) if "views" in protocols else None
+    authors = score_authors(n_passes=n_passes, seed=seed, **common) if "authors" in protocols else None
+    summary = _summary(views, authors)
+    res = dict(views=views, authors=authors, summary=summary, settings=settings, num_classes=num_classes,
+               load_report=report, path=None)
+    if write:
+        record = dict(checkpoint=relative_to_repo(checkpoint), layout=report.layout or "plain state dict",
+                      data_state=report.data_state, load_report=str(report), released=name,
+                      reported_top1=RELEASED[name]["reported"] if name else None, note=note,
+                      manifest=relative_to_repo(manifest), split=split, settings=settings, num_classes=num_classes,
+                      evaluated_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), summary=summary,
+                      views=eval_record(views) if views else None,
+                      authors=eval_record(authors, authors_metrics(authors)) if authors else None,
+                      environment=environment_info())
+        res["path"] = atomic_write_json(released_result_path(checkpoint, manifest, split, out_dir), record)
+    return res
+
+
+def _load(checkpoint: Path, settings: dict[str, Any], num_classes: int) -> TSAM:
+    """The model of ``settings`` with every tensor from ``checkpoint``; ValueError naming the file and the fix when
+    they do not fit."""
+    fix = (f"pass the settings {checkpoint.name} was trained with (settings='kinetics400' / 'something_v1' for the "
+           "authors' files; arch, n_frames, audio, shift and preset for others)")
+    try:
+        model = build_model(settings, num_classes, pretrained=checkpoint)
+    except ValueError as e:
+        raise ValueError(f"{checkpoint} does not fit the model of the settings given ({e}): {fix}.") from e
+    rep = model.load_report
+    if rep.missing or rep.unexpected or rep.skipped_classifier:
+        raise ValueError(f"{checkpoint} does not fit the model of the settings given (arch={settings['arch']!r}): "
+                         f"{rep}; {fix}.")
+    return model.eval()  # the authors' layout with shift_pad != "keep": create_tsam has warned
+
+
+def summary_table(res: Mapping[str, Any]) -> pd.DataFrame:
+    """:func:`evaluate_checkpoint`'s ``summary`` as a table: top-1/top-5 in percent, the 95 % interval of top-1,
+    how each figure was chosen. The authors' best-of-n figure comes right after the honest one, labelled."""
+    def pct(v: float | None) -> float | None:
+        return None if v is None else round(100 * v, 1)
+
+    rows = []
+    for r in res["summary"]:
+        ci = r["top1_ci95"]
+        rows.append({"protocol": r["protocol"], "how": r["how"], "top-1 %": pct(r["top1"]), "top-5 %": pct(r["top5"]),
+                     "top-1 95% interval": None if ci is None else f"{100 * ci[0]:.0f}-{100 * ci[1]:.0f}",
+                     "videos": r["n_videos"], "chosen": r["chosen"]})
+    return pd.DataFrame(rows).set_index("protocol")

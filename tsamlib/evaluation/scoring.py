@@ -1,0 +1,280 @@
+"""The evaluation protocols on a model and data settings given directly (no run folder), and their records.
+
+:func:`score_views`: the fixed multi-view protocol (``n_clips x n_crops`` views per video, mean of the softmax);
+:func:`score_authors`: the authors' protocol (``n_passes`` random training-style passes, logits summed; the honest
+all-passes figure, and their best-of-1..n figure only under a name that says it was selected on the evaluation set).
+:mod:`tsamlib.evaluation.views` runs them on a finished run (its model, settings and dataset) and writes the record
+beside it; :mod:`tsamlib.evaluation.released` runs them on a checkpoint file. :func:`eval_record` is the JSON-ready
+record of a result.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from fastai.interpret import ClassificationInterpretation
+from tqdm.auto import tqdm
+
+from ..config import resolve_switches
+from ..data.audio import AudioFrame
+from ..data.loaders import NoAudioError, clip_views_dataset, limit_threads, video_views
+from ..data.manifest import NO_AUDIO_DROPPED, manifest_vocab, read_table, split_rows, usable_rows
+from ..data.transforms import ClipTransform, norm_stats
+from ..data.video import load_clip
+from ..model.tsam import TSAM
+from ..runs.fileio import relative_to_repo
+from .interpret import ViewsInterpretation
+
+__all__ = ["AUTHORS_EVAL_SCALES", "score_views", "score_authors", "authors_metrics", "per_class_accuracy",
+           "eval_record"]
+
+# The crop scales of the authors' multi-clip test (lib/dataset/video.py): 1, 0.99, ..., 0.9.
+AUTHORS_EVAL_SCALES = tuple(round(1 - 0.01 * i, 2) for i in range(11))
+
+
+class _SafeVideoViews(torch.utils.data.Dataset):
+    """All views of each video of a `clip_views_dataset` (one decode per clip); a failed load gives zeros and
+    ``ok=False``."""
+    def __init__(self, ds, n_clips: int, n_crops: int):
+        self.ds, self.n_clips, self.n_crops = ds, n_clips, n_crops
+
+    def __len__(self) -> int:
+        return len(self.ds.paths)
+
+    def __getitem__(self, r: int):
+        path, ds = self.ds.paths[r], self.ds
+        try:
+            video, audio, _ = video_views(path, ds.n_frames, self.n_clips, self.n_crops, ds.tfm, ds.audio,
+                                          drop_silent=ds.drop_silent)
+            ok = True
+        except Exception as e:
+            ds.log.record(path, f"{type(e).__name__}: {str(e).replace(path + ': ', '')}")
+            v, s = self.n_clips * self.n_crops, ds.tfm.img_size
+            video, audio, ok = torch.zeros(v, ds.n_frames, 3, s, s), torch.zeros(v, 1, 3, s, s), False
+        return (video, *([audio] if ds.audio else []), r, ok)
+
+
+def _worker_init(_: int) -> None:
+    limit_threads()
+
+
+def _topk_correct(probs: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
+    k = min(k, probs.shape[1])
+    return (probs.topk(k, dim=1).indices == labels[:, None]).any(1)
+
+
+def _check_vocab(model: TSAM, manifest, vocab: list[str] | None) -> list[str]:
+    """The class names (index = model output); by default the manifest's. Their number must be the model's."""
+    vocab = manifest_vocab(read_table(manifest)) if vocab is None else list(vocab)
+    if model.fc.out_features != len(vocab):
+        raise ValueError(f"the model has {model.fc.out_features} outputs but {len(vocab)} class names are given "
+                         f"(manifest {relative_to_repo(manifest)}): pass vocab with one name per output.")
+    return vocab
+
+
+def _excluded(manifest, split: str, sw: dict[str, Any]) -> dict[str, str]:
+    """Manifest rows of ``split`` the run does not use (a problem; no sound with missing_audio='drop')."""
+    return usable_rows(read_table(manifest), bool(sw["audio"]), sw["missing_audio"])[1].get(split, {})
+
+
+@torch.no_grad()
+def score_views(model: TSAM, params: dict[str, Any], manifest: str | os.PathLike, split: str = "valid",
+                n_clips: int = 2, n_crops: int = 3, batch_size: int = 8, num_workers: int = 0,
+                cache_dir: str | os.PathLike | None = None, progress: bool = True, vocab: list[str] | None = None,
+                weights: str = "the model given") -> dict[str, Any]:
+    """The fixed multi-view protocol of :func:`tsamlib.evaluation.views.evaluate_views` (described there), same result
+    keys, on ``model`` (on its device) with the data settings ``params`` (``n_frames``, ``audio``, ``img_size``,
+    ``resize``, ``n_mels``, ``preset`` and switches) on ``manifest``'s ``split``. ``vocab`` (one name per model
+    output) defaults to the manifest's classes. Writes nothing."""
+    model.eval()
+    sw, vocab = resolve_switches(params), _check_vocab(model, manifest, vocab)
+    dev = next(model.parameters()).device
+    excluded = _excluded(manifest, split, sw)
+    ds = clip_views_dataset(manifest, split, n_clips, n_crops, n_frames=params["n_frames"], audio=bool(params["audio"]),
+                            img_size=params["img_size"], resize=params["resize"], n_mels=params["n_mels"],
+                            cache_dir=cache_dir, replace_bad=False, video_norm=sw["video_norm"],
+                            audio_frontend=sw["audio_frontend"], missing_audio=sw["missing_audio"],
+                            valid_view=sw["valid_view"])
+    n_views = n_clips * n_crops  # batch_size counts views: whole videos of n_views views each go in a batch
+    dl = torch.utils.data.DataLoader(_SafeVideoViews(ds, n_clips, n_crops), batch_size=max(1, batch_size // n_views),
+                                     shuffle=False, num_workers=num_workers, worker_init_fn=_worker_init)
+    n_videos, c = len(ds.paths), len(vocab)
+    sums, counts = torch.zeros(n_videos, c, dtype=torch.float64), torch.zeros(n_videos, dtype=torch.long)
+    bad_rows: set[int] = set()
+    t0 = time.perf_counter()
+    bar = tqdm(dl, total=len(dl), desc=f"evaluate {split}: {n_videos} videos x {n_views} views", unit="batch",
+               disable=not progress)
+    for *x, rows, ok in bar:
+        b = len(rows)
+        logits = model(*[t.flatten(0, 1).to(dev) for t in x]).float().cpu()
+        probs = F.softmax(logits, dim=1).double().view(b, n_views, -1)
+        bad_rows.update(rows[~ok].tolist())
+        sums.index_add_(0, rows[ok], probs[ok].sum(1))
+        counts.index_add_(0, rows[ok], torch.full((int(ok.sum()),), n_views, dtype=torch.long))
+    wall = time.perf_counter() - t0
+    reasons = ds.log.skipped()
+    failed = {ds.paths[r]: reasons.get(ds.paths[r], "failed to load") for r in sorted(bad_rows)}
+    keep = torch.tensor([r not in bad_rows for r in range(n_videos)])
+    probs = (sums[keep] / counts[keep, None]).float()
+    labels = torch.tensor(ds.labels)[keep]
+    paths = [p for p, k in zip(ds.paths, keep.tolist()) if k]
+    labelled = bool(len(labels)) and bool((labels >= 0).all())
+    top1 = top5 = loss = None
+    if labelled:
+        top1 = float(_topk_correct(probs, labels, 1).float().mean())
+        top5 = float(_topk_correct(probs, labels, 5).float().mean())
+        loss = float(-probs.gather(1, labels[:, None]).clamp_min(1e-12).log().mean())
+    protocol = dict(split=split, n_clips=n_clips, n_crops=n_crops, views_per_video=n_clips * n_crops,
+                    aggregation="mean of softmax over all views", n_frames=params["n_frames"],
+                    img_size=params["img_size"], resize=params["resize"], audio=bool(params["audio"]),
+                    clip_sampling="frame at offset (clip + 0.5) / n_clips in each of n_frames segments",
+                    crops="centre" if n_crops == 1 else "start/centre/end along the long side",
+                    manifest=relative_to_repo(manifest), weights=weights,
+                    **{k: sw[k] for k in ("preset", "video_norm", "valid_view", "audio_frontend", "missing_audio")})
+    res = dict(top1=top1, top5=top5, loss=loss, probs=probs, labels=labels, paths=paths,
+               n_views=counts[keep], vocab=vocab, protocol=protocol, n_videos=int(keep.sum()),
+               n_failed=len(failed), failed=failed, n_excluded=len(excluded), excluded=excluded,
+               wall_s=wall, views_per_s=len(ds.paths) * n_views / max(wall, 1e-9))
+    return res
+
+
+class _AuthorsPass(torch.utils.data.Dataset):
+    """One pass of the authors' multi-clip test: video ``r`` -> a random training-style clip and crop drawn from
+    ``(seed, pass_index, r)``, and its full-clip audio frame (no training crop, as theirs); a failed load gives
+    zeros and ``ok=False`` (recorded in ``log``, shared with worker processes)."""
+
+    def __init__(self, paths: list[str], n_frames: int, tfm: ClipTransform, audio: AudioFrame | None, seed: int,
+                 drop_silent: bool):
+        from ..data.skiplog import SkipLog
+        self.paths, self.n_frames, self.tfm, self.audio, self.seed = paths, n_frames, tfm, audio, seed
+        self.drop_silent, self.pass_index, self.log = drop_silent, 0, SkipLog(action="not scored")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, r: int):
+        path, s = self.paths[r], self.tfm.img_size
+        rng = np.random.default_rng([self.seed, self.pass_index, r])
+        try:
+            frames, _ = load_clip(path, self.n_frames, "train", rng)
+            video, spec = self.tfm(frames, rng), None
+            if self.audio is not None:
+                spec, has_audio = self.audio(path, train=False)
+                if self.drop_silent and not has_audio:
+                    raise NoAudioError(f"{path}: {NO_AUDIO_DROPPED}")
+            ok = True
+        except Exception as e:  # noqa: BLE001  (counted and reported, never scored)
+            self.log.record(path, f"{type(e).__name__}: {str(e).replace(path + ': ', '')}")
+            video, spec, ok = torch.zeros(self.n_frames, 3, s, s), torch.zeros(3, s, s), False
+        return (video, *([spec[None]] if self.audio is not None else []), r, ok)
+
+
+def authors_metrics(res: dict[str, Any]) -> dict[str, Any]:
+    """The metrics of :func:`score_authors` beyond those of :func:`score_views` (for :func:`eval_record`)."""
+    return {k: res[k] for k in ("top1_after_passes", "top1_best_of_n_selected_on_eval_set",
+                                "n_passes_selected_on_eval_set")}
+
+
+@torch.no_grad()
+def score_authors(model: TSAM, params: dict[str, Any], manifest: str | os.PathLike, split: str = "valid",
+                  n_passes: int = 10, seed: int = 0, batch_size: int = 8, num_workers: int = 0,
+                  cache_dir: str | os.PathLike | None = None, progress: bool = True, vocab: list[str] | None = None,
+                  weights: str = "the model given") -> dict[str, Any]:
+    """The authors' protocol of :func:`tsamlib.evaluation.views.evaluate_authors` (described there), same result keys,
+    on ``model`` with the data settings ``params`` (as :func:`score_views`, plus ``flip``) on ``manifest``'s
+    ``split``. Writes nothing."""
+    model.eval()
+    sw, vocab = resolve_switches(params), _check_vocab(model, manifest, vocab)
+    dev = next(model.parameters()).device
+    excluded = _excluded(manifest, split, sw)
+    audio = bool(params["audio"])
+    part = split_rows(usable_rows(read_table(manifest), audio, sw["missing_audio"])[0], split)
+    mean, std = norm_stats(sw["video_norm"])
+    tfm = ClipTransform(params["img_size"], params["resize"], train=True, flip=bool(params["flip"]),
+                        scales=AUTHORS_EVAL_SCALES, max_distort=1, mean=mean, std=std)
+    af = (AudioFrame(size=(params["img_size"],) * 2, n_mels=params["n_mels"], cache_dir=cache_dir,
+                     frontend=sw["audio_frontend"]) if audio else None)
+    ds = _AuthorsPass(part["path"].tolist(), params["n_frames"], tfm, af, seed, audio and sw["missing_audio"] == "drop")
+    labels_all = torch.tensor(part["label"].astype(int).tolist())
+    n, c = len(ds), len(vocab)
+    sums = torch.zeros(n, c, dtype=torch.float64)
+    labelled = bool(n) and bool((labels_all >= 0).all())
+    hit1, hit5 = torch.zeros(n_passes, n, dtype=torch.bool), torch.zeros(n_passes, n, dtype=torch.bool)
+    bad_rows: set[int] = set()
+    t0 = time.perf_counter()
+    for m in range(n_passes):
+        ds.pass_index = m   # set before the loader's iterator copies the dataset into its workers
+        dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                                         worker_init_fn=_worker_init)
+        for *x, rows, ok in tqdm(dl, desc=f"authors' protocol, pass {m + 1}/{n_passes}", disable=not progress):
+            bad_rows.update(rows[~ok].tolist())
+            sums.index_add_(0, rows[ok], model(*[t.to(dev) for t in x]).double().cpu()[ok])
+        if labelled:
+            hit1[m], hit5[m] = _topk_correct(sums, labels_all, 1), _topk_correct(sums, labels_all, 5)
+    wall = time.perf_counter() - t0
+    reasons = ds.log.skipped()
+    failed = {ds.paths[r]: reasons.get(ds.paths[r], "failed to load") for r in sorted(bad_rows)}
+    keep = torch.tensor([r not in bad_rows for r in range(n)], dtype=torch.bool)
+    probs = F.softmax(sums[keep] / max(n_passes, 1), dim=1).float()
+    labels = labels_all[keep]
+    paths = [p for p, k in zip(ds.paths, keep.tolist()) if k]
+    res: dict[str, Any] = dict(top1=None, top5=None, loss=None, top1_after_passes=None,
+                               top1_best_of_n_selected_on_eval_set=None, n_passes_selected_on_eval_set=None)
+    if labelled and bool(keep.any()):
+        after = [float(v) for v in hit1[:, keep].float().mean(1)]
+        best = max(range(n_passes), key=lambda i: after[i])   # the first of equal ones, as their max(dict)
+        res.update(top1=after[-1], top5=float(hit5[-1, keep].float().mean()), top1_after_passes=after,
+                   loss=float(-probs.gather(1, labels[:, None]).clamp_min(1e-12).log().mean()),
+                   top1_best_of_n_selected_on_eval_set=after[best], n_passes_selected_on_eval_set=best + 1)
+    protocol = dict(split=split, name="authors", n_passes=n_passes, seed=seed, views_per_video=n_passes,
+                    aggregation="sum of logits over all passes (top1/top5); the best of 1..n passes is selected "
+                                "on the evaluation set and labelled so", n_frames=params["n_frames"],
+                    img_size=params["img_size"], resize=params["resize"], audio=audio,
+                    clip_sampling="a random frame in each of n_frames segments, per pass (training-style)",
+                    crops=f"random multi-scale crop, scales {list(AUTHORS_EVAL_SCALES)} of the short side, "
+                          f"flip {'p=0.5' if params['flip'] else 'off'}, no colour augmentation; audio uncropped",
+                    manifest=relative_to_repo(manifest), weights=weights,
+                    **{k: sw[k] for k in ("preset", "video_norm", "audio_frontend", "missing_audio")})
+    res.update(probs=probs, labels=labels, paths=paths, n_views=torch.full((len(paths),), n_passes), vocab=vocab,
+               protocol=protocol, n_videos=int(keep.sum()), n_failed=len(failed), failed=failed,
+               n_excluded=len(excluded), excluded=excluded, wall_s=wall, views_per_s=n * n_passes / max(wall, 1e-9))
+    return res
+
+
+def per_class_accuracy(res: dict[str, Any] | ClassificationInterpretation) -> pd.DataFrame:
+    """Per class: videos, correct (top-1) and accuracy, from a :func:`score_views` / :func:`score_authors` result
+    or an interpretation."""
+    if isinstance(res, ViewsInterpretation):
+        probs, labels, vocab = res.preds, res.targs, list(res.vocab)
+    else:
+        probs, labels, vocab = res["probs"], res["labels"], list(res["vocab"])
+    pred = probs.argmax(1)
+    rows = []
+    for i, name in enumerate(vocab):
+        m = labels == i
+        n, correct = int(m.sum()), int((pred[m] == i).sum())
+        rows.append(dict(label=i, class_name=name, n=n, correct=correct, accuracy=correct / n if n else math.nan))
+    return pd.DataFrame(rows).set_index("label")
+
+
+def eval_record(res: dict[str, Any], more_metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON-ready record of a :func:`score_views` / :func:`score_authors` result: protocol, metrics (with
+    ``more_metrics``), per-class accuracy, failed and excluded files, vocab, one entry per scored video, speed."""
+    pca = per_class_accuracy(res) if res["top1"] is not None else None
+    pred = res["probs"].argmax(1) if len(res["probs"]) else torch.zeros(0, dtype=torch.long)
+    videos = [dict(path=relative_to_repo(p), label=int(y), pred=int(k), p_pred=float(pr[k]),
+                   p_true=float(pr[y]) if y >= 0 else None)
+              for p, y, k, pr in zip(res["paths"], res["labels"].tolist(), pred.tolist(), res["probs"])]
+    return dict(protocol=res["protocol"],
+                metrics=dict(top1=res["top1"], top5=res["top5"], loss=res["loss"], n_videos=res["n_videos"],
+                             n_failed=res["n_failed"], n_excluded=res["n_excluded"], **(more_metrics or {})),
+                per_class=None if pca is None else pca.reset_index().replace({np.nan: None}).to_dict("records"),
+                failed={relative_to_repo(k): v for k, v in res["failed"].items()},
+                excluded={relative_to_repo(k): v for k, v in res["excluded"].items()}, vocab=res["vocab"],
+                videos=videos, wall_s=res["wall_s"], views_per_s=res["views_per_s"])

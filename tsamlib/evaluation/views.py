@@ -1,0 +1,209 @@
+"""Evaluate a finished run with a fixed multi-view protocol (or the authors' one), and interpret its errors.
+
+The protocol is chosen before looking at any result and written beside the numbers:
+
+- every video of `split` gives ``n_clips x n_crops`` views: clip ``i`` takes, in each of the T TSN
+  segments, the frame at relative offset ``(i + 0.5) / n_clips``; each clip is resized (shorter side
+  ``resize``) and cut into ``n_crops`` squares of ``img_size`` (1: centre; 3: start/centre/end along
+  the long side). With audio, every view carries the same full-clip audio frame (no crop);
+- the score of a video is the **mean of the softmax over all its views** (never the best view or the
+  best number of clips); top-1/top-5 and the loss (``-log`` of the averaged probability of the true
+  class) are computed from it;
+- CPU default ``n_clips=2, n_crops=3``; the TSM/TSAM papers use ``n_clips=10, n_crops=3``.
+
+A video whose file fails to load is not scored: it is counted and reported with its reason (as are
+manifest rows with a ``problem``). Results go to ``<run>/eval_<split>_<n_clips>x<n_crops>.json``.
+
+:func:`evaluate_authors` is the authors' protocol (their ``run_MultiClip``), for comparison: ``n_passes`` (10)
+passes over the videos, each a random training-style clip and crop (scales 1 to 0.9, flip as in training, no
+colour augmentation), logits summed over the passes. Its ``top1`` is the honest figure (all passes, a number
+fixed in advance); their printed figure, the best accuracy over 1..10 passes, is returned only under names that
+say it was selected on the evaluation set. Results go to ``<run>/eval_<split>_authors<n_passes>.json``.
+:func:`evaluate_run` runs the protocol the run's ``eval_protocol`` names. Both use the weights the run's
+``eval_weights`` names (``model.pth``: last epoch; ``best.pth``: best validation epoch) and its data switches.
+:func:`score_views` and :func:`score_authors` (:mod:`tsamlib.evaluation.scoring`) are the same protocols on a model and
+settings given directly, no run folder (:mod:`tsamlib.evaluation.released` evaluates checkpoint files with them).
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from fastai.torch_core import default_device
+
+from ..config import resolve_switches
+from ..data.datasets import dataset_manifest
+from ..data.manifest import manifest_vocab, read_table
+from ..model.tsam import TSAM, create_tsam, model_kwargs
+from ..runs.checkpoints import read_best
+from ..runs.fileio import atomic_write_json, mel_cache_dir, relative_to_repo
+from ..runs.folder import RunLock, is_finished, open_run
+from ..runs.provenance import environment_info
+from .interpret import ViewsInterpretation, learner_interpretation
+from .scoring import authors_metrics, eval_record, score_authors, score_views
+
+__all__ = ["load_run_model", "run_vocab", "evaluate_views", "evaluate_authors", "evaluate_run", "eval_path",
+           "authors_eval_path", "interpretation", "cmd_evaluate"]
+
+
+def run_vocab(params: dict[str, Any]) -> list[str]:
+    """Class names of the run's dataset, index = label (as `video_dataloaders` builds them)."""
+    return manifest_vocab(read_table(dataset_manifest(params["dataset"])))
+
+
+def load_run_model(run_dir: str | os.PathLike, weights: str | None = None) -> tuple[TSAM, dict[str, Any]]:
+    """The trained model of a finished run (eval mode, CPU) and its ``params.json``.
+
+    ``weights``: ``"last"`` (``checkpoints/model.pth``) or ``"best"`` (``checkpoints/best.pth``, the best validation
+    epoch); None: the run's ``eval_weights`` (from its preset)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run folder {run_dir} not found (runs live in results/runs/<run_id>/).")
+    run = open_run(run_dir)
+    p = run.params
+    weights = weights or resolve_switches(p)["eval_weights"]
+    if weights not in ("last", "best"):
+        raise ValueError(f"weights={weights!r}: choose one of ['last', 'best'].")
+    file = run.checkpoint_dir / ("model.pth" if weights == "last" else "best.pth")
+    if not is_finished(run_dir) or not file.is_file():
+        why = f"has no checkpoints/{file.name}" if not file.is_file() else "is not finished (metrics.json)"
+        hint = (" (best.pth is kept only by runs with eval_weights='best'; pass weights='last')"
+                if weights == "best" else "")
+        raise RuntimeError(f"run {run_dir} {why}: train it to the end with notebooks/03_train.ipynb "
+                           f"(resume=True continues an interrupted run){hint}.")
+    model = create_tsam(p["arch"], num_classes=len(run_vocab(p)), pretrained=None, **model_kwargs(p))
+    weights = file
+    state = (read_best(run.checkpoint_dir)["model"] if file.name == "best.pth"
+             else torch.load(file, map_location="cpu", weights_only=True))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise RuntimeError(f"{weights} does not fit the model rebuilt from {run_dir / 'params.json'} (did the "
+                           f"dataset's classes change?): {str(e).splitlines()[0]}") from e
+    return model.eval(), p
+
+
+def eval_path(run_dir: str | os.PathLike, split: str = "valid", n_clips: int = 2, n_crops: int = 3) -> Path:
+    """Where :func:`evaluate_views` writes its record."""
+    return Path(run_dir) / f"eval_{split}_{n_clips}x{n_crops}.json"
+
+
+def _setup(run_dir: Path, model: TSAM | None, weights: str | None, cache_dir) -> dict[str, Any]:
+    """The keyword arguments of :func:`score_views` / :func:`score_authors` for a run: its model (eval mode),
+    params, manifest, vocab, cache_dir and weights label."""
+    if model is None:
+        model, params = load_run_model(run_dir, weights)
+        model = model.to(default_device())  # the GPU when there is one
+        label = weights or resolve_switches(params)["eval_weights"]
+    else:
+        params, label = open_run(run_dir).params, "the model given"
+    cache_dir = mel_cache_dir() if cache_dir == "default" else cache_dir
+    return dict(model=model.eval(), params=params, manifest=dataset_manifest(params["dataset"]),
+                vocab=run_vocab(params), cache_dir=cache_dir, weights=label)
+
+
+@torch.no_grad()
+def evaluate_views(run_dir: str | os.PathLike, split: str = "valid", n_clips: int = 2, n_crops: int = 3,
+                   batch_size: int = 8, num_workers: int = 0, model: TSAM | None = None,
+                   cache_dir: str | os.PathLike | None = "default", write: bool = True,
+                   progress: bool = True, weights: str | None = None) -> dict[str, Any]:
+    """Score every video of `split` by the mean softmax over its ``n_clips x n_crops`` views (a progress bar
+    over the batches of videos unless ``progress=False``).
+
+    ``n_crops`` is 1 or 3; the papers' protocol is ``n_clips=10, n_crops=3``. Returns a dict with
+    ``top1``, ``top5``, ``loss``, ``probs`` (videos x classes), ``labels``, ``paths``, ``n_views``
+    (views averaged per video), ``vocab``, ``protocol``, ``failed`` (path -> reason) and ``excluded``
+    (manifest rows with a problem, or without sound when dropped); writes the record to :func:`eval_path` unless
+    ``write=False``. ``weights``: see :func:`load_run_model`; the views follow the run's data switches.
+    """
+    run_dir = Path(run_dir)
+    res = score_views(split=split, n_clips=n_clips, n_crops=n_crops, batch_size=batch_size, num_workers=num_workers,
+                      progress=progress, **_setup(run_dir, model, weights, cache_dir))
+    if write:
+        _write_record(run_dir, res)
+    return res
+
+
+def interpretation(source, split: str = "valid", n_clips: int = 2, n_crops: int = 3, batch_size: int = 8,
+                   num_workers: int = 0) -> ViewsInterpretation:
+    """A fastai classification interpretation from a run folder (runs :func:`evaluate_views`), its result
+    dict, or a fastai `Learner` (its valid DataLoader: one centre clip per video)."""
+    from fastai.learner import Learner
+    if isinstance(source, Learner):
+        return learner_interpretation(source)
+    res = source if isinstance(source, dict) else evaluate_views(source, split, n_clips, n_crops, batch_size,
+                                                                 num_workers)
+    return ViewsInterpretation(res["probs"], res["labels"], res["vocab"], res["paths"], res["protocol"]["n_frames"],
+                               protocol=res["protocol"])
+
+
+def authors_eval_path(run_dir: str | os.PathLike, split: str = "valid", n_passes: int = 10) -> Path:
+    """Where :func:`evaluate_authors` writes its record."""
+    return Path(run_dir) / f"eval_{split}_authors{n_passes}.json"
+
+
+@torch.no_grad()
+def evaluate_authors(run_dir: str | os.PathLike, split: str = "valid", n_passes: int = 10, seed: int = 0,
+                     batch_size: int = 8, num_workers: int = 0, model: TSAM | None = None,
+                     cache_dir: str | os.PathLike | None = "default", write: bool = True, progress: bool = True,
+                     weights: str | None = None) -> dict[str, Any]:
+    """The authors' test protocol (their ``run_MultiClip``), seeded: ``n_passes`` passes over every video of
+    `split`; in each, one random training-style clip (a random frame per TSN segment) and one random crop
+    (:data:`AUTHORS_EVAL_SCALES` of the short side, adjacent scale pairs, random place), resized to ``img_size``,
+    flipped with p = 0.5 when the run flips in training, no colour augmentation; the audio frame uncropped.
+    The logits are summed over the passes.
+
+    Returns the keys of :func:`evaluate_views` (``probs`` = softmax of the mean logits, ``loss`` from it) with
+    ``top1``/``top5`` the honest figures, all ``n_passes`` summed (fixed in advance), plus ``top1_after_passes``
+    (top-1 after 1..n_passes passes), and the authors' printed figure ``top1_best_of_n_selected_on_eval_set`` with
+    ``n_passes_selected_on_eval_set``: the best of those, chosen on the very videos it is measured on (optimistic;
+    never report it alone). Writes :func:`authors_eval_path` unless ``write=False``.
+    """
+    run_dir = Path(run_dir)
+    res = score_authors(split=split, n_passes=n_passes, seed=seed, batch_size=batch_size, num_workers=num_workers,
+                        progress=progress, **_setup(run_dir, model, weights, cache_dir))
+    if write:
+        _write_record(run_dir, res, authors_eval_path(run_dir, split, n_passes), authors_metrics(res))
+    return res
+
+
+def evaluate_run(run_dir: str | os.PathLike, split: str = "valid", protocol: str | None = None,
+                 **kwargs: Any) -> dict[str, Any]:
+    """:func:`evaluate_views` or :func:`evaluate_authors`, as ``protocol`` (``"views"`` / ``"authors"``) or, when
+    None, the run's ``eval_protocol`` (from its preset) says; ``kwargs`` go to that function."""
+    protocol = protocol or resolve_switches(open_run(run_dir).params)["eval_protocol"]
+    if protocol == "views":
+        return evaluate_views(run_dir, split, **kwargs)
+    if protocol == "authors":
+        return evaluate_authors(run_dir, split, **kwargs)
+    raise ValueError(f"protocol={protocol!r}: choose one of ['views', 'authors'].")
+
+
+def _write_record(run_dir: Path, res: dict[str, Any], path: Path | None = None,
+                  more_metrics: dict[str, Any] | None = None) -> Path:
+    record = dict(run_id=run_dir.name, evaluated_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                  **eval_record(res, more_metrics), environment=environment_info())
+    p = res["protocol"]
+    with RunLock(run_dir, what="evaluation"):  # refused while another process trains or evaluates this run
+        return atomic_write_json(path or eval_path(run_dir, p["split"], p["n_clips"], p["n_crops"]), record)
+
+
+def cmd_evaluate(args) -> int:
+    """``python -m tsamlib evaluate RUN``: run :func:`evaluate_views` and print the metrics."""
+    import sys
+    try:
+        res = evaluate_views(args.run, args.split, args.n_clips, args.n_crops, args.batch_size, args.num_workers)
+    except (FileNotFoundError, RuntimeError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    fmt = lambda v: "n/a" if v is None else f"{v:.4f}"
+    print(f"{Path(args.run).name} {args.split} {args.n_clips}x{args.n_crops} views: top1 {fmt(res['top1'])}  "
+          f"top5 {fmt(res['top5'])}  loss {fmt(res['loss'])}  ({res['n_videos']} videos, {res['n_failed']} failed, "
+          f"{res['n_excluded']} excluded)")
+    for path, why in res["failed"].items():
+        print(f"  failed: {path}: {why}")
+    print(f"written: {relative_to_repo(eval_path(args.run, args.split, args.n_clips, args.n_crops))}")
+    return 0

@@ -1,0 +1,20 @@
+"""The model layer: the temporal shift and the TSAM network (imports ``runs`` and ``config`` only).
+
+    shift_reference   what the shift computes: channel groups, borders, checks (torch only; the paper's idea)
+    shift             the shift as autograd ops and a module, inserted into a ResNet's blocks
+    shift_triton      fused Triton kernels of the shift (CUDA; CPU under ``TRITON_INTERPRET=1``)
+    tsam              ``create_tsam``: a timm ResNet with the shift, T video frames + one audio frame
+    pretrained        ImageNet-1K/21K weights and checkpoint files, one checked loader
+    complexity        parameters, MACs, temporal reach
+"""
+from .._lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    ".tsam": ["TSAM", "create_tsam", "create_backbone", "model_kwargs"],
+    ".shift": ["temporal_shift", "shifted_conv2d", "TemporalShift", "insert_temporal_shift"],
+    ".shift_reference": ["SHIFT_PADS", "shift_fold", "check_shift_pad", "check_shift_settings", "check_shift",
+                         "check_shift_input", "shift_into"],
+    ".pretrained": ["resolve_pretrained", "read_checkpoint", "read_state_dict", "load_backbone_weights", "LoadReport",
+                    "save_authors_checkpoint"],
+    ".complexity": ["count_params", "count_macs", "model_complexity", "temporal_reach"],
+})

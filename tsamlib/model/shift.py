@@ -1,0 +1,193 @@
+"""The temporal shift as PyTorch ops and a module: :func:`temporal_shift`, :func:`shifted_conv2d`,
+:class:`TemporalShift`, :func:`insert_temporal_shift` (TSM's idea with depth k, the TSAM report, section 2.2).
+
+What the shift computes, its groups, borders and checks, is defined in :mod:`tsamlib.model.shift_reference`; on
+the CPU these ops run that reference. On CUDA, :func:`temporal_shift` runs the fused Triton kernels of
+:mod:`tsamlib.model.shift_triton` (a ``torch.library`` custom op, traced by ``torch.compile``), tested element for
+element against the reference under ``TRITON_INTERPRET=1``; ``TSAM_SHIFT_KERNEL=torch`` keeps the reference on
+CUDA too.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .shift_reference import check_shift, check_shift_input, check_shift_pad, shift_into
+
+__all__ = ["temporal_shift", "shifted_conv2d", "TemporalShift", "insert_temporal_shift"]
+
+
+class _TemporalShiftFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, k: int, f: int, n: int, pad: str) -> Tensor:  # type: ignore[override]
+        ctx.k, ctx.f, ctx.n, ctx.pad = k, f, n, pad
+        return shift_into(torch.empty_like(x), x, k, f, n, pad, adjoint=False)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        g = shift_into(torch.empty_like(grad), grad, ctx.k, ctx.f, ctx.n, ctx.pad, adjoint=True)
+        return g, None, None, None, None
+
+
+_SHIFT, _ADJOINT, _AGAIN = 0, 1, 2  # which of the fused ops: the shift, its adjoint, the shift recomputed in backward
+
+
+def _fused_ops(x: Tensor):
+    """The Triton kernels (shift, adjoint, shift again) when they serve ``x`` (CUDA, not ``TSAM_SHIFT_KERNEL=torch``):
+    under ``torch.compile`` the custom ops (traced as one node each; "again" is the shift under another name, so the
+    compiler does not merge the backward's recomputation with the forward's shift, see :class:`_ShiftedConv2dFn`),
+    otherwise their low-overhead eager twins."""
+    if not x.is_cuda or os.environ.get("TSAM_SHIFT_KERNEL", "triton") != "triton":
+        return None
+    try:  # lazy: needs Triton, avoids a circular import
+        from . import shift_triton as st
+    except ImportError:
+        return None
+    if torch.compiler.is_compiling():
+        return st.temporal_shift_op, st.temporal_shift_adjoint_op, st.temporal_shift_again_op
+    return st.eager_shift, st.eager_adjoint, st.eager_shift
+
+
+def _raw_shift(x: Tensor, k: int, f: int, n: int, pad: str, which: int = _SHIFT) -> Tensor:
+    """The shift (``_SHIFT``, ``_AGAIN``) or its adjoint (``_ADJOINT``) of x as a plain computation, no autograd node:
+    fused op or reference loops."""
+    ops = _fused_ops(x)
+    if ops is not None:
+        return ops[which](x, k, f, n, pad)
+    return shift_into(torch.empty_like(x), x, k, f, n, pad, adjoint=which == _ADJOINT)
+
+
+def temporal_shift(x: Tensor, shift_depth: int, f_div: int, n_shifted: int | None = None,
+                   shift_pad: str = "zero") -> Tensor:
+    """Shift channel groups of ``x`` (B, T, C, H, W) between segments up to ``shift_depth`` apart.
+
+    ``n_shifted`` (default T) is the number of leading segments that take part; later ones (audio) pass
+    through. ``shift_pad`` fills the border: ``"zero"`` (TSM) or ``"keep"`` (the authors' code: own values).
+    ``shift_depth=0`` returns ``x`` itself (TSN).
+    """
+    n, f = check_shift_input(x, shift_depth, f_div, n_shifted, shift_pad)
+    if shift_depth == 0:
+        return x
+    ops = _fused_ops(x)
+    if ops is not None:
+        return ops[0](x, shift_depth, f, n, shift_pad)
+    return _TemporalShiftFn.apply(x, shift_depth, f, n, shift_pad)
+
+
+class _ShiftedConv2dFn(torch.autograd.Function):
+    """``conv2d(shift(x))`` that keeps ``x`` for backward instead of the shifted copy, and recomputes the shift.
+
+    A plain ``conv(shift(x))`` saves its input, the shifted copy: one more activation of the block input's size
+    per shifted block (x itself is kept anyway, by the ReLU or pooling before it and by the residual branch).
+    Recomputing the copy in backward costs one more shift (about a ``clone``) per block.
+    Under autocast the conv ran in a lower precision: backward casts x, the weight and the gradient to it again.
+    Under ``torch.compile`` the recomputation is a differently named op (``tsamlib::temporal_shift_again``): with the
+    forward's op, common-subexpression elimination merged the two calls and the compiled graph kept the shifted copy
+    for backward after all (measured: the saved activations of the forward graph).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, shift: tuple, conv: tuple) -> Tensor:
+        shifted = _raw_shift(x, *shift)
+        y = F.conv2d(shifted.flatten(0, 1), weight, bias, *conv)
+        ctx.shift, ctx.conv, ctx.compute_dtype, ctx.has_bias = shift, conv, y.dtype, bias is not None
+        ctx.save_for_backward(x, weight)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        dt = ctx.compute_dtype
+        shifted = _raw_shift(x.to(dt), *ctx.shift, which=_AGAIN)  # recomputed: the forward did not keep it
+        stride, padding, dilation, groups = ctx.conv
+        need = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]]
+        g_in, g_w, g_b = torch.ops.aten.convolution_backward(
+            grad.to(dt), shifted.flatten(0, 1), weight.to(dt), [weight.shape[0]] if ctx.has_bias else None,
+            stride, padding, dilation, False, [0, 0], groups, need)
+        g_x = _raw_shift(g_in.view(x.shape).to(x.dtype), *ctx.shift, which=_ADJOINT) if need[0] else None
+        g_w = g_w.to(weight.dtype) if need[1] else None
+        g_b = g_b.to(weight.dtype) if need[2] else None
+        return g_x, g_w, g_b, None, None
+
+
+def _recomputable(conv: nn.Module) -> bool:
+    """Whether :func:`shifted_conv2d` can stand in for ``conv(shift(x))``: a plain zero-padded 2D conv."""
+    return (type(conv) is nn.Conv2d and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
+            and not conv._forward_hooks and not conv._forward_pre_hooks)
+
+
+def shifted_conv2d(x: Tensor, conv: nn.Conv2d, shift_depth: int, f_div: int, n_shifted: int | None = None,
+                   shift_pad: str = "zero") -> Tensor:
+    """``conv(temporal_shift(x).flatten(0, 1))`` for x (B, T, C, H, W), without keeping the shifted copy.
+
+    Same values and gradients as the two calls; the shifted tensor is recomputed in backward instead of saved.
+    """
+    n, f = check_shift_input(x, shift_depth, f_div, n_shifted, shift_pad)
+    if shift_depth == 0:
+        return conv(x.flatten(0, 1))
+    if not _recomputable(conv):
+        raise ValueError(f"shifted_conv2d needs a plain nn.Conv2d with numeric zero padding, got {conv}.")
+    return _ShiftedConv2dFn.apply(x, conv.weight, conv.bias, (shift_depth, f, n, shift_pad),
+                                  (conv.stride, conv.padding, conv.dilation, conv.groups))
+
+
+class TemporalShift(nn.Module):
+    """Residual shift: wrap a layer (a block's ``conv1``) so that its input is shifted in time first.
+
+    The wrapped layer sees (B * n_segments, C, H, W); the first ``n_shifted`` segments of each clip are
+    the video frames, the rest (the audio frame) are left alone. ``shift_pad``: see :func:`temporal_shift`.
+    ``recompute`` (default): when ``net`` is a plain ``nn.Conv2d`` the shifted copy is not kept for backward but
+    recomputed from the input (:func:`shifted_conv2d`); same results, less memory.
+    """
+
+    def __init__(self, net: nn.Module, n_segments: int, n_shifted: int, shift_depth: int, f_div: int,
+                 shift_pad: str = "zero", recompute: bool = True):
+        super().__init__()
+        check_shift_pad(shift_pad)
+        self.net, self.n_segments, self.n_shifted = net, n_segments, n_shifted
+        self.shift_depth, self.f_div, self.shift_pad, self.recompute = shift_depth, f_div, shift_pad, recompute
+        channels = getattr(net, "in_channels", None)
+        if channels is not None:
+            check_shift(channels, n_shifted, shift_depth, f_div)
+
+    def forward(self, x: Tensor) -> Tensor:
+        bt, c, h, w = x.shape
+        if bt % self.n_segments:
+            raise ValueError(f"batch of {bt} images is not a multiple of n_segments={self.n_segments}.")
+        x5 = x.view(bt // self.n_segments, self.n_segments, c, h, w)
+        if self.recompute and self.shift_depth > 0 and _recomputable(self.net):
+            return shifted_conv2d(x5, self.net, self.shift_depth, self.f_div, self.n_shifted, self.shift_pad)
+        shifted = temporal_shift(x5, self.shift_depth, self.f_div, self.n_shifted, self.shift_pad)
+        return self.net(shifted.view(bt, c, h, w))
+
+    def extra_repr(self) -> str:
+        return (f"n_segments={self.n_segments}, n_shifted={self.n_shifted}, "
+                f"shift_depth={self.shift_depth}, f_div={self.f_div}, shift_pad={self.shift_pad!r}")
+
+
+def insert_temporal_shift(backbone: nn.Module, n_segments: int, n_shifted: int, shift_depth: int,
+                          f_div: int, n_insert: int = 1, m_insert: int = 0, shift_pad: str = "zero") -> int:
+    """Wrap ``conv1`` of the residual blocks ``i`` with ``i % n_insert == m_insert`` in every stage.
+
+    Works on timm (and torchvision) ResNets: stages ``layer1..layer4`` of blocks with a ``conv1``.
+    ``n_insert=1`` shifts in every block (TSM), ``n_insert=2, m_insert=0`` in blocks 0, 2, 4, ... of each
+    stage (the report's config). ``shift_pad``: see :func:`temporal_shift`. Returns the number of shifted blocks.
+    """
+    check_shift_pad(shift_pad)
+    if n_insert < 1 or not 0 <= m_insert < n_insert:
+        raise ValueError(f"need n_insert >= 1 and 0 <= m_insert < n_insert, got n_insert={n_insert}, "
+                         f"m_insert={m_insert}.")
+    stages = [getattr(backbone, f"layer{i}", None) for i in range(1, 5)]
+    if any(s is None for s in stages):
+        raise ValueError(f"{type(backbone).__name__} has no layer1..layer4: only ResNet-style backbones "
+                         "(timm resnet*, resnet*d, resnet*t) are supported.")
+    count = 0
+    for stage in stages:
+        for i, block in enumerate(stage):
+            if i % n_insert == m_insert:
+                block.conv1 = TemporalShift(block.conv1, n_segments, n_shifted, shift_depth, f_div, shift_pad)
+                count += 1
+    return count

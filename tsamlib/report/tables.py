@@ -1,0 +1,329 @@
+"""Tables 1 and 2 of the report rebuilt from finished run folders, beside the published numbers.
+
+Rendering reads ``results/runs/*/params.json`` and ``metrics.json`` only: it trains nothing and takes seconds.
+A grid row (:mod:`tsamlib.report.experiments`) is matched to runs by the parameters recorded in ``params.json``
+(every non-bookkeeping parameter of the row must be equal, the preset and its resolved switches included), never
+by parsing run ids. The measured column holds measured numbers only; a row without a finished run says "not run"
+and why. Column "Preset" says which pipeline each row used: "tsamlib" (mini scale) or "authors" (paper scale).
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..config import BOOKKEEPING, config_diff
+from ..data.synthetic import picture_class
+from ..runs.fileio import read_json, repo_root
+from ..runs.folder import runs_dir
+from .experiments import REFERENCE_ROWS, GridEntry, grid, placeholders, scale_preset
+
+__all__ = ["collect_runs", "match_runs", "render_table", "shape_top1", "evaluate_shapes", "table_markdown",
+           "write_tables", "write_figures", "TABLE_FILES"]
+
+TABLE_FILES = {"table1": "table1_kinetics400", "table2": "table2_something_v1"}
+_DATASETS = {("table1", "mini"): "synthetic mini-kinetics-av (data/mini-kinetics-av)",
+             ("table2", "mini"): "synthetic mini-something (data/mini-something)",
+             ("table1", "paper"): "Kinetics-400 (user-given manifest)",
+             ("table2", "paper"): "Something-Something V1 (user-given manifest)"}
+
+
+def collect_runs(runs_root: str | os.PathLike | None = None) -> pd.DataFrame:
+    """One line per run folder: run_id, folder, params (dict), finished, top1/top5 (fractions, finished only).
+
+    Folders whose recorded run_id (metrics.json) differs from their name (runs moved aside by ``overwrite``)
+    are left out.
+    """
+    root = runs_dir(runs_root)
+    recs = []
+    for d in sorted(p for p in root.glob("*") if (p / "params.json").is_file()) if root.is_dir() else []:
+        params = read_json(d / "params.json")
+        metrics = read_json(d / "metrics.json") if (d / "metrics.json").is_file() else {}
+        if metrics.get("run_id", params.get("run_id", d.name)) != d.name:  # moved aside by overwrite=True
+            continue
+        finished = bool(metrics.get("finished"))
+        final = metrics.get("final") or {} if finished else {}
+        recs.append(dict(run_id=d.name, path=str(d), params=params, finished=finished,
+                         top1=final.get("top1"), top5=final.get("top5"), valid_loss=final.get("valid_loss"),
+                         train_clips_per_s=final.get("train_clips_per_s"),
+                         n_epochs_logged=len(metrics.get("epochs", []))))
+    return pd.DataFrame(recs, columns=["run_id", "path", "params", "finished", "top1", "top5", "valid_loss",
+                                       "train_clips_per_s", "n_epochs_logged"])
+
+
+def _matches(expected: dict[str, Any], recorded: dict[str, Any]) -> bool:
+    """Same settings (:func:`tsamlib.config.config_diff`), bookkeeping, seed and paths not given aside."""
+    given = {k: v for k, v in expected.items() if not placeholders({k: v})}  # a path not given: any recorded value
+    return not config_diff(recorded, given, ignore=BOOKKEEPING | {"seed"} | (set(expected) - set(given)))
+
+
+def match_runs(entry: GridEntry, runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs whose recorded parameters equal the entry's (bookkeeping keys aside) and whose seed is the entry's."""
+    if entry.params is None or runs.empty:
+        return runs.iloc[0:0]
+    ok = [_matches(entry.params, p) and p.get("seed") == entry.seed for p in runs["params"]]
+    return runs[ok]
+
+
+def shape_top1(run_dir: str | os.PathLike, kind: str = "mini-kinetics-av") -> float | None:
+    """Fraction of validation videos whose predicted class has the right picture class (the shape, see
+    :func:`tsamlib.data.synthetic.picture_class`), from the run's one-clip evaluation ``eval_valid_1x1.json``
+    (``python -m tsamlib evaluate RUN --n-clips 1 --n-crops 1``); None when that record is missing. An RGB model that
+    learned everything the pictures show scores 1.0 here and about 0.5 top-1 on mini-kinetics-av."""
+    from ..evaluation.views import eval_path
+
+    path = eval_path(run_dir, "valid", 1, 1)
+    if not path.is_file():
+        return None
+    rec = read_json(path)
+    vocab, videos = rec["vocab"], [v for v in rec["videos"] if v["label"] >= 0]
+    if not videos:
+        return None
+    return float(np.mean([picture_class(kind, vocab[v["pred"]]) == picture_class(kind, vocab[v["label"]])
+                          for v in videos]))
+
+
+def evaluate_shapes(scale: str = "mini", runs_root: str | os.PathLike | None = None, seeds: Sequence[int] = (0,),
+                    log=print) -> list[str]:
+    """Write ``eval_valid_1x1.json`` (one centre clip, the view of the training's validation) for every finished
+    Table 1 run of the mini grid that lacks it, so that :func:`render_table` can fill "Shape top-1". Returns the
+    run ids evaluated; runs already evaluated are left as they are."""
+    from ..evaluation.views import eval_path, evaluate_views
+
+    if scale != "mini":
+        return []
+    runs, done = collect_runs(runs_root), []
+    for e in grid(scale, seeds, None if runs_root is None else str(runs_root)):
+        if e.row.table != "table1":
+            continue
+        for _, r in match_runs(e, runs).iterrows():
+            if r.finished and not eval_path(r.path, "valid", 1, 1).is_file():
+                res = evaluate_views(r.path, n_clips=1, n_crops=1, progress=False)
+                log(f"{r.run_id}: one-clip evaluation top-1 {100 * res['top1']:.1f} "
+                    f"(training's last epoch: {100 * r.top1:.1f})")
+                done.append(r.run_id)
+    return done
+
+
+def _fmt(values: Sequence[float]) -> str:
+    if not values:
+        return ""
+    m = float(np.mean(values))
+    if len(values) == 1:
+        return f"{m:.1f}"
+    return f"{m:.1f} ± {float(np.std(values, ddof=1)):.1f}"
+
+
+def render_table(table: str, scale: str = "mini", runs_root: str | os.PathLike | None = None,
+                 seeds: Sequence[int] = (0,), kinetics_manifest: str | None = None,
+                 something_manifest: str | None = None, kinetics_checkpoint: str | None = None,
+                 runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Table 1 or 2 in the report's layout with the measured top-1 (mean ± sample std over seeds) beside it.
+
+    Seeds without a finished run are left out of the mean and counted in "n seeds" only when finished.
+    """
+    if table not in TABLE_FILES:
+        raise ValueError(f"table={table!r}: use 'table1' or 'table2'.")
+    runs = collect_runs(runs_root) if runs is None else runs
+    entries = [e for e in grid(scale, seeds, None if runs_root is None else str(runs_root), kinetics_manifest,
+                               something_manifest, kinetics_checkpoint) if e.row.table == table]
+    with_shapes = table == "table1" and scale == "mini"  # mini-kinetics-av: the shape is the pictures' share
+    by_row: dict[str, list[GridEntry]] = {}
+    for e in entries:
+        by_row.setdefault(e.row.key, []).append(e)
+    recs = []
+    for key, es in by_row.items():
+        row = es[0].row
+        top1s, ids, unfinished, shapes = [], [], [], []
+        for e in es:
+            m = match_runs(e, runs)
+            for _, r in m.iterrows():
+                (ids.append(r.run_id), top1s.append(100 * r.top1)) if r.finished and r.top1 is not None \
+                    else unfinished.append(r.run_id)
+                sh = shape_top1(r.path) if r.finished and with_shapes else None
+                shapes += [] if sh is None else [100 * sh]
+        reason = es[0].reason
+        if top1s:
+            status = f"measured ({len(top1s)} of {len(es)} seeds)" if len(top1s) < len(es) else "measured"
+        elif reason:
+            status = reason
+        elif unfinished:
+            status = "not run: unfinished (resume with run_grid)"
+        else:
+            status = "not run yet: no finished run with these parameters"
+        rec = dict(Method=row.method, Type="2D CNN")
+        if table == "table1":
+            rec["Modality"] = "RGB+audio" if row.audio else "RGB"
+            rec["Frames"] = f"{row.frames}+1" if row.audio else str(row.frames)
+        else:
+            rec["Frames"] = str(row.frames)
+            rec["ShiftDepth"] = f"k={row.shift_depth}"
+        preset = (es[0].params or {}).get("preset", scale_preset(scale))
+        rec.update({"PreTrained (report)": row.pretrained, "Preset": preset, "Init used": es[0].init_used,
+                    "Paper top-1": row.paper_top1, "Measured top-1": _fmt(top1s),
+                    **({"Shape top-1": _fmt(shapes)} if with_shapes else {}), "n seeds": len(top1s),
+                    "Run ids": ", ".join(ids + unfinished), "Status": status, "Scale": scale,
+                    "_measured": float(np.mean(top1s)) if top1s else math.nan,
+                    "_spread": float(np.std(top1s, ddof=1)) if len(top1s) > 1 else math.nan,
+                    "_shift_depth": row.shift_depth, "_audio": row.audio, "_frames": row.frames,
+                    "_pretrained": row.pretrained, "_method": row.method})
+        recs.append(rec)
+    for ref in (r for r in REFERENCE_ROWS if r.table == table):
+        rec = dict(Method=ref.method, Type=ref.type)
+        if table == "table1":
+            rec.update(Modality="RGB", Frames=str(ref.frames))
+        else:
+            rec.update(Frames=str(ref.frames), ShiftDepth="-")
+        rec.update({"PreTrained (report)": ref.pretrained, "Preset": "-", "Init used": "-",
+                    "Paper top-1": ref.paper_top1,
+                    "Measured top-1": "", **({"Shape top-1": ""} if with_shapes else {}), "n seeds": 0,
+                    "Run ids": "", "Status": ref.reason, "Scale": scale,
+                    "_measured": math.nan, "_spread": math.nan, "_shift_depth": None, "_audio": False,
+                    "_frames": ref.frames, "_pretrained": ref.pretrained, "_method": ref.method})
+        recs.append(rec)
+    return pd.DataFrame(recs)
+
+
+def _public(df: pd.DataFrame) -> pd.DataFrame:
+    return df[[c for c in df.columns if not c.startswith("_")]]
+
+
+def table_markdown(df: pd.DataFrame, table: str, scale: str) -> str:
+    """Markdown of a rendered table with a one-line header: scale, dataset, what "measured" means."""
+    header = (f"Scale **{scale}**, dataset {_DATASETS[(table, scale)]}. \"Measured top-1\" = final validation "
+              "top-1 (%, one centre clip, last epoch) of finished runs of this project, mean ± sample std over seeds; "
+              "\"Paper top-1\" = the report's number; \"Preset\" = the pipeline the runs used (tsamlib: this "
+              "library's; authors: the authors' released code, tsamlib.config.PRESET_SWITCHES).")
+    if "Shape top-1" in df.columns:
+        header += (" \"Shape top-1\" = % of validation videos whose predicted class has the right shape (the part "
+                   "of the label the pictures show; the sound tells the rest), from each run's one-clip evaluation "
+                   "`eval_valid_1x1.json`: an RGB model that learned all the pictures allow scores 100 here and "
+                   "about 50 top-1.")
+    pub = _public(df).astype(str).replace({"nan": ""})
+    lines = ["| " + " | ".join(pub.columns) + " |", "|" + "---|" * len(pub.columns)]
+    lines += ["| " + " | ".join(v.replace("|", "/") for v in r) + " |" for r in pub.itertuples(index=False)]
+    return header + "\n\n" + "\n".join(lines) + "\n"
+
+
+def write_tables(scale: str = "mini", runs_root: str | os.PathLike | None = None,
+                 out_dir: str | os.PathLike | None = None, seeds: Sequence[int] = (0,),
+                 **paths: str | None) -> dict[str, pd.DataFrame]:
+    """Write ``table1_kinetics400.{md,csv}`` and ``table2_something_v1.{md,csv}``; return the rendered tables.
+
+    ``paths``: kinetics_manifest, something_manifest, kinetics_checkpoint (paper scale only).
+    """
+    out = Path(out_dir) if out_dir is not None else repo_root() / "results" / "tables"
+    out.mkdir(parents=True, exist_ok=True)
+    runs = collect_runs(runs_root)
+    tables = {}
+    for table, stem in TABLE_FILES.items():
+        df = render_table(table, scale, runs_root, seeds, runs=runs, **paths)
+        _public(df).to_csv(out / f"{stem}.csv", index=False)
+        (out / f"{stem}.md").write_text(table_markdown(df, table, scale))
+        tables[table] = df
+    return tables
+
+
+def _init_short(init_used: str) -> str:
+    """The initialisation a grid row really used, without its explanation: "scratch (stand-in ...)" -> "scratch"."""
+    return str(init_used).split(" (")[0].strip()
+
+
+def write_figures(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike | None = None) -> list[Path]:
+    """``top1_vs_shift_depth.png`` (Table 2, k = 1..5) and ``audio_gain.png`` (RGB+audio minus RGB, per frames).
+
+    Measured bars and points are labelled with the initialisation the runs really used (the grid's
+    ``init_used``, e.g. "scratch") beside the report's pre-training where the two differ; error bars are
+    the sample std over seeds (ddof=1) and every figure says so, with the number of seeds n.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir) if out_dir is not None else repo_root() / "results" / "figures"
+    out.mkdir(parents=True, exist_ok=True)
+    scale = str(tables["table1"]["Scale"].iloc[0])
+    t2 = tables["table2"]
+    ks = t2[(t2["_method"] == "TSAM") & (t2["_pretrained"] == "INet21K")].sort_values("_shift_depth")
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.6), layout="constrained")
+    a.plot(ks["_shift_depth"], ks["Paper top-1"], "o-", color="tab:gray", label="report (one number per k)")
+    a.set(title="report: Something-Something V1, INet21K pre-training", xlabel="shift depth k",
+          ylabel="top-1 (%)", xticks=list(ks["_shift_depth"]))
+    a.legend(fontsize=8, loc="lower right")
+    ok = ks[ks["_measured"].notna()]
+    inits = sorted({_init_short(i) for i in ok["Init used"]}) or ["-"]
+    if len(ok):
+        ns = sorted({int(n) for n in ok["n seeds"]})
+        n_txt = f"n = {ns[0]} seeds per k" if len(ns) == 1 else f"n = {ns[0]}-{ns[-1]} seeds per k (beside points)"
+        b.errorbar(ok["_shift_depth"], ok["_measured"], yerr=ok["_spread"].fillna(0), fmt="o-", color="tab:blue",
+                   capsize=3, label=f"mean ± sample std over seeds ({n_txt})")
+        if len(ns) > 1:
+            for k, m, n in zip(ok["_shift_depth"], ok["_measured"], ok["n seeds"]):
+                b.annotate(f"n={int(n)}", (k, m), textcoords="offset points", xytext=(6, -10), fontsize=7)
+        b.legend(fontsize=8, loc="lower right")
+    else:
+        b.text(0.5, 0.5, "no finished runs", ha="center", va="center", transform=b.transAxes)
+    b.set(title=f"measured: {scale} scale, init used: {', '.join(inits)}", xlabel="shift depth k",
+          ylabel="top-1 (%)", xticks=list(ks["_shift_depth"]))
+    fig.suptitle("Table 2, TSAM 16 frames: top-1 against shift depth k (own y axes: compare the trend, not levels)",
+                 fontsize=11)
+    fig.supxlabel(f"Measured = final validation top-1 (one centre clip) on {_DATASETS[('table2', scale)]}, "
+                  f"init {', '.join(inits)} (the report used INet21K); error bars: ±1 sample std over seeds "
+                  "(no bar where n = 1).", fontsize=8, wrap=True)
+    p1 = out / "top1_vs_shift_depth.png"
+    fig.savefig(p1, dpi=120)
+    plt.close(fig)
+
+    t1 = tables["table1"]
+    t1 = t1[t1["_method"] == "TSAM"]
+    labels, paper, measured, spread, n_seeds = [], [], [], [], []
+    for (frames, pre), g in t1.groupby(["_frames", "_pretrained"], sort=True):
+        av, rgb = g[g["_audio"]], g[~g["_audio"]]
+        if len(av) and len(rgb):
+            m = float(av["_measured"].iloc[0] - rgb["_measured"].iloc[0])
+            init = " / ".join(sorted({_init_short(i) for i in g["Init used"]}))
+            if math.isnan(m) or init in ("", "-"):
+                labels.append(f"{frames} frames\nreport: {pre}\nmeasured: not run")
+            elif init != pre:
+                labels.append(f"{frames} frames\nreport: {pre}\nmeasured: {init}")
+            else:
+                labels.append(f"{frames} frames\n{pre}")
+            paper.append(float(av["Paper top-1"].iloc[0] - rgb["Paper top-1"].iloc[0]))
+            measured.append(m)
+            s_av, s_rgb = float(av["_spread"].iloc[0]), float(rgb["_spread"].iloc[0])
+            spread.append(math.hypot(s_av, s_rgb))  # nan unless both have n >= 2 seeds
+            n_seeds.append((int(av["n seeds"].iloc[0]), int(rgb["n seeds"].iloc[0])))
+    fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
+    x = np.arange(len(labels))
+    ax.bar(x - 0.2, paper, 0.4, label="report (Kinetics-400, its pre-training)", color="tab:gray")
+    heights = [0 if math.isnan(m) else m for m in measured]
+    has_err = [not math.isnan(e) and not math.isnan(m) for e, m in zip(spread, measured)]
+    ax.bar(x + 0.2, heights, 0.4, label=f"measured ({scale} scale, mean over seeds)", color="tab:blue",
+           yerr=[e if ok_ else 0 for e, ok_ in zip(spread, has_err)] if any(has_err) else None,
+           error_kw=dict(capsize=3, ecolor="k", lw=1))
+    for xi, m, e, ok_, (n_av, n_rgb) in zip(x, measured, spread, has_err, n_seeds):
+        if math.isnan(m):
+            ax.text(xi + 0.2, 0, "not run", rotation=90, ha="center", va="bottom", fontsize=8)
+        else:  # above the error bar's cap, not on it
+            ax.annotate(f"n={n_av}/{n_rgb}", (xi + 0.2, max(m, 0) + (e if ok_ else 0)), textcoords="offset points",
+                        xytext=(0, 3), ha="center", va="bottom", fontsize=7)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set(xticks=x, ylabel="top-1 gain from audio (percentage points)",
+           title="Table 1: TSAM top-1 of RGB+audio minus RGB (same frames and init)")
+    ax.set_xticklabels(labels, fontsize=8)
+    ax.margins(y=0.12)
+    ax.legend(fontsize=8, loc="upper left")
+    err_txt = ("error bars: ±1 sample std over seeds of the gain, sqrt(std_RGB+audio² + std_RGB²)"
+               if any(has_err) else "no error bars: fewer than 2 finished seeds per arm (sample std over seeds "
+                                    "needs n ≥ 2)")
+    fig.supxlabel(f"Measured = final validation top-1 (one centre clip) on {_DATASETS[('table1', scale)]}; "
+                  f"n = finished seeds (RGB+audio / RGB); {err_txt}. Init used is the run's own, which can "
+                  "differ from the report's pre-training.", fontsize=8, wrap=True)
+    p2 = out / "audio_gain.png"
+    fig.savefig(p2, dpi=120)
+    plt.close(fig)
+    return [p1, p2]

@@ -1,0 +1,125 @@
+"""Where things live in the repository, and file writes that readers never see half done.
+
+:func:`atomic_path` is the one temp-file-then-replace write used for run JSON, manifests, the mel cache,
+checkpoints and synthetic clips. The temporary file sits beside the target as ``.<stem>.<random>.tmp<suffix>``;
+it is removed on any error, and :func:`remove_stale_temp_files` clears those a killed process left behind.
+Files are created with the permissions of the process umask, like ``open(path, "w")`` would.
+:func:`exclusive_lock` lets one process at a time write a folder that others may be writing too.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+__all__ = ["repo_root", "mel_cache_dir", "relative_to_repo", "atomic_path", "atomic_write_json", "read_json",
+           "remove_stale_temp_files", "exclusive_lock"]
+
+
+def repo_root() -> Path:
+    """The repository root (the folder holding ``tsamlib/``), wherever the notebook runs from."""
+    return Path(__file__).resolve().parents[2]
+
+
+def mel_cache_dir() -> Path:
+    """The shared on-disk cache of log-mel spectrograms (``data/cache/mel``)."""
+    return repo_root() / "data" / "cache" / "mel"
+
+
+def relative_to_repo(path: str | os.PathLike) -> str:
+    """``path`` relative to the repository root when it lies under it (for printing and records), else as is."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(repo_root()))
+    except ValueError:
+        return str(p)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, fsync: bool = False) -> Iterator[Path]:
+    """Yield a fresh temporary path beside ``path`` (same suffix) to write to; on success it replaces ``path``
+    (``os.replace``, after an fsync when asked), on any error it is removed. Readers never see a half file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; a plain open() would honour the umask
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        if fsync:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def remove_stale_temp_files(folder: str | os.PathLike, stem: str | None = None) -> list[Path]:
+    """Remove temporary files that :func:`atomic_path` left in ``folder`` when its process was killed
+    (only those of ``stem`` when given). Call it where one process owns the folder (a locked run)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    pattern = f".{stem}.*.tmp*" if stem else ".*.tmp*"
+    removed = []
+    for p in folder.glob(pattern):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write JSON through :func:`atomic_path` with an fsync: never a half-written file."""
+    with atomic_path(path, fsync=True) as tmp, open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, default=_jsonable)
+    return Path(path)
+
+
+def _jsonable(o: Any) -> Any:
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    return str(o)
+
+
+def read_json(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a JSON file; a broken one raises ValueError naming the file."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); it was not written by tsamlib or was cut short.") from e
+
+
+@contextmanager
+def exclusive_lock(lock_file: str | os.PathLike, what: str, wait: bool = True) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_file`` (created if missing) for the block; the OS drops it when the
+    holder dies, even if it is killed. When another process holds it: with ``wait``, say so (``what`` names what that
+    process is doing) and wait; without, raise ``RuntimeError`` naming it and the lock file."""
+    lock_file = Path(lock_file)
+    with open(lock_file, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                raise RuntimeError(f"another process is {what} (lock {lock_file})") from None
+            print(f"waiting for another process {what} (lock {relative_to_repo(lock_file)})", flush=True)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -1,0 +1,311 @@
+"""Run folders: ``results/runs/<run_id>/`` with params, metrics and provenance, one owner at a time.
+
+    results/runs/<run_id>/
+        params.json        the run's settings (RunConfig.settings()), written at start
+        metrics.json       per-epoch and final metrics + environment (versions, git commit, seed)
+        train.ipynb        the executed notebook (papermill writes it; see notebooks/03_train.ipynb)
+        checkpoints/       last.pth, prev.pth (model, optimiser, epoch) and model.pth (final weights)
+        .lock              who owns the folder now (pid, host); empty when nobody does
+
+The life of a run:
+
+- a run that trained nothing (no checkpoint, no epoch logged) never blocks its id: starting it again starts
+  afresh;
+- an unfinished run is continued with ``resume=True`` (same settings) or moved aside with ``overwrite=True``;
+- a finished run is never overwritten silently: starting it again raises, ``overwrite=True`` moves the old
+  folder aside (``<run_id>.old-<time>``, never deleted);
+- one process owns a run folder at a time (:class:`RunLock`, an OS lock released when the process dies).
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..config import BOOKKEEPING, RunConfig, auto_run_id, config_diff
+from .fileio import atomic_write_json, read_json, relative_to_repo, remove_stale_temp_files, repo_root
+from .provenance import environment_info
+
+__all__ = ["runs_dir", "Run", "RunLock", "RunLockedError", "start_run", "open_run", "load_run", "run_state",
+           "is_finished", "has_weights", "unique_run_id", "resolve_run", "runs_table", "latest_run"]
+
+
+def runs_dir(runs_root: str | os.PathLike | None = None) -> Path:
+    """Where runs live: ``runs_root`` when given, else ``results/runs`` of the repository."""
+    return Path(runs_root) if runs_root else repo_root() / "results" / "runs"
+
+
+# --------------------------------------------------------------------------------------------------- lock
+class RunLockedError(RuntimeError):
+    """Another live process owns the run folder."""
+
+
+_HELD: dict[Path, "RunLock"] = {}  # the locks this process holds, by folder: a process may reopen its own run
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``<run>/.lock``, recording pid, host and time. The OS drops it when the owner
+    dies, so a stale lock is detected (the recorded pid no longer holds it) and taken over with a message."""
+
+    def __init__(self, folder: str | os.PathLike, what: str = "training"):
+        self.folder, self.what, self.fd = Path(folder).resolve(), what, None
+
+    @property
+    def file(self) -> Path:
+        return self.folder / ".lock"
+
+    def acquire(self) -> "RunLock":
+        if self.folder in _HELD:
+            return _HELD[self.folder]
+        fd = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = _read_owner(fd)
+            os.close(fd)
+            raise RunLockedError(
+                f"run {relative_to_repo(self.folder)} is in use by pid {owner.get('pid', '?')} on "
+                f"{owner.get('host', '?')} ({owner.get('what', '?')} since {owner.get('since', '?')}): wait for it "
+                "to finish or stop that process; a second process may not write to the same run.") from None
+        stale = _read_owner(fd)
+        if stale.get("pid"):
+            print(f"run {self.folder.name}: taking over a stale lock (pid {stale['pid']} on {stale.get('host')} "
+                  f"is gone; it was {stale.get('what', '?')} since {stale.get('since', '?')}).", flush=True)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(dict(pid=os.getpid(), host=socket.gethostname(), what=self.what,
+                                      since=time.strftime("%Y-%m-%dT%H:%M:%S%z"))).encode(), 0)
+        self.fd = fd
+        _HELD[self.folder] = self
+        return self
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        os.ftruncate(self.fd, 0)  # an empty lock file: nobody owns the run
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+        self.fd = None
+        _HELD.pop(self.folder, None)
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def _read_owner(fd: int) -> dict[str, Any]:
+    try:
+        return json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+    except (ValueError, OSError):
+        return {}
+
+
+# ----------------------------------------------------------------------------------------------- record
+@dataclass
+class Run:
+    """An open run folder. ``metrics`` is kept in memory and saved atomically by :meth:`save`."""
+
+    run_id: str
+    path: Path
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    lock: RunLock | None = field(default=None, repr=False)
+
+    def __fspath__(self) -> str:
+        """A run is its folder wherever a path is taken (``evaluate(run)``, ``Path(run)``)."""
+        return str(self.path)
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    def save(self) -> None:
+        atomic_write_json(self.path / "metrics.json", self.metrics)
+
+    def note(self, **fields: Any) -> None:
+        """Record ``fields`` in ``metrics.json`` (the launch, the model's size, the notebook) and save."""
+        self.metrics.update(fields)
+        self.save()
+
+    def log_epoch(self, row: dict[str, Any]) -> None:
+        """Replace or append the row of ``row["epoch"]`` and save."""
+        epochs = [r for r in self.metrics["epochs"] if r["epoch"] != row["epoch"]] + [row]
+        self.metrics["epochs"] = sorted(epochs, key=lambda r: r["epoch"])
+        self.save()
+
+    def finish(self, final: dict[str, Any]) -> None:
+        self.metrics.update(final=final, finished=True, finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        self.save()
+
+    def close(self) -> None:
+        """Give up ownership of the folder (the process exit does it too)."""
+        if self.lock is not None:
+            self.lock.release()
+
+
+def is_finished(run_dir: str | os.PathLike) -> bool:
+    """``metrics.json`` says ``finished: true``."""
+    m = Path(run_dir) / "metrics.json"
+    return m.is_file() and bool(read_json(m).get("finished"))
+
+
+def has_weights(run_dir: str | os.PathLike) -> bool:
+    """The final weights ``checkpoints/model.pth`` are there (they are git-ignored: a clone has none)."""
+    return (Path(run_dir) / "checkpoints" / "model.pth").is_file()
+
+
+def run_state(run_dir: str | os.PathLike) -> str:
+    """``"new"`` (no record), ``"empty"`` (started, nothing trained), ``"unfinished"``, ``"finished"`` or
+    ``"finished-no-weights"`` (finished, but ``model.pth`` is missing, as in a fresh clone)."""
+    path = Path(run_dir)
+    if not (path / "metrics.json").is_file():
+        return "new"
+    if is_finished(path):
+        return "finished" if has_weights(path) else "finished-no-weights"
+    trained = read_json(path / "metrics.json").get("epochs") or any((path / "checkpoints").glob("*.pth"))
+    return "unfinished" if trained else "empty"
+
+
+def unique_run_id(cfg: RunConfig, runs_root: str | os.PathLike | None = None) -> str:
+    """:func:`tsamlib.config.auto_run_id`, with ``-2``, ``-3``... when that folder already exists."""
+    base, root = auto_run_id(cfg), runs_dir(runs_root)
+    rid, n = base, 1
+    while (root / rid).exists():
+        n += 1
+        rid = f"{base}-{n}"
+    return rid
+
+
+def _move_aside(path: Path) -> Path:
+    old = path.with_name(f"{path.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+    path.rename(old)
+    print(f"run {path.name}: the old folder was moved aside to {relative_to_repo(old)} (not deleted).")
+    return old
+
+
+def _check_id(run_id: str) -> None:
+    if not run_id or any(c in run_id for c in "/\\") or run_id.startswith("."):
+        raise ValueError(f"run_id={run_id!r} must be a plain folder name (no slashes, not starting with '.').")
+
+
+def start_run(run_id: str, params: dict[str, Any], runs_root: str | os.PathLike | None = None,
+              resume: bool = False, overwrite: bool = False) -> Run:
+    """Create (or, with ``resume``, reopen) ``runs_root/run_id``, take its lock and record params and environment.
+
+    Check the settings before calling this (:func:`tsamlib.training.run.begin_run` does): the folder is created here."""
+    _check_id(run_id)
+    path = runs_dir(runs_root) / run_id
+    path.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(path).acquire()
+    try:
+        state = run_state(path)
+        if overwrite and state != "new":
+            lock.release()
+            _move_aside(path)
+            path.mkdir()
+            lock, state = RunLock(path).acquire(), "new"
+        if state == "finished":
+            raise FileExistsError(f"run {relative_to_repo(path)} is finished; choose another run_id (or None for a "
+                                  "new one), or pass overwrite=True (the old run is moved aside, not deleted).")
+        if state == "finished-no-weights":
+            raise FileExistsError(f"run {relative_to_repo(path)} is finished but its weights "
+                                  "(checkpoints/model.pth, never committed) are missing: pass overwrite=True to "
+                                  "train it again (the old folder is moved aside), or choose another run_id.")
+        if state == "unfinished" and not resume:
+            raise FileExistsError(f"run {relative_to_repo(path)} exists and is unfinished: pass resume=True to "
+                                  "continue it from its last checkpoint, overwrite=True to start afresh (the old "
+                                  "folder is moved aside), or choose another run_id.")
+        if state == "empty":
+            print(f"run {run_id}: an earlier start trained nothing (no checkpoint): starting afresh.")
+        remove_stale_temp_files(path)
+        remove_stale_temp_files(path / "checkpoints")
+        if state == "unfinished":  # resume
+            old = read_json(path / "params.json")
+            changed = config_diff(old, params, ignore=BOOKKEEPING)
+            if changed:
+                raise ValueError(f"cannot resume {relative_to_repo(path)} with different settings (recorded, "
+                                 f"given): {changed}; resume with the recorded ones or use another run_id.")
+            metrics = read_json(path / "metrics.json")
+            metrics.setdefault("resumed_at", []).append(time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        else:
+            metrics = dict(run_id=run_id, started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), finished=False,
+                           epochs=[], params=params)
+        metrics["environment"] = environment_info()
+        atomic_write_json(path / "params.json", params)
+        run = Run(run_id, path, params, metrics, lock)
+        run.save()
+        return run
+    except BaseException:
+        lock.release()
+        raise
+
+
+def open_run(run_dir: str | os.PathLike) -> Run:
+    """Open an existing run folder to read it (evaluation and prediction take its lock only to write)."""
+    path = Path(run_dir)
+    if not (path / "params.json").is_file():
+        raise FileNotFoundError(f"{path} is not a run folder (no params.json); runs live in results/runs/<run_id>/ "
+                                "(list them with `python -m tsamlib runs`).")
+    metrics = read_json(path / "metrics.json") if (path / "metrics.json").is_file() else {}
+    return Run(path.name, path, read_json(path / "params.json"), metrics)
+
+
+def resolve_run(run: str | os.PathLike, runs_root: str | os.PathLike | None = None) -> Path:
+    """A run folder from a run id (``k4-fdiv8-...``, looked up in ``runs_root``) or a path to the folder."""
+    for p in (runs_dir(runs_root) / str(run), Path(run)):
+        if (p / "params.json").is_file():
+            return p
+    raise FileNotFoundError(f"no run {str(run)!r}: neither {relative_to_repo(runs_dir(runs_root) / str(run))} nor "
+                            f"{run} is a run folder; `python -m tsamlib runs` lists the runs.")
+
+
+def load_run(run: str | os.PathLike, runs_root: str | os.PathLike | None = None) -> Run:
+    """An existing run, by id (looked up in ``runs_root``) or folder path, opened to read (:func:`open_run`)."""
+    return open_run(resolve_run(run, runs_root))
+
+
+# ---------------------------------------------------------------------------------------------- listing
+_TABLE_COLUMNS = ["run_id", "dataset", "preset", "n_frames", "shift_depth", "f_div", "audio", "arch", "epochs",
+                  "status", "top1", "date"]
+
+
+def runs_table(runs_root: str | os.PathLike | None = None) -> pd.DataFrame:
+    """One row per run folder: run_id, status, top1/top5, date (start), path, then one column per setting."""
+    root = runs_dir(runs_root)
+    recs = []
+    for d in sorted(p for p in root.iterdir() if (p / "params.json").is_file()) if root.is_dir() else []:
+        try:
+            params = read_json(d / "params.json")
+            metrics = read_json(d / "metrics.json") if (d / "metrics.json").is_file() else {}
+        except ValueError as e:
+            recs.append(dict(run_id=d.name, status=f"unreadable: {e}", path=relative_to_repo(d)))
+            continue
+        final = metrics.get("final") or {}
+        state = run_state(d)
+        recs.append(dict(run_id=d.name, status=state, top1=final.get("top1"), top5=final.get("top5"),
+                         date=(metrics.get("started_at") or "")[:10], epochs_done=len(metrics.get("epochs", [])),
+                         path=relative_to_repo(d),  # runs recorded before the presets existed: "tsamlib"
+                         **{k: v for k, v in {"preset": "tsamlib", **params}.items() if k != "epochs_done"}))
+    df = pd.DataFrame(recs)
+    if df.empty:
+        return pd.DataFrame(columns=_TABLE_COLUMNS)
+    first = [c for c in _TABLE_COLUMNS if c in df.columns]
+    return df[first + [c for c in df.columns if c not in first]].sort_values(["date", "run_id"]).reset_index(drop=True)
+
+
+def latest_run(runs_root: str | os.PathLike | None = None) -> Path:
+    """The most recently finished run that has its weights (what notebook 04 evaluates by default)."""
+    root = runs_dir(runs_root)
+    done = [d for d in root.iterdir() if run_state(d) == "finished"] if root.is_dir() else []
+    if not done:
+        raise FileNotFoundError(f"no finished run with weights in {relative_to_repo(root)}: train one with "
+                                "notebooks/03_train.ipynb (weights are not committed, so a fresh clone has none).")
+    return max(done, key=lambda d: (d / "checkpoints" / "model.pth").stat().st_mtime)

@@ -1,0 +1,70 @@
+"""The executed notebook of a run: where papermill writes it, a copy beside the run, paths made portable.
+
+Notebook 03 calls :func:`save_notebook_copy` at its end, so ``<run>/train.ipynb`` holds the executed notebook;
+:func:`make_portable` rewrites an executed notebook so it names no folder of the machine it ran on (the notebook
+runner and the experiment grids use it too).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from .fileio import relative_to_repo, repo_root
+from .folder import Run
+
+__all__ = ["make_portable", "papermill_output_path", "executed_by_papermill", "save_notebook_copy"]
+
+
+def make_portable(notebook: str | Path, final_name: str | None = None) -> Path:
+    """Rewrite an executed notebook so that it names no folder of the machine it ran on: paths under the
+    repository become relative to its root (papermill's metadata, injected parameters, printed outputs), and the
+    temporary name it was written under becomes ``final_name``."""
+    path = Path(notebook)
+    text = path.read_text(encoding="utf-8")
+    root = str(repo_root())
+    text = text.replace(root + os.sep, "").replace(root, ".")
+    if final_name:
+        text = text.replace(path.name, final_name)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def papermill_output_path(injected: str | None = None) -> Path | None:
+    """Where papermill writes this executed notebook: ``PAPERMILL_OUTPUT_PATH`` when injected
+    (``--inject-paths`` or :func:`run_notebook`), else the output argument of a ``papermill IN OUT`` command
+    that started this kernel."""
+    if injected:
+        return Path(injected).resolve()
+    try:
+        import psutil
+
+        for proc in psutil.Process().parents():
+            args = proc.cmdline()
+            names = [a for a in args if a.endswith(".ipynb")]
+            if any(Path(a).name == "papermill" or a.endswith("papermill/__main__.py") or a == "papermill"
+                   for a in args) and len(names) >= 2:
+                return (Path(proc.cwd()) / names[1]).resolve()
+    except Exception:
+        return None
+    return None
+
+
+def executed_by_papermill(injected: str | None = None) -> bool:
+    """True when this kernel runs under papermill (no person watches the HTML progress bars)."""
+    return papermill_output_path(injected) is not None
+
+
+def save_notebook_copy(run: Run, injected: str | None = None) -> Path | None:
+    """Copy the executed notebook (as papermill has saved it so far) to ``<run>/train.ipynb``."""
+    src = papermill_output_path(injected)
+    dst = run.path / "train.ipynb"
+    if src is None or not src.is_file():
+        print("not run by papermill: save this notebook yourself if you want it beside the run "
+              f"({relative_to_repo(dst)}).")
+        return None
+    if src != dst.resolve():
+        shutil.copyfile(src, dst)
+        make_portable(dst, final_name=dst.name)
+    run.note(notebook=str(dst.relative_to(run.path)))
+    return dst

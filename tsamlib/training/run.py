@@ -1,0 +1,121 @@
+"""One training run from a :class:`tsamlib.config.RunConfig`: the only training loop of tsamlib.
+
+    run = train(RunConfig(shift_depth=4, epochs=5))      # checks, run folder, data, Learner, fit, final weights
+
+Notebook 03, ``python -m tsamlib train``, a launch in several processes and the Table 1/2 grids (through notebook
+03) all come here. To look at the data and the Learner before fitting, take the two steps apart::
+
+    t = setup_training(cfg)      # every check, the run folder, the DataLoaders, the Learner, the model's size
+    t.dls.show_batch()
+    run = t.fit()                # epochs (checkpoint after each), the final validation, checkpoints/model.pth
+
+What a step does, in order (the seeds are what make a run repeatable, and a resumed run equal to an uninterrupted
+one on CPU):
+
+1. :func:`begin_run`: settings checked, the dataset's manifest checked (a missing synthetic dataset is built), the
+   run folder created and locked; nothing is written before every check passed. With N processes the launch is
+   checked too (``batch_size`` divisible by N, :func:`tsamlib.training.distributed.launch_record`) and only rank 0
+   writes the run folder.
+2. ``seed``; the DataLoaders (``batch_size / N`` clips per process and step); ``seed`` again, so every process starts
+   from the same weights; the Learner (:func:`tsam_learner`); the model's parameters and MACs into ``metrics.json``.
+3. :func:`fit_run` (inside fastai's ``distrib_ctx`` when N > 1), then :func:`finish_run`: the whole validation set,
+   ``checkpoints/model.pth``, ``finished: true``.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from fastai.learner import Learner
+from fastai.torch_core import num_distrib, rank_distrib
+
+from ..config import RunConfig
+from ..data.datasets import dataset_manifest
+from ..data.loaders import TSAMDataLoaders, video_dataloaders
+from ..data.manifest import check_manifest
+from ..model.complexity import model_complexity
+from ..runs.fileio import mel_cache_dir, relative_to_repo
+from ..runs.folder import Run, start_run, unique_run_id
+from .distributed import data_parallel, launch_record
+from .learner import finish_run, fit_run, seed_everything, tsam_learner
+
+__all__ = ["begin_run", "Training", "setup_training", "train"]
+
+
+def begin_run(cfg: RunConfig, build_missing: bool = True, extra: dict[str, Any] | None = None) -> tuple[Run, Path]:
+    """Check everything, then open the run: the settings (on creating ``cfg``), the dataset's manifest
+    (built first when it is a missing synthetic dataset), the run id (``None``: a new readable one).
+    Nothing is written before every check passed. ``extra`` is recorded beside the settings in ``params.json``.
+    Returns the run and the manifest path."""
+    cfg.check()
+    manifest = dataset_manifest(cfg.dataset, build_missing=build_missing)
+    check_manifest(manifest)
+    run_id = cfg.run_id or unique_run_id(cfg, cfg.runs_root)
+    run = start_run(run_id, {**cfg.settings(), **(extra or {})}, cfg.runs_root, resume=cfg.resume,
+                    overwrite=cfg.overwrite)
+    print(f"run {run_id}: {relative_to_repo(run.path)}", flush=True)
+    return run, manifest
+
+
+@dataclass
+class Training:
+    """A run ready to fit: its settings, folder, DataLoaders, Learner and launch (:func:`setup_training`)."""
+
+    cfg: RunConfig
+    run: Run
+    dls: TSAMDataLoaders
+    learn: Learner
+    launch: dict[str, Any] = field(default_factory=dict)
+
+    def fit(self) -> Run:
+        """Train the epochs (continuing the last checkpoint when ``cfg.resume``), validate on the whole validation
+        set, save ``checkpoints/model.pth``; return the finished run (``run.metrics["final"]``)."""
+        cfg, sw = self.cfg, self.cfg.switches()
+        with data_parallel(self.learn, self.launch) as cbs:
+            fit_run(self.learn, self.run, cfg.epochs, cfg.lr, seed=cfg.seed, resume=cfg.resume, lr_decay=cfg.lr_decay,
+                    finish=False, keep_best=sw["eval_weights"] == "best", cbs=cbs)
+        # every process validates the whole set; only rank 0's record is the run's
+        finish_run(self.learn, self.run, cfg.epochs, cfg.seed)
+        return self.run
+
+
+def setup_training(cfg: RunConfig, progress_bars: bool = True) -> Training:
+    """Steps 1 and 2 of a run (see the module): checks, run folder, DataLoaders, Learner. ``progress_bars=False``
+    drops fastai's HTML bars (a line per epoch is printed either way)."""
+    rank = rank_distrib()
+    launch = launch_record(cfg, num_distrib(), torch.cuda.is_available())
+    several = launch["world_size"] > 1
+    if rank != 0:  # only rank 0 writes the run folder; the others record into a scratch folder
+        cfg = cfg.replace(runs_root=tempfile.mkdtemp(prefix=f"tsam-rank{rank}-"), run_id=cfg.run_id or "rank")
+    # with several processes none builds a missing dataset (they would race): build it first (notebook 01)
+    run, manifest = begin_run(cfg, build_missing=not several)
+    run.note(launch=launch)
+    seed_everything(cfg.seed)
+    data = {**cfg.data_kwargs(), "batch_size": launch["per_process_batch_size"]}
+    dls = video_dataloaders(manifest, **data, cache_dir=mel_cache_dir())
+    say = print if rank == 0 else (lambda *a, **k: None)
+    say(f"{len(dls.train.dataset)} training clips, {len(dls.valid.dataset)} validation clips, {dls.c} classes")
+    seed_everything(cfg.seed)  # the same initial weights in every process
+    learn = tsam_learner(dls, arch=cfg.arch, recipe=cfg.recipe, pretrained=cfg.pretrained,
+                         wd_bn_bias=cfg.switches()["wd_bn_bias"], progress_bars=progress_bars, **cfg.model_kwargs())
+    cost = model_complexity(cfg.arch, dls.c, img_size=cfg.img_size, **cfg.model_kwargs())
+    run.note(model=dict(params=cost["params"], gmacs_per_clip=cost["gmacs"],
+                        n_shifted_blocks=learn.model.n_shifted_blocks))
+    say(f"{cfg.arch}: {cost['params']:,} parameters, {cost['gmacs']:.2f} GMACs per clip, "
+        f"{learn.model.n_shifted_blocks} shifted blocks", flush=True)
+    return Training(cfg, run, dls, learn, launch)
+
+
+def train(cfg: RunConfig | None = None, *, progress_bars: bool = False, **settings: Any) -> Run:
+    """Train one run and return it, finished: ``train(cfg)``, or ``train(shift_depth=4, epochs=5)`` (settings of
+    :class:`RunConfig`, checked; given with ``cfg`` they replace its values). In several processes (``accelerate
+    launch``, ``torchrun``) each calls it with the same settings."""
+    cfg = (cfg or RunConfig()).replace(**settings) if settings else (cfg or RunConfig())
+    training = setup_training(cfg, progress_bars=progress_bars)
+    try:
+        return training.fit()
+    finally:
+        training.run.close()

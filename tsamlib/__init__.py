@@ -33,6 +33,6 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     ".training.run": ["train", "setup_training"],
     ".runs.folder": ["load_run"],
     ".evaluation.views": ["evaluate=evaluate_run", "interpretation"],
-    ".evaluation.predict": ["predict_video"],
+    ".evaluation.predict": ["predict"],
 })
 __all__ = ["__version__", *__all__]

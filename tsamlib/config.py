@@ -172,6 +172,12 @@ class RunConfig:
         return cls(**{k: v for k, v in params.items() if k in names})
 
     @classmethod
+    def of(cls, settings: "RunConfig | Mapping[str, Any]") -> "RunConfig":
+        """``settings`` as a RunConfig: itself, or one from a run's recorded ``params.json`` (keys that older
+        records hold and RunConfig no longer has are ignored; settings they lack take their defaults)."""
+        return settings if isinstance(settings, RunConfig) else cls.from_params(settings, strict=False)
+
+    @classmethod
     def from_namespace(cls, namespace: Mapping[str, Any]) -> "RunConfig":
         """From the variables of notebook 03's parameters cell (pass ``globals()``)."""
         return cls(**{f.name: namespace[f.name] for f in fields(cls) if f.name in namespace})
@@ -197,6 +203,14 @@ class RunConfig:
         return dict(n_frames=self.n_frames, audio=self.audio, img_size=self.img_size, resize=self.resize,
                     flip=self.flip, n_mels=self.n_mels, batch_size=self.batch_size, num_workers=self.num_workers,
                     seed=self.seed, **{k: sw[k] for k in DATA_SWITCHES})
+
+    def views_kwargs(self) -> dict[str, Any]:
+        """The settings of :func:`tsamlib.data.loaders.clip_views_dataset`: what an evaluation's fixed views take
+        from the run (frames, audio, sizes, mel bands and the data switches that shape a validation view)."""
+        sw = self.switches()
+        return dict(n_frames=self.n_frames, audio=self.audio, img_size=self.img_size, resize=self.resize,
+                    n_mels=self.n_mels, **{k: sw[k] for k in ("video_norm", "audio_frontend", "missing_audio",
+                                                                "valid_view")})
 
     def replace(self, **changes: Any) -> "RunConfig":
         """A checked copy with ``changes``."""

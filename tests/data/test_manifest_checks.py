@@ -67,6 +67,15 @@ def test_label_9_with_6_classes(tmp_path):
     assert "10-class head" in text and "Number the classes 0..6" in text
 
 
+def test_a_huge_label_is_named_in_rows_memory(tmp_path):
+    """Label 10**12: named with its row count and the few first unused labels, never a range of 10**12."""
+    recs = rows(2)
+    recs.append(dict(rows(1)[0], path="/data/x.mp4", label=10**12, label_name="huge"))
+    text = problems_of(write(tmp_path, recs))   # a set of 10**12 labels took 22 GB before the OOM killer
+    assert ("label 1000000000000 (1 row) is outside 0..2 for the 3 classes found (unused labels: 2, 3, 4, 5, 6, "
+            "... (999999999998 in all)); the model would get a 1000000000001-class head") in text
+
+
 def test_negative_label(tmp_path):
     recs = rows()
     recs[1]["label"] = -1

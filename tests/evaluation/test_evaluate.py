@@ -15,7 +15,7 @@ from conftest import make_video
 from tsamlib.__main__ import main
 from tsamlib.data.loaders import video_dataloaders
 from tsamlib.evaluation.interpret import ViewsInterpretation
-from tsamlib.evaluation.predict import clip_views, predict_video
+from tsamlib.evaluation.predict import clip_views, predict
 from tsamlib.evaluation.scoring import per_class_accuracy
 from tsamlib.evaluation.views import eval_path, evaluate_views, interpretation, load_run_model
 from tsamlib.runs.fileio import read_json, repo_root
@@ -97,7 +97,7 @@ def test_interpretation_and_per_class(result):
 
 def test_predict_video_and_cli(run_dir, result, tmp_path, capsys):
     clip = result["paths"][0]                                    # a real mp4 of data/default (with sound)
-    top = predict_video(clip, run_dir, k=5, n_clips=2)
+    top = predict(run_dir, clip, k=5, n_clips=2)
     probs = [p for _, p in top]
     assert len(top) == 5 and probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-6
     assert main(["predict", clip, "--run", str(run_dir)]) == 0
@@ -105,13 +105,13 @@ def test_predict_video_and_cli(run_dir, result, tmp_path, capsys):
     assert [l.split()[1] for l in lines] == [n for n, _ in top]
     assert [float(l.split()[-1]) for l in lines] == pytest.approx(probs, abs=1e-4)
     silent = make_video(tmp_path / "silent.mp4", n_frames=8, audio=False)
-    assert len(predict_video(silent, run_dir, k=3, n_clips=1)) == 3
+    assert len(predict(run_dir, silent, k=3, n_clips=1)) == 3
     assert "no audio track" in capsys.readouterr().out
 
 
 def test_predict_kinetics_clip(run_dir, kinetics_clips):
     clip = sorted((kinetics_clips / "videos").glob("*.mp4"))[0]
-    top = predict_video(clip, run_dir, k=5, n_clips=1)
+    top = predict(run_dir, clip, k=5, n_clips=1)
     probs = [p for _, p in top]
     assert len(top) == 5 and probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-6
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 from conftest import tiny_dls
 
-from tsamlib.runs.checkpoints import Checkpoint, CheckpointError, load_checkpoint, load_latest_checkpoint
+from tsamlib.runs.checkpoints import Checkpoint, load_checkpoint, load_latest_checkpoint
+from tsamlib.runs.loader import CheckpointError
 from tsamlib.runs.folder import start_run
 from tsamlib.training.learner import fit_run, seed_everything, tsam_learner
 
@@ -91,7 +92,8 @@ def test_resume_continues_from_prev_when_last_is_corrupt(trained, tmp_path, caps
     (run.checkpoint_dir / "last.pth").write_bytes(b"")
     final = fit_run(learner(), run, 3, 0.02, seed=0, resume=True)
     out = capsys.readouterr().out
-    assert f"resuming from {run.checkpoint_dir / 'prev.pth'} (epoch 0) because checkpoint" in out and "empty" in out
+    ck = run.checkpoint_dir
+    assert f"resuming from {ck / 'prev.pth'} (epoch 0) because {ck / 'last.pth'} is empty" in out
     assert final["resumed_from_epoch"] == 1 and [r["epoch"] for r in run.metrics["epochs"]] == [1, 2]
     assert torch.load(run.checkpoint_dir / "last.pth", weights_only=True)["epoch"] == 2
     assert torch.load(run.checkpoint_dir / "prev.pth", weights_only=True)["epoch"] == 1

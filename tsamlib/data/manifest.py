@@ -22,9 +22,11 @@ with their reasons, so the loaders can count and report them (``dls.excluded``).
 from __future__ import annotations
 
 import difflib
+import itertools
 import math
 import os
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -193,157 +195,203 @@ def _suggest_split(name: str) -> str | None:
         return SPLIT_ALIASES[close[0]] if close else None
 
 
+@dataclass
+class _Rows:
+    """A manifest as its checks read it: the raw table and its columns as plain lists (missing ones empty)."""
+
+    where: str
+    is_csv: bool
+    raw: pd.DataFrame
+    paths: list[str]
+    splits: list[str]
+    problem: list[str]
+    names: list[str] | None
+    labels: list[int | None]
+
+    def row(self, i: int) -> str:
+        return f"line {i + 2}" if self.is_csv else f"row {i}"
+
+
+def _read_rows(manifest) -> tuple[_Rows, list[str]]:
+    """The manifest as :class:`_Rows`, and the columns it needs; FileNotFoundError / ManifestError when it cannot
+    be read as a table at all."""
+    is_csv = not isinstance(manifest, pd.DataFrame)
+    where = str(Path(manifest).absolute()) if is_csv else "(DataFrame)"
+    if is_csv:
+        if not Path(where).is_file():
+            raise FileNotFoundError(f"Manifest {where} does not exist: build it with {_INDEX_HINT}.")
+        try:  # the raw text, read like read_manifest does, so that every problem can be reported
+            raw = pd.read_csv(where, dtype=str, keep_default_na=False)
+        except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
+            raise ManifestError(f"Manifest {where} cannot be read as a CSV ({short_error(e, 200)}): rebuild it with "
+                                f"{_INDEX_HINT}.") from None
+    else:
+        raw = manifest.reset_index(drop=True)
+    n = len(raw)
+    text = lambda col: raw[col].fillna("").astype(str).tolist() if col in raw else [""] * n  # noqa: E731
+    paths = raw["path"].astype(str).tolist() if "path" in raw else [""] * n
+    if is_csv:
+        folder = Path(where).parent
+        paths = [q if os.path.isabs(q) else os.path.normpath(folder / q) for q in paths]
+    labels = [_int_label(v, float_text=is_csv) for v in raw["label"]] if "label" in raw else [None] * n
+    rows = _Rows(where, is_csv, raw, paths, text("split"), text("problem"),
+                 text("label_name") if "label_name" in raw else None, labels)
+    return rows, (COLUMNS if is_csv else list(REQUIRED))
+
+
+def _check_columns(t: _Rows, needed: Sequence[str]) -> list[str]:
+    """Every needed column, and at least one row."""
+    problems = []
+    missing = [c for c in needed if c not in t.raw.columns]
+    if missing:
+        problems.append(f"columns {missing} are missing (a manifest {'CSV' if t.is_csv else 'DataFrame'} needs "
+                        f"{', '.join(needed)}): rebuild the manifest with {_INDEX_HINT}.")
+    if len(t.raw) == 0:
+        problems.append(f"the manifest has no rows: rebuild it with {_INDEX_HINT} on a folder that holds the videos.")
+    return problems
+
+
+def _check_label_values(t: _Rows) -> list[str]:
+    """Labels are whole numbers, and not negative (-1, unknown, in the test split only)."""
+    if "label" not in t.raw:
+        return []
+    problems = []
+    bad = [i for i, lab in enumerate(t.labels) if lab is None]
+    if bad:
+        shown = [f"{t.row(i)}: {_show(t.raw['label'].iloc[i])}" for i in bad]
+        problems.append(f"label is not a whole number in {_plural(len(bad), 'row')} ({_examples(shown)}): "
+                        "label holds the class index 0..n_classes-1 (class names go in label_name).")
+    neg = [i for i, lab in enumerate(t.labels)
+           if lab is not None and lab < 0 and not (lab == -1 and t.splits[i] == "test")]
+    if neg:
+        shown = [f"{t.row(i)}: {t.labels[i]} (split {t.splits[i]!r})" for i in neg]
+        problems.append(f"negative label in {_plural(len(neg), 'row')} ({_examples(shown)}): labels are class "
+                        "indices 0..n_classes-1; -1 (label unknown) is allowed in the test split only. "
+                        "Give these rows their class index, or drop them.")
+    return problems
+
+
+def _class_list(t: _Rows) -> tuple[Counter, dict[int, list[str]], dict[str, list[int]]]:
+    """(label, name) pairs with their row counts, the names of each label and the labels of each name."""
+    known = [i for i, lab in enumerate(t.labels) if lab is not None and lab >= 0]
+    pairs = Counter((t.labels[i], t.names[i] if t.names is not None else str(t.labels[i])) for i in known)
+    by_label: dict[int, list[str]] = {}
+    by_name: dict[str, list[int]] = {}
+    for (lab, name), _ in sorted(pairs.items()):
+        by_label.setdefault(lab, []).append(name)
+        by_name.setdefault(name, []).append(lab)
+    return pairs, by_label, by_name
+
+
+def _check_class_names(t: _Rows, pairs: Counter, by_label: dict, by_name: dict) -> list[str]:
+    """One name per label and one label per name (when the manifest names its classes)."""
+    if t.names is None:
+        return []
+    problems = []
+    for lab, ns in by_label.items():
+        if len(ns) > 1:
+            shown = [f"{nm!r} ({_plural(pairs[(lab, nm)], 'row')})" for nm in ns]
+            problems.append(f"label {lab} has {len(ns)} names: {', '.join(shown)}: one class has one name; "
+                            "fix label_name (or the label) of the wrong rows.")
+    for nm, labs in by_name.items():
+        if len(labs) > 1:
+            shown = [f"{lab} ({_plural(pairs[(lab, nm)], 'row')})" for lab in labs]
+            problems.append(f"class name {nm!r} has {len(labs)} labels: {', '.join(shown)}: one class has one "
+                            "label; fix the label (or label_name) of the wrong rows.")
+    return problems
+
+
+def _check_label_range(pairs: Counter, by_label: dict) -> list[str]:
+    """Labels numbered 0..n_classes-1 without gaps. In O(rows) memory, whatever the largest label (10**12 too)."""
+    n_classes = len(by_label)
+    if not by_label or max(by_label) == n_classes - 1:
+        return []
+    top = max(by_label)
+    outside = sorted(lab for lab in by_label if lab >= n_classes)
+    gaps = [str(g) for g in itertools.islice((g for g in range(top + 1) if g not in by_label), 5)]
+    n_gaps = top + 1 - n_classes
+    rows_out = sum(c for (lab, _), c in pairs.items() if lab >= n_classes)
+    which = f"label {outside[0]}" if len(outside) == 1 else f"labels {_examples([str(x) for x in outside], 5)}"
+    unused = ", ".join(gaps) + (f", ... ({n_gaps} in all)" if n_gaps > len(gaps) else "")
+    return [f"{which} ({_plural(rows_out, 'row')}) {'is' if len(outside) == 1 else 'are'} outside "
+            f"0..{n_classes - 1} for the {n_classes} classes found (unused labels: {unused}); the model would get a "
+            f"{top + 1}-class head. Number the classes 0..{n_classes - 1} without gaps (e.g. by sorted class name)."]
+
+
+def _check_duplicates(t: _Rows) -> list[str]:
+    """The same clip at most once per split."""
+    dupes = {k: c for k, c in Counter(zip(t.paths, t.splits)).items() if c > 1}
+    if not dupes:
+        return []
+    extra = sum(c - 1 for c in dupes.values())
+    shown = [f"{q} ({s}, {c}x)" for (q, s), c in dupes.items()]
+    return [f"{_plural(extra, 'duplicate row')} (same path and split more than once; {_plural(len(dupes), 'clip')}), "
+            f"e.g. {_examples(shown)}: keep one row per clip and split (df.drop_duplicates(['path', 'split']))."]
+
+
+def _check_splits(t: _Rows, required_splits: Sequence[str]) -> list[str]:
+    """Split names train/valid/test only, and usable rows in each required split."""
+    if "split" not in t.raw:
+        return []
+    problems = []
+    for name, count in Counter(t.splits).items():
+        if name not in SPLITS:
+            guess = _suggest_split(name)
+            hint = f"; did you mean {guess!r}?" if guess else "."
+            problems.append(f"split {name!r} ({_plural(count, 'row')}): accepted are {', '.join(SPLITS)}{hint} "
+                            f"Rename these values (the loaders ignore other splits).")
+    usable, total = Counter(s for s, q in zip(t.splits, t.problem) if q == ""), Counter(t.splits)
+    for split in required_splits if len(t.raw) else ():
+        if usable[split]:
+            continue
+        if total[split]:
+            reasons = Counter(q.split(":")[0] for s, q in zip(t.splits, t.problem) if s == split)
+            why = ", ".join(f"{r!r} x{c}" for r, c in reasons.most_common(3))
+            problems.append(f"no usable {split} rows: all {total[split]} have a problem ({why}); fix or replace "
+                            f"those files and re-probe them with {_INDEX_HINT}.")
+        else:
+            problems.append(f"no usable {split} rows: no row has split {split!r}; give some clips this split "
+                            f"(`python -m tsamlib index folder ... --valid-fraction 0.2` makes a valid split).")
+    return problems
+
+
 def check_manifest(manifest, required_splits: Sequence[str] = ("train", "valid")) -> dict:
     """Check a manifest (CSV path or DataFrame) before training; raise :class:`ManifestError` listing every problem.
 
-    Accepts what the loaders (:func:`tsamlib.data.read_table`, ``video_dataloaders``) accept and rejects what
-    would fail later or train silently on the wrong thing: missing columns (a CSV needs all of ``COLUMNS``, a
-    DataFrame ``path, label, split``), no rows, labels that are not whole numbers, negative labels (-1, "unknown",
-    is allowed in the test split only), labels not numbered 0..n_classes-1 without gaps, a label with two names
-    or a name with two labels, the same path twice in one split, split names other than train/valid/test, and a
-    split of ``required_splits`` without usable rows. Rows with a non-empty ``problem`` are not errors: they
-    are excluded (counted and shown in the summary).
+    Accepts what the loaders (:func:`read_table`, ``video_dataloaders``) accept and rejects what would fail later
+    or train silently on the wrong thing, one named check each: missing columns (a CSV needs all of ``COLUMNS``, a
+    DataFrame ``path, label, split``) or no rows; labels that are not whole numbers, or negative (-1, "unknown", is
+    allowed in the test split only); a label with two names or a name with two labels; labels not numbered
+    0..n_classes-1 without gaps; the same path twice in one split; split names other than train/valid/test, and a
+    split of ``required_splits`` without usable rows. Rows with a non-empty ``problem`` are not errors: they are
+    excluded (counted and shown in the summary).
 
     Returns ``dict(manifest, n_rows, rows, n_classes, classes, n_excluded, excluded_reasons, excluded)``:
     ``rows`` = usable rows per split (train, valid, test), ``classes`` = names indexed by label,
     ``excluded_reasons`` = reason -> count, ``excluded`` = up to 5 excluded rows as ``dict(path, split, problem)``.
     A missing CSV raises ``FileNotFoundError``.
     """
-    is_csv = not isinstance(manifest, pd.DataFrame)
-    where = str(Path(manifest).absolute()) if is_csv else "(DataFrame)"
-    problems: list[str] = []
-    if is_csv:
-        csv_path = Path(where)
-        if not csv_path.is_file():
-            raise FileNotFoundError(f"Manifest {csv_path} does not exist: build it with {_INDEX_HINT}.")
-        try:  # the raw text, read like read_manifest does, so that every problem can be reported
-            raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
-        except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
-            raise ManifestError(f"Manifest {where} cannot be read as a CSV ({short_error(e, 200)}): rebuild it with "
-                                f"{_INDEX_HINT}.") from None
-        needed = COLUMNS
-    else:
-        raw = manifest.reset_index(drop=True)
-        needed = list(REQUIRED)
-    row_name = (lambda i: f"line {i + 2}") if is_csv else (lambda i: f"row {i}")
-
-    missing = [c for c in needed if c not in raw.columns]
-    if missing:
-        problems.append(f"columns {missing} are missing (a manifest {'CSV' if is_csv else 'DataFrame'} needs "
-                        f"{', '.join(needed)}): rebuild the manifest with {_INDEX_HINT}.")
-    if len(raw) == 0:
-        problems.append(f"the manifest has no rows: rebuild it with {_INDEX_HINT} on a folder that holds the videos.")
-
-    n = len(raw)
-    paths = raw["path"].astype(str).tolist() if "path" in raw else [""] * n
-    if is_csv:
-        folder = Path(where).parent
-        paths = [p if os.path.isabs(p) else os.path.normpath(folder / p) for p in paths]
-    splits = (raw["split"].fillna("").astype(str) if "split" in raw else pd.Series([""] * n)).tolist()
-    problem = (raw["problem"].fillna("").astype(str) if "problem" in raw else pd.Series([""] * n)).tolist()
-    has_names = "label_name" in raw
-    names = raw["label_name"].fillna("").astype(str).tolist() if has_names else None
-
-    labels: list[int | None] = [None] * n
-    if "label" in raw:
-        labels = [_int_label(v, float_text=is_csv) for v in raw["label"]]
-        bad = [i for i, lab in enumerate(labels) if lab is None]
-        if bad:
-            shown = [f"{row_name(i)}: {_show(raw['label'].iloc[i])}" for i in bad]
-            problems.append(f"label is not a whole number in {_plural(len(bad), 'row')} ({_examples(shown)}): "
-                            "label holds the class index 0..n_classes-1 (class names go in label_name).")
-        neg = [i for i, lab in enumerate(labels)
-               if lab is not None and lab < 0 and not (lab == -1 and splits[i] == "test")]
-        if neg:
-            shown = [f"{row_name(i)}: {labels[i]} (split {splits[i]!r})" for i in neg]
-            problems.append(f"negative label in {_plural(len(neg), 'row')} ({_examples(shown)}): labels are class "
-                            "indices 0..n_classes-1; -1 (label unknown) is allowed in the test split only. "
-                            "Give these rows their class index, or drop them.")
-
-    # the class list: labels 0..n-1 without gaps, one name per label and one label per name
-    known = [i for i, lab in enumerate(labels) if lab is not None and lab >= 0]
-    pairs = Counter((labels[i], names[i] if has_names else str(labels[i])) for i in known)
-    by_label: dict[int, list[str]] = {}
-    by_name: dict[str, list[int]] = {}
-    for (lab, name), _ in sorted(pairs.items()):
-        by_label.setdefault(lab, []).append(name)
-        by_name.setdefault(name, []).append(lab)
-    if has_names:
-        for lab, ns in by_label.items():
-            if len(ns) > 1:
-                shown = [f"{nm!r} ({_plural(pairs[(lab, nm)], 'row')})" for nm in ns]
-                problems.append(f"label {lab} has {len(ns)} names: {', '.join(shown)}: one class has one name; "
-                                "fix label_name (or the label) of the wrong rows.")
-        for nm, labs in by_name.items():
-            if len(labs) > 1:
-                shown = [f"{lab} ({_plural(pairs[(lab, nm)], 'row')})" for lab in labs]
-                problems.append(f"class name {nm!r} has {len(labs)} labels: {', '.join(shown)}: one class has one "
-                                "label; fix the label (or label_name) of the wrong rows.")
-    n_classes = len(by_label)
-    if by_label and max(by_label) != n_classes - 1:
-        outside = sorted(lab for lab in by_label if lab >= n_classes)
-        gaps = sorted(set(range(max(by_label) + 1)) - set(by_label))
-        rows_out = sum(c for (lab, _), c in pairs.items() if lab >= n_classes)
-        which = f"label {outside[0]}" if len(outside) == 1 else f"labels {_examples([str(x) for x in outside], 5)}"
-        problems.append(f"{which} ({_plural(rows_out, 'row')}) {'is' if len(outside) == 1 else 'are'} "
-                        f"outside 0..{n_classes - 1} for the {n_classes} classes found "
-                        f"(unused labels: {_examples([str(g) for g in gaps], 5)}); the model would get a "
-                        f"{max(by_label) + 1}-class head. Number the classes 0..{n_classes - 1} without gaps "
-                        "(e.g. by sorted class name).")
-
-    # duplicates: the same clip twice in a split
-    keys = Counter(zip(paths, splits))
-    dupes = {k: c for k, c in keys.items() if c > 1}
-    if dupes:
-        extra = sum(c - 1 for c in dupes.values())
-        shown = [f"{p} ({s}, {c}x)" for (p, s), c in dupes.items()]
-        problems.append(f"{_plural(extra, 'duplicate row')} (same path and split more than once; "
-                        f"{_plural(len(dupes), 'clip')}), e.g. {_examples(shown)}: keep one row per clip and split "
-                        "(df.drop_duplicates(['path', 'split'])).")
-
-    # split names and usable rows per split
-    if "split" in raw:
-        for name, count in Counter(splits).items():
-            if name in SPLITS:
-                continue
-            guess = _suggest_split(name)
-            hint = f"; did you mean {guess!r}?" if guess else "."
-            problems.append(f"split {name!r} ({_plural(count, 'row')}): accepted are {', '.join(SPLITS)}{hint} "
-                            f"Rename these values (the loaders ignore other splits).")
-    usable = Counter(s for s, q in zip(splits, problem) if q == "")
-    total = Counter(splits)
-    if n and "split" in raw:
-        for split in required_splits:
-            if usable[split]:
-                continue
-            if total[split]:
-                reasons = Counter(q.split(":")[0] for s, q in zip(splits, problem) if s == split)
-                why = ", ".join(f"{r!r} x{c}" for r, c in reasons.most_common(3))
-                problems.append(f"no usable {split} rows: all {total[split]} have a problem ({why}); fix or replace "
-                                f"those files and re-probe them with {_INDEX_HINT}.")
-            else:
-                problems.append(f"no usable {split} rows: no row has split {split!r}; give some clips this split "
-                                f"(`python -m tsamlib index folder ... --valid-fraction 0.2` makes a valid split).")
-
+    t, needed = _read_rows(manifest)
+    pairs, by_label, by_name = _class_list(t)
+    problems = [*_check_columns(t, needed), *_check_label_values(t), *_check_class_names(t, pairs, by_label, by_name),
+                *_check_label_range(pairs, by_label), *_check_duplicates(t), *_check_splits(t, required_splits)]
     if problems:
-        listed = "\n".join(f"  {k}. {p}" for k, p in enumerate(problems, 1))
-        raise ManifestError(f"Manifest {where} has {_plural(len(problems), 'problem')}:\n{listed}")
-    if is_csv:
+        listed = "\n".join(f"  {k}. {q}" for k, q in enumerate(problems, 1))
+        raise ManifestError(f"Manifest {t.where} has {_plural(len(problems), 'problem')}:\n{listed}")
+    df = t.raw
+    if t.is_csv:
         try:
-            df = read_manifest(where)  # what the loaders will see; the raw checks above should make this pass
+            df = read_manifest(t.where)  # what the loaders will see; the raw checks above should make this pass
         except ValueError as e:
-            raise ManifestError(f"Manifest {where} has 1 problem:\n  1. {e}") from None
-    else:
-        df = raw
-    excluded = [i for i, q in enumerate(problem) if q != ""]
-    names_by_label = {lab: ns[0] for lab, ns in by_label.items()}
+            raise ManifestError(f"Manifest {t.where} has 1 problem:\n  1. {e}") from None
+    excluded = [i for i, q in enumerate(t.problem) if q != ""]
+    usable = Counter(s for s, q in zip(t.splits, t.problem) if q == "")
     return dict(
-        manifest=where, n_rows=len(df),
-        rows={s: int(usable[s]) for s in SPLITS},
-        n_classes=n_classes, classes=[names_by_label[i] for i in range(n_classes)],
+        manifest=t.where, n_rows=len(df), rows={s: int(usable[s]) for s in SPLITS},
+        n_classes=len(by_label), classes=[by_label[i][0] for i in range(len(by_label))],
         n_excluded=len(excluded),
-        excluded_reasons=dict(Counter(problem[i].split(":")[0] for i in excluded).most_common()),
-        excluded=[dict(path=paths[i], split=splits[i], problem=problem[i]) for i in excluded[:5]],
+        excluded_reasons=dict(Counter(t.problem[i].split(":")[0] for i in excluded).most_common()),
+        excluded=[dict(path=t.paths[i], split=t.splits[i], problem=t.problem[i]) for i in excluded[:5]],
     )
 
 

@@ -14,7 +14,7 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
                "authors_eval_path", "interpretation"],
     ".scoring": ["score_views", "score_authors", "per_class_accuracy", "eval_record"],
     ".interpret": ["ViewsInterpretation", "learner_interpretation", "plot_top_losses"],
-    ".predict": ["predict_video", "clip_views"],
+    ".predict": ["predict", "clip_views"],
     ".released": ["RELEASED", "released_settings", "evaluate_checkpoint", "summary_table", "build_model",
                   "example_clips_manifest"],
 })

@@ -17,31 +17,33 @@ import torch
 import torch.nn.functional as F
 from fastai.torch_core import default_device
 
-from ..config import resolve_switches
+from ..config import RunConfig
 from ..data.audio import DEFAULT_SR, AudioFrame
 from ..data.loaders import video_views
 from ..data.transforms import ClipTransform, norm_stats
 from ..data.video import VideoReadError
 from ..model.tsam import TSAM
+from ..runs.folder import open_run
 from .views import load_run_model, run_vocab
 
-__all__ = ["clip_views", "predict_video", "cmd_predict"]
+__all__ = ["clip_views", "predict", "cmd_predict"]
 
 
-def clip_views(path: str | os.PathLike, params: dict[str, Any], n_clips: int = 2, n_crops: int = 1,
+def clip_views(path: str | os.PathLike, cfg: RunConfig | dict[str, Any], n_clips: int = 2, n_crops: int = 1,
                verbose: bool = True) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
-    """The ``n_clips x n_crops`` views of a video for a run's model: video ``(V, T, 3, S, S)``, audio
-    ``(V, 1, 3, S, S)`` or None, and whether the file has sound."""
+    """The ``n_clips x n_crops`` views of a video for a run's model (``cfg``: its RunConfig or ``params.json``):
+    video ``(V, T, 3, S, S)``, audio ``(V, 1, 3, S, S)`` or None, and whether the file has sound."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such video file or frame folder.")
-    sw = resolve_switches(params)
+    cfg = RunConfig.of(cfg)
+    sw = cfg.switches()
     mean, std = norm_stats(sw["video_norm"])
-    tfm = ClipTransform(params["img_size"], params["resize"], train=False, n_crops=n_crops, mean=mean, std=std,
+    tfm = ClipTransform(cfg.img_size, cfg.resize, train=False, n_crops=n_crops, mean=mean, std=std,
                         valid_view=sw["valid_view"])
-    af = (AudioFrame(size=(params["img_size"], params["img_size"]), n_mels=params["n_mels"], sr=DEFAULT_SR,
-                     frontend=sw["audio_frontend"]) if params["audio"] else None)
-    video, audio, has_audio = video_views(path, params["n_frames"], n_clips, n_crops, tfm, af)
+    af = (AudioFrame(size=(cfg.img_size, cfg.img_size), n_mels=cfg.n_mels, sr=DEFAULT_SR,
+                     frontend=sw["audio_frontend"]) if cfg.audio else None)
+    video, audio, has_audio = video_views(path, cfg.n_frames, n_clips, n_crops, tfm, af)
     if not has_audio and verbose:
         dropped = " (this run left such videos out of training: missing_audio='drop')" if (
             sw["missing_audio"] == "drop") else ""
@@ -50,20 +52,21 @@ def clip_views(path: str | os.PathLike, params: dict[str, Any], n_clips: int = 2
 
 
 @torch.no_grad()
-def predict_video(path: str | os.PathLike, run_dir: str | os.PathLike, k: int = 5, n_clips: int = 2,
-                  n_crops: int = 1, model: TSAM | None = None, verbose: bool = True) -> list[tuple[str, float]]:
-    """The `k` most probable classes of a raw video, ``[(class_name, probability), ...]`` sorted by
+def predict(run: str | os.PathLike, video: str | os.PathLike, k: int = 5, n_clips: int = 2, n_crops: int = 1,
+            model: TSAM | None = None, verbose: bool = True) -> list[tuple[str, float]]:
+    """The `k` most probable classes of a raw video for a finished run (its folder or :class:`Run`; its model,
+    unless ``model`` is given, and every setting from it), ``[(class_name, probability), ...]`` sorted by
     probability (softmax averaged over ``n_clips x n_crops`` fixed views)."""
-    if not Path(path).exists():
+    path = Path(video)
+    if not path.exists():
         raise FileNotFoundError(f"{path}: no such video file or frame folder.")
     if model is None:
-        model, params = load_run_model(run_dir)
+        model, cfg = load_run_model(run)
         model = model.to(default_device())  # the GPU when there is one
     else:
-        from ..runs.folder import open_run
-        params = open_run(run_dir).params
-    vocab = run_vocab(params)
-    video, audio, _ = clip_views(path, params, n_clips, n_crops, verbose)
+        cfg = RunConfig.of(open_run(run).params)
+    vocab = run_vocab(cfg)
+    video, audio, _ = clip_views(path, cfg, n_clips, n_crops, verbose)
     dev = next(model.parameters()).device
     inputs = (video,) if audio is None else (video, audio)
     logits = model.eval()(*[t.to(dev) for t in inputs]).cpu()
@@ -79,7 +82,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     try:
         if not Path(args.run).is_dir():
             raise FileNotFoundError(f"run folder {args.run} not found (runs live in results/runs/<run_id>/).")
-        top = predict_video(args.video, args.run, k=args.top, n_clips=args.n_clips, n_crops=args.n_crops)
+        top = predict(args.run, args.video, k=args.top, n_clips=args.n_clips, n_crops=args.n_crops)
     except (FileNotFoundError, VideoReadError, RuntimeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

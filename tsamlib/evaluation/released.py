@@ -218,7 +218,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, manifest: str | os.PathLi
     names = manifest_vocab(df)
     vocab = names[:num_classes] + [str(i) for i in range(len(names), num_classes)]
     cache_dir = mel_cache_dir() if cache_dir == "default" else cache_dir
-    common = dict(model=model, params=settings, manifest=manifest, split=split, batch_size=batch_size,
+    common = dict(model=model, cfg=settings, manifest=manifest, split=split, batch_size=batch_size,
                   num_workers=num_workers, cache_dir=cache_dir, progress=progress, vocab=vocab,
                   weights=relative_to_repo(checkpoint))
     views = score_views(n_clips=n_clips, n_crops=n_crops, **common) if "views" in protocols else None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from fastai.interpret import ClassificationInterpretation
 from tqdm.auto import tqdm
 
-from ..config import resolve_switches
+from ..config import RunConfig
 from ..data.audio import AudioFrame
 from ..data.loaders import NoAudioError, clip_views_dataset, limit_threads, video_views
 from ..data.manifest import NO_AUDIO_DROPPED, manifest_vocab, read_table, split_rows, usable_rows
@@ -78,29 +78,27 @@ def _check_vocab(model: TSAM, manifest, vocab: list[str] | None) -> list[str]:
     return vocab
 
 
-def _excluded(manifest, split: str, sw: dict[str, Any]) -> dict[str, str]:
+def _excluded(manifest, split: str, cfg: RunConfig) -> dict[str, str]:
     """Manifest rows of ``split`` the run does not use (a problem; no sound with missing_audio='drop')."""
-    return usable_rows(read_table(manifest), bool(sw["audio"]), sw["missing_audio"])[1].get(split, {})
+    return usable_rows(read_table(manifest), cfg.audio, cfg.switches()["missing_audio"])[1].get(split, {})
 
 
 @torch.no_grad()
-def score_views(model: TSAM, params: dict[str, Any], manifest: str | os.PathLike, split: str = "valid",
+def score_views(model: TSAM, cfg: RunConfig | Mapping[str, Any], manifest: str | os.PathLike, split: str = "valid",
                 n_clips: int = 2, n_crops: int = 3, batch_size: int = 8, num_workers: int = 0,
                 cache_dir: str | os.PathLike | None = None, progress: bool = True, vocab: list[str] | None = None,
                 weights: str = "the model given") -> dict[str, Any]:
     """The fixed multi-view protocol of :func:`tsamlib.evaluation.views.evaluate_views` (described there), same result
-    keys, on ``model`` (on its device) with the data settings ``params`` (``n_frames``, ``audio``, ``img_size``,
-    ``resize``, ``n_mels``, ``preset`` and switches) on ``manifest``'s ``split``. ``vocab`` (one name per model
-    output) defaults to the manifest's classes. Writes nothing."""
+    keys, on ``model`` (on its device) with the run's settings ``cfg`` (a :class:`RunConfig` or the run's recorded
+    ``params.json``: its views take :meth:`RunConfig.views_kwargs`) on ``manifest``'s ``split``. ``vocab`` (one
+    name per model output) defaults to the manifest's classes. ``batch_size`` (views per batch) and
+    ``num_workers`` change the speed, not the result. Writes nothing."""
     model.eval()
-    sw, vocab = resolve_switches(params), _check_vocab(model, manifest, vocab)
-    dev = next(model.parameters()).device
-    excluded = _excluded(manifest, split, sw)
-    ds = clip_views_dataset(manifest, split, n_clips, n_crops, n_frames=params["n_frames"], audio=bool(params["audio"]),
-                            img_size=params["img_size"], resize=params["resize"], n_mels=params["n_mels"],
-                            cache_dir=cache_dir, replace_bad=False, video_norm=sw["video_norm"],
-                            audio_frontend=sw["audio_frontend"], missing_audio=sw["missing_audio"],
-                            valid_view=sw["valid_view"])
+    cfg, vocab = RunConfig.of(cfg), _check_vocab(model, manifest, vocab)
+    sw, dev = cfg.switches(), next(model.parameters()).device
+    excluded = _excluded(manifest, split, cfg)
+    ds = clip_views_dataset(manifest, split, n_clips, n_crops, **cfg.views_kwargs(), cache_dir=cache_dir,
+                            replace_bad=False)
     n_views = n_clips * n_crops  # batch_size counts views: whole videos of n_views views each go in a batch
     dl = torch.utils.data.DataLoader(_SafeVideoViews(ds, n_clips, n_crops), batch_size=max(1, batch_size // n_views),
                                      shuffle=False, num_workers=num_workers, worker_init_fn=_worker_init)
@@ -131,8 +129,8 @@ def score_views(model: TSAM, params: dict[str, Any], manifest: str | os.PathLike
         top5 = float(_topk_correct(probs, labels, 5).float().mean())
         loss = float(-probs.gather(1, labels[:, None]).clamp_min(1e-12).log().mean())
     protocol = dict(split=split, n_clips=n_clips, n_crops=n_crops, views_per_video=n_clips * n_crops,
-                    aggregation="mean of softmax over all views", n_frames=params["n_frames"],
-                    img_size=params["img_size"], resize=params["resize"], audio=bool(params["audio"]),
+                    aggregation="mean of softmax over all views", n_frames=cfg.n_frames,
+                    img_size=cfg.img_size, resize=cfg.resize, audio=cfg.audio,
                     clip_sampling="frame at offset (clip + 0.5) / n_clips in each of n_frames segments",
                     crops="centre" if n_crops == 1 else "start/centre/end along the long side",
                     manifest=relative_to_repo(manifest), weights=weights,
@@ -182,25 +180,25 @@ def authors_metrics(res: dict[str, Any]) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def score_authors(model: TSAM, params: dict[str, Any], manifest: str | os.PathLike, split: str = "valid",
+def score_authors(model: TSAM, cfg: RunConfig | Mapping[str, Any], manifest: str | os.PathLike, split: str = "valid",
                   n_passes: int = 10, seed: int = 0, batch_size: int = 8, num_workers: int = 0,
                   cache_dir: str | os.PathLike | None = None, progress: bool = True, vocab: list[str] | None = None,
                   weights: str = "the model given") -> dict[str, Any]:
     """The authors' protocol of :func:`tsamlib.evaluation.views.evaluate_authors` (described there), same result keys,
-    on ``model`` with the data settings ``params`` (as :func:`score_views`, plus ``flip``) on ``manifest``'s
-    ``split``. Writes nothing."""
+    on ``model`` with the run's settings ``cfg`` (as :func:`score_views`; its training view, ``flip`` included) on
+    ``manifest``'s ``split``. Writes nothing."""
     model.eval()
-    sw, vocab = resolve_switches(params), _check_vocab(model, manifest, vocab)
-    dev = next(model.parameters()).device
-    excluded = _excluded(manifest, split, sw)
-    audio = bool(params["audio"])
+    cfg, vocab = RunConfig.of(cfg), _check_vocab(model, manifest, vocab)
+    sw, dev = cfg.switches(), next(model.parameters()).device
+    excluded = _excluded(manifest, split, cfg)
+    audio = cfg.audio
     part = split_rows(usable_rows(read_table(manifest), audio, sw["missing_audio"])[0], split)
     mean, std = norm_stats(sw["video_norm"])
-    tfm = ClipTransform(params["img_size"], params["resize"], train=True, flip=bool(params["flip"]),
-                        scales=AUTHORS_EVAL_SCALES, max_distort=1, mean=mean, std=std)
-    af = (AudioFrame(size=(params["img_size"],) * 2, n_mels=params["n_mels"], cache_dir=cache_dir,
+    tfm = ClipTransform(cfg.img_size, cfg.resize, train=True, flip=cfg.flip, scales=AUTHORS_EVAL_SCALES,
+                        max_distort=1, mean=mean, std=std)
+    af = (AudioFrame(size=(cfg.img_size,) * 2, n_mels=cfg.n_mels, cache_dir=cache_dir,
                      frontend=sw["audio_frontend"]) if audio else None)
-    ds = _AuthorsPass(part["path"].tolist(), params["n_frames"], tfm, af, seed, audio and sw["missing_audio"] == "drop")
+    ds = _AuthorsPass(part["path"].tolist(), cfg.n_frames, tfm, af, seed, audio and sw["missing_audio"] == "drop")
     labels_all = torch.tensor(part["label"].astype(int).tolist())
     n, c = len(ds), len(vocab)
     sums = torch.zeros(n, c, dtype=torch.float64)
@@ -234,11 +232,11 @@ def score_authors(model: TSAM, params: dict[str, Any], manifest: str | os.PathLi
                    top1_best_of_n_selected_on_eval_set=after[best], n_passes_selected_on_eval_set=best + 1)
     protocol = dict(split=split, name="authors", n_passes=n_passes, seed=seed, views_per_video=n_passes,
                     aggregation="sum of logits over all passes (top1/top5); the best of 1..n passes is selected "
-                                "on the evaluation set and labelled so", n_frames=params["n_frames"],
-                    img_size=params["img_size"], resize=params["resize"], audio=audio,
+                                "on the evaluation set and labelled so", n_frames=cfg.n_frames,
+                    img_size=cfg.img_size, resize=cfg.resize, audio=audio,
                     clip_sampling="a random frame in each of n_frames segments, per pass (training-style)",
                     crops=f"random multi-scale crop, scales {list(AUTHORS_EVAL_SCALES)} of the short side, "
-                          f"flip {'p=0.5' if params['flip'] else 'off'}, no colour augmentation; audio uncropped",
+                          f"flip {'p=0.5' if cfg.flip else 'off'}, no colour augmentation; audio uncropped",
                     manifest=relative_to_repo(manifest), weights=weights,
                     **{k: sw[k] for k in ("preset", "video_norm", "audio_frontend", "missing_audio")})
     res.update(probs=probs, labels=labels, paths=paths, n_views=torch.full((len(paths),), n_passes), vocab=vocab,

@@ -34,13 +34,14 @@ from typing import Any
 import torch
 from fastai.torch_core import default_device
 
-from ..config import resolve_switches
+from ..config import RunConfig
 from ..data.datasets import dataset_manifest
 from ..data.manifest import manifest_vocab, read_table
-from ..model.tsam import TSAM, create_tsam, model_kwargs
+from ..model.tsam import TSAM, create_tsam
 from ..runs.checkpoints import read_best
 from ..runs.fileio import atomic_write_json, mel_cache_dir, relative_to_repo
 from ..runs.folder import RunLock, is_finished, open_run
+from ..runs.loader import safe_load
 from ..runs.provenance import environment_info
 from .interpret import ViewsInterpretation, learner_interpretation
 from .scoring import authors_metrics, eval_record, score_authors, score_views
@@ -49,13 +50,13 @@ __all__ = ["load_run_model", "run_vocab", "evaluate_views", "evaluate_authors", 
            "authors_eval_path", "interpretation", "cmd_evaluate"]
 
 
-def run_vocab(params: dict[str, Any]) -> list[str]:
+def run_vocab(cfg: RunConfig | dict[str, Any]) -> list[str]:
     """Class names of the run's dataset, index = label (as `video_dataloaders` builds them)."""
-    return manifest_vocab(read_table(dataset_manifest(params["dataset"])))
+    return manifest_vocab(read_table(dataset_manifest(RunConfig.of(cfg).dataset)))
 
 
-def load_run_model(run_dir: str | os.PathLike, weights: str | None = None) -> tuple[TSAM, dict[str, Any]]:
-    """The trained model of a finished run (eval mode, CPU) and its ``params.json``.
+def load_run_model(run_dir: str | os.PathLike, weights: str | None = None) -> tuple[TSAM, RunConfig]:
+    """The trained model of a finished run (eval mode, CPU) and its settings (``params.json`` as a RunConfig).
 
     ``weights``: ``"last"`` (``checkpoints/model.pth``) or ``"best"`` (``checkpoints/best.pth``, the best validation
     epoch); None: the run's ``eval_weights`` (from its preset)."""
@@ -63,8 +64,8 @@ def load_run_model(run_dir: str | os.PathLike, weights: str | None = None) -> tu
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run folder {run_dir} not found (runs live in results/runs/<run_id>/).")
     run = open_run(run_dir)
-    p = run.params
-    weights = weights or resolve_switches(p)["eval_weights"]
+    cfg = RunConfig.of(run.params)
+    weights = weights or cfg.switches()["eval_weights"]
     if weights not in ("last", "best"):
         raise ValueError(f"weights={weights!r}: choose one of ['last', 'best'].")
     file = run.checkpoint_dir / ("model.pth" if weights == "last" else "best.pth")
@@ -74,16 +75,15 @@ def load_run_model(run_dir: str | os.PathLike, weights: str | None = None) -> tu
                 if weights == "best" else "")
         raise RuntimeError(f"run {run_dir} {why}: train it to the end with notebooks/03_train.ipynb "
                            f"(resume=True continues an interrupted run){hint}.")
-    model = create_tsam(p["arch"], num_classes=len(run_vocab(p)), pretrained=None, **model_kwargs(p))
-    weights = file
+    model = create_tsam(cfg.arch, num_classes=len(run_vocab(cfg)), pretrained=None, **cfg.model_kwargs())
     state = (read_best(run.checkpoint_dir)["model"] if file.name == "best.pth"
-             else torch.load(file, map_location="cpu", weights_only=True))
+             else safe_load(file, hint="train the run again (overwrite=True)"))
     try:
         model.load_state_dict(state)
-    except RuntimeError as e:
-        raise RuntimeError(f"{weights} does not fit the model rebuilt from {run_dir / 'params.json'} (did the "
-                           f"dataset's classes change?): {str(e).splitlines()[0]}") from e
-    return model.eval(), p
+    except (RuntimeError, TypeError, AttributeError) as e:
+        raise RuntimeError(f"{file} does not fit the model rebuilt from {run_dir / 'params.json'} (did the "
+                           f"dataset's classes change?): {str(e).splitlines()[0]}") from None
+    return model.eval(), cfg
 
 
 def eval_path(run_dir: str | os.PathLike, split: str = "valid", n_clips: int = 2, n_crops: int = 3) -> Path:
@@ -93,16 +93,16 @@ def eval_path(run_dir: str | os.PathLike, split: str = "valid", n_clips: int = 2
 
 def _setup(run_dir: Path, model: TSAM | None, weights: str | None, cache_dir) -> dict[str, Any]:
     """The keyword arguments of :func:`score_views` / :func:`score_authors` for a run: its model (eval mode),
-    params, manifest, vocab, cache_dir and weights label."""
+    settings, manifest, vocab, cache_dir and weights label: everything from the run."""
     if model is None:
-        model, params = load_run_model(run_dir, weights)
+        model, cfg = load_run_model(run_dir, weights)
         model = model.to(default_device())  # the GPU when there is one
-        label = weights or resolve_switches(params)["eval_weights"]
+        label = weights or cfg.switches()["eval_weights"]
     else:
-        params, label = open_run(run_dir).params, "the model given"
+        cfg, label = RunConfig.of(open_run(run_dir).params), "the model given"
     cache_dir = mel_cache_dir() if cache_dir == "default" else cache_dir
-    return dict(model=model.eval(), params=params, manifest=dataset_manifest(params["dataset"]),
-                vocab=run_vocab(params), cache_dir=cache_dir, weights=label)
+    return dict(model=model.eval(), cfg=cfg, manifest=dataset_manifest(cfg.dataset), vocab=run_vocab(cfg),
+                cache_dir=cache_dir, weights=label)
 
 
 @torch.no_grad()
@@ -174,7 +174,7 @@ def evaluate_run(run_dir: str | os.PathLike, split: str = "valid", protocol: str
                  **kwargs: Any) -> dict[str, Any]:
     """:func:`evaluate_views` or :func:`evaluate_authors`, as ``protocol`` (``"views"`` / ``"authors"``) or, when
     None, the run's ``eval_protocol`` (from its preset) says; ``kwargs`` go to that function."""
-    protocol = protocol or resolve_switches(open_run(run_dir).params)["eval_protocol"]
+    protocol = protocol or RunConfig.of(open_run(run_dir).params).switches()["eval_protocol"]
     if protocol == "views":
         return evaluate_views(run_dir, split, **kwargs)
     if protocol == "authors":

@@ -10,7 +10,7 @@
 from .._lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
-    ".tsam": ["TSAM", "create_tsam", "create_backbone", "model_kwargs"],
+    ".tsam": ["TSAM", "create_tsam", "create_backbone"],
     ".shift": ["temporal_shift", "shifted_conv2d", "TemporalShift", "insert_temporal_shift"],
     ".shift_reference": ["SHIFT_PADS", "shift_fold", "check_shift_pad", "check_shift_settings", "check_shift",
                          "check_shift_input", "shift_into"],

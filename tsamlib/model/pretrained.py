@@ -44,6 +44,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..runs.loader import safe_load
+
 __all__ = ["IN21K_FILENAME", "AUTHORS_LAYOUT", "LoadReport", "resolve_pretrained", "read_checkpoint",
            "read_state_dict", "canonical_key", "authors_key", "load_backbone_weights", "weight_dirs",
            "authors_model_state", "save_authors_checkpoint"]
@@ -155,12 +157,8 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], L
         from safetensors.torch import load_file
         sd = load_file(str(path), device="cpu")
     else:
-        try:
-            with torch.serialization.safe_globals(_authors_safe_globals()):
-                sd = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # pickle with arbitrary objects, or not a checkpoint at all
-            raise ValueError(f"cannot read {path} as a weights-only checkpoint ({type(e).__name__}: {e}); "
-                             "save it with torch.save(model.state_dict(), ...) or as .safetensors.") from e
+        sd = safe_load(path, _authors_safe_globals(), hint="save weights with torch.save(model.state_dict(), ...) "
+                       "or as .safetensors")
     if _is_authors_checkpoint(sd):
         report.layout = AUTHORS_LAYOUT
         data_state = sd.get("data_state")

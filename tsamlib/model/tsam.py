@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from typing import Any
 
 import timm
 import torch
@@ -24,7 +23,7 @@ from .pretrained import AUTHORS_LAYOUT, LoadReport, load_backbone_weights, read_
 from .shift import insert_temporal_shift
 from .shift_reference import check_shift_pad, check_shift_settings
 
-__all__ = ["TSAM", "create_tsam", "create_backbone", "model_kwargs"]
+__all__ = ["TSAM", "create_tsam", "create_backbone"]
 
 log = logging.getLogger(__name__)
 
@@ -132,10 +131,3 @@ def create_tsam(arch: str = "resnet50", *, num_classes: int = 400, n_frames: int
                  shift_pad=shift_pad)
     model.load_report = report
     return model
-
-
-def model_kwargs(params: dict[str, Any]) -> dict[str, Any]:
-    """The :func:`create_tsam` settings of a run's recorded parameters (``params.json``), checked."""
-    from ..config import RunConfig
-
-    return RunConfig.from_params(params, strict=False).model_kwargs()

@@ -9,12 +9,11 @@
 - :class:`BestCheckpoint` (``eval_weights="best"``, the authors' choice) also keeps the weights of the best
   validation epoch as ``checkpoints/best.pth`` (:func:`read_best`); resume still starts from ``last.pth``.
 
-Everything is read with ``torch.load(..., weights_only=True)``.
+Everything is read by :func:`safe_load` (``torch.load(..., weights_only=True)``), the one checked loader of tsamlib.
 """
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,9 @@ from fastai.callback.core import Callback
 from fastai.learner import Learner
 
 from .fileio import atomic_path
+from .loader import CheckpointError, safe_load
 
-__all__ = ["Checkpoint", "BestCheckpoint", "CheckpointError", "KeepHistory", "load_checkpoint",
+__all__ = ["Checkpoint", "BestCheckpoint", "KeepHistory", "load_checkpoint",
            "load_latest_checkpoint", "read_best", "recorder_history", "restore_history", "save_checkpoint"]
 
 
@@ -69,15 +69,6 @@ class KeepHistory(Callback):
             r.values.pop()
             if r.iters:
                 r.iters.pop()
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be used: the message names the file, what is wrong (``problem``) and what to do
-    (``hint``)."""
-
-    def __init__(self, problem: str, hint: str = ""):
-        super().__init__(f"{problem}; {hint}" if hint else problem)
-        self.problem, self.hint = problem, hint
 
 
 _WRITE_FAILED = ("PytorchStreamWriter failed", "basic_ios::clear", "iostream error", "unexpected pos")
@@ -157,11 +148,7 @@ def read_best(folder: str | Path) -> dict[str, Any] | None:
     path = Path(folder) / "best.pth"
     if not path.is_file():
         return None
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001  (truncated, garbage: named)
-        raise CheckpointError(f"{path} is unreadable ({type(e).__name__})", "evaluate the last weights "
-                              "(eval_weights='last') or train the run again") from None
+    ck = safe_load(path, hint="evaluate the last weights (eval_weights='last') or train the run again")
     if not isinstance(ck, dict) or not {"model", "epoch", "top1"} <= set(ck):
         raise CheckpointError(f"{path} is not a best-epoch checkpoint (needs model, epoch, top1)")
     return ck
@@ -207,29 +194,7 @@ def _plain(obj: Any) -> Any:
 def _read_checkpoint(path: Path) -> dict[str, Any]:
     """The checkpoint dict of ``path`` (``weights_only``), or :class:`CheckpointError` saying what is wrong."""
     todo = "resume from prev.pth (load_latest_checkpoint does so), or start the run afresh (overwrite=True)"
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {path} does not exist: nothing to resume from") from None
-    except OSError as e:
-        raise CheckpointError(f"checkpoint {path} cannot be read ({e.strerror or e})") from None
-    if size == 0:
-        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): its writer was killed or the disk was full",
-                              todo)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")   # garbage: named below
-            ck = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError) as e:
-        why = str(e).split(". ")[0].splitlines()[0][:150] if str(e).strip() else "unexpected end of file"
-        raise CheckpointError(f"checkpoint {path} ({size} bytes) is truncated or corrupt ({type(e).__name__}: {why})",
-                              todo) from None
-    except OSError as e:
-        raise CheckpointError(f"checkpoint {path} cannot be read ({e.strerror or e})") from None
-    except Exception as e:  # UnpicklingError ("Weights only load failed" too), KeyError, ValueError...
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint written by tsamlib ({type(e).__name__} while "
-                              "reading it with weights_only=True; do not load it with weights_only=False unless you "
-                              "trust its origin)", todo) from None
+    ck = safe_load(path, hint=todo)
     missing = [k for k in ("model", "opt", "epoch") if not isinstance(ck, dict) or k not in ck]
     if missing:
         what = ("holds model weights only (like checkpoints/model.pth), not a training checkpoint"

@@ -14,6 +14,7 @@ Everything is read by :func:`safe_load` (``torch.load(..., weights_only=True)``)
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,12 @@ import numpy as np
 import torch
 from fastai.callback.core import Callback
 from fastai.learner import Learner
+from fastai.torch_core import num_distrib
 
 from .fileio import atomic_path
 from .loader import CheckpointError, safe_load
 
-__all__ = ["Checkpoint", "BestCheckpoint", "KeepHistory", "load_checkpoint",
+__all__ = ["TrainedEpochCallback", "Checkpoint", "BestCheckpoint", "KeepHistory", "load_checkpoint",
            "load_latest_checkpoint", "read_best", "recorder_history", "restore_history", "save_checkpoint"]
 
 
@@ -102,13 +104,29 @@ def save_checkpoint(obj: Any, path: Path, before_replace=None) -> None:
         raise
 
 
-class _TrainedEpochCallback(Callback):
-    """Calls :meth:`after_trained_epoch` after each epoch that trained (not after those a resume skipped)."""
+class TrainedEpochCallback(Callback):
+    """The base of every callback that acts once per epoch that really trained (the epochs a resume skips are
+    cancelled before they train): :meth:`after_trained_epoch`, with the epoch's optimizer ``steps``, training
+    ``clips`` (over all processes: this process's x the world size, as every process takes an equal part of each
+    global batch) and seconds (``train_s``; ``t_epoch`` is the epoch's start) at hand."""
 
     trained = False
 
+    def before_epoch(self):
+        self.clips, self.steps, self.t_epoch = 0, 0, time.perf_counter()
+
     def before_train(self):
-        self.trained = True
+        self.trained, self.t_train = True, time.perf_counter()
+
+    def after_batch(self):
+        if self.training:
+            self.clips += self.yb[0].shape[0] * max(num_distrib(), 1)
+
+    def after_step(self):
+        self.steps += 1
+
+    def after_train(self):
+        self.train_s = time.perf_counter() - self.t_train
 
     def after_epoch(self):
         if self.trained:
@@ -119,7 +137,7 @@ class _TrainedEpochCallback(Callback):
         raise NotImplementedError
 
 
-class Checkpoint(_TrainedEpochCallback):
+class Checkpoint(TrainedEpochCallback):
     """Save ``checkpoints/last.pth`` (model, optimiser, epoch) after every trained epoch, atomically, keeping the
     previous one as ``prev.pth``: the new file is written in full first, then ``last -> prev``, then the new file
     becomes ``last``, so a kill at any moment leaves at least one complete checkpoint (see
@@ -154,7 +172,7 @@ def read_best(folder: str | Path) -> dict[str, Any] | None:
     return ck
 
 
-class BestCheckpoint(_TrainedEpochCallback):
+class BestCheckpoint(TrainedEpochCallback):
     """Save the weights of the best validation epoch so far (highest top-1; the earliest of equal ones, as the
     authors' ``checkpoint_acc``) as ``best.pth`` = ``{model, epoch, top1}``, atomically. With ``resume``, the best
     so far is read back from ``best.pth``. Runs before :class:`Checkpoint`, so a kill between the two files

@@ -31,7 +31,7 @@ from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy, top_k_accuracy
 from fastai.optimizer import SGD, Adam
-from fastai.torch_core import num_distrib, rank_distrib
+from fastai.torch_core import rank_distrib
 from fastcore.meta import delegates
 
 from ..model.tsam import create_tsam
@@ -39,6 +39,7 @@ from ..runs.checkpoints import (
     BestCheckpoint,
     Checkpoint,
     KeepHistory,
+    TrainedEpochCallback,
     load_latest_checkpoint,
     read_best,
     recorder_history,
@@ -145,42 +146,14 @@ def _hms(seconds: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
-class _TrainedEpochs(Callback):
-    """Counts the optimizer steps, clips and training seconds of each epoch that really trains (epochs skipped by
-    resume are cancelled before they train); :meth:`_finished_training` tells, once per epoch, whether this one
-    did. Clips are counted over all processes (this process's x the world size: every process takes an equal part
-    of each global batch, :class:`tsamlib.training.distributed.GlobalBatchDL`)."""
-
-    def __init__(self):
-        self.trained = False
-
-    def before_epoch(self):
-        self.clips, self.steps, self.t_epoch = 0, 0, time.perf_counter()
-
-    def before_train(self):
-        self.trained, self.t_train = True, time.perf_counter()
-
-    def after_batch(self):
-        if self.training:
-            self.clips += self.yb[0].shape[0] * max(num_distrib(), 1)
-
-    def after_step(self):
-        self.steps += 1
-
-    def after_train(self):
-        self.train_s = time.perf_counter() - self.t_train
-
-    def _finished_training(self) -> bool:
-        trained, self.trained = self.trained, False
-        return trained
-
-    def _epoch_values(self) -> dict[str, Any]:
-        return dict(zip(self.recorder.metric_names[1:-1], self.recorder.values[-1]))
+def _epoch_values(recorder) -> dict[str, Any]:
+    """The Recorder's values of its last epoch, by metric name (train_loss, valid_loss, accuracy, top5)."""
+    return dict(zip(recorder.metric_names[1:-1], recorder.values[-1]))
 
 
-class ProgressLine(_TrainedEpochs):
+class ProgressLine(TrainedEpochCallback):
     """One plain text line per trained epoch on stdout, for terminals and logs (``papermill --log-output``,
-    ``python -m tsamlib notebooks``), beside fastai's HTML bars in JupyterLab::
+    ``python -m tsamlib train``), beside fastai's HTML bars in JupyterLab; rank 0 only::
 
         epoch 2/3  train_loss 1.0412  valid_loss 0.9871  top1 0.6250  31.4 clips/s  elapsed 0:41  ETA 0:20
     """
@@ -188,17 +161,16 @@ class ProgressLine(_TrainedEpochs):
     order = 75  # after the Recorder (50) has the epoch's values
 
     def __init__(self, print_fn=print):
-        super().__init__()
         self.print_fn = print_fn
 
     def before_fit(self):
         self.t0, self.done = time.perf_counter(), 0
 
-    def after_epoch(self):
-        if not self._finished_training() or rank_distrib():   # several processes: rank 0 prints
+    def after_trained_epoch(self):
+        if rank_distrib():   # several processes: rank 0 prints
             return
         self.done += 1
-        values = self._epoch_values()
+        values = _epoch_values(self.recorder)
         elapsed = time.perf_counter() - self.t0
         eta = elapsed / self.done * (self.n_epoch - self.epoch - 1)
         fmt = lambda k: "n/a" if values.get(k) is None else f"{float(values[k]):.4f}"  # noqa: E731
@@ -207,19 +179,17 @@ class ProgressLine(_TrainedEpochs):
                       f"clips/s  elapsed {_hms(elapsed)}  ETA {_hms(eta)}", flush=True)
 
 
-class RunLogger(_TrainedEpochs):
-    """After each trained epoch: losses, top-1/top-5, lr, training clips/s, wall time, skipped samples."""
+class RunLogger(TrainedEpochCallback):
+    """After each trained epoch: losses, top-1/top-5, lr, optimizer steps, training clips and clips/s, wall time,
+    skipped samples, into the run's ``metrics.json`` (:meth:`Run.log_epoch`)."""
 
     order = 70  # after fastai's Recorder (50) has the epoch's values
 
     def __init__(self, run: Run):
-        super().__init__()
         self.run = run
 
-    def after_epoch(self):
-        if not self._finished_training():
-            return
-        values = self._epoch_values()
+    def after_trained_epoch(self):
+        values = _epoch_values(self.recorder)
         skips = self.dls.skip_report() if hasattr(self.dls, "skip_report") else {}
         skipped = skips["train"]["paths"] if "train" in skips else {}  # replaced training samples
         self.run.log_epoch(dict(
@@ -248,8 +218,10 @@ def fit_run(learn: Learner, run: Run, epochs: int, lr: float, seed: int = 0, res
             lr_decay: Sequence[tuple[float, int]] | None = None, cbs: Sequence[Callback] = (),
             finish: bool = True, keep_best: bool = False) -> dict[str, Any]:
     """Train ``epochs`` epochs into ``run`` (continuing from its last checkpoint when ``resume``), then
-    :func:`finish_run` (skip that with ``finish=False``, e.g. inside a distributed context). ``keep_best``: also
-    keep the best validation epoch's weights as ``checkpoints/best.pth`` (``eval_weights="best"``)."""
+    :func:`finish_run` and return its final metrics. With ``finish=False`` (e.g. inside a distributed context)
+    return this session's facts instead, ``{resumed_from_epoch, wall_s_this_session}``, for :func:`finish_run`.
+    ``keep_best``: also keep the best validation epoch's weights as ``checkpoints/best.pth``
+    (``eval_weights="best"``)."""
     seed_everything(seed)
     start = load_latest_checkpoint(learn, run.checkpoint_dir) if resume else 0
     cbs = [EpochSeed(seed), KeepHistory(), RunLogger(run), ProgressLine(), Checkpoint(run.checkpoint_dir), *cbs]
@@ -261,9 +233,8 @@ def fit_run(learn: Learner, run: Run, epochs: int, lr: float, seed: int = 0, res
             learn.fit(epochs, lr, cbs=cbs + [StepDecay(lr_decay or [])], start_epoch=start, reset_opt=start == 0)
         else:
             learn.fit_one_cycle(epochs, lr, cbs=cbs, start_epoch=start)
-    run.metrics["resumed_from_epoch"] = start or None
-    run.metrics["wall_s_this_session"] = time.perf_counter() - t0
-    return finish_run(learn, run, epochs, seed) if finish else {}
+    session = dict(resumed_from_epoch=start or None, wall_s_this_session=time.perf_counter() - t0)
+    return finish_run(learn, run, epochs, seed, session) if finish else session
 
 
 def _data_problems(dls, limit: int = 100) -> dict[str, Any]:
@@ -287,9 +258,10 @@ def _data_problems(dls, limit: int = 100) -> dict[str, Any]:
                 manifest_excluded_paths={k: v for k, v in excluded_names.items() if v})
 
 
-def finish_run(learn: Learner, run: Run, epochs: int, seed: int = 0) -> dict[str, Any]:
+def finish_run(learn: Learner, run: Run, epochs: int, seed: int = 0,
+               session: dict[str, Any] | None = None) -> dict[str, Any]:
     """Validate on the whole validation set, save ``checkpoints/model.pth`` (the last epoch's weights) and mark the
-    run finished.
+    run finished; ``session`` is what :func:`fit_run` returned with ``finish=False``.
 
     Returns the final metrics (also in ``metrics.json`` under ``final``, with ``finished: true``); ``top1`` is the
     last epoch's. When ``best.pth`` was kept, ``best_epoch`` and ``best_valid_top1_selected_on_valid`` (chosen on
@@ -302,8 +274,8 @@ def finish_run(learn: Learner, run: Run, epochs: int, seed: int = 0) -> dict[str
     final = dict(valid_loss=float(valid_loss), top1=float(top1), top5=float(top5_), epochs=epochs,
                  train_wall_s=sum(r["wall_s"] for r in done),
                  train_clips_per_s=float(np.median([r["train_clips_per_s"] for r in done])) if done else None,
-                 wall_s_this_session=run.metrics.pop("wall_s_this_session", None),
-                 resumed_from_epoch=run.metrics.pop("resumed_from_epoch", None),
+                 wall_s_this_session=(session or {}).get("wall_s_this_session"),
+                 resumed_from_epoch=(session or {}).get("resumed_from_epoch"),
                  **_data_problems(learn.dls))
     best = read_best(run.checkpoint_dir)
     if best is not None:

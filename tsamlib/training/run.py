@@ -75,10 +75,10 @@ class Training:
         set, save ``checkpoints/model.pth``; return the finished run (``run.metrics["final"]``)."""
         cfg, sw = self.cfg, self.cfg.switches()
         with data_parallel(self.learn, self.launch) as cbs:
-            fit_run(self.learn, self.run, cfg.epochs, cfg.lr, seed=cfg.seed, resume=cfg.resume, lr_decay=cfg.lr_decay,
-                    finish=False, keep_best=sw["eval_weights"] == "best", cbs=cbs)
+            session = fit_run(self.learn, self.run, cfg.epochs, cfg.lr, seed=cfg.seed, resume=cfg.resume,
+                              lr_decay=cfg.lr_decay, finish=False, keep_best=sw["eval_weights"] == "best", cbs=cbs)
         # every process validates the whole set; only rank 0's record is the run's
-        finish_run(self.learn, self.run, cfg.epochs, cfg.seed)
+        finish_run(self.learn, self.run, cfg.epochs, cfg.seed, session)
         return self.run
 
 

@@ -1,0 +1,91 @@
+"""The figures of notebooks 04 and 06, one call each: a run's training curves, per-class accuracy, a prediction on
+one video, and a checkpoint scored with both protocols. Each takes what the evaluation returned and gives back the
+matplotlib figure (axes labelled with what they count)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from ..data.video import load_clip
+from ..evaluation.scoring import per_class_accuracy
+
+__all__ = ["plot_training_curves", "plot_per_class_accuracy", "plot_prediction", "plot_protocols"]
+
+
+def plot_training_curves(metrics: dict[str, Any]):
+    """Loss and validation accuracy per epoch, as notebook 03 recorded them (``metrics.json`` of a run)."""
+    import matplotlib.pyplot as plt
+
+    epochs = pd.DataFrame(metrics["epochs"]).set_index("epoch")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3))
+    epochs[["train_loss", "valid_loss"]].plot(ax=axes[0], marker="o", title="loss per epoch")
+    axes[0].set_ylabel("cross-entropy (mean over the epoch)")
+    epochs[["top1", "top5"]].plot(ax=axes[1], marker="o", title="validation accuracy (1 centre clip per video)",
+                                  ylim=(0, 1.05))
+    axes[1].set_ylabel("fraction of validation videos")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+    fig.tight_layout()
+    return fig
+
+
+def plot_per_class_accuracy(res: dict[str, Any]):
+    """Top-1 accuracy of each class of an evaluation (:func:`tsamlib.evaluation.views.evaluate_views`)."""
+    import matplotlib.pyplot as plt
+
+    pca = per_class_accuracy(res)
+    fig, ax = plt.subplots(figsize=(6, 0.35 * len(pca) + 1))
+    pca.set_index("class_name")["accuracy"].plot.barh(ax=ax, xlim=(0, 1))
+    p = res["protocol"]
+    ax.set_xlabel(f"top-1 accuracy ({p['n_clips']}x{p['n_crops']} views per video)")
+    ax.set_ylabel("class")
+    fig.tight_layout()
+    return fig
+
+
+def plot_prediction(video: str | Path, top: Sequence[tuple[str, float]], n_frames: int, n_clips: int):
+    """The centre frames of ``video`` (one per segment) above its top classes (:func:`tsamlib.predict`)."""
+    import matplotlib.pyplot as plt
+
+    frames, _ = load_clip(video, n_frames, "valid")
+    fig = plt.figure(figsize=(max(6.0, 1.6 * len(frames)), 2.2 + 0.4 * len(top)), layout="constrained")
+    above, below = fig.subfigures(2, 1, height_ratios=[1.9, 0.4 * len(top) + 0.8])
+    for ax, f in zip(above.subplots(1, len(frames)), frames):
+        ax.imshow(f.numpy())
+        ax.axis("off")
+    above.suptitle(f"{Path(video).name}: {len(frames)} centre frames (one per segment)", fontsize=9)
+    ax = below.subplots()
+    names, probs = zip(*top)
+    ax.barh(range(len(top))[::-1], probs)
+    ax.set_yticks(range(len(top))[::-1], names)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(f"probability (mean over {n_clips} clips)")
+    ax.set_title(f"top-{len(top)} prediction", fontsize=9)
+    return fig
+
+
+def plot_protocols(res: dict[str, Any], table: pd.DataFrame):
+    """A checkpoint scored with both protocols (:func:`tsamlib.evaluation.released.evaluate_checkpoint` and its
+    :func:`~tsamlib.evaluation.released.summary_table`): top-1/top-5 of each, and the authors' top-1 after 1..n
+    passes with the honest all-passes figure and the best-of-n one selected on the evaluation set."""
+    import matplotlib.pyplot as plt
+
+    a = res["authors"]
+    after = [100 * v for v in a["top1_after_passes"]]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
+    table.loc[["fixed views", "authors' passes"], ["top-1 %", "top-5 %"]].plot.barh(
+        ax=axes[0], xlim=(0, 110), title=f"{res['views']['n_videos']} videos, both protocols fixed in advance")
+    for bars in axes[0].containers:
+        axes[0].bar_label(bars, fmt="%.1f", fontsize=8, padding=2)
+    axes[0].set_xlabel("% of videos")
+    axes[1].plot(range(1, len(after) + 1), after, marker="o", label="top-1 after 1..n passes")
+    axes[1].scatter([len(after)], [100 * a["top1"]], s=120, zorder=3, label="honest: all passes")
+    axes[1].scatter([a["n_passes_selected_on_eval_set"]], [100 * a["top1_best_of_n_selected_on_eval_set"]], s=220,
+                    marker="*", zorder=4, label="best of 1..n: selected on the evaluation set")
+    axes[1].set(xlabel="passes summed", ylabel="top-1 %", ylim=(-3, 103), title="the authors' protocol",
+                xticks=range(1, len(after) + 1))
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig

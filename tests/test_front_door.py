@@ -62,6 +62,8 @@ def test_fresh_clone_runs_the_main_job_and_papermill_twice(tmp_path):
                 and '"finished": true' in (d / "metrics.json").read_text()]
     assert len(finished) == 3 == len(new), sorted(d.name for d in new)  # three distinct, finished runs
     assert sum(d.name.startswith("k4-fdiv8-8f-rgb-") for d in finished) == 2
-    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=clone,
-                            capture_output=True, text=True, check=True).stdout
-    assert status == "", f"tracked files changed:\n{status}"
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True,
+                            check=True).stdout
+    assert status == "", f"the main job and the papermill commands left the tree unclean:\n{status}"
+    frozen = [p.name for p in (clone / "results" / "notebooks" / "local").glob("*.ipynb") if "0%|" in p.read_text()]
+    assert not frozen, f"executed notebooks keep a progress bar frozen at 0 %: {frozen}"

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .cli.args import number
 from .cli.train import add_train
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -55,7 +56,7 @@ def add_index(sub: argparse._SubParsersAction) -> None:
     def common(q: argparse.ArgumentParser) -> None:
         q.add_argument("root", help="dataset folder")
         q.add_argument("--out", required=True, help="manifest CSV to write")
-        q.add_argument("--workers", type=int, default=None, help="probe processes (default min(4, cores))")
+        q.add_argument("--workers", type=number(int, 1), default=None, help="probe processes (default min(4, cores))")
         q.set_defaults(func=cmd_index)
 
     q = ds.add_parser("kinetics400", help="official CSVs label,youtube_id,time_start,time_end,split")
@@ -68,12 +69,13 @@ def add_index(sub: argparse._SubParsersAction) -> None:
     q = ds.add_parser("list", help="'id label' list files (the TSAM authors' format)")
     common(q)
     q.add_argument("--lists", nargs="+", required=True, help="split=list.txt pairs, e.g. train=training.txt")
-    q.add_argument("--video-ext", default=".mp4")
+    q.add_argument("--video-ext", default=".mp4", help="extension of the video files named by ids (default .mp4)")
     q.add_argument("--class-names", default=None, help="text file, one class name per line (line = label)")
     q = ds.add_parser("folder", help="root/<class>/<video> or root/train|valid/<class>/<video>")
     common(q)
-    q.add_argument("--valid-fraction", type=float, default=0.2)
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--valid-fraction", type=number(float, 0, 1, open_lo=True, open_hi=True), default=0.2,
+                   help="share of each class held out for validation when there is no train/valid split (default 0.2)")
+    q.add_argument("--seed", type=number(int, 0), default=0, help="seed of the validation split (default 0)")
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -85,26 +87,33 @@ def cmd_synth(args: argparse.Namespace) -> int:
     if args.out is None:
         raise SystemExit("error: synth needs --out FOLDER (or --describe)")
     size = tuple(args.size) if args.size else None
-    make_synthetic_dataset(args.out, kind=args.kind, n_per_class=args.n_per_class, n_classes=args.n_classes,
-                           seconds=args.seconds, size=size, fps=args.fps, seed=args.seed, audio=not args.no_audio,
-                           overwrite=args.overwrite, workers=args.workers)
+    try:   # an existing dataset with other parameters, a folder that cannot be written: one line
+        make_synthetic_dataset(args.out, kind=args.kind, n_per_class=args.n_per_class, n_classes=args.n_classes,
+                               seconds=args.seconds, size=size, fps=args.fps, seed=args.seed, audio=not args.no_audio,
+                               overwrite=args.overwrite, workers=args.workers)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
 def add_synth(sub: argparse._SubParsersAction) -> None:
     from .data.synthetic import KINDS  # light: numpy only
     p = sub.add_parser("synth", help="write a synthetic labelled video dataset (mp4 + manifest.csv)")
-    p.add_argument("--kind", choices=KINDS, default="default")
+    p.add_argument("--kind", choices=KINDS, default="default", help="which synthetic dataset (default: default)")
     p.add_argument("--out", default=None, help="dataset folder")
-    p.add_argument("--n-per-class", type=int, default=None)
-    p.add_argument("--n-classes", type=int, default=None)
-    p.add_argument("--seconds", type=float, default=None)
-    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None)
-    p.add_argument("--fps", type=float, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-per-class", type=number(int, 1), default=None, help="clips per class (default: the kind's)")
+    p.add_argument("--n-classes", type=number(int, 1), default=None, help="classes (default: the kind's)")
+    p.add_argument("--seconds", type=number(float, 0, open_lo=True), default=None,
+                   help="clip length (default: the kind's)")
+    p.add_argument("--size", type=number(int, 8, 4096), nargs=2, metavar=("H", "W"), default=None,
+                   help="frame height and width in pixels (default: the kind's)")
+    p.add_argument("--fps", type=number(float, 0, 240, open_lo=True), default=None,
+                   help="frames per second (default: the kind's)")
+    p.add_argument("--seed", type=number(int, 0), default=0, help="seed of the content (default 0)")
     p.add_argument("--no-audio", action="store_true", help="write no audio track")
     p.add_argument("--overwrite", action="store_true", help="replace a dataset made with other parameters")
-    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--workers", type=number(int, 1), default=None, help="writer processes (default 2)")
     p.add_argument("--describe", action="store_true", help="print the classes of --kind and exit")
     p.set_defaults(func=cmd_synth)
 
@@ -118,6 +127,9 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
     except NotebookFailed as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except ValueError as e:   # a notebook or parameter that does not exist: nothing ran
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -183,8 +195,8 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="top classes of a video file with a trained run")
     p.add_argument("video", help="video file (or frame folder)")
     p.add_argument("--run", required=True, help="a run id (see `python -m tsamlib runs`) or a run folder")
-    p.add_argument("--top", type=int, default=5, help="how many classes to print (default 5)")
-    p.add_argument("--n-clips", type=int, default=2, help="test clips averaged (default 2)")
+    p.add_argument("--top", type=number(int, 1), default=5, help="how many classes to print (default 5)")
+    p.add_argument("--n-clips", type=number(int, 1), default=2, help="test clips averaged (default 2)")
     p.add_argument("--n-crops", type=int, default=1, choices=(1, 3), help="crops per clip (default 1: centre)")
     p.set_defaults(func=cmd_predict)
 
@@ -197,11 +209,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="fixed multi-view evaluation of a run -> <run>/eval_<split>_<C>x<K>.json")
     p.add_argument("run", help="a run id (see `python -m tsamlib runs`) or a run folder")
-    p.add_argument("--split", default="valid")
-    p.add_argument("--n-clips", type=int, default=2, help="clips per video (papers: 10)")
+    p.add_argument("--split", default="valid", help="the manifest split to score (default valid)")
+    p.add_argument("--n-clips", type=number(int, 1), default=2, help="clips per video (default 2; papers: 10)")
     p.add_argument("--n-crops", type=int, default=3, choices=(1, 3), help="crops per clip (papers: 3)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--batch-size", type=number(int, 1), default=8, help="views per batch (default 8)")
+    p.add_argument("--num-workers", type=number(int, 0), default=0, help="loader processes (default 0)")
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -220,8 +232,12 @@ def _fps_arg(text: str) -> float | None:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     from .data.prepare import prepare_dataset
-    res = prepare_dataset(args.manifest, args.out, short_side=args.short_side, fps=args.fps, quality=args.quality,
-                          workers=args.workers)
+    try:   # the manifest, the output folder: the user's to fix, in one line (a clip's problem is recorded instead)
+        res = prepare_dataset(args.manifest, args.out, short_side=args.short_side, fps=args.fps, quality=args.quality,
+                              workers=args.workers)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0 if (res.table["problem"] == "").any() else 1
 
 
@@ -230,11 +246,11 @@ def add_prepare(sub: argparse._SubParsersAction) -> None:
                                        "with OUT/manifest.csv")
     p.add_argument("manifest", help="input manifest CSV")
     p.add_argument("--out", required=True, help="output folder (OUT/<class>/<stem>/00001.jpg, OUT/<class>/<stem>.wav)")
-    p.add_argument("--short-side", type=int, default=256, help="short side of the frames, never upscaled "
+    p.add_argument("--short-side", type=number(int, 0), default=256, help="short side of the frames, never upscaled "
                                                                 "(default 256; 0 keeps the size)")
     p.add_argument("--fps", type=_fps_arg, default=None, help="frames per second kept, or 'native' (default)")
-    p.add_argument("--quality", type=int, default=90, help="JPEG quality 1..100 (default 90)")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default: number of cores)")
+    p.add_argument("--quality", type=number(int, 1, 100), default=90, help="JPEG quality 1..100 (default 90)")
+    p.add_argument("--workers", type=number(int, 1), default=None, help="worker processes (default: number of cores)")
     p.set_defaults(func=cmd_prepare)
 
 

@@ -44,6 +44,8 @@ SWITCHES = tuple(PRESET_SWITCHES["tsamlib"])
 DATA_SWITCHES = ("video_norm", "audio_frontend", "missing_audio", "color_aug", "valid_view")
 # Settings that say how a run is executed, not what it is: never compared between runs.
 BOOKKEEPING = frozenset({"run_id", "resume", "overwrite", "runs_root", "num_workers"})
+# A run folder's name: 255 bytes on common file systems, less the ".old-YYYYMMDD-HHMMSS" of a run moved aside.
+MAX_RUN_ID_BYTES = 255 - len(".old-20261204-120000")
 # The settings of create_tsam(); the rest are data and training settings.
 MODEL_SETTINGS = ("n_frames", "audio", "shift_depth", "f_div", "shift_pad", "n_insert", "m_insert", "dropout")
 
@@ -156,6 +158,9 @@ class RunConfig:
                                         or self.run_id.startswith(".")):
             raise ValueError(f"run_id={self.run_id!r} must be a plain folder name (no slashes, not starting "
                              "with '.'), or None for an automatic id.")
+        if self.run_id is not None and len(self.run_id.encode()) > MAX_RUN_ID_BYTES:
+            raise ValueError(f"run_id is {len(self.run_id.encode())} bytes long; at most {MAX_RUN_ID_BYTES} (a folder "
+                             f"name holds 255, and a run moved aside gets '.old-<time>' appended): shorten it.")
         if self.resume and self.overwrite:
             raise ValueError("resume=True and overwrite=True contradict each other: pick one.")
         return self

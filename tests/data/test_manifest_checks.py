@@ -221,3 +221,12 @@ def test_interrupted_index_leaves_no_probe_workers(many_videos, tmp_path, sig):
             proc.kill()
         for p in _alive(locals().get("kids") or []):
             p.kill()
+
+
+def test_has_audio_maybe_is_refused_naming_the_row(tmp_path):
+    recs = rows(2)
+    recs[1]["has_audio"] = "maybe"
+    csv = tmp_path / "hand_written.csv"   # as a person or another tool writes it (write_manifest types the column)
+    pd.DataFrame(recs, columns=m.COLUMNS).to_csv(csv, index=False)
+    text = problems_of(csv)
+    assert "has_audio is neither true nor false in 1 row (line 3: 'maybe')" in text

@@ -156,6 +156,24 @@ def test_a_newer_generator_rewrites_a_stale_dataset(tmp_path, capsys, monkeypatc
         make_synthetic_dataset(root, **args)
 
 
+def test_a_record_cut_short_by_a_full_disk_is_detected_and_the_dataset_rebuilt(tmp_path, capsys, monkeypatch):
+    """A 0-byte synthetic.json (what a full disk left before the record was written atomically) blocks nothing."""
+    import tsamlib.data.datasets as datasets
+    monkeypatch.setattr(datasets, "dataset_dir", lambda kind: tmp_path / kind)
+    args = dict(kind="default", n_per_class=1, n_classes=2, seconds=0.5, size=(32, 32), workers=1)
+    root = make_synthetic_dataset(tmp_path / "default", **args)
+    record = (root / "synthetic.json").read_text()
+    (root / "synthetic.json").write_bytes(b"")
+    assert outdated(root) == "left incomplete"
+    with pytest.raises(FileExistsError, match="was left incomplete"):
+        datasets.dataset_manifest("default")   # without build_missing: the fix is named
+    capsys.readouterr()
+    make_synthetic_dataset(root, **args)
+    assert "is unreadable (the writer was interrupted): writing the dataset again" in capsys.readouterr().out
+    assert (root / "synthetic.json").read_text() == record and not outdated(root)
+    assert not list(root.glob(".*.tmp*")) and not list(root.glob("*.tmp"))   # the atomic write left no temp file
+
+
 def test_mini_something_is_about_order():
     def frames(c, i):
         return render_clip("mini-something", c, 0, i, 2.0, (64, 64), 12, audio=False)[0]

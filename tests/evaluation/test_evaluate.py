@@ -137,3 +137,10 @@ def test_notebook_04(run_dir, tmp_path):
                         cwd=str(repo_root() / "notebooks"), progress_bar=False, kernel_name="python3")
     rec = read_json(eval_path(run_dir, "valid", 1, 1))
     assert rec["metrics"]["n_videos"] == 12 and rec["metrics"]["n_failed"] == 1
+
+
+def test_two_crops_are_refused_before_anything_is_scored_or_written(run_dir):
+    before = sorted(p.name for p in run_dir.iterdir())
+    with pytest.raises(ValueError, match=r"n_crops=2: choose 1 \(the centre\) or 3"):
+        evaluate_views(run_dir, "valid", n_clips=1, n_crops=2)
+    assert sorted(p.name for p in run_dir.iterdir()) == before   # no record with nulls

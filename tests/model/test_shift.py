@@ -271,3 +271,13 @@ def test_recompute_falls_back_for_other_layers():
     assert torch.allclose(mod(x), net(loop_reference(x.view(2, 5, 16, 3, 3), 2, 4, 4).view(10, 16, 3, 3)))
     with pytest.raises(ValueError, match="plain nn.Conv2d"):
         shifted_conv2d(x.view(2, 5, 16, 3, 3), torch.nn.Conv2d(16, 4, 1, padding_mode="reflect"), 2, 4)
+
+
+def test_an_unknown_shift_kernel_is_refused_not_ignored(monkeypatch):
+    from tsamlib.model.tsam import create_tsam
+    monkeypatch.setenv("TSAM_SHIFT_KERNEL", "junk")
+    with pytest.raises(ValueError, match=r"TSAM_SHIFT_KERNEL='junk': choose one of \['triton', 'torch'\]"):
+        create_tsam("resnet10t", num_classes=3, n_frames=4)
+    for name in ("triton", "torch"):
+        monkeypatch.setenv("TSAM_SHIFT_KERNEL", name)
+        assert create_tsam("resnet10t", num_classes=3, n_frames=4).fc.out_features == 3

@@ -279,3 +279,13 @@ def test_05_notebook_renders_from_finished_runs(tmp_path):
     assert "62.5" in md and "not run" in md
     assert (tmp_path / "out" / "figures" / "audio_gain.png").is_file()
     assert not (runs / "table2-mini-tsam-16-k4-in21k-s0").exists()  # nothing was trained
+
+
+def test_05_builds_the_mini_datasets_only_when_it_runs_the_grid():
+    """With run=False notebook 05 re-renders: the cell that builds missing datasets is guarded by `run`."""
+    import ast
+    nb = json.loads((repo_root() / "notebooks" / "05_reproduce_tables.ipynb").read_text())
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    builds = [n for n in ast.walk(ast.parse(code)) if isinstance(n, ast.If)
+              and any(isinstance(k, ast.keyword) and k.arg == "build_missing" for k in ast.walk(n))]
+    assert builds and all("run" in {x.id for x in ast.walk(n.test) if isinstance(x, ast.Name)} for n in builds)

@@ -18,8 +18,8 @@ import pytest
 from tsamlib.config import RunConfig, auto_run_id, config_diff
 from tsamlib.data.datasets import dataset_manifest
 from tsamlib.data.manifest import ManifestError
-from tsamlib.runs.folder import (RunLock, RunLockedError, load_run, resolve_run, run_state, runs_table, start_run,
-                                 unique_run_id)
+from tsamlib.runs.folder import (RunLock, RunLockedError, is_running, load_run, resolve_run, run_state, runs_table,
+                                 start_run, unique_run_id)
 from tsamlib.training.run import begin_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,6 +91,34 @@ def test_a_failed_start_writes_nothing(tmp_path, manifest, change, what):
     with pytest.raises(ManifestError, match=what):
         begin_run(cfg)
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("bad, what", [
+    (dict(arch="resnet999"), r"arch='resnet999' is not a timm model"),
+    (dict(f_div=1000), r"too few for f_div=1000"),
+    (dict(pretrained="missing.pth"), r"'missing.pth' does not exist"),
+])
+def test_model_settings_are_checked_before_the_run_folder(tmp_path, manifest, bad, what):
+    cfg = RunConfig(dataset=str(manifest), run_id="r", runs_root=str(tmp_path / "runs"), **bad)
+    with pytest.raises((ValueError, FileNotFoundError), match=what):
+        begin_run(cfg)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_run_that_fails_to_start_is_not_left_locked(tmp_path, manifest, capsys, monkeypatch):
+    """A start that fails after the folder exists (here: the weights file is not a checkpoint) releases its lock,
+    so the next start says nothing about a stale lock."""
+    from tsamlib.training.run import setup_training
+    weights = tmp_path / "w.pth"
+    weights.write_text("not weights")
+    cfg = RunConfig(dataset=str(manifest), run_id="r", runs_root=str(tmp_path / "runs"), pretrained=str(weights),
+                    arch="resnet10t", n_frames=4, img_size=32, resize=36)
+    with pytest.raises(ValueError, match="cannot be read weights-only"):
+        setup_training(cfg)
+    assert (tmp_path / "runs" / "r" / ".lock").read_text() == ""   # released: nobody owns the folder
+    with pytest.raises(ValueError, match="cannot be read weights-only"):
+        setup_training(cfg)
+    assert "stale lock" not in capsys.readouterr().out
 
 
 def test_a_run_that_trained_nothing_never_blocks_its_id(tmp_path, capsys):
@@ -189,6 +217,8 @@ def test_a_second_process_is_refused_and_a_dead_owners_lock_is_taken_over(tmp_pa
             start_run("held", {"a": 1}, runs_root=tmp_path, resume=True)
         with pytest.raises(RunLockedError, match="training since"):  # what evaluate_views takes to write
             RunLock(tmp_path / "held", what="evaluation").acquire()
+        assert is_running(tmp_path / "held") and runs_table(tmp_path).set_index("run_id").loc["held", "status"] == \
+            "running"   # not "empty" or "unfinished": a live process owns it
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait(timeout=30)
@@ -196,6 +226,7 @@ def test_a_second_process_is_refused_and_a_dead_owners_lock_is_taken_over(tmp_pa
     assert f"taking over a stale lock (pid {holder.pid}" in capsys.readouterr().out
     run.close()
     assert (tmp_path / "held" / ".lock").read_text() == ""  # released: nobody owns it
+    assert not is_running(tmp_path / "held") and runs_table(tmp_path).loc[0, "status"] == "empty"
 
 
 # ----------------------------------------------------------------------------------------------- finding runs
@@ -218,3 +249,24 @@ def test_runs_table_and_resolve_run(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "one" in out.stdout and "0.750" in out.stdout, out.stderr
     assert "FutureWarning" not in out.stderr  # quiet by default
+
+
+def test_runs_lists_an_unreadable_run_and_goes_on(tmp_path):
+    ok = start_run("ok", RunConfig().settings(), runs_root=tmp_path)
+    ok.close()
+    for name, text in (("list", "[1, 2]"), ("broken", "{not json")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "params.json").write_text(text)
+    df = runs_table(tmp_path).set_index("run_id")
+    assert df.loc["ok", "status"] == "empty"
+    assert df.loc["list", "status"] == "unreadable: params.json holds a JSON list, not an object"
+    assert df.loc["broken", "status"].startswith("unreadable: ")
+    out = subprocess.run([sys.executable, "-m", "tsamlib", "runs", "--runs-root", str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "unreadable" in out.stdout and "Traceback" not in out.stderr, out.stderr
+
+
+def test_a_run_id_too_long_for_a_folder_name_is_refused():
+    with pytest.raises(ValueError, match=r"run_id is 300 bytes long; at most 235"):
+        RunConfig(run_id="r" * 300)
+    assert RunConfig(run_id="r" * 235).run_id == "r" * 235

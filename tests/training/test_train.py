@@ -114,4 +114,16 @@ def test_recorder_keeps_per_batch_losses_after_fit_run_and_resume(tmp_path, caps
     assert [float(x) for x in resumed.recorder.losses] == pytest.approx([float(x) for x in full.recorder.losses],
                                                                         abs=1e-5)
     ax = plot_learning_curve(resumed)
-    assert len(ax.lines[0].get_xdata()) == 9 - 5 and "batches" in ax.get_xlabel()  # the first 5 are skipped
+    lines = {ln.get_label(): ln for ln in ax.lines}
+    assert len(lines["train, every batch (moving average)"].get_xdata()) == 9 and ax.get_xlabel() == "epoch"
+    assert list(lines["train, at the epoch's end"].get_xdata()) == [1, 2, 3]
+    assert list(lines["valid, whole validation set"].get_ydata()) == pytest.approx([v[1] for v in resumed.recorder.values])
+
+
+def test_the_learning_curve_keeps_its_lines_with_one_batch_per_epoch(tmp_path):
+    seed_everything(0)
+    learn = tsam_learner(tiny_dls(n_train=8, bs=8), arch="resnet10t", n_frames=4, audio=False, progress_bars=False)
+    fit_run(learn, start_run("one", dict(epochs=3), runs_root=tmp_path), 3, 1e-3, seed=0)
+    lines = {ln.get_label(): ln for ln in plot_learning_curve(learn).lines}
+    assert list(lines["train, at the epoch's end"].get_xdata()) == [1, 2, 3]   # fastai's plot kept 1 point of 3
+    assert len(lines["valid, whole validation set"].get_xdata()) == 3

@@ -15,6 +15,7 @@ one; a finished run with its weights is not trained again; 04 evaluates the run 
 from __future__ import annotations
 
 import ast
+import difflib
 import os
 import sys
 from pathlib import Path
@@ -23,10 +24,10 @@ from typing import Any, Sequence
 from ..config import RunConfig
 from ..runs.fileio import relative_to_repo, repo_root
 from ..runs.folder import run_state, runs_dir, unique_run_id
-from ..runs.notebook import make_portable
+from ..runs.notebook import make_portable, unattended_kernels
 
 __all__ = ["NOTEBOOKS", "MAIN_JOB", "NotebookFailed", "local_out_dir", "published_out_dir", "run_notebook",
-           "run_pipeline", "parse_param"]
+           "run_pipeline", "parse_param", "selected_notebooks", "check_parameters"]
 
 NOTEBOOKS = ("01_build_datasets", "02_visualize", "03_train", "04_evaluate", "05_reproduce_tables",
              "06_released_checkpoint")
@@ -81,9 +82,10 @@ def run_notebook(name: str, parameters: dict[str, Any] | None = None, out_dir: s
     if name == "03_train":  # lets the notebook copy itself into its run folder
         parameters["PAPERMILL_OUTPUT_PATH"] = str(tmp)
     try:
-        pm.execute_notebook(str(root / "notebooks" / f"{name}.ipynb"), str(tmp), parameters=parameters,
-                            cwd=str(cwd or root), kernel_name="python3", progress_bar=progress,
-                            stdout_file=sys.stdout if echo else None, stderr_file=sys.stderr if echo else None)
+        with unattended_kernels():   # no progress bar that the saved copy would keep frozen at 0 %
+            pm.execute_notebook(str(root / "notebooks" / f"{name}.ipynb"), str(tmp), parameters=parameters,
+                                cwd=str(cwd or root), kernel_name="python3", progress_bar=progress,
+                                stdout_file=sys.stdout if echo else None, stderr_file=sys.stderr if echo else None)
     except pm.PapermillExecutionError as e:
         os.replace(tmp, failed)
         raise NotebookFailed(name, e, failed) from None
@@ -116,6 +118,29 @@ def _train_run_id(params: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     return params, cfg.run_id
 
 
+def selected_notebooks(only: Sequence[str] | None = None) -> list[str]:
+    """The notebooks ``only`` names by prefix (``["03", "04"]``), in order; the main job when None. ValueError
+    naming the notebooks when a prefix matches none (nothing would run)."""
+    if not only:
+        return list(MAIN_JOB)
+    unknown = [o for o in only if not any(name.startswith(o) for name in NOTEBOOKS)]
+    if unknown:
+        raise ValueError(f"--only {' '.join(unknown)} names no notebook: choose among {', '.join(NOTEBOOKS)} "
+                         "(a prefix such as 03 is enough).")
+    return [name for name in NOTEBOOKS if any(name.startswith(o) for o in only)]
+
+
+def check_parameters(parameters: dict[str, Any], declared: dict[str, set[str]]) -> None:
+    """ValueError, before anything runs, for a parameter that no notebook to run declares (a typo would otherwise
+    be dropped silently and run the defaults), naming the nearest declared one."""
+    known = set().union(*declared.values()) - {"PAPERMILL_OUTPUT_PATH"}
+    for name in parameters:
+        if name not in known:
+            near = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"did you mean {near[0]}?" if near else f"their parameters are {', '.join(sorted(known))}."
+            raise ValueError(f"-p {name}: no notebook of {', '.join(declared)} has this parameter; {hint}")
+
+
 def run_pipeline(only: Sequence[str] | None = None, parameters: dict[str, Any] | None = None,
                  out_dir: str | Path | None = None, progress: bool = False, publish: bool = False) -> list[Path]:
     """Run the notebooks in order (``only``: prefixes such as ``["03", "04"]``); ``parameters`` go to each
@@ -130,12 +155,12 @@ def run_pipeline(only: Sequence[str] | None = None, parameters: dict[str, Any] |
         parameters.setdefault("run_id", "demo")
         parameters.setdefault("overwrite", True)
     out_dir = Path(out_dir) if out_dir is not None else local_out_dir()
+    names = selected_notebooks(only)
+    declared = {name: set(pm.inspect_notebook(str(root / "notebooks" / f"{name}.ipynb"))) for name in names}
+    check_parameters(parameters, declared)
     done, trained_id = [], None
-    for name in NOTEBOOKS if only else MAIN_JOB:
-        if only and not any(name.startswith(o) for o in only):
-            continue
-        declared = set(pm.inspect_notebook(str(root / "notebooks" / f"{name}.ipynb")))
-        params = {k: v for k, v in parameters.items() if k in declared}
+    for name in names:
+        params = {k: v for k, v in parameters.items() if k in declared[name]}
         if name == "03_train":
             params, trained_id = _train_run_id(params)
             if trained_id is None:

@@ -43,13 +43,13 @@ def dataset_manifest(dataset: str | os.PathLike, build_missing: bool = False) ->
             print(f"{relative_to_repo(path)} is missing: building the synthetic {str(dataset)!r} dataset now "
                   "(deterministic, seed 0, the same generator as notebook 01) ...", flush=True)
             build_dataset(str(dataset))
-        elif outdated(path.parent):
+        elif why := outdated(path.parent):
             if not build_missing:
-                raise FileExistsError(f"{relative_to_repo(path.parent)} was written by an older generator of "
-                                      f"{str(dataset)!r}: rebuild it with notebooks/01_build_datasets.ipynb or "
+                raise FileExistsError(f"{relative_to_repo(path.parent)} was {why} ({str(dataset)!r}): rebuild it "
+                                      "with notebooks/01_build_datasets.ipynb or "
                                       f"`python -m tsamlib synth --kind {dataset} --out data/{dataset}`.")
-            print(f"{relative_to_repo(path.parent)} was written by an older generator of {str(dataset)!r}: "
-                  "rebuilding it (deterministic, seed 0) ...", flush=True)
+            print(f"{relative_to_repo(path.parent)} was {why} ({str(dataset)!r}): rebuilding it (deterministic, "
+                  "seed 0) ...", flush=True)
             build_dataset(str(dataset))
         return path
     path = Path(dataset)

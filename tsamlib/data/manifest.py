@@ -36,9 +36,10 @@ import pandas as pd
 from ..runs.fileio import atomic_path, relative_to_repo
 from .probe import probe_many, short_error
 
-__all__ = ["COLUMNS", "SPLITS", "SPLIT_ALIASES", "REQUIRED", "NO_AUDIO_DROPPED", "typed_manifest", "normalize_split",
-           "build_manifest", "write_manifest", "read_manifest", "summarize_manifest", "ManifestError", "check_manifest",
-           "read_table", "manifest_vocab", "usable_rows", "split_rows"]
+__all__ = ["COLUMNS", "SPLITS", "SPLIT_ALIASES", "REQUIRED", "NO_AUDIO_DROPPED", "HAS_AUDIO_VALUES", "typed_manifest",
+           "normalize_split", "read_csv_utf8", "build_manifest", "write_manifest", "read_manifest",
+           "summarize_manifest", "ManifestError", "check_manifest", "read_table", "manifest_vocab", "usable_rows",
+           "split_rows"]
 
 COLUMNS = ["path", "label", "label_name", "split", "n_frames", "fps", "duration", "has_audio", "problem"]
 SPLITS = ("train", "valid", "test")
@@ -82,7 +83,7 @@ def typed_manifest(df: pd.DataFrame) -> pd.DataFrame:
     df["fps"] = df["fps"].astype("float64")
     df["duration"] = df["duration"].astype("float64")
     hv = df["has_audio"]
-    df["has_audio"] = hv if hv.dtype == bool else hv.astype(str).str.lower().isin(["true", "1"])
+    df["has_audio"] = hv if hv.dtype == bool else hv.astype(str).str.strip().str.lower().isin(["true", "1", "yes"])
     return df
 
 
@@ -106,14 +107,30 @@ def write_manifest(df: pd.DataFrame, csv_path: str | os.PathLike) -> Path:
     return csv_path
 
 
+def read_csv_utf8(csv_path: str | os.PathLike, **kwargs) -> pd.DataFrame:
+    """``pd.read_csv`` of a UTF-8 file; a file in another encoding (Latin-1 from a spreadsheet, say) raises
+    :class:`ManifestError` naming the file, the first line that is not UTF-8 and how to convert it."""
+    try:
+        return pd.read_csv(csv_path, encoding="utf-8", **kwargs)
+    except UnicodeDecodeError:
+        for number, line in enumerate(Path(csv_path).read_bytes().splitlines(), 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ManifestError(f"Manifest {csv_path} is not UTF-8: line {number} holds byte "
+                                    f"0x{line[e.start]:02x} ({line[max(0, e.start - 20):e.start + 20]!r}); save it "
+                                    "as UTF-8 (e.g. `iconv -f latin1 -t utf-8 OLD.csv > NEW.csv`).") from None
+        raise
+
+
 def read_manifest(csv_path: str | os.PathLike) -> pd.DataFrame:
     """Read a manifest: absolute ``path`` strings, label int, has_audio bool, problem "" for fine rows."""
     csv_path = Path(csv_path).absolute()
     if not csv_path.is_file():
         raise FileNotFoundError(f"Manifest {csv_path} does not exist: build it with `python -m tsamlib index ...`.")
-    df = pd.read_csv(csv_path, keep_default_na=False, na_values={"fps": ["", "nan", "NaN"],
-                                                                 "duration": ["", "nan", "NaN"]},
-                     dtype={"path": str, "label_name": str, "split": str, "problem": str})
+    df = read_csv_utf8(csv_path, keep_default_na=False, na_values={"fps": ["", "nan", "NaN"],
+                                                                   "duration": ["", "nan", "NaN"]},
+                       dtype={"path": str, "label_name": str, "split": str, "problem": str})
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"{csv_path} is not a TSAM manifest: columns {missing} are missing (need {COLUMNS}).")
@@ -150,6 +167,7 @@ class ManifestError(ValueError):
 
 
 REQUIRED = ("path", "label", "split")  # the columns read_table needs in a DataFrame
+HAS_AUDIO_VALUES = ("true", "false", "1", "0", "yes", "no", "1.0", "0.0")   # lower case; anything else is refused
 _INDEX_HINT = "`python -m tsamlib index ...`"
 
 
@@ -221,8 +239,8 @@ def _read_rows(manifest) -> tuple[_Rows, list[str]]:
         if not Path(where).is_file():
             raise FileNotFoundError(f"Manifest {where} does not exist: build it with {_INDEX_HINT}.")
         try:  # the raw text, read like read_manifest does, so that every problem can be reported
-            raw = pd.read_csv(where, dtype=str, keep_default_na=False)
-        except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
+            raw = read_csv_utf8(where, dtype=str, keep_default_na=False)
+        except (pd.errors.EmptyDataError, pd.errors.ParserError) as e:
             raise ManifestError(f"Manifest {where} cannot be read as a CSV ({short_error(e, 200)}): rebuild it with "
                                 f"{_INDEX_HINT}.") from None
     else:
@@ -318,6 +336,18 @@ def _check_label_range(pairs: Counter, by_label: dict) -> list[str]:
             f"{top + 1}-class head. Number the classes 0..{n_classes - 1} without gaps (e.g. by sorted class name)."]
 
 
+def _check_has_audio(t: _Rows) -> list[str]:
+    """``has_audio`` says yes or no: true/false, 1/0, yes/no (any case), never something in between."""
+    if "has_audio" not in t.raw:
+        return []
+    bad = [i for i, v in enumerate(t.raw["has_audio"]) if str(v).strip().lower() not in HAS_AUDIO_VALUES]
+    if not bad:
+        return []
+    shown = [f"{t.row(i)}: {_show(t.raw['has_audio'].iloc[i])}" for i in bad]
+    return [f"has_audio is neither true nor false in {_plural(len(bad), 'row')} ({_examples(shown)}): write True or "
+            f"False (re-probing with {_INDEX_HINT} fills it in)."]
+
+
 def _check_duplicates(t: _Rows) -> list[str]:
     """The same clip at most once per split."""
     dupes = {k: c for k, c in Counter(zip(t.paths, t.splits)).items() if c > 1}
@@ -362,9 +392,9 @@ def check_manifest(manifest, required_splits: Sequence[str] = ("train", "valid")
     or train silently on the wrong thing, one named check each: missing columns (a CSV needs all of ``COLUMNS``, a
     DataFrame ``path, label, split``) or no rows; labels that are not whole numbers, or negative (-1, "unknown", is
     allowed in the test split only); a label with two names or a name with two labels; labels not numbered
-    0..n_classes-1 without gaps; the same path twice in one split; split names other than train/valid/test, and a
-    split of ``required_splits`` without usable rows. Rows with a non-empty ``problem`` are not errors: they are
-    excluded (counted and shown in the summary).
+    0..n_classes-1 without gaps; a ``has_audio`` that is neither true nor false; the same path twice in one split;
+    split names other than train/valid/test, and a split of ``required_splits`` without usable rows. Rows with a
+    non-empty ``problem`` are not errors: they are excluded (counted and shown in the summary).
 
     Returns ``dict(manifest, n_rows, rows, n_classes, classes, n_excluded, excluded_reasons, excluded)``:
     ``rows`` = usable rows per split (train, valid, test), ``classes`` = names indexed by label,
@@ -374,7 +404,8 @@ def check_manifest(manifest, required_splits: Sequence[str] = ("train", "valid")
     t, needed = _read_rows(manifest)
     pairs, by_label, by_name = _class_list(t)
     problems = [*_check_columns(t, needed), *_check_label_values(t), *_check_class_names(t, pairs, by_label, by_name),
-                *_check_label_range(pairs, by_label), *_check_duplicates(t), *_check_splits(t, required_splits)]
+                *_check_label_range(pairs, by_label), *_check_has_audio(t), *_check_duplicates(t),
+                *_check_splits(t, required_splits)]
     if problems:
         listed = "\n".join(f"  {k}. {q}" for k, q in enumerate(problems, 1))
         raise ManifestError(f"Manifest {t.where} has {_plural(len(problems), 'problem')}:\n{listed}")

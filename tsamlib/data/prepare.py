@@ -359,9 +359,9 @@ def _prepare_isolated(job: tuple) -> dict:
 
 def _run_jobs(jobs: list[tuple], workers: int) -> list[dict]:
     """:func:`prepare_clip` over ``jobs`` in a process pool with a progress bar; results in job order."""
-    from tqdm.auto import tqdm
+    from ..runs.notebook import progress
     results: list[dict | None] = [None] * len(jobs)
-    with tqdm(total=len(jobs), desc="prepare", unit="clip", disable=not jobs) as bar:
+    with progress(total=len(jobs), desc="prepare", unit="clip", disable=not jobs) as bar:
         if workers == 1 or len(jobs) < 2:
             for i, job in enumerate(jobs):
                 results[i] = _prepare_job(job)

@@ -205,14 +205,14 @@ def probe_many(paths: Sequence[str | os.PathLike], workers: int | None = None, d
     """Probe ``paths`` in a process pool (one thread per worker) with a progress bar, results in order.
 
     Interrupting (Ctrl-C) or killing the calling process ends the worker processes too."""
-    from tqdm.auto import tqdm
+    from ..runs.notebook import progress
     paths = [str(p) for p in paths]
     workers = min(4, os.cpu_count() or 1) if workers is None else max(1, int(workers))
     if workers == 1 or len(paths) < 2:
-        return [probe_video(p) for p in tqdm(paths, desc=desc, unit="file", disable=not paths)]
+        return [probe_video(p) for p in progress(paths, desc=desc, unit="file", disable=not paths)]
     results: list[dict] = []
     chunk = max(1, min(16, len(paths) // (workers * 8)))
-    with tqdm(total=len(paths), desc=desc, unit="file") as bar:
+    with progress(total=len(paths), desc=desc, unit="file") as bar:
         try:
             with probe_pool(workers) as ex:
                 for r in ex.map(probe_video, paths, chunksize=chunk):

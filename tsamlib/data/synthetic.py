@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..runs.fileio import atomic_path, exclusive_lock, relative_to_repo
+from ..runs.fileio import atomic_path, atomic_write_json, exclusive_lock, relative_to_repo
 
 __all__ = ["KINDS", "describe", "make_synthetic_dataset", "render_clip", "write_clip", "picture_class",
            "outdated"]
@@ -324,10 +324,10 @@ def _make_one(job: dict) -> str:
 
 
 def _run_jobs(jobs: list[dict], workers: int) -> None:
-    from tqdm.auto import tqdm
+    from ..runs.notebook import progress
 
     from .probe import single_thread  # here, not at the top: the module stays light (numpy only)
-    with tqdm(total=len(jobs), desc="synth", unit="clip") as bar:
+    with progress(total=len(jobs), desc="synth", unit="clip") as bar:
         if workers <= 1 or len(jobs) < 8:
             for j in jobs:
                 _make_one(j)
@@ -338,14 +338,31 @@ def _run_jobs(jobs: list[dict], workers: int) -> None:
                 bar.update()
 
 
-def outdated(root: str | os.PathLike) -> bool:
-    """True when ``root/synthetic.json`` records another generator version than this library's for its kind
-    (the clips there are stale); False when there is no record or it is current."""
-    pfile = Path(root) / PARAMS_FILE
+def _record(root: Path) -> dict | None:
+    """``root/synthetic.json``: None when there is none, ``{}`` when it cannot be read (cut short by a full disk or
+    a kill: written atomically since, but older datasets may hold one)."""
+    pfile = root / PARAMS_FILE
     if not pfile.is_file():
-        return False
-    recorded = json.loads(pfile.read_text())
-    return recorded.get("version") != _VERSION.get(recorded.get("kind"), recorded.get("version"))
+        return None
+    try:
+        got = json.loads(pfile.read_text())
+    except (OSError, ValueError):
+        return {}
+    return got if isinstance(got, dict) else {}
+
+
+def outdated(root: str | os.PathLike) -> str | None:
+    """Why the synthetic dataset in ``root`` must be written again, or None when it need not (no record at all, or
+    a complete one of this library's generator): ``"written by an older generator"`` (stale clips) or ``"left
+    incomplete"`` (its writer was interrupted: the record is unreadable or says so)."""
+    rec = _record(Path(root))
+    if rec is None:
+        return None
+    if not rec or not rec.get("complete"):
+        return "left incomplete"
+    if rec.get("version") != _VERSION.get(rec.get("kind"), rec.get("version")):
+        return "written by an older generator"
+    return None
 
 
 def make_synthetic_dataset(root: str | os.PathLike, kind: str = "default", n_per_class: int | None = None,
@@ -367,8 +384,16 @@ def make_synthetic_dataset(root: str | os.PathLike, kind: str = "default", n_per
     n_classes = d[1] if n_classes is None else int(n_classes)
     if not 1 <= n_classes <= len(classes):
         raise ValueError(f"n_classes={n_classes} for kind {kind!r}: it has 1 to {len(classes)} classes.")
-    params = dict(version=_VERSION[kind], kind=kind, n_per_class=int(n_per_class or d[0]), n_classes=n_classes,
-                  seconds=float(seconds or d[2]), size=list(size or d[3]), fps=float(fps or d[4]), seed=int(seed),
+    n_per_class = d[0] if n_per_class is None else n_per_class
+    seconds = d[2] if seconds is None else seconds
+    size = d[3] if size is None else size
+    fps = d[4] if fps is None else fps
+    bad = {k: v for k, v in dict(n_per_class=n_per_class, seconds=seconds, fps=fps).items() if not v > 0}
+    if bad or len(size) != 2 or not all(int(x) == x >= 8 for x in size):
+        raise ValueError(f"{bad or dict(size=size)}: n_per_class, seconds and fps must be positive and size two "
+                         "whole numbers of at least 8 pixels (None takes the kind's default).")
+    params = dict(version=_VERSION[kind], kind=kind, n_per_class=int(n_per_class), n_classes=n_classes,
+                  seconds=float(seconds), size=[int(x) for x in size], fps=float(fps), seed=int(seed),
                   audio=bool(audio), sample_rate=int(sample_rate), length_jitter=float(length_jitter),
                   valid_fraction=float(valid_fraction))
     root = Path(root)
@@ -384,14 +409,17 @@ def _write_dataset(root: Path, params: dict, classes: list, overwrite: bool, wor
     kind, n_classes, seed = params["kind"], params["n_classes"], params["seed"]
     pfile = root / PARAMS_FILE
     if pfile.exists():
-        old = json.loads(pfile.read_text())
+        old = _record(root) or {}   # unreadable: a write cut short; its clips are rewritten
         done = old.pop("complete", False)
         if old == params and done and (root / "manifest.csv").exists():
             print(f"synthetic dataset {kind!r} already in {relative_to_repo(root)} (same parameters): "
                   "skipping generation")
             return root
         diff = {k: (old.get(k), v) for k, v in params.items() if old.get(k) != v}
-        if set(diff) == {"version"}:  # same settings, newer generator: the old clips are stale, write them anew
+        if not old:  # no readable record: an interrupted write, never a dataset of other parameters
+            print(f"{relative_to_repo(root)}: its {PARAMS_FILE} is unreadable (the writer was interrupted): writing "
+                  "the dataset again")
+        elif set(diff) == {"version"}:  # same settings, newer generator: the old clips are stale, write them anew
             print(f"{relative_to_repo(root)}: written by version {old.get('version')} of the {kind!r} generator; "
                   f"regenerating with version {params['version']}")
         elif diff and not overwrite:
@@ -403,7 +431,7 @@ def _write_dataset(root: Path, params: dict, classes: list, overwrite: bool, wor
         raise FileExistsError(f"{root} is not empty and holds no {PARAMS_FILE}: choose an empty or new folder "
                               "for the synthetic dataset (nothing there is deleted).")
     root.mkdir(parents=True, exist_ok=True)
-    pfile.write_text(json.dumps({**params, "complete": False}, indent=1))
+    atomic_write_json(pfile, {**params, "complete": False})   # a full disk never leaves a cut-short record
 
     jobs, records = [], []
     for label, (name, _) in enumerate(classes[:n_classes]):
@@ -422,6 +450,6 @@ def _write_dataset(root: Path, params: dict, classes: list, overwrite: bool, wor
     if len(bad):
         raise RuntimeError(f"{len(bad)} generated clips do not decode, "
                            f"e.g. {bad['path'].iloc[0]}: {bad['problem'].iloc[0]}")
-    pfile.write_text(json.dumps({**params, "complete": True}, indent=1))
+    atomic_write_json(pfile, {**params, "complete": True})
     print(f"synthetic dataset {kind!r}: {len(df)} clips, {n_classes} classes in {relative_to_repo(root)}")
     return root

@@ -112,6 +112,9 @@ class ClipTransform:
             raise ValueError(f"resize ({self.resize}) must be >= img_size ({self.img_size})")
         if self.valid_view not in VALID_VIEWS:
             raise ValueError(f"valid_view={self.valid_view!r}: choose one of {list(VALID_VIEWS)}.")
+        if self.n_crops not in (1, 3):   # refused here, before a loader fails on every video
+            raise ValueError(f"n_crops={self.n_crops}: choose 1 (the centre) or 3 (start, centre and end along the "
+                             "long side).")
         # mean * 255 and std * 255 in float32 (the values the old tensor arithmetic used), kept as Python floats
         self._mean_255 = (torch.tensor(self.mean, dtype=torch.float32) * 255).tolist()
         self._std_255 = (torch.tensor(self.std, dtype=torch.float32) * 255).tolist()

@@ -19,7 +19,6 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from fastai.interpret import ClassificationInterpretation
-from tqdm.auto import tqdm
 
 from ..config import RunConfig
 from ..data.audio import AudioFrame
@@ -29,6 +28,7 @@ from ..data.transforms import ClipTransform, norm_stats
 from ..data.video import load_clip
 from ..model.tsam import TSAM
 from ..runs.fileio import relative_to_repo
+from ..runs.notebook import progress as progress_bar
 from .interpret import ViewsInterpretation
 
 __all__ = ["AUTHORS_EVAL_SCALES", "score_views", "score_authors", "authors_metrics", "per_class_accuracy",
@@ -106,7 +106,7 @@ def score_views(model: TSAM, cfg: RunConfig | Mapping[str, Any], manifest: str |
     sums, counts = torch.zeros(n_videos, c, dtype=torch.float64), torch.zeros(n_videos, dtype=torch.long)
     bad_rows: set[int] = set()
     t0 = time.perf_counter()
-    bar = tqdm(dl, total=len(dl), desc=f"evaluate {split}: {n_videos} videos x {n_views} views", unit="batch",
+    bar = progress_bar(dl, total=len(dl), desc=f"evaluate {split}: {n_videos} videos x {n_views} views", unit="batch",
                disable=not progress)
     for *x, rows, ok in bar:
         b = len(rows)
@@ -210,7 +210,7 @@ def score_authors(model: TSAM, cfg: RunConfig | Mapping[str, Any], manifest: str
         ds.pass_index = m   # set before the loader's iterator copies the dataset into its workers
         dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                                          worker_init_fn=_worker_init)
-        for *x, rows, ok in tqdm(dl, desc=f"authors' protocol, pass {m + 1}/{n_passes}", disable=not progress):
+        for *x, rows, ok in progress_bar(dl, desc=f"authors' protocol, pass {m + 1}/{n_passes}", disable=not progress):
             bad_rows.update(rows[~ok].tolist())
             sums.index_add_(0, rows[ok], model(*[t.to(dev) for t in x]).double().cpu()[ok])
         if labelled:

@@ -17,7 +17,8 @@ from torch import Tensor, nn
 
 from .shift_reference import check_shift, check_shift_input, check_shift_pad, shift_into
 
-__all__ = ["temporal_shift", "shifted_conv2d", "TemporalShift", "insert_temporal_shift"]
+__all__ = ["temporal_shift", "shifted_conv2d", "TemporalShift", "insert_temporal_shift", "shift_kernel",
+           "SHIFT_KERNELS"]
 
 
 class _TemporalShiftFn(torch.autograd.Function):
@@ -32,6 +33,19 @@ class _TemporalShiftFn(torch.autograd.Function):
         return g, None, None, None, None
 
 
+SHIFT_KERNELS = ("triton", "torch")
+
+
+def shift_kernel() -> str:
+    """``$TSAM_SHIFT_KERNEL``: ``"triton"`` (the default: the fused kernels on CUDA) or ``"torch"`` (the reference
+    slice copies everywhere); ValueError naming both for anything else, rather than a silent fallback."""
+    name = os.environ.get("TSAM_SHIFT_KERNEL", "triton")
+    if name not in SHIFT_KERNELS:
+        raise ValueError(f"TSAM_SHIFT_KERNEL={name!r}: choose one of {list(SHIFT_KERNELS)} (or leave it unset: "
+                         "triton).")
+    return name
+
+
 _SHIFT, _ADJOINT, _AGAIN = 0, 1, 2  # which of the fused ops: the shift, its adjoint, the shift recomputed in backward
 
 
@@ -40,7 +54,7 @@ def _fused_ops(x: Tensor):
     under ``torch.compile`` the custom ops (traced as one node each; "again" is the shift under another name, so the
     compiler does not merge the backward's recomputation with the forward's shift, see :class:`_ShiftedConv2dFn`),
     otherwise their low-overhead eager twins."""
-    if not x.is_cuda or os.environ.get("TSAM_SHIFT_KERNEL", "triton") != "triton":
+    if not x.is_cuda or shift_kernel() != "triton":
         return None
     try:  # lazy: needs Triton, avoids a circular import
         from . import shift_triton as st

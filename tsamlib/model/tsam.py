@@ -20,10 +20,10 @@ import torch
 from torch import Tensor, nn
 
 from .pretrained import AUTHORS_LAYOUT, LoadReport, load_backbone_weights, read_checkpoint, resolve_pretrained
-from .shift import insert_temporal_shift
+from .shift import insert_temporal_shift, shift_kernel
 from .shift_reference import check_shift_pad, check_shift_settings
 
-__all__ = ["TSAM", "create_tsam", "create_backbone"]
+__all__ = ["TSAM", "create_tsam", "create_backbone", "check_model_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,9 @@ def create_backbone(arch: str, num_classes: int, pretrained: str | os.PathLike |
     skipped and reported.
     """
     how = resolve_pretrained(pretrained, arch)
+    if not timm.is_model(arch):
+        raise ValueError(f"arch={arch!r} is not a timm model: use a ResNet timm knows (resnet10t, resnet18, resnet34, "
+                         "resnet50, resnet101, ...; timm.list_models('resnet*') lists them).")
     if how is not None and how[0] == "timm":
         try:
             backbone = timm.create_model(how[1], pretrained=True, num_classes=0)
@@ -102,6 +105,16 @@ class TSAM(nn.Module):
         return self.fc(x.mean(dim=1))                  # average the T+1 segments, then one FC layer
 
 
+def check_model_settings(arch: str, *, pretrained: str | os.PathLike | None = None, **settings) -> None:
+    """Every model setting checked without building anything real: ``arch`` is a timm model, the shift fits its
+    layers (``f_div``, ``shift_depth``, ``n_frames``), ``pretrained`` names weights that exist (a file, a timm tag,
+    ``in1k``/``in21k``). The model is built on the meta device (no memory, no weights read, milliseconds);
+    ValueError or FileNotFoundError naming the setting, as :func:`create_tsam` would raise them later."""
+    resolve_pretrained(pretrained, arch)
+    with torch.device("meta"):
+        create_tsam(arch, num_classes=2, pretrained=None, **settings)
+
+
 def create_tsam(arch: str = "resnet50", *, num_classes: int = 400, n_frames: int = 8, audio: bool = False,
                 shift_depth: int = 1, f_div: int = 8, n_insert: int = 1, m_insert: int = 0,
                 dropout: float = 0.5, pretrained: str | os.PathLike | None = None,
@@ -110,8 +123,7 @@ def create_tsam(arch: str = "resnet50", *, num_classes: int = 400, n_frames: int
 
     TSM-R50 (8 frames): ``create_tsam("resnet50", num_classes=400, n_frames=8, shift_depth=1, f_div=8)``.
     The report's Kinetics-400 config: ``create_tsam("resnet50", num_classes=400, n_frames=16, audio=True,
-    shift_depth=4, f_div=4,
-    n_insert=2, m_insert=0, dropout=0.5, pretrained="in21k")``.
+    shift_depth=4, f_div=4, n_insert=2, m_insert=0, dropout=0.5, pretrained="in21k")``.
     The authors' released Kinetics-400 model: the same with ``shift_pad="keep"`` and
     ``pretrained="resnet50_kinetics400.ckpt.pth.tar"`` (their file).
     """
@@ -119,6 +131,7 @@ def create_tsam(arch: str = "resnet50", *, num_classes: int = 400, n_frames: int
         raise ValueError(f"n_frames={n_frames} must be >= 1.")
     check_shift_settings(n_frames, shift_depth, f_div)  # fail early, before building
     check_shift_pad(shift_pad)
+    shift_kernel()   # an unknown $TSAM_SHIFT_KERNEL is refused here, on any device
     backbone, head, report = create_backbone(arch, num_classes, pretrained)
     if report is not None:
         log.info("%s", report)

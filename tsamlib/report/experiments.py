@@ -300,7 +300,7 @@ def run_grid(params_list: Sequence[dict[str, Any] | GridEntry], notebook: str = 
     """
     import papermill
 
-    from ..runs.notebook import make_portable
+    from ..runs.notebook import make_portable, unattended_kernels
 
     root_repo = repo_root()
     nb = Path(notebook) if Path(notebook).is_absolute() else root_repo / notebook
@@ -348,9 +348,10 @@ def run_grid(params_list: Sequence[dict[str, Any] | GridEntry], notebook: str = 
         t0 = time.perf_counter()
         try:
             out_nb = run_dir / "train.ipynb"
-            papermill.execute_notebook(str(nb), str(out_nb), cwd=str(root_repo), kernel_name="python3",
-                                       parameters=dict(params, PAPERMILL_OUTPUT_PATH=str(out_nb)),
-                                       progress_bar=progress_bar)
+            with unattended_kernels():
+                papermill.execute_notebook(str(nb), str(out_nb), cwd=str(root_repo), kernel_name="python3",
+                                           parameters=dict(params, PAPERMILL_OUTPUT_PATH=str(out_nb)),
+                                           progress_bar=progress_bar)
             make_portable(out_nb, final_name=out_nb.name)
             status = "finished (resumed)" if resume else "finished"
             if not is_finished(run_dir):

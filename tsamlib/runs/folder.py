@@ -34,7 +34,7 @@ from .fileio import atomic_write_json, read_json, relative_to_repo, remove_stale
 from .provenance import environment_info
 
 __all__ = ["runs_dir", "Run", "RunLock", "RunLockedError", "start_run", "open_run", "load_run", "run_state",
-           "is_finished", "has_weights", "unique_run_id", "resolve_run", "runs_table", "latest_run"]
+           "is_running", "is_finished", "has_weights", "unique_run_id", "resolve_run", "runs_table", "latest_run"]
 
 
 def runs_dir(runs_root: str | os.PathLike | None = None) -> Path:
@@ -155,6 +155,26 @@ def is_finished(run_dir: str | os.PathLike) -> bool:
     """``metrics.json`` says ``finished: true``."""
     m = Path(run_dir) / "metrics.json"
     return m.is_file() and bool(read_json(m).get("finished"))
+
+
+def is_running(run_dir: str | os.PathLike) -> bool:
+    """A live process owns the run folder now (its ``.lock`` is held): it trains, resumes or writes an evaluation."""
+    lock = Path(run_dir).resolve() / ".lock"
+    if lock.parent in _HELD:
+        return True
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
 
 
 def has_weights(run_dir: str | os.PathLike) -> bool:
@@ -285,11 +305,16 @@ def runs_table(runs_root: str | os.PathLike | None = None) -> pd.DataFrame:
         try:
             params = read_json(d / "params.json")
             metrics = read_json(d / "metrics.json") if (d / "metrics.json").is_file() else {}
-        except ValueError as e:
+            for name, got in (("params.json", params), ("metrics.json", metrics)):
+                if not isinstance(got, dict):
+                    raise ValueError(f"{name} holds a JSON {type(got).__name__}, not an object")
+        except (ValueError, OSError) as e:   # listed with the reason; the other runs are listed as usual
             recs.append(dict(run_id=d.name, status=f"unreadable: {e}", path=relative_to_repo(d)))
             continue
         final = metrics.get("final") or {}
         state = run_state(d)
+        if state in ("empty", "unfinished") and is_running(d):
+            state = "running"
         recs.append(dict(run_id=d.name, status=state, top1=final.get("top1"), top5=final.get("top5"),
                          date=(metrics.get("started_at") or "")[:10], epochs_done=len(metrics.get("epochs", [])),
                          path=relative_to_repo(d),  # runs recorded before the presets existed: "tsamlib"

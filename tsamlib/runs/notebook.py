@@ -1,19 +1,25 @@
-"""The executed notebook of a run: where papermill writes it, a copy beside the run, paths made portable.
+"""Executed notebooks: where papermill writes one, a copy beside its run, paths made portable, progress bars.
 
 Notebook 03 calls :func:`save_notebook_copy` at its end, so ``<run>/train.ipynb`` holds the executed notebook;
 :func:`make_portable` rewrites an executed notebook so it names no folder of the machine it ran on (the notebook
-runner and the experiment grids use it too).
+runner and the experiment grids use it too). :func:`progress` is the library's progress bar: tqdm's where someone
+watches it live, none in a notebook that papermill executes (its saved copy would keep the bar frozen at 0 %).
 """
 from __future__ import annotations
 
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
 from .fileio import relative_to_repo, repo_root
 from .folder import Run
 
-__all__ = ["make_portable", "papermill_output_path", "executed_by_papermill", "save_notebook_copy"]
+__all__ = ["make_portable", "papermill_output_path", "executed_by_papermill", "save_notebook_copy", "progress",
+           "unattended_kernels", "UNATTENDED"]
+
+UNATTENDED = "TSAM_UNATTENDED"   # set to 1 for the kernels that the notebook runners start: nobody watches them
 
 
 def make_portable(notebook: str | Path, final_name: str | None = None) -> Path:
@@ -51,8 +57,39 @@ def papermill_output_path(injected: str | None = None) -> Path | None:
 
 
 def executed_by_papermill(injected: str | None = None) -> bool:
-    """True when this kernel runs under papermill (no person watches the HTML progress bars)."""
-    return papermill_output_path(injected) is not None
+    """True when this kernel runs under papermill (no person watches the HTML progress bars): started by
+    ``python -m tsamlib notebooks`` or a grid (:data:`UNATTENDED`), or by a ``papermill`` command."""
+    return os.environ.get(UNATTENDED) == "1" or papermill_output_path(injected) is not None
+
+
+@contextmanager
+def unattended_kernels() -> Iterator[None]:
+    """Kernels started inside this block know that nobody watches them (:func:`executed_by_papermill`)."""
+    before = os.environ.get(UNATTENDED)
+    os.environ[UNATTENDED] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(UNATTENDED, None)
+        else:
+            os.environ[UNATTENDED] = before
+
+
+def progress(iterable: Any = None, **kwargs: Any):
+    """``tqdm.auto.tqdm(iterable, **kwargs)``, disabled in a notebook that papermill executes (a saved bar stays at
+    its first state, 0 %, forever); the terminal's text bar and JupyterLab's widget otherwise."""
+    from tqdm.auto import tqdm
+
+    if _in_kernel() and executed_by_papermill():
+        kwargs["disable"] = True
+    return tqdm(iterable, **kwargs)
+
+
+def _in_kernel() -> bool:
+    import sys
+
+    return "ipykernel" in sys.modules
 
 
 def save_notebook_copy(run: Run, injected: str | None = None) -> Path | None:

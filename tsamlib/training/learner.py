@@ -201,16 +201,32 @@ class RunLogger(TrainedEpochCallback):
 
 
 def plot_learning_curve(learn: Learner, ax=None):
-    """fastai's loss plot (``recorder.plot_loss``) with the epochs marked and its axes explained."""
+    """The loss per epoch, training and validation, with the training loss of every batch behind them (fastai's
+    moving average), against epochs counted from 1 as the terminal counts them. The per-epoch lines stay readable
+    when an epoch has a single batch, where fastai's ``recorder.plot_loss`` had next to nothing left to draw."""
     import matplotlib.pyplot as plt
+    import numpy as np
 
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 3.5))
-    learn.recorder.plot_loss(skip_start=min(5, max(len(learn.recorder.losses) - 1, 0)), show_epochs=True, ax=ax)
-    ax.set_xlabel("training batches (dotted lines: ends of epochs)")
+    rec = learn.recorder
+    values = [dict(zip(rec.metric_names[1:-1], v)) for v in rec.values]
+    epochs = np.arange(1, len(values) + 1)
+    if len(rec.losses) > len(values):   # batches between the epochs' ends: their place on the epoch axis
+        ends = np.asarray(rec.iters, dtype=float)
+        at = np.interp(np.arange(1, len(rec.losses) + 1), np.concatenate([[0.0], ends]), np.arange(len(ends) + 1))
+        ax.plot(at, [float(x) for x in rec.losses], color="tab:blue", alpha=0.3, lw=1,
+                label="train, every batch (moving average)")
+    for key, style, label in (("train_loss", "o-", "train, at the epoch's end"),
+                              ("valid_loss", "s-", "valid, whole validation set")):
+        ys = [v.get(key) for v in values]
+        if any(y is not None for y in ys):
+            ax.plot(epochs, [np.nan if y is None else float(y) for y in ys], style, label=label)
+    ax.set_xlabel("epoch")
     ax.set_ylabel("cross-entropy loss")
-    ax.set_title("learning curve: train = moving average over batches, valid = whole validation set per epoch",
-                 fontsize=9)
+    ax.set_xticks(epochs)
+    ax.legend(fontsize=8)
+    ax.set_title("learning curve", fontsize=9)
     return ax
 
 

@@ -37,6 +37,7 @@ from ..data.datasets import dataset_manifest
 from ..data.loaders import TSAMDataLoaders, video_dataloaders
 from ..data.manifest import check_manifest
 from ..model.complexity import model_complexity
+from ..model.tsam import check_model_settings
 from ..runs.fileio import mel_cache_dir, relative_to_repo
 from ..runs.folder import Run, start_run, unique_run_id
 from .distributed import data_parallel, launch_record
@@ -46,11 +47,13 @@ __all__ = ["begin_run", "Training", "setup_training", "train"]
 
 
 def begin_run(cfg: RunConfig, build_missing: bool = True, extra: dict[str, Any] | None = None) -> tuple[Run, Path]:
-    """Check everything, then open the run: the settings (on creating ``cfg``), the dataset's manifest
-    (built first when it is a missing synthetic dataset), the run id (``None``: a new readable one).
+    """Check everything, then open the run: the settings (on creating ``cfg``), the model they make (arch, shift,
+    pretrained weights: :func:`check_model_settings`), the dataset's manifest (built first when it is a missing
+    synthetic dataset), the run id (``None``: a new readable one).
     Nothing is written before every check passed. ``extra`` is recorded beside the settings in ``params.json``.
     Returns the run and the manifest path."""
     cfg.check()
+    check_model_settings(cfg.arch, pretrained=cfg.pretrained, **cfg.model_kwargs())
     manifest = dataset_manifest(cfg.dataset, build_missing=build_missing)
     check_manifest(manifest)
     run_id = cfg.run_id or unique_run_id(cfg, cfg.runs_root)
@@ -92,11 +95,20 @@ def setup_training(cfg: RunConfig, progress_bars: bool = True) -> Training:
         cfg = cfg.replace(runs_root=tempfile.mkdtemp(prefix=f"tsam-rank{rank}-"), run_id=cfg.run_id or "rank")
     # with several processes none builds a missing dataset (they would race): build it first (notebook 01)
     run, manifest = begin_run(cfg, build_missing=not several)
+    try:
+        return _prepare(cfg, run, manifest, launch, progress_bars)
+    except BaseException:
+        run.close()   # a run that failed to start is not left locked
+        raise
+
+
+def _prepare(cfg: RunConfig, run: Run, manifest: Path, launch: dict[str, Any], progress_bars: bool) -> Training:
+    """Step 2 of :func:`setup_training` on an open run: the DataLoaders, the Learner, the model's size."""
     run.note(launch=launch)
     seed_everything(cfg.seed)
     data = {**cfg.data_kwargs(), "batch_size": launch["per_process_batch_size"]}
     dls = video_dataloaders(manifest, **data, cache_dir=mel_cache_dir())
-    say = print if rank == 0 else (lambda *a, **k: None)
+    say = print if rank_distrib() == 0 else (lambda *a, **k: None)
     say(f"{len(dls.train.dataset)} training clips, {len(dls.valid.dataset)} validation clips, {dls.c} classes")
     seed_everything(cfg.seed)  # the same initial weights in every process
     learn = tsam_learner(dls, arch=cfg.arch, recipe=cfg.recipe, pretrained=cfg.pretrained,

@@ -1,0 +1,67 @@
+"""Command-line values out of range end at argument parsing: exit code 2, one line naming the option and the range,
+nothing run, nothing written."""
+import re
+
+import pytest
+
+from tsamlib.__main__ import main
+from tsamlib.data.synthetic import make_synthetic_dataset
+
+
+@pytest.mark.parametrize("argv, option, says", [
+    (["evaluate", "RUN", "--n-clips", "0"], "--n-clips", "0 is out of range: allowed 1 or more"),
+    (["evaluate", "RUN", "--batch-size", "0"], "--batch-size", "allowed 1 or more"),
+    (["evaluate", "RUN", "--num-workers", "-1"], "--num-workers", "allowed 0 or more"),
+    (["predict", "v.mp4", "--run", "RUN", "--top", "0"], "--top", "allowed 1 or more"),
+    (["predict", "v.mp4", "--run", "RUN", "--n-clips", "two"], "--n-clips", "'two' is not an integer"),
+    (["prepare", "m.csv", "--out", "OUT", "--short-side", "-5"], "--short-side", "allowed 0 or more"),
+    (["prepare", "m.csv", "--out", "OUT", "--workers", "-1"], "--workers", "allowed 1 or more"),
+    (["prepare", "m.csv", "--out", "OUT", "--quality", "101"], "--quality", r"allowed \[1, 100\]"),
+    (["index", "folder", "ROOT", "--out", "o.csv", "--valid-fraction", "1.5"], "--valid-fraction",
+     r"allowed \(0, 1\)"),
+    (["index", "folder", "ROOT", "--out", "o.csv", "--workers", "0"], "--workers", "allowed 1 or more"),
+    (["synth", "--out", "OUT", "--n-per-class", "0"], "--n-per-class", "allowed 1 or more"),
+    (["synth", "--out", "OUT", "--fps", "0"], "--fps", r"allowed \(0, 240\]"),
+    (["synth", "--out", "OUT", "--fps", "-5"], "--fps", r"allowed \(0, 240\]"),
+    (["synth", "--out", "OUT", "--size", "0", "0"], "--size", r"allowed \[8, 4096\]"),
+    (["synth", "--out", "OUT", "--seconds", "nan"], "--seconds", "out of range"),
+])
+def test_out_of_range_values_are_refused_at_parsing(argv, option, says, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert e.value.code == 2 and f"argument {option}" in err
+    assert re.search(says, err), err
+    assert list(tmp_path.iterdir()) == []   # nothing written
+
+
+@pytest.mark.parametrize("bad", [dict(n_per_class=0), dict(fps=-5), dict(size=(0, 0)), dict(seconds=0)])
+def test_make_synthetic_dataset_refuses_what_it_used_to_replace_by_defaults(tmp_path, bad):
+    with pytest.raises(ValueError, match=f"{list(bad)[0]}.*must be positive"):
+        make_synthetic_dataset(tmp_path / "d", **bad)
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["notebooks", "-p", "shift_dept", "4"], "-p shift_dept: no notebook of 01_build_datasets, 02_visualize, "
+                                             "03_train, 04_evaluate has this parameter; did you mean shift_depth?"),
+    (["notebooks", "--only", "99"], "--only 99 names no notebook: choose among 01_build_datasets"),
+    (["notebooks", "--only", "04", "-p", "epochs", "2"], "-p epochs: no notebook of 04_evaluate has this parameter"),
+])
+def test_notebook_runner_refuses_what_would_run_nothing_or_the_defaults(argv, says, capsys, monkeypatch):
+    import tsamlib.cli.notebooks as runner
+    monkeypatch.setattr(runner, "run_notebook", lambda *a, **k: pytest.fail("a notebook ran"))
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip().startswith(f"error: {says}")
+
+
+def test_a_latin1_manifest_is_named_with_its_line_and_the_fix(tmp_path, capsys):
+    csv = tmp_path / "latin1.csv"
+    csv.write_bytes("path,label,label_name,split,n_frames,fps,duration,has_audio,problem\n"
+                    "/videos/café.mp4,0,café,train,8,8.0,1.0,True,\n".encode("latin-1"))
+    assert main(["prepare", str(csv), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: Manifest {csv} is not UTF-8: line 2 holds byte 0xe9 (b'/videos/caf\\xe9.mp4")
+    assert err.endswith("save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8 OLD.csv > NEW.csv`).")
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,34 @@
+"""Typed command-line values with their ranges: a wrong one ends at argument parsing, in one line naming the option
+(argparse's ``error: argument --n-clips: 0 is out of range: allowed 1 or more``, exit code 2)."""
+from __future__ import annotations
+
+import argparse
+from typing import Callable
+
+__all__ = ["number"]
+
+
+def number(kind: type = int, lo: float | None = None, hi: float | None = None, open_lo: bool = False,
+           open_hi: bool = False) -> Callable[[str], float]:
+    """An argparse ``type``: ``kind`` (int or float) within [lo, hi] (``open_lo``/``open_hi`` exclude the ends)."""
+    what = "an integer" if kind is int else "a number"
+    if lo is not None and hi is not None:
+        allowed = f"{'(' if open_lo else '['}{lo}, {hi}{')' if open_hi else ']'}"
+    elif lo is not None:
+        allowed = f"more than {lo}" if open_lo else f"{lo} or more"
+    else:
+        allowed = f"less than {hi}" if open_hi else f"{hi} or less"
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        below = lo is not None and (value <= lo if open_lo else value < lo)
+        above = hi is not None and (value >= hi if open_hi else value > hi)
+        if below or above or value != value:   # NaN is never in range
+            raise argparse.ArgumentTypeError(f"{text} is out of range: allowed {allowed}")
+        return value
+
+    parse.__name__ = kind.__name__   # argparse names the type in some messages
+    return parse

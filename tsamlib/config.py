@@ -26,18 +26,21 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, Mapping
 
 __all__ = ["RunConfig", "BOOKKEEPING", "MODEL_SETTINGS", "RECIPES", "PRESETS", "PRESET_SWITCHES", "SWITCHES",
-           "DATA_SWITCHES", "resolve_switches", "normalize", "config_diff", "auto_run_id", "settings_help"]
+           "PRECISIONS", "DATA_SWITCHES", "resolve_switches", "normalize", "config_diff", "auto_run_id",
+           "settings_help"]
 
 RECIPES = ("one_cycle", "paper")
 # Every difference between this library's pipeline and the authors' released code (issue 10), one switch each.
 PRESET_SWITCHES: dict[str, dict[str, Any]] = {
     "tsamlib": dict(shift_pad="zero", video_norm="imagenet", audio_frontend="tsamlib", missing_audio="silent",
                     color_aug=False, valid_view="center_crop", wd_bn_bias=False, eval_weights="last",
-                    eval_protocol="views"),
+                    eval_protocol="views", precision="auto"),
     "authors": dict(shift_pad="keep", video_norm="none", audio_frontend="authors", missing_audio="drop",
                     color_aug=True, valid_view="short_side", wd_bn_bias=True, eval_weights="best",
-                    eval_protocol="authors"),
+                    eval_protocol="authors", precision="fp32"),
 }
+# Training precision: fp32, or autocast to fp16 (CUDA only) or bf16; "auto": fp16 on a CUDA GPU, fp32 on the CPU.
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 PRESETS = tuple(PRESET_SWITCHES)
 SWITCHES = tuple(PRESET_SWITCHES["tsamlib"])
 # The switches that :func:`tsamlib.data.video_dataloaders` takes.
@@ -98,6 +101,9 @@ class RunConfig:
     eval_protocol: str | None = _f(None, "switch: evaluation: 'views' (fixed clips x crops, mean softmax) or "
                                          "'authors' (10 random training-style passes, logits summed)",
                                    choices=("views", "authors"))
+    precision: str | None = _f(None, "switch: training arithmetic: 'fp32', 'fp16' or 'bf16' (autocast; fp16 needs a "
+                                     "CUDA GPU) or 'auto' (fp16 on a GPU, fp32 on the CPU)", choices=PRECISIONS)
+    channels_last: bool | None = _f(None, "channels_last memory format for the model (None: on a GPU only)")
     epochs: int = _f(3, "training epochs", lo=1, hi=10_000)
     lr: float = _f(2e-3, "base learning rate", lo=0.0, hi=10.0, open_lo=True)
     recipe: str = _f("one_cycle", "'one_cycle' (fastai, Adam) or 'paper' (SGD 0.9, wd 1e-4, step decay)",

@@ -52,6 +52,7 @@ def test_paper_scale_params_are_the_report_configs():
                      pretrained="in21k", arch="resnet50", img_size=224, resize=256, n_mels=224, flip=True, epochs=50,
                      lr=0.05,
                      recipe="paper", lr_decay=[[0.2, 5], [0.01, 30], [0.002, 45]], batch_size=64, sync_bn=False,
+                     channels_last=None,
                      dropout=0.5,
                      num_workers=8, seed=0, run_id="table1-paper-tsam-16-av-in21k-s0", resume=False,
                      overwrite=False, runs_root=None, preset="authors", **PRESET_SWITCHES["authors"])

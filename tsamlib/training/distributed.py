@@ -24,6 +24,8 @@ import torch
 from fastai.callback.core import Callback
 from fastai.distributed import DistributedDL, DistributedTrainer  # also adds Learner.distrib_ctx
 
+from .learner import resolve_precision
+
 __all__ = ["per_process_batch", "launch_record", "GlobalBatchDL", "GlobalBatches", "data_parallel"]
 
 
@@ -38,15 +40,18 @@ def per_process_batch(batch_size: int, world_size: int) -> int:
 
 
 def launch_record(cfg, world_size: int, cuda: bool) -> dict[str, Any]:
-    """What the run records of its launch: ``world_size``, ``per_process_batch_size`` and ``batchnorm``
-    (``"per_process"`` or ``"sync"``). ValueError, before anything is written, for a launch that cannot train
-    ``cfg``'s recipe: a batch size the processes do not divide, SyncBatchNorm without CUDA."""
+    """What the run records of its launch: ``world_size``, ``per_process_batch_size``, ``batchnorm``
+    (``"per_process"`` or ``"sync"``), ``device`` and the ``precision`` and ``channels_last`` resolved for it.
+    ValueError, before anything is written, for a launch that cannot train ``cfg``'s recipe: a batch size the
+    processes do not divide, SyncBatchNorm or fp16 without CUDA."""
     world = max(world_size, 1)
     if cfg.sync_bn and world > 1 and not cuda:
         raise ValueError("sync_bn=True needs CUDA GPUs (torch's SyncBatchNorm does not run on CPU processes): "
                          "set sync_bn=False (BatchNorm per process, the authors' behaviour) or launch on GPUs.")
     return dict(world_size=world, per_process_batch_size=per_process_batch(cfg.batch_size, world),
-                batchnorm="sync" if cfg.sync_bn and world > 1 else "per_process")
+                batchnorm="sync" if cfg.sync_bn and world > 1 else "per_process", device="cuda" if cuda else "cpu",
+                precision=resolve_precision(cfg.switches()["precision"], cuda),
+                channels_last=cuda if cfg.channels_last is None else cfg.channels_last)
 
 
 class GlobalBatchDL(DistributedDL):

@@ -34,6 +34,7 @@ from fastai.optimizer import SGD, Adam
 from fastai.torch_core import rank_distrib
 from fastcore.meta import delegates
 
+from ..config import PRECISIONS
 from ..model.tsam import create_tsam
 from ..runs.checkpoints import (
     BestCheckpoint,
@@ -48,8 +49,8 @@ from ..runs.checkpoints import (
 )
 from ..runs.folder import Run
 
-__all__ = ["top5", "tsam_learner", "EpochSeed", "StepDecay", "ProgressLine", "RunLogger", "fit_run", "finish_run",
-           "plot_learning_curve", "seed_everything"]
+__all__ = ["top5", "tsam_learner", "resolve_precision", "BF16Autocast", "EpochSeed", "StepDecay", "ProgressLine",
+           "RunLogger", "fit_run", "finish_run", "plot_learning_curve", "seed_everything"]
 
 def top5(inp: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
     """Top-5 accuracy (top-k with k = number of classes when there are fewer than 5)."""
@@ -66,12 +67,14 @@ def seed_everything(seed: int) -> None:
 def tsam_learner(dls, arch: str = "resnet50", recipe: str = "one_cycle", n_frames: int | None = None,
                  audio: bool | None = None, wd: float | None = None, metrics: Sequence | None = None,
                  cbs: Sequence[Callback] | None = None, progress_bars: bool = True, wd_bn_bias: bool = False,
-                 **kwargs) -> Learner:
+                 precision: str = "auto", channels_last: bool | None = None, **kwargs) -> Learner:
     """A fastai Learner over a TSAM model sized from ``dls`` (classes, frames, audio).
 
     ``recipe="paper"`` uses SGD(momentum 0.9) with L2 weight decay 1e-4 as the report; ``"one_cycle"`` Adam.
     ``wd_bn_bias``: weight decay on BatchNorm and bias parameters too (the authors'; fastai's default skips them).
-    On a GPU, mixed precision and channels_last are switched on; on CPU neither. ``progress_bars=False`` drops
+    ``precision`` (:func:`resolve_precision`): ``"fp16"`` is fastai's mixed precision (CUDA, with a loss scaler),
+    ``"bf16"`` autocasts to bfloat16 on the CPU or the GPU, ``"auto"`` is fp16 on a GPU and fp32 on the CPU;
+    ``channels_last`` (None: on a GPU). ``learn.precision`` says what was applied. ``progress_bars=False`` drops
     fastai's HTML bars (under papermill nobody sees them; :class:`ProgressLine` prints a line per epoch).
     """
     ds = getattr(getattr(dls, "train", None), "dataset", None)
@@ -92,11 +95,55 @@ def tsam_learner(dls, arch: str = "resnet50", recipe: str = "one_cycle", n_frame
     if not progress_bars:  # without the bars fastai's Recorder would print each epoch as a raw list
         learn.remove_cb(ProgressCallback)
         learn.logger = lambda *args, **kwargs: None
-    if torch.cuda.is_available():
-        from fastai.callback.channelslast import ChannelsLast
+    cuda = torch.cuda.is_available()
+    learn.precision = resolve_precision(precision, cuda)
+    if learn.precision == "fp16":
         learn.to_fp16()
+    elif learn.precision == "bf16":
+        learn.add_cb(BF16Autocast("cuda" if cuda else "cpu"))
+    if cuda if channels_last is None else channels_last:
+        from fastai.callback.channelslast import ChannelsLast
         learn.add_cb(ChannelsLast())
     return learn
+
+
+def resolve_precision(precision: str, cuda: bool) -> str:
+    """``"fp32"``, ``"fp16"`` or ``"bf16"``: ``precision`` with ``"auto"`` resolved (fp16 on a CUDA GPU, fp32 on the
+    CPU). ValueError for fp16 without a GPU (float16 autocast is a GPU recipe; on the CPU it is slow and untested
+    here) and for an unknown value."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}: choose one of {list(PRECISIONS)}.")
+    if precision == "auto":
+        return "fp16" if cuda else "fp32"
+    if precision == "fp16" and not cuda:
+        raise ValueError("precision='fp16' needs a CUDA GPU: on the CPU use 'bf16' (autocast to bfloat16) or 'fp32'.")
+    return precision
+
+
+class BF16Autocast(Callback):
+    """Forward and loss under ``torch.autocast(device_type, bfloat16)``, on the CPU too (fastai's ``to_bf16``
+    autocasts CUDA only, so on a CPU it would train in fp32 while saying bf16). bfloat16 has fp32's range: no loss
+    scaler."""
+
+    order = 10   # where fastai's MixedPrecision sits
+
+    def __init__(self, device_type: str):
+        self.device_type = device_type
+
+    def before_batch(self):
+        self.autocast = torch.autocast(self.device_type, dtype=torch.bfloat16)
+        self.autocast.__enter__()
+
+    def after_pred(self):
+        self.learn.pred = self.pred.float()
+
+    def after_loss(self):
+        self.autocast.__exit__(None, None, None)
+        self.autocast = None
+
+    def after_cancel_batch(self):   # a batch cancelled before its loss: leave the autocast region all the same
+        if getattr(self, "autocast", None) is not None:
+            self.after_loss()
 
 
 class EpochSeed(Callback):

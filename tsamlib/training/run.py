@@ -112,7 +112,8 @@ def _prepare(cfg: RunConfig, run: Run, manifest: Path, launch: dict[str, Any], p
     say(f"{len(dls.train.dataset)} training clips, {len(dls.valid.dataset)} validation clips, {dls.c} classes")
     seed_everything(cfg.seed)  # the same initial weights in every process
     learn = tsam_learner(dls, arch=cfg.arch, recipe=cfg.recipe, pretrained=cfg.pretrained,
-                         wd_bn_bias=cfg.switches()["wd_bn_bias"], progress_bars=progress_bars, **cfg.model_kwargs())
+                         wd_bn_bias=cfg.switches()["wd_bn_bias"], progress_bars=progress_bars,
+                         precision=launch["precision"], channels_last=launch["channels_last"], **cfg.model_kwargs())
     cost = model_complexity(cfg.arch, dls.c, img_size=cfg.img_size, **cfg.model_kwargs())
     run.note(model=dict(params=cost["params"], gmacs_per_clip=cost["gmacs"],
                         n_shifted_blocks=learn.model.n_shifted_blocks))

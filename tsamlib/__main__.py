@@ -32,6 +32,15 @@ def _split_files(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
+    try:   # a missing folder, no videos, an annotation file that does not fit: one line, nothing written
+        _index(args)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _index(args: argparse.Namespace) -> None:
     from .data import index as m
     if args.dataset == "kinetics400":
         ann = _split_files(args.annotations) if "=" in args.annotations[0] else args.annotations[0]
@@ -46,7 +55,6 @@ def cmd_index(args: argparse.Namespace) -> int:
                      workers=args.workers)
     else:
         m.index_folder(args.root, args.out, valid_fraction=args.valid_fraction, seed=args.seed, workers=args.workers)
-    return 0
 
 
 def add_index(sub: argparse._SubParsersAction) -> None:
@@ -194,7 +202,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="top classes of a video file with a trained run")
     p.add_argument("video", help="video file (or frame folder)")
-    p.add_argument("--run", required=True, help="a run id (see `python -m tsamlib runs`) or a run folder")
+    p.add_argument("--run", required=True, help="a run id (python -m tsamlib runs lists them) or a run folder")
     p.add_argument("--top", type=number(int, 1), default=5, help="how many classes to print (default 5)")
     p.add_argument("--n-clips", type=number(int, 1), default=2, help="test clips averaged (default 2)")
     p.add_argument("--n-crops", type=int, default=1, choices=(1, 3), help="crops per clip (default 1: centre)")
@@ -208,7 +216,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="fixed multi-view evaluation of a run -> <run>/eval_<split>_<C>x<K>.json")
-    p.add_argument("run", help="a run id (see `python -m tsamlib runs`) or a run folder")
+    p.add_argument("run", help="a run id (python -m tsamlib runs lists them) or a run folder")
     p.add_argument("--split", default="valid", help="the manifest split to score (default valid)")
     p.add_argument("--n-clips", type=number(int, 1), default=2, help="clips per video (default 2; papers: 10)")
     p.add_argument("--n-crops", type=int, default=3, choices=(1, 3), help="crops per clip (papers: 3)")

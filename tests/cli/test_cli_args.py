@@ -65,3 +65,29 @@ def test_a_latin1_manifest_is_named_with_its_line_and_the_fix(tmp_path, capsys):
     assert err.startswith(f"error: Manifest {csv} is not UTF-8: line 2 holds byte 0xe9 (b'/videos/caf\\xe9.mp4")
     assert err.endswith("save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8 OLD.csv > NEW.csv`).")
     assert not (tmp_path / "out").exists()
+
+
+def test_index_on_a_folder_without_videos_says_so_and_writes_nothing(tmp_path, capsys):
+    for c in ("cats", "dogs"):
+        (tmp_path / "root" / c).mkdir(parents=True)
+        (tmp_path / "root" / c / "notes.txt").write_text("not a video")
+    assert main(["index", "folder", str(tmp_path / "root"), "--out", str(tmp_path / "m.csv")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"error: No videos found under {tmp_path / 'root'} (looked for .mp4") and "2 class" in err
+    assert not (tmp_path / "m.csv").exists()
+
+
+@pytest.mark.parametrize("command", [["index", "folder"], ["index", "kinetics400"], ["index", "list"],
+                                     ["index", "something-v1"], ["synth"], ["notebooks"], ["runs"], ["predict"],
+                                     ["evaluate"], ["prepare"], ["train"]])
+def test_every_option_has_a_plain_help_text(command):
+    """--help: every option explained, no reST markup (backticks) in what a terminal shows."""
+    from tsamlib.__main__ import build_parser
+    parser = build_parser()
+    for name in command:   # walk down to the subcommand's parser
+        parser = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction").choices[name]
+    for action in parser._actions:
+        if action.dest != "help":
+            assert action.help, f"{' '.join(command)}: {action.option_strings or action.dest} has no help"
+    text = parser.format_help()
+    assert "`" not in text, text

@@ -185,6 +185,9 @@ def index_folder(root: str | os.PathLike, out: str | os.PathLike, valid_fraction
     if not classes:
         raise ValueError(f"No class folders found under {root}: "
                          "expected root/<class>/<video> or root/train/<class>/...")
+    if not any(groups.values()):   # class folders but not one video: no manifest is written
+        raise ValueError(f"No videos found under {root} (looked for {', '.join(exts)} in {len(classes)} class "
+                         "folders): check the folder, or pass the videos' extension.")
     records = []
     for (name, split), files in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
         if split is None:

@@ -1,6 +1,7 @@
 """Command-line values out of range end at argument parsing: exit code 2, one line naming the option and the range,
 nothing run, nothing written."""
 import re
+from pathlib import Path
 
 import pytest
 
@@ -91,3 +92,12 @@ def test_every_option_has_a_plain_help_text(command):
             assert action.help, f"{' '.join(command)}: {action.option_strings or action.dest} has no help"
     text = parser.format_help()
     assert "`" not in text, text
+
+
+def test_publishing_a_notebook_without_run_id_is_not_refused(monkeypatch):
+    """--publish adds run_id/overwrite for notebook 03; for 05 alone they are not the user's typo."""
+    import tsamlib.cli.notebooks as runner
+    ran = []
+    monkeypatch.setattr(runner, "run_notebook", lambda name, params, *a, **k: ran.append((name, params)) or Path("x"))
+    assert main(["notebooks", "--only", "05", "--publish", "-p", "run", "False"]) == 0
+    assert ran == [("05_reproduce_tables", {"run": False})]

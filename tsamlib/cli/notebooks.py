@@ -150,14 +150,14 @@ def run_pipeline(only: Sequence[str] | None = None, parameters: dict[str, Any] |
 
     root = repo_root()
     parameters = dict(parameters or {})
+    names = selected_notebooks(only)
+    declared = {name: set(pm.inspect_notebook(str(root / "notebooks" / f"{name}.ipynb"))) for name in names}
+    check_parameters(parameters, declared)   # the user's; publishing's own below go where they are declared
     if publish:
         out_dir = out_dir or published_out_dir()
         parameters.setdefault("run_id", "demo")
         parameters.setdefault("overwrite", True)
     out_dir = Path(out_dir) if out_dir is not None else local_out_dir()
-    names = selected_notebooks(only)
-    declared = {name: set(pm.inspect_notebook(str(root / "notebooks" / f"{name}.ipynb"))) for name in names}
-    check_parameters(parameters, declared)
     done, trained_id = [], None
     for name in names:
         params = {k: v for k, v in parameters.items() if k in declared[name]}

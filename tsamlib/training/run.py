@@ -46,19 +46,17 @@ from .learner import finish_run, fit_run, seed_everything, tsam_learner
 __all__ = ["begin_run", "Training", "setup_training", "train"]
 
 
-def begin_run(cfg: RunConfig, build_missing: bool = True, extra: dict[str, Any] | None = None) -> tuple[Run, Path]:
+def begin_run(cfg: RunConfig, build_missing: bool = True) -> tuple[Run, Path]:
     """Check everything, then open the run: the settings (on creating ``cfg``), the model they make (arch, shift,
     pretrained weights: :func:`check_model_settings`), the dataset's manifest (built first when it is a missing
-    synthetic dataset), the run id (``None``: a new readable one).
-    Nothing is written before every check passed. ``extra`` is recorded beside the settings in ``params.json``.
+    synthetic dataset), the run id (``None``: a new readable one). Nothing is written before every check passed.
     Returns the run and the manifest path."""
     cfg.check()
     check_model_settings(cfg.arch, pretrained=cfg.pretrained, **cfg.model_kwargs())
     manifest = dataset_manifest(cfg.dataset, build_missing=build_missing)
     check_manifest(manifest)
     run_id = cfg.run_id or unique_run_id(cfg, cfg.runs_root)
-    run = start_run(run_id, {**cfg.settings(), **(extra or {})}, cfg.runs_root, resume=cfg.resume,
-                    overwrite=cfg.overwrite)
+    run = start_run(run_id, cfg.settings(), cfg.runs_root, resume=cfg.resume, overwrite=cfg.overwrite)
     print(f"run {run_id}: {relative_to_repo(run.path)}", flush=True)
     return run, manifest
 

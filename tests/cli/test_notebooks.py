@@ -87,6 +87,11 @@ def test_03_train_writes_run(default_dataset, tmp_path, cwd, audio):
     assert m["environment"]["packages"]["fastai"] and m["environment"]["git_commit"] is not None
     assert m["model"]["n_shifted_blocks"] == 4  # resnet10t: one block per stage
     assert (run / "train.ipynb").is_file() and (run / "checkpoints" / "model.pth").is_file()
+    # the final record is shown as a table, not a raw dict of floats, and the copy beside the run has it
+    copy = nbformat.read(run / "train.ipynb", as_version=4)
+    shown = [o for c in copy.cells if c.cell_type == "code" for o in c.outputs]
+    assert any("text/html" in o.get("data", {}) and "valid_loss" in o["data"]["text/html"] for o in shown)
+    assert not any("{'valid_loss':" in "".join(o.get("text", "")) for o in shown)
     # a finished run is never overwritten silently
     with pytest.raises(pm.PapermillExecutionError, match="FileExistsError"):
         execute("03_train", tmp_path / "again.ipynb", runs_root=str(runs), run_id="nbtest", **SMALL_TRAIN)

@@ -160,4 +160,5 @@ def test_notebook_06_on_the_real_clips(kinetics_clips, tmp_path, monkeypatch):
     rec = json.loads(records[0].read_text())
     assert rec["layout"] == "authors" and "random weights" in rec["note"] and rec["views"]["metrics"]["n_videos"] == 4
     assert rec["settings"]["n_frames"] == 6 and rec["authors"]["protocol"]["n_passes"] == 3
+    assert rec["num_classes"] == 2 and "2 outputs (the evaluation manifest's classes)" in text   # the clips' 0/1
     assert not (ROOT / "results" / "released" / records[0].name).exists()   # a stand-in's record stays in work_dir

@@ -290,3 +290,15 @@ def test_05_builds_the_mini_datasets_only_when_it_runs_the_grid():
     builds = [n for n in ast.walk(ast.parse(code)) if isinstance(n, ast.If)
               and any(isinstance(k, ast.keyword) and k.arg == "build_missing" for k in ast.walk(n))]
     assert builds and all("run" in {x.id for x in ast.walk(n.test) if isinstance(x, ast.Name)} for n in builds)
+
+
+def test_the_grid_and_its_runs_are_shown_summarised():
+    """Notebook 05 shows one line per table row (not 54 per-seed lines with NaN) and the runs counted by status."""
+    entries = ex.mini_grid(seeds=(0, 1, 2))
+    rows = ex.grid_summary(entries)
+    assert len(ex.grid_frame(entries)) == 54 and len(rows) == 18 and set(rows["seeds"]) == {"0, 1, 2"}
+    assert not rows.isna().any().any()
+    assert rows.loc[rows["pre-training (report)"] == "INet21K", "runs"].str.startswith("not run").sum() == 4
+    summary = ex.run_grid(entries, runs_root="/nonexistent-runs-root", dry_run=True, log=lambda *a: None)
+    counted = ex.run_summary(summary).set_index("status")["runs"].to_dict()
+    assert counted == {"would run": 42, "not run": 12}

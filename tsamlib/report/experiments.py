@@ -33,7 +33,7 @@ from ..runs.folder import is_finished, run_state, runs_dir
 
 __all__ = ["Row", "ReferenceRow", "GridEntry", "TABLE1_ROWS", "TABLE2_ROWS", "REFERENCE_ROWS",
            "run_id", "paper_params", "mini_params", "mini_init", "paper_grid", "mini_grid", "grid",
-           "grid_frame", "placeholders", "run_grid", "scale_preset", "MINI"]
+           "grid_frame", "grid_summary", "run_summary", "placeholders", "run_grid", "scale_preset", "MINI"]
 
 
 @dataclass(frozen=True)
@@ -280,6 +280,32 @@ def grid_frame(entries: Sequence[GridEntry]) -> pd.DataFrame:
                          recipe=p.get("recipe"), preset=p.get("preset", scale_preset(e.scale)),
                          runs=e.reason is None, reason=e.reason or ""))
     return pd.DataFrame(recs)
+
+
+def grid_summary(entries: Sequence[GridEntry]) -> pd.DataFrame:
+    """:func:`grid_frame` with one line per table row instead of per (row, seed): the seeds in one column, and what
+    the row runs with or why it does not."""
+    df = grid_frame(entries)
+    if df.empty:
+        return df
+    keys = ["table", "method", "frames", "audio", "shift_depth", "pretrained_report", "init_used"]
+    out = df.groupby(keys, sort=False, dropna=False).agg(
+        seeds=("seed", lambda s: ", ".join(str(x) for x in sorted(s))),
+        runs=("runs", "all"), reason=("reason", "first")).reset_index()
+    out["runs"] = ["yes" if r else why for r, why in zip(out["runs"], out["reason"])]
+    return out.drop(columns="reason").rename(columns={"shift_depth": "k", "pretrained_report": "pre-training (report)",
+                                                      "init_used": "init used"})
+
+
+def run_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """What :func:`run_grid` returned, counted by status (finished, done, resumed, failed ...), with the run ids."""
+    if summary.empty:
+        return summary
+    short = summary["status"].str.split(":").str[0]
+    return (summary.assign(status=short).groupby("status")
+            .agg(runs=("run_id", "size"), seconds=("seconds", "sum"),
+                 run_ids=("run_id", lambda r: ", ".join(list(r)[:4]) + (" ..." if len(r) > 4 else "")))
+            .reset_index())
 
 
 # ------------------------------------------------------------------------------------------------ runner

@@ -179,6 +179,36 @@ def test_rerun_redoes_only_what_is_missing_and_cleans_temp_folders(source, tmp_p
     assert len(list(Path(rows["d"]["path"]).glob("*.jpg"))) == 10
 
 
+def test_a_full_disk_stops_prepare_and_marks_no_clip_bad(source, tmp_path, monkeypatch, capsys):
+    """A write the disk refuses (ENOSPC) is the disk's error, not the clip's: prepare stops with it, names the
+    folder and the fix, writes no manifest; clips done before are kept, and a rerun with space finishes the rest."""
+    import errno
+
+    import tsamlib.data.prepare as prep
+    out = tmp_path / "out"
+    real, calls = prep._write_frames, []
+
+    def full_after_one(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(prep, "_write_frames", full_after_one)
+    with pytest.raises(OSError, match=rf"No space left on device while writing prepared clips into {out}: free "
+                                      "space .* no clip was marked bad"):
+        prepare_dataset(source / "in.csv", out, short_side=SHORT, workers=1, verbose=False)
+    assert not (out / "manifest.csv").exists() and not list(out.glob(f"*/.*{TMP_SUFFIX}"))
+    assert cli(["prepare", str(source / "in.csv"), "--out", str(out), "--workers", "1"]) == 2   # the CLI: one line
+    err = capsys.readouterr().err.strip().splitlines()[-1]   # after the progress bar's lines
+    assert err.startswith("error: [Errno 28] No space left on device while writing") and "Traceback" not in err
+    monkeypatch.setattr(prep, "_write_frames", real)   # space again
+    res = prepare_dataset(source / "in.csv", out, short_side=SHORT, workers=1, verbose=False)
+    assert (res.converted, res.skipped, res.failed) == (3, 1, 1)   # the first clip was kept; late.mp4 fails itself
+    # the only problems are the clips' own (broken.mp4 from indexing, late.mp4 now), none from the full disk
+    assert res.table.loc[res.table["problem"] != "", "problem"].str.startswith("cannot ").all()
+
+
 def test_a_second_prepare_into_the_same_folder_fails_and_names_the_lock(source, tmp_path):
     """While one prepare holds ``OUT/.prepare.lock``, a second one into OUT stops at once (nothing written), with an
     error naming OUT and the lock; afterwards the folder can be prepared."""

@@ -29,6 +29,7 @@ to see ``source``.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -55,6 +56,9 @@ TMP_SUFFIX = ".prepare-tmp"
 META_NAME = "prepare.json"
 _CHUNK = 16  # frames decoded per decord call
 _VERSION = 1
+
+# write errors that are the output disk's (a full disk must not mark good clips bad)
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 
 @dataclass
@@ -313,6 +317,8 @@ def prepare_clip(source: str | os.PathLike, dest: str | os.PathLike, short_side:
                     n = _write_frames(frames, n_sel, tmp, short_side, quality)
                     break
                 except Exception as e:
+                    if _disk_error(e):   # the disk's, not the clip's: stop, mark nothing bad
+                        raise
                     errors.append(short_error(e, 120, with_type=True))
                     for f in tmp.iterdir():
                         f.unlink()
@@ -341,7 +347,14 @@ def prepare_clip(source: str | os.PathLike, dest: str | os.PathLike, short_side:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     except Exception as e:
+        if _disk_error(e):
+            raise
         return _fail(f"prepare failed: {type(e).__name__}: {short_error(e)}")
+
+
+def _disk_error(e: BaseException) -> bool:
+    """A write that failed because of the output disk (full, over quota, read-only), whatever the clip."""
+    return isinstance(e, OSError) and e.errno in DISK_ERRNOS
 
 
 def _prepare_job(job: tuple) -> dict:
@@ -421,7 +434,14 @@ def prepare_dataset(manifest: str | os.PathLike, out: str | os.PathLike, short_s
         dest = clip_destinations(src, out)
         todo = [i for i in range(len(src)) if src["problem"].iat[i] == ""]
         jobs = [(src["path"].iat[i], str(dest[i]), int(short_side), fps, int(quality)) for i in todo]
-        results = _run_jobs(jobs, workers)
+        try:
+            results = _run_jobs(jobs, workers)
+        except OSError as e:
+            if not _disk_error(e):
+                raise
+            raise OSError(e.errno, f"{os.strerror(e.errno)} while writing prepared clips into {out}: free space (or "
+                          "choose another --out) and run prepare again; the clips finished so far are kept and "
+                          "skipped, no clip was marked bad") from None
         table = src.copy()
         table["source"] = table["path"]
         table["path"] = [str(d) for d in dest]

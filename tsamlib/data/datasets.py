@@ -35,21 +35,17 @@ def dataset_manifest(dataset: str | os.PathLike, build_missing: bool = False) ->
     ``build_missing=True`` (deterministic: the same generator and seed as notebook 01)."""
     if str(dataset) in KINDS:
         path = dataset_dir(str(dataset)) / "manifest.csv"
-        if not path.is_file():
+        missing = not path.is_file()
+        stale = None if missing else outdated(path.parent)   # "written by an older generator", "left incomplete"
+        why = "is missing" if missing else stale and f"was {stale}"
+        if why:
+            where = relative_to_repo(path if missing else path.parent)
             if not build_missing:
-                raise FileNotFoundError(f"{relative_to_repo(path)} does not exist: run "
-                                        "notebooks/01_build_datasets.ipynb first, or "
-                                        f"`python -m tsamlib synth --kind {dataset} --out data/{dataset}`.")
-            print(f"{relative_to_repo(path)} is missing: building the synthetic {str(dataset)!r} dataset now "
-                  "(deterministic, seed 0, the same generator as notebook 01) ...", flush=True)
-            build_dataset(str(dataset))
-        elif why := outdated(path.parent):
-            if not build_missing:
-                raise FileExistsError(f"{relative_to_repo(path.parent)} was {why} ({str(dataset)!r}): rebuild it "
-                                      "with notebooks/01_build_datasets.ipynb or "
-                                      f"`python -m tsamlib synth --kind {dataset} --out data/{dataset}`.")
-            print(f"{relative_to_repo(path.parent)} was {why} ({str(dataset)!r}): rebuilding it (deterministic, "
-                  "seed 0) ...", flush=True)
+                raise (FileNotFoundError if missing else FileExistsError)(
+                    f"{where} {why} ({str(dataset)!r}): build it with notebooks/01_build_datasets.ipynb or "
+                    f"`python -m tsamlib synth --kind {dataset} --out data/{dataset}`.")
+            print(f"{where} {why}: building the synthetic {str(dataset)!r} dataset now (deterministic, seed 0, the "
+                  "same generator as notebook 01) ...", flush=True)
             build_dataset(str(dataset))
         return path
     path = Path(dataset)

@@ -10,14 +10,17 @@ __all__ = ["number"]
 
 def number(kind: type = int, lo: float | None = None, hi: float | None = None, open_lo: bool = False,
            open_hi: bool = False) -> Callable[[str], float]:
-    """An argparse ``type``: ``kind`` (int or float) within [lo, hi] (``open_lo``/``open_hi`` exclude the ends)."""
+    """An argparse ``type``: ``kind`` (int or float) within [lo, hi] (``open_lo``/``open_hi`` exclude the ends; no
+    bound given: any value but NaN)."""
     what = "an integer" if kind is int else "a number"
     if lo is not None and hi is not None:
         allowed = f"{'(' if open_lo else '['}{lo}, {hi}{')' if open_hi else ']'}"
     elif lo is not None:
         allowed = f"more than {lo}" if open_lo else f"{lo} or more"
-    else:
+    elif hi is not None:
         allowed = f"less than {hi}" if open_hi else f"{hi} or less"
+    else:
+        allowed = "a finite value"   # no range: only NaN is refused
 
     def parse(text: str) -> float:
         try:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..config import RunConfig
+from .args import number
 
 __all__ = ["add_train", "cmd_train"]
 
@@ -31,18 +32,21 @@ _EXAMPLES = """examples:
 batch_size is the global batch: N processes load batch_size / N clips each per step."""
 
 
-def _parser_of(name: str, kinds: list[str]) -> Callable[[str], Any]:
-    """A value of setting ``name`` from its text, by the setting's type (``int``, ``float``, ``str``, ``list``)."""
+def _parser_of(kinds: list[str]) -> Callable[[str], Any]:
+    """A setting's value from its text, by its type: ``int``/``float`` as :func:`tsamlib.cli.args.number` reads
+    them (the ranges are RunConfig's to check), ``list`` as JSON, ``str`` as is; ``none`` where None is allowed."""
+    number_of = {"int": number(int), "float": number(float)}
+
     def parse(text: str) -> Any:
         if "None" in kinds and text.strip().lower() == "none":
             return None
-        try:
-            if "list" in kinds:
+        if "list" in kinds:
+            try:
                 return json.loads(text)
-            return int(text) if "int" in kinds else float(text) if "float" in kinds else text
-        except ValueError:
-            what = {"int": "an integer", "float": "a number", "list": "JSON"}.get(kinds[0], kinds[0])
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"{text!r} is not JSON") from None
+        kind = next((k for k in kinds if k in number_of), None)
+        return number_of[kind](text) if kind else text
     return parse
 
 
@@ -62,7 +66,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
             g.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_)
         else:
             choices = f.metadata.get("choices")
-            g.add_argument(flag, type=_parser_of(f.name, kinds), default=argparse.SUPPRESS, help=help_,
+            g.add_argument(flag, type=_parser_of(kinds), default=argparse.SUPPRESS, help=help_,
                            metavar="{" + ",".join(choices) + "}" if choices else kinds[0].upper())
     p.set_defaults(func=cmd_train)
 

@@ -136,6 +136,10 @@ class TrainedEpochCallback(Callback):
     def after_trained_epoch(self) -> None:
         raise NotImplementedError
 
+    def epoch_values(self) -> dict[str, Any]:
+        """The Recorder's values of the epoch that just trained, by name (train_loss, valid_loss, accuracy, ...)."""
+        return dict(zip(self.recorder.metric_names[1:-1], self.recorder.values[-1]))
+
 
 class Checkpoint(TrainedEpochCallback):
     """Save ``checkpoints/last.pth`` (model, optimiser, epoch) after every trained epoch, atomically, keeping the
@@ -188,8 +192,7 @@ class BestCheckpoint(TrainedEpochCallback):
         self.best, self.best_epoch = (float(got["top1"]), int(got["epoch"])) if got else (-float("inf"), None)
 
     def after_trained_epoch(self) -> None:
-        values = dict(zip(self.recorder.metric_names[1:-1], self.recorder.values[-1]))
-        value = values.get(self.metric)
+        value = self.epoch_values().get(self.metric)
         if value is None or not float(value) > self.best:
             return
         self.best, self.best_epoch = float(value), int(self.epoch)

@@ -193,11 +193,6 @@ def _hms(seconds: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
-def _epoch_values(recorder) -> dict[str, Any]:
-    """The Recorder's values of its last epoch, by metric name (train_loss, valid_loss, accuracy, top5)."""
-    return dict(zip(recorder.metric_names[1:-1], recorder.values[-1]))
-
-
 class ProgressLine(TrainedEpochCallback):
     """One plain text line per trained epoch on stdout, for terminals and logs (``papermill --log-output``,
     ``python -m tsamlib train``), beside fastai's HTML bars in JupyterLab; rank 0 only::
@@ -217,7 +212,7 @@ class ProgressLine(TrainedEpochCallback):
         if rank_distrib():   # several processes: rank 0 prints
             return
         self.done += 1
-        values = _epoch_values(self.recorder)
+        values = self.epoch_values()
         elapsed = time.perf_counter() - self.t0
         eta = elapsed / self.done * (self.n_epoch - self.epoch - 1)
         fmt = lambda k: "n/a" if values.get(k) is None else f"{float(values[k]):.4f}"  # noqa: E731
@@ -236,7 +231,7 @@ class RunLogger(TrainedEpochCallback):
         self.run = run
 
     def after_trained_epoch(self):
-        values = _epoch_values(self.recorder)
+        values = self.epoch_values()
         skips = self.dls.skip_report() if hasattr(self.dls, "skip_report") else {}
         skipped = skips["train"]["paths"] if "train" in skips else {}  # replaced training samples
         self.run.log_epoch(dict(

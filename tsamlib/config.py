@@ -108,7 +108,7 @@ class RunConfig:
     lr: float = _f(2e-3, "base learning rate", lo=0.0, hi=10.0, open_lo=True)
     recipe: str = _f("one_cycle", "'one_cycle' (fastai, Adam) or 'paper' (SGD 0.9, wd 1e-4, step decay)",
                      choices=RECIPES)
-    lr_decay: list | None = _f(None, "recipe 'paper': [[factor, epoch], ...], lr = factor x lr from that epoch on")
+    lr_decay: list | None = _f(None, "recipe 'paper': [[factor, n], ...], lr = factor x lr once n epochs are done")
     batch_size: int = _f(8, "clips per optimizer step, all processes together (the global batch: with N "
                             "processes each loads batch_size / N)", lo=1, hi=100_000)
     sync_bn: bool = _f(False, "several processes only: SyncBatchNorm (statistics over the global batch) instead of "

@@ -84,16 +84,29 @@ def test_mini_rows_are_small_and_honest_about_init():
     assert all(e.row.pretrained == "INet21K" and e.row.table == "table1" and "ImageNet-21K" in e.reason
                for e in skipped)
     transfer = next(e for e in g if e.row.key == "tsam-16-k4-k400" and e.seed == 1)
-    assert transfer.params["pretrained"].endswith("table1-mini-tsam-16-av-in1k-s1/checkpoints/model.pth")
+    assert transfer.params["pretrained"].endswith("table1-mini-tsam-16-av-scratch-s1/checkpoints/model.pth")
     order = [e.params["run_id"] for e in run]
-    assert order.index("table1-mini-tsam-16-av-in1k-s1") < order.index("table2-mini-tsam-16-k4-k400-s1")
+    assert order.index("table1-mini-tsam-16-av-scratch-s1") < order.index("table2-mini-tsam-16-k4-k400-s1")
 
 
 def test_run_ids_deterministic():
     a = [e.params["run_id"] for e in ex.mini_grid(seeds=(0, 3)) if e.params]
     b = [e.params["run_id"] for e in ex.mini_grid(seeds=(0, 3)) if e.params]
     assert a == b and len(set(a)) == len(a)
-    assert ex.run_id(ex.TABLE2_ROWS[3], "mini", 2) == "table2-mini-tsam-16-k2-in21k-s2"
+    assert ex.run_id(ex.TABLE2_ROWS[3], "mini", 2) == "table2-mini-tsam-16-k2-scratch-s2"
+
+
+def test_run_ids_name_the_init_really_used():
+    """A mini run trained from scratch never says in1k/in21k; the paper's runs say the report's init."""
+    for e in ex.mini_grid(seeds=(0,)) + ex.paper_grid(seeds=(0,)):
+        rid = ex.run_id(e.row, e.scale, e.seed)
+        if e.params is not None and e.params["pretrained"] is None:
+            assert rid.endswith("-scratch-s0") and "in1k" not in rid and "in21k" not in rid, rid
+        elif e.params is not None and e.params["pretrained"] in ("in1k", "in21k"):
+            assert rid.endswith(f"-{e.params['pretrained']}-s0"), rid
+        elif e.params is not None:                                       # started from a Kinetics checkpoint
+            assert rid.endswith("-k400-s0") and e.row.pretrained == "Kinetics400", rid
+    assert ex.run_id(ex.TABLE2_ROWS[3], "paper", 0) == "table2-paper-tsam-16-k2-in21k-s0"
 
 
 # ------------------------------------------------------------------------------------------------ runner
@@ -115,7 +128,7 @@ def test_run_grid_skip_resume_fail(tmp_path, monkeypatch):
     def fake_execute(nb, out, parameters, cwd, kernel_name, progress_bar):
         assert parameters.pop("PAPERMILL_OUTPUT_PATH") == out and Path(cwd) == repo_root()
         calls.append(dict(parameters))
-        if parameters["run_id"].endswith("k3-in21k-s0"):
+        if parameters["run_id"].endswith("k3-scratch-s0"):
             raise RuntimeError("boom\nKernel died")
         _write_run(Path(parameters["runs_root"]), parameters, 0.5)
         Path(out).write_text("{}")
@@ -136,15 +149,15 @@ def test_run_grid_skip_resume_fail(tmp_path, monkeypatch):
     assert st[unfinished["run_id"]] == "finished (resumed)"
     assert next(c for c in calls if c["run_id"] == unfinished["run_id"])["resume"] is True
     assert all(c["resume"] is False for c in calls if c["run_id"] != unfinished["run_id"])
-    assert st["table2-mini-tsam-16-k3-in21k-s0"].startswith("failed: RuntimeError")
-    assert st["table2-mini-tsam-16-k4-in21k-s0"] == "finished"  # the grid went on after the failure
+    assert st["table2-mini-tsam-16-k3-scratch-s0"].startswith("failed: RuntimeError")
+    assert st["table2-mini-tsam-16-k4-scratch-s0"] == "finished"  # the grid went on after the failure
     assert st["table1-mini-tsam-8-av-in21k-s0"].startswith("not run: needs ImageNet-21K")
     # second pass: everything finished is skipped; the failed one is tried again
     calls.clear()
     summary2 = ex.run_grid(g, runs_root=tmp_path, log=logs.append, dry_run=True)
     assert not calls
     st2 = dict(zip(summary2.run_id, summary2.status))
-    assert st2["table2-mini-tsam-16-k3-in21k-s0"] == "would run"
+    assert st2["table2-mini-tsam-16-k3-scratch-s0"] == "would run"
     assert sum(s == "done" for s in st2.values()) == 13
     # a finished run with other parameters is reported, not silently taken as this row
     _write_run(tmp_path, dict(done, epochs=99), 0.9)
@@ -154,7 +167,7 @@ def test_run_grid_skip_resume_fail(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------------ tables
-def _fake_grid_runs(root: Path, seeds=(0, 1), skip=("table2-mini-tsam-16-k5-in21k",)):
+def _fake_grid_runs(root: Path, seeds=(0, 1), skip=("table2-mini-tsam-16-k5-scratch",)):
     vals = {}
     for e in ex.mini_grid(seeds=seeds, runs_root=str(root)):
         if e.params is None or any(e.params["run_id"].startswith(s) for s in skip):
@@ -169,12 +182,12 @@ def _fake_grid_runs(root: Path, seeds=(0, 1), skip=("table2-mini-tsam-16-k5-in21
 def test_render_table_values_spread_and_not_run(tmp_path):
     vals = _fake_grid_runs(tmp_path)
     # a moved-aside copy with another value must be ignored; and a run with other params does not match
-    p = json.loads((tmp_path / "table2-mini-tsm-8-in1k-s0" / "params.json").read_text())
-    _write_run(tmp_path, p, 0.99, run_id="table2-mini-tsm-8-in1k-s0.old-20240101")
+    p = json.loads((tmp_path / "table2-mini-tsm-8-scratch-s0" / "params.json").read_text())
+    _write_run(tmp_path, p, 0.99, run_id="table2-mini-tsm-8-scratch-s0.old-20240101")
     _write_run(tmp_path, dict(p, run_id="other", lr=1.0), 0.98)
     t2 = tb.render_table("table2", "mini", tmp_path, seeds=(0, 1))
     r = t2[t2["ShiftDepth"].eq("k=1") & t2["Method"].eq("TSM") & t2["Frames"].eq("8")].iloc[0]
-    a, b = 100 * vals["table2-mini-tsm-8-in1k-s0"], 100 * vals["table2-mini-tsm-8-in1k-s1"]
+    a, b = 100 * vals["table2-mini-tsm-8-scratch-s0"], 100 * vals["table2-mini-tsm-8-scratch-s1"]
     import numpy as np
     assert r["Measured top-1"] == f"{(a + b) / 2:.1f} ± {np.std([a, b], ddof=1):.1f}"
     assert r["n seeds"] == 2 and r["Paper top-1"] == 45.6 and r["Status"] == "measured"
@@ -201,13 +214,13 @@ def test_shape_top1_column_reads_each_runs_one_clip_evaluation(tmp_path):
     videos = [dict(label=0, pred=1), dict(label=1, pred=1), dict(label=2, pred=3), dict(label=3, pred=0)]
     for seed in (0, 1):
         rec = dict(vocab=vocab, videos=videos[: 4 - seed])  # seed 0: 3 of 4 right shapes; seed 1: 3 of 3
-        (tmp_path / f"table1-mini-tsm-8-in1k-s{seed}" / "eval_valid_1x1.json").write_text(json.dumps(rec))
-    assert tb.shape_top1(tmp_path / "table1-mini-tsm-8-in1k-s0") == pytest.approx(0.75)
-    assert tb.shape_top1(tmp_path / "table1-mini-tsm-16-in1k-s0") is None
+        (tmp_path / f"table1-mini-tsm-8-scratch-s{seed}" / "eval_valid_1x1.json").write_text(json.dumps(rec))
+    assert tb.shape_top1(tmp_path / "table1-mini-tsm-8-scratch-s0") == pytest.approx(0.75)
+    assert tb.shape_top1(tmp_path / "table1-mini-tsm-16-scratch-s0") is None
     t1 = tb.render_table("table1", "mini", tmp_path, seeds=(0, 1))
     shapes = dict(zip(t1["Run ids"], t1["Shape top-1"]))
-    assert shapes["table1-mini-tsm-8-in1k-s0, table1-mini-tsm-8-in1k-s1"] == "87.5 ± 17.7"
-    assert shapes["table1-mini-tsm-16-in1k-s0, table1-mini-tsm-16-in1k-s1"] == ""
+    assert shapes["table1-mini-tsm-8-scratch-s0, table1-mini-tsm-8-scratch-s1"] == "87.5 ± 17.7"
+    assert shapes["table1-mini-tsm-16-scratch-s0, table1-mini-tsm-16-scratch-s1"] == ""
     assert "Shape top-1" not in tb.render_table("table2", "mini", tmp_path, seeds=(0, 1)).columns
     assert "Shape top-1" in tb.table_markdown(t1, "table1", "mini")
 
@@ -215,14 +228,14 @@ def test_shape_top1_column_reads_each_runs_one_clip_evaluation(tmp_path):
 def test_evaluate_shapes_evaluates_only_finished_table1_runs_without_a_record(tmp_path, monkeypatch):
     import tsamlib.evaluation.views as ev
     _fake_grid_runs(tmp_path, seeds=(0,))
-    (tmp_path / "table1-mini-tsm-8-in1k-s0" / "eval_valid_1x1.json").write_text("{}")  # already evaluated
+    (tmp_path / "table1-mini-tsm-8-scratch-s0" / "eval_valid_1x1.json").write_text("{}")  # already evaluated
     calls = []
     monkeypatch.setattr(ev, "evaluate_views", lambda path, **kw: calls.append((Path(path).name, kw)) or {"top1": 0.5})
     done = tb.evaluate_shapes("mini", tmp_path, seeds=(0,), log=lambda *a: None)
     assert sorted(done) == sorted(n for n, _ in calls)
-    assert {n for n, _ in calls} == {"table1-mini-tsam-8-rgb-in1k-s0", "table1-mini-tsam-8-av-in1k-s0",
-                                     "table1-mini-tsm-16-in1k-s0", "table1-mini-tsam-16-rgb-in1k-s0",
-                                     "table1-mini-tsam-16-av-in1k-s0"}
+    assert {n for n, _ in calls} == {"table1-mini-tsam-8-rgb-scratch-s0", "table1-mini-tsam-8-av-scratch-s0",
+                                     "table1-mini-tsm-16-scratch-s0", "table1-mini-tsam-16-rgb-scratch-s0",
+                                     "table1-mini-tsam-16-av-scratch-s0"}
     assert all(kw["n_clips"] == 1 and kw["n_crops"] == 1 for _, kw in calls)
     assert tb.evaluate_shapes("paper", tmp_path) == []
 
@@ -279,7 +292,7 @@ def test_05_notebook_renders_from_finished_runs(tmp_path):
     md = (tmp_path / "out" / "tables" / "table1_kinetics400.md").read_text()
     assert "62.5" in md and "not run" in md
     assert (tmp_path / "out" / "figures" / "audio_gain.png").is_file()
-    assert not (runs / "table2-mini-tsam-16-k4-in21k-s0").exists()  # nothing was trained
+    assert not (runs / "table2-mini-tsam-16-k4-scratch-s0").exists()  # nothing was trained
 
 
 def test_05_builds_the_mini_datasets_only_when_it_runs_the_grid():

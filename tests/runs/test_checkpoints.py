@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import tiny_dls
 
-from tsamlib.runs.checkpoints import Checkpoint, load_checkpoint, load_latest_checkpoint
+from tsamlib.runs.checkpoints import Checkpoint, load_checkpoint, load_latest_checkpoint, read_best
 from tsamlib.runs.loader import CheckpointError
 from tsamlib.runs.folder import start_run
 from tsamlib.training.learner import fit_run, seed_everything, tsam_learner
@@ -22,7 +22,7 @@ def learner(c=3):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    "A run trained 2 epochs (not finished): checkpoints/last.pth (epoch 1) and prev.pth (epoch 0)."
+    "A run trained 2 epochs (not finished): checkpoints/last.pth (epoch 2) and prev.pth (epoch 1), counted from 1."
     root = tmp_path_factory.mktemp("runs")
     run = start_run("r", dict(a=1), runs_root=root)
     fit_run(learner(), run, 2, 0.02, seed=0, finish=False)
@@ -39,8 +39,8 @@ def _copy(trained, tmp_path):
 
 def test_last_and_prev_are_kept(trained):
     assert sorted(p.name for p in trained.iterdir()) == ["last.pth", "prev.pth"]
-    assert torch.load(trained / "last.pth", weights_only=True)["epoch"] == 1
-    assert torch.load(trained / "prev.pth", weights_only=True)["epoch"] == 0
+    assert torch.load(trained / "last.pth", weights_only=True)["epoch"] == 2
+    assert torch.load(trained / "prev.pth", weights_only=True)["epoch"] == 1
 
 
 def _break(last, kind):
@@ -78,7 +78,7 @@ def test_broken_last_checkpoint_is_named(trained, tmp_path, kind, what):
     msg = str(e.value)
     assert str(last) in msg and "Re-running `torch.load`" not in msg and e.value.__cause__ is None
     assert all(torch.equal(v, learn.model.state_dict()[k]) for k, v in before.items())   # untouched
-    # resume falls back to prev.pth (epoch 0) and says so
+    # resume falls back to prev.pth (saved after epoch 1) and says so
     learn = learner()
     assert load_latest_checkpoint(learn, tmp_path) == 1
     assert not last.exists() and (tmp_path / "last.unreadable.pth").is_file()
@@ -93,10 +93,10 @@ def test_resume_continues_from_prev_when_last_is_corrupt(trained, tmp_path, caps
     final = fit_run(learner(), run, 3, 0.02, seed=0, resume=True)
     out = capsys.readouterr().out
     ck = run.checkpoint_dir
-    assert f"resuming from {ck / 'prev.pth'} (epoch 0) because {ck / 'last.pth'} is empty" in out
-    assert final["resumed_from_epoch"] == 1 and [r["epoch"] for r in run.metrics["epochs"]] == [1, 2]
-    assert torch.load(run.checkpoint_dir / "last.pth", weights_only=True)["epoch"] == 2
-    assert torch.load(run.checkpoint_dir / "prev.pth", weights_only=True)["epoch"] == 1
+    assert f"resuming from {ck / 'prev.pth'} (after epoch 1) because {ck / 'last.pth'} is empty" in out
+    assert final["resumed_from_epoch"] == 2 and [r["epoch"] for r in run.metrics["epochs"]] == [2, 3]
+    assert torch.load(run.checkpoint_dir / "last.pth", weights_only=True)["epoch"] == 3
+    assert torch.load(run.checkpoint_dir / "prev.pth", weights_only=True)["epoch"] == 2
     assert (run.checkpoint_dir / "last.unreadable.pth").stat().st_size == 0   # kept aside, never rotated to prev
     run.close()
 
@@ -136,3 +136,16 @@ def test_full_disk_while_saving(trained, tmp_path, monkeypatch, error):
         cb.after_epoch()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pth", "prev.pth"]   # no .last.*.tmp.pth
     assert last.read_bytes() == old_last and prev.read_bytes() == old_prev
+
+
+def test_a_checkpoint_written_before_epochs_counted_from_1_resumes_at_the_same_place(trained, tmp_path):
+    """Files written when checkpoints counted epochs from 0 (no ``epochs_from``) still resume after the same epoch,
+    and ``read_best`` reports their epoch counted from 1."""
+    last, _ = _copy(trained, tmp_path)
+    ck = torch.load(last, weights_only=True)
+    assert ck["epochs_from"] == 1
+    old = {k: v for k, v in ck.items() if k != "epochs_from"}
+    torch.save({**old, "epoch": ck["epoch"] - 1}, last)                 # the old file of the same epoch
+    assert load_checkpoint(learner(), last) == ck["epoch"] == 2
+    torch.save(dict(model=ck["model"], epoch=0, top1=0.5), tmp_path / "best.pth")
+    assert read_best(tmp_path)["epoch"] == 1

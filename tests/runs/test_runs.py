@@ -18,8 +18,8 @@ import pytest
 from tsamlib.config import RunConfig, auto_run_id, config_diff
 from tsamlib.data.datasets import dataset_manifest
 from tsamlib.data.manifest import ManifestError
-from tsamlib.runs.folder import (RunLock, RunLockedError, is_running, load_run, resolve_run, run_state, runs_table,
-                                 start_run, unique_run_id)
+from tsamlib.runs.folder import (RunLock, RunLockedError, is_running, load_run, read_metrics, resolve_run, run_state,
+                                 runs_table, start_run, unique_run_id)
 from tsamlib.training.run import begin_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -270,3 +270,24 @@ def test_a_run_id_too_long_for_a_folder_name_is_refused():
     with pytest.raises(ValueError, match=r"run_id is 300 bytes long; at most 235"):
         RunConfig(run_id="r" * 300)
     assert RunConfig(run_id="r" * 235).run_id == "r" * 235
+
+
+def test_a_record_written_before_epochs_counted_from_1_reads_counted_from_1(tmp_path):
+    """One convention for every reader: an older metrics.json (epochs from 0, no ``epochs_from``) is read with its
+    epoch numbers raised by one; a new one is read as written."""
+    run = start_run("r", dict(a=1), runs_root=tmp_path)
+    assert run.metrics["epochs_from"] == 1
+    run.close()
+    old = dict(run_id="o", finished=True, epochs=[dict(epoch=0, top1=0.1), dict(epoch=1, top1=0.2)],
+               final=dict(top1=0.2, best_epoch=1, resumed_from_epoch=1))
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "params.json").write_text("{}")
+    (tmp_path / "o" / "metrics.json").write_text(json.dumps(old))
+    got = load_run("o", runs_root=tmp_path).metrics
+    assert [r["epoch"] for r in got["epochs"]] == [1, 2] and got["epochs_from"] == 1
+    assert (got["final"]["best_epoch"], got["final"]["resumed_from_epoch"]) == (2, 2)
+    assert read_metrics(tmp_path / "o" / "metrics.json") == got           # the file itself is left as it was
+    new = dict(old, epochs_from=1)
+    (tmp_path / "o" / "metrics.json").write_text(json.dumps(new))
+    assert read_metrics(tmp_path / "o" / "metrics.json")["epochs"] == new["epochs"]
+    assert read_metrics(tmp_path / "none.json") == {}

@@ -233,15 +233,16 @@ def test_best_epoch_is_kept_beside_the_last(tmp_path):
     snaps = _Snapshots()
     final = fit_run(learn, run, 3, 0.05, keep_best=True, cbs=[snaps])
     top1 = [r["top1"] for r in run.metrics["epochs"]]
-    best_epoch = int(np.argmax(top1))                                    # the first of equal ones
+    best_epoch = int(np.argmax(top1)) + 1                                # the first of equal ones, counted from 1
+    assert [r["epoch"] for r in run.metrics["epochs"]] == [1, 2, 3]
     best = read_best(run.checkpoint_dir)
     assert best["epoch"] == best_epoch and best["top1"] == pytest.approx(max(top1))
-    assert all(torch.equal(best["model"][k], v) for k, v in snaps.states[best_epoch].items())
-    if best_epoch != 2:                                                  # not the last weights
+    assert all(torch.equal(best["model"][k], v) for k, v in snaps.states[best_epoch - 1].items())  # fastai's 0-based
+    if best_epoch != 3:                                                  # not the last weights
         assert not all(torch.equal(best["model"][k], v) for k, v in snaps.states[2].items())
     assert final["best_epoch"] == best_epoch and final["best_valid_top1_selected_on_valid"] == pytest.approx(max(top1))
     last = torch.load(run.checkpoint_dir / "last.pth", weights_only=True)
-    assert last["epoch"] == 2 and (run.checkpoint_dir / "model.pth").is_file()   # resume and "last" unchanged
+    assert last["epoch"] == 3 and (run.checkpoint_dir / "model.pth").is_file()   # resume and "last" unchanged
     cb = BestCheckpoint(run.checkpoint_dir, resume=True)
     cb.before_fit()
     assert (cb.best, cb.best_epoch) == (pytest.approx(max(top1)), best_epoch)   # resumed: the best so far
@@ -293,7 +294,7 @@ def test_authors_preset_trains_end_to_end(authors_run):
     assert tfm.color_jitter and tfm.grayscale_p == 0.2 and learn.dls.valid.dataset.tfm.valid_view == "short_side"
     assert final["manifest_excluded"] == {"train": 1, "valid": 1}       # the videos without sound: counted
     assert all(v == NO_AUDIO_DROPPED for split in final["manifest_excluded_paths"].values() for v in split.values())
-    assert final["best_epoch"] == 0 and (run.checkpoint_dir / "best.pth").is_file()
+    assert final["best_epoch"] == 1 and (run.checkpoint_dir / "best.pth").is_file()
 
 
 def test_authors_evaluation_sums_logits_and_labels_the_selected_figure(authors_run):

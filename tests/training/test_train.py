@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import torch
 from conftest import tiny_dls
 from fastai.callback.core import Callback
 
@@ -35,14 +36,35 @@ def test_resume_matches_uninterrupted(tmp_path, recipe):
     with pytest.raises(KeyboardInterrupt):
         train(tmp_path, "cut", recipe, cbs=[Interrupt(1)])
     cut = json.loads((tmp_path / "cut" / "metrics.json").read_text())
-    assert not cut["finished"] and [r["epoch"] for r in cut["epochs"]] == [0, 1]
+    assert not cut["finished"] and [r["epoch"] for r in cut["epochs"]] == [1, 2]   # counted from 1
     resumed = train(tmp_path, "cut", recipe, resume=True)
-    assert resumed["resumed_from_epoch"] == 2
+    assert resumed["resumed_from_epoch"] == 3   # the first epoch the resumed session trained
     a = json.loads((tmp_path / "full" / "metrics.json").read_text())
     b = json.loads((tmp_path / "cut" / "metrics.json").read_text())
     assert [r["valid_loss"] for r in b["epochs"]] == pytest.approx([r["valid_loss"] for r in a["epochs"]], abs=1e-6)
     assert resumed["valid_loss"] == pytest.approx(full["valid_loss"], abs=1e-6)
     assert resumed["top1"] == full["top1"]
+
+
+class TableRows(Callback):
+    order = 90  # after the Recorder (50) has logged the epoch's row
+
+    def before_fit(self):
+        self.rows = []
+
+    def after_epoch(self):
+        self.rows.append(self.recorder.log[0])
+
+
+def test_epochs_are_counted_from_1_everywhere(tmp_path, capsys):
+    """The terminal line, fastai's progress table, metrics.json and the checkpoint agree on the epoch's number."""
+    rows = TableRows()
+    train(tmp_path, "e", "paper", epochs=2, cbs=[rows])
+    m = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    last = torch.load(tmp_path / "e" / "checkpoints" / "last.pth", weights_only=True)
+    out = capsys.readouterr().out
+    assert rows.rows == [1, 2] and [r["epoch"] for r in m["epochs"]] == [1, 2] and m["epochs_from"] == 1
+    assert last["epoch"] == 2 and "epoch 1/2 " in out and "epoch 2/2 " in out and "epoch 0" not in out
 
 
 def test_run_records_and_no_silent_overwrite(tmp_path):

@@ -41,7 +41,7 @@ class Row:
     """One TSM/TSAM row of the report: the model settings, the report's pre-training label and its top-1 (%)."""
 
     table: str          # "table1" (Kinetics-400) or "table2" (Something-Something V1)
-    key: str            # short label, unique within the table (used in run ids only)
+    key: str            # short label, unique within the table, ending with the report's init (in1k, in21k, k400)
     method: str         # "TSM" or "TSAM"
     frames: int
     audio: bool
@@ -112,9 +112,23 @@ REFERENCE_ROWS: list[ReferenceRow] = [
 ]
 
 
+_PAPER_INIT_TAG = {"ImageNet": "in1k", "INet21K": "in21k", "Kinetics400": "k400"}
+
+
+def init_tag(row: Row, scale: str) -> str:
+    """The initialisation a run of ``row`` at ``scale`` really starts from, as a run id names it: the report's
+    (``in1k``, ``in21k``, ``k400``) at paper scale; at mini scale ``scratch`` where the report's ImageNet weights
+    are stood in for by random ones, ``k400`` for the row started from the mini Kinetics run. A row that is not run
+    keeps the report's tag (nothing was trained under the name)."""
+    if scale == "mini" and mini_init(row)[1] is None and row.pretrained != "Kinetics400":
+        return "scratch"
+    return _PAPER_INIT_TAG[row.pretrained]
+
+
 def run_id(row: Row, scale: str, seed: int) -> str:
-    """Deterministic label ``<table>-<scale>-<row key>-s<seed>`` (a label only: nothing parses it back)."""
-    return f"{row.table}-{scale}-{row.key}-s{seed}"
+    """Deterministic label ``<table>-<scale>-<row key without its init>-<init really used>-s<seed>`` (a label
+    only: nothing parses it back), e.g. ``table2-mini-tsam-16-k4-scratch-s0``, ``table2-paper-tsam-16-k4-in21k-s0``."""
+    return f"{row.table}-{scale}-{row.key.rsplit('-', 1)[0]}-{init_tag(row, scale)}-s{seed}"
 
 
 def _model_params(row: Row) -> dict[str, Any]:
@@ -186,8 +200,8 @@ def mini_init(row: Row) -> tuple[str, str | None]:
         return "-", "not run: needs ImageNet-21K weights; no stand-in at mini scale"
     if row.pretrained == "INet21K":
         return "scratch (stand-in for INet21K, same init for every k)", None
-    return (f"mini-kinetics-av run {MINI_TRANSFER_SOURCE.key} (TSAM 16+1, k=4) final weights; "
-            "classifier re-initialised"), None
+    source = run_id(MINI_TRANSFER_SOURCE, "mini", 0).removesuffix("-s0") + "-s<seed>"
+    return f"mini-kinetics-av run {source} (TSAM 16+1, k=4) final weights; classifier re-initialised", None
 
 
 def _checkpoint_label(runs_root: str | None, rid: str) -> str:

@@ -10,7 +10,7 @@
 from .._lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
-    ".folder": ["Run", "RunLock", "RunLockedError", "runs_dir", "start_run", "open_run", "load_run", "resolve_run",
+    ".folder": ["Run", "RunLock", "RunLockedError", "runs_dir", "read_metrics", "start_run", "open_run", "load_run", "resolve_run",
                 "run_state", "is_finished", "has_weights", "unique_run_id", "runs_table", "latest_run"],
     ".checkpoints": ["Checkpoint", "BestCheckpoint", "load_checkpoint", "load_latest_checkpoint", "save_checkpoint",
                      "read_best"],

@@ -8,6 +8,8 @@
   :class:`KeepHistory`, so the learning curve of a resumed run is the whole run's.
 - :class:`BestCheckpoint` (``eval_weights="best"``, the authors' choice) also keeps the weights of the best
   validation epoch as ``checkpoints/best.pth`` (:func:`read_best`); resume still starts from ``last.pth``.
+- Epochs are counted from 1, as in the terminal and ``metrics.json``: ``last.pth`` saved after the 3rd epoch holds
+  ``epoch=3`` (and ``epochs_from=1``); fastai's own ``self.epoch`` inside callbacks still counts from 0.
 
 Everything is read by :func:`safe_load` (``torch.load(..., weights_only=True)``), the one checked loader of tsamlib.
 """
@@ -25,10 +27,11 @@ from fastai.learner import Learner
 from fastai.torch_core import num_distrib
 
 from .fileio import atomic_path
+from .folder import EPOCHS_FROM
 from .loader import CheckpointError, safe_load
 
-__all__ = ["TrainedEpochCallback", "Checkpoint", "BestCheckpoint", "KeepHistory", "load_checkpoint",
-           "load_latest_checkpoint", "read_best", "recorder_history", "restore_history", "save_checkpoint"]
+__all__ = ["TrainedEpochCallback", "Checkpoint", "BestCheckpoint", "KeepHistory", "epoch_number",
+           "load_checkpoint", "load_latest_checkpoint", "read_best", "recorder_history", "restore_history", "save_checkpoint"]
 
 
 _HISTORY = ("losses", "iters", "values", "lrs")
@@ -160,20 +163,26 @@ class Checkpoint(TrainedEpochCallback):
             if last.is_file():
                 os.replace(last, prev)
 
-        save_checkpoint(dict(model=self.model.state_dict(), opt=_plain(self.opt.state_dict()), epoch=self.epoch,
-                              history=recorder_history(self.recorder)), last, keep_previous)
+        save_checkpoint(dict(model=self.model.state_dict(), opt=_plain(self.opt.state_dict()), epoch=self.epoch + 1,
+                              epochs_from=EPOCHS_FROM, history=recorder_history(self.recorder)), last, keep_previous)
 
 
 def read_best(folder: str | Path) -> dict[str, Any] | None:
-    """``best.pth`` of a checkpoint folder: ``{model, epoch, top1}``, or None when there is none.
-    An unreadable file raises :class:`CheckpointError`."""
+    """``best.pth`` of a checkpoint folder: ``{model, epoch, top1}`` (epoch counted from 1, also for a file written
+    before, :func:`epoch_number`), or None when there is none. An unreadable file raises :class:`CheckpointError`."""
     path = Path(folder) / "best.pth"
     if not path.is_file():
         return None
     ck = safe_load(path, hint="evaluate the last weights (eval_weights='last') or train the run again")
     if not isinstance(ck, dict) or not {"model", "epoch", "top1"} <= set(ck):
         raise CheckpointError(f"{path} is not a best-epoch checkpoint (needs model, epoch, top1)")
-    return ck
+    return {**ck, "epoch": epoch_number(ck)}
+
+
+def epoch_number(ck: dict[str, Any]) -> int:
+    """The epoch a checkpoint was saved after, counted from 1 (files written before ``epochs_from`` was recorded
+    counted from 0)."""
+    return int(ck["epoch"]) + (0 if ck.get("epochs_from") == EPOCHS_FROM else 1)
 
 
 class BestCheckpoint(TrainedEpochCallback):
@@ -195,10 +204,10 @@ class BestCheckpoint(TrainedEpochCallback):
         value = self.epoch_values().get(self.metric)
         if value is None or not float(value) > self.best:
             return
-        self.best, self.best_epoch = float(value), int(self.epoch)
+        self.best, self.best_epoch = float(value), self.epoch + 1
         self.folder.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(dict(model=self.model.state_dict(), epoch=self.best_epoch, top1=self.best),
-                        self.folder / "best.pth")
+        save_checkpoint(dict(model=self.model.state_dict(), epoch=self.best_epoch, epochs_from=EPOCHS_FROM,
+                             top1=self.best), self.folder / "best.pth")
 
 
 def _plain(obj: Any) -> Any:
@@ -227,7 +236,8 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def load_checkpoint(learn: Learner, path: str | Path) -> int:
-    """Restore model and optimiser from a checkpoint (``last.pth``); return the next epoch to train.
+    """Restore model and optimiser from a checkpoint (``last.pth``); return the number of epochs it had trained
+    (fastai's ``start_epoch``: the next epoch, counted from 0 as fastai counts).
 
     A file that is empty, truncated, not a checkpoint or written for a different model raises
     :class:`CheckpointError` naming it; the model is left unchanged then."""
@@ -257,13 +267,13 @@ def load_checkpoint(learn: Learner, path: str | Path) -> int:
                               "model? Resume with the run's own settings, or start afresh (overwrite=True)") from None
     learn.model.load_state_dict(theirs)
     learn.resumed_history = ck.get("history")  # put back into the Recorder by KeepHistory when fit starts
-    return int(ck["epoch"]) + 1
+    return epoch_number(ck)
 
 
 def load_latest_checkpoint(learn: Learner, folder: str | Path) -> int:
     """Resume from ``folder/last.pth``, or from ``prev.pth`` (with a printed message) when ``last.pth`` is missing
-    or unreadable (it is then renamed ``last.unreadable.pth``); return the next epoch to train (0 when the folder
-    holds neither). Both unreadable: :class:`CheckpointError` naming both."""
+    or unreadable (it is then renamed ``last.unreadable.pth``); return the number of epochs trained (0 when the
+    folder holds neither). Both unreadable: :class:`CheckpointError` naming both."""
     folder = Path(folder)
     last, prev = folder / "last.pth", folder / "prev.pth"
     if not last.exists() and not prev.exists():
@@ -286,5 +296,5 @@ def load_latest_checkpoint(learn: Learner, folder: str | Path) -> int:
     if last.exists():  # out of the way: the next save must not rotate it over the good prev.pth
         os.replace(last, folder / "last.unreadable.pth")
         aside = f" (moved aside to {folder / 'last.unreadable.pth'})"
-    print(f"resuming from {prev} (epoch {start - 1}) because {why}{aside}", flush=True)
+    print(f"resuming from {prev} (after epoch {start}) because {why}{aside}", flush=True)
     return start

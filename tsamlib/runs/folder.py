@@ -2,7 +2,8 @@
 
     results/runs/<run_id>/
         params.json        the run's settings (RunConfig.settings()), written at start
-        metrics.json       per-epoch and final metrics + environment (versions, git commit, seed)
+        metrics.json       per-epoch and final metrics + environment (versions, git commit, seed); epochs
+                           are counted from 1 everywhere (``epochs_from: 1``), as the terminal counts them
         train.ipynb        the executed notebook (papermill writes it; see notebooks/03_train.ipynb)
         checkpoints/       last.pth, prev.pth (model, optimiser, epoch) and model.pth (final weights)
         .lock              who owns the folder now (pid, host); empty when nobody does
@@ -33,13 +34,35 @@ from ..config import BOOKKEEPING, RunConfig, auto_run_id, config_diff
 from .fileio import atomic_write_json, read_json, relative_to_repo, remove_stale_temp_files, repo_root
 from .provenance import environment_info
 
-__all__ = ["runs_dir", "Run", "RunLock", "RunLockedError", "start_run", "open_run", "load_run", "run_state",
-           "is_running", "is_finished", "has_weights", "unique_run_id", "resolve_run", "runs_table", "latest_run"]
+__all__ = ["runs_dir", "EPOCHS_FROM", "read_metrics", "Run", "RunLock", "RunLockedError", "start_run", "open_run",
+           "load_run", "run_state", "is_running", "is_finished", "has_weights", "unique_run_id", "resolve_run", "runs_table", "latest_run"]
 
 
 def runs_dir(runs_root: str | os.PathLike | None = None) -> Path:
     """Where runs live: ``runs_root`` when given, else ``results/runs`` of the repository."""
     return Path(runs_root) if runs_root else repo_root() / "results" / "runs"
+
+
+EPOCHS_FROM = 1   # epoch numbers in metrics.json and checkpoints: the first trained epoch is epoch 1
+
+
+def read_metrics(path: str | os.PathLike) -> dict[str, Any]:
+    """A run's ``metrics.json`` (``{}`` when there is none), in today's format: a record written before epochs
+    were counted from 1 (no ``epochs_from``) has its epoch numbers (rows, ``best_epoch``, ``resumed_from_epoch``)
+    raised by one when read, so every reader sees one convention."""
+    path = Path(path)
+    m = read_json(path) if path.is_file() else {}
+    if not isinstance(m, dict) or not m or m.get("epochs_from") == EPOCHS_FROM:
+        return m
+    for row in m.get("epochs") or []:
+        if isinstance(row, dict) and isinstance(row.get("epoch"), int):
+            row["epoch"] += 1
+    final = m.get("final")
+    for key in ("best_epoch", "resumed_from_epoch"):   # resumed_from_epoch: the first epoch that session trained
+        if isinstance(final, dict) and isinstance(final.get(key), int):
+            final[key] += 1
+    m["epochs_from"] = EPOCHS_FROM
+    return m
 
 
 # --------------------------------------------------------------------------------------------------- lock
@@ -190,7 +213,7 @@ def run_state(run_dir: str | os.PathLike) -> str:
         return "new"
     if is_finished(path):
         return "finished" if has_weights(path) else "finished-no-weights"
-    trained = read_json(path / "metrics.json").get("epochs") or any((path / "checkpoints").glob("*.pth"))
+    trained = read_metrics(path / "metrics.json").get("epochs") or any((path / "checkpoints").glob("*.pth"))
     return "unfinished" if trained else "empty"
 
 
@@ -253,11 +276,11 @@ def start_run(run_id: str, params: dict[str, Any], runs_root: str | os.PathLike 
             if changed:
                 raise ValueError(f"cannot resume {relative_to_repo(path)} with different settings (recorded, "
                                  f"given): {changed}; resume with the recorded ones or use another run_id.")
-            metrics = read_json(path / "metrics.json")
+            metrics = read_metrics(path / "metrics.json")
             metrics.setdefault("resumed_at", []).append(time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         else:
             metrics = dict(run_id=run_id, started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), finished=False,
-                           epochs=[], params=params)
+                           epochs_from=EPOCHS_FROM, epochs=[], params=params)
         metrics["environment"] = environment_info()
         atomic_write_json(path / "params.json", params)
         run = Run(run_id, path, params, metrics, lock)
@@ -274,8 +297,7 @@ def open_run(run_dir: str | os.PathLike) -> Run:
     if not (path / "params.json").is_file():
         raise FileNotFoundError(f"{path} is not a run folder (no params.json); runs live in results/runs/<run_id>/ "
                                 "(list them with `python -m tsamlib runs`).")
-    metrics = read_json(path / "metrics.json") if (path / "metrics.json").is_file() else {}
-    return Run(path.name, path, read_json(path / "params.json"), metrics)
+    return Run(path.name, path, read_json(path / "params.json"), read_metrics(path / "metrics.json"))
 
 
 def resolve_run(run: str | os.PathLike, runs_root: str | os.PathLike | None = None) -> Path:
@@ -304,7 +326,7 @@ def runs_table(runs_root: str | os.PathLike | None = None) -> pd.DataFrame:
     for d in sorted(p for p in root.iterdir() if (p / "params.json").is_file()) if root.is_dir() else []:
         try:
             params = read_json(d / "params.json")
-            metrics = read_json(d / "metrics.json") if (d / "metrics.json").is_file() else {}
+            metrics = read_metrics(d / "metrics.json")
             for name, got in (("params.json", params), ("metrics.json", metrics)):
                 if not isinstance(got, dict):
                     raise ValueError(f"{name} holds a JSON {type(got).__name__}, not an object")

@@ -3,8 +3,9 @@
 Two recipes:
 - ``"one_cycle"``: fastai's ``fit_one_cycle`` with Adam (the default for quick CPU runs);
 - ``"paper"``: the report's code: SGD momentum 0.9, L2 weight decay 1e-4, step decay
-  ``lr_decay=[(factor, epoch), ...]``: lr = factor x base lr from that epoch on (no warm-up).
-  Kinetics-400: base 0.05, [(0.2, 5), (0.01, 30), (0.002, 45)] -> 0.05, 0.01 from epoch 5, 5e-4, 1e-4.
+  ``lr_decay=[(factor, n), ...]``: lr = factor x base lr once ``n`` epochs are done (no warm-up).
+  Kinetics-400: base 0.05, [(0.2, 5), (0.01, 30), (0.002, 45)] -> 0.05 for epochs 1-5, 0.01 from epoch 6,
+  5e-4 from 31, 1e-4 from 46 (epochs counted from 1, as everywhere in tsamlib; the authors' configs mean the same).
 
 Callbacks (each with an ``order``, none edits the loop): :class:`EpochSeed` (every epoch's randomness derives
 from (seed, epoch), so a resumed run repeats an uninterrupted one exactly on CPU), :class:`RunLogger`
@@ -49,8 +50,8 @@ from ..runs.checkpoints import (
 )
 from ..runs.folder import Run
 
-__all__ = ["top5", "tsam_learner", "resolve_precision", "BF16Autocast", "EpochSeed", "StepDecay", "ProgressLine",
-           "RunLogger", "fit_run", "finish_run", "plot_learning_curve", "seed_everything"]
+__all__ = ["top5", "tsam_learner", "resolve_precision", "BF16Autocast", "EpochSeed", "StepDecay", "EpochsFromOne",
+           "ProgressLine", "RunLogger", "fit_run", "finish_run", "plot_learning_curve", "seed_everything"]
 
 def top5(inp: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
     """Top-5 accuracy (top-k with k = number of classes when there are fewer than 5)."""
@@ -164,8 +165,19 @@ class EpochSeed(Callback):
                 dl.dataset.epoch = self.epoch * 1000             # from (seed, dataset.epoch, index)
 
 
+class EpochsFromOne(Callback):
+    """fastai's progress table numbers its rows from 0; tsamlib counts epochs from 1 everywhere (the terminal
+    line, ``metrics.json``, checkpoints), so the table's ``epoch`` column does too. Display only."""
+
+    order = 51  # after the Recorder (50) starts the epoch's row with fastai's 0-based epoch
+
+    def before_epoch(self):
+        if getattr(self.learn, "recorder", None) is not None and len(self.recorder.log):
+            self.recorder.log[0] = self.epoch + 1
+
+
 class StepDecay(Callback):
-    """lr = factor x base lr from each milestone epoch on; ``decay=[(factor, epoch), ...]`` as the report."""
+    """lr = factor x base lr once ``n`` epochs are done; ``decay=[(factor, n), ...]`` as the report's configs."""
 
     order = 60
 
@@ -173,6 +185,7 @@ class StepDecay(Callback):
         self.decay = sorted(((float(f), int(e)) for f, e in decay), key=lambda p: p[1])
 
     def factor(self, epoch: int) -> float:
+        """The factor of the epoch that has ``epoch`` epochs done before it (fastai's 0-based ``self.epoch``)."""
         f = 1.0
         for factor, start in self.decay:
             if epoch >= start:
@@ -235,7 +248,7 @@ class RunLogger(TrainedEpochCallback):
         skips = self.dls.skip_report() if hasattr(self.dls, "skip_report") else {}
         skipped = skips["train"]["paths"] if "train" in skips else {}  # replaced training samples
         self.run.log_epoch(dict(
-            epoch=self.epoch, train_loss=values.get("train_loss"), valid_loss=values.get("valid_loss"),
+            epoch=self.epoch + 1, train_loss=values.get("train_loss"), valid_loss=values.get("valid_loss"),
             top1=values.get("accuracy"), top5=values.get("top5"), lr=self.opt.hypers[-1]["lr"],
             train_steps=self.steps, train_clips=self.clips, train_clips_per_s=self.clips / max(self.train_s, 1e-9),
             wall_s=time.perf_counter() - self.t_epoch, skipped_samples=len(skipped),
@@ -282,7 +295,8 @@ def fit_run(learn: Learner, run: Run, epochs: int, lr: float, seed: int = 0, res
     (``eval_weights="best"``)."""
     seed_everything(seed)
     start = load_latest_checkpoint(learn, run.checkpoint_dir) if resume else 0
-    cbs = [EpochSeed(seed), KeepHistory(), RunLogger(run), ProgressLine(), Checkpoint(run.checkpoint_dir), *cbs]
+    cbs = [EpochSeed(seed), EpochsFromOne(), KeepHistory(), RunLogger(run), ProgressLine(),
+           Checkpoint(run.checkpoint_dir), *cbs]
     if keep_best:
         cbs.append(BestCheckpoint(run.checkpoint_dir, resume=start > 0))
     t0 = time.perf_counter()
@@ -291,7 +305,7 @@ def fit_run(learn: Learner, run: Run, epochs: int, lr: float, seed: int = 0, res
             learn.fit(epochs, lr, cbs=cbs + [StepDecay(lr_decay or [])], start_epoch=start, reset_opt=start == 0)
         else:
             learn.fit_one_cycle(epochs, lr, cbs=cbs, start_epoch=start)
-    session = dict(resumed_from_epoch=start or None, wall_s_this_session=time.perf_counter() - t0)
+    session = dict(resumed_from_epoch=start + 1 if start else None, wall_s_this_session=time.perf_counter() - t0)
     return finish_run(learn, run, epochs, seed, session) if finish else session
 
 

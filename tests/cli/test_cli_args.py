@@ -101,3 +101,16 @@ def test_publishing_a_notebook_without_run_id_is_not_refused(monkeypatch):
     monkeypatch.setattr(runner, "run_notebook", lambda name, params, *a, **k: ran.append((name, params)) or Path("x"))
     assert main(["notebooks", "--only", "05", "--publish", "-p", "run", "False"]) == 0
     assert ran == [("05_reproduce_tables", {"run": False})]
+
+
+def test_publishing_notebook_03_trains_the_reference_run_afresh(monkeypatch, tmp_path, capsys):
+    """The published 03 shows a fresh run "demo", never a folder moved aside (results/runs/demo.old-...)."""
+    import tsamlib.cli.notebooks as runner
+    old = tmp_path / "demo"
+    (old / "checkpoints").mkdir(parents=True)
+    (old / "metrics.json").write_text('{"finished": true}')
+    seen = []
+    monkeypatch.setattr(runner, "run_notebook", lambda name, params, *a, **k: seen.append(old.exists()) or Path("x"))
+    runner.run_pipeline(["03"], {"runs_root": str(tmp_path)}, out_dir=tmp_path / "out", publish=True)
+    assert seen == [False] and not list(tmp_path.glob("demo.old-*"))
+    assert "is trained again" in capsys.readouterr().out

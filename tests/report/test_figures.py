@@ -114,6 +114,39 @@ def test_shift_pattern_legible_and_explained():
     assert not outside(fig)
 
 
+# Machado et al. (2009) colour-vision-deficiency matrices, severity 1, on linear RGB
+_CVD = {"normal": np.eye(3),
+        "protan": np.array([[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216],
+                            [-0.003882, -0.048116, 1.051998]]),
+        "deutan": np.array([[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413],
+                            [-0.011820, 0.042940, 0.968881]]),
+        "tritan": np.array([[1.255528, -0.076749, -0.178779], [-0.078411, 0.930809, 0.147602],
+                            [0.004733, 0.691367, 0.303900]])}
+
+
+def _lab(rgb: np.ndarray, vision: str) -> np.ndarray:
+    """CIELAB of sRGB colours as seen with ``vision``."""
+    lin = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    xyz = np.clip(lin @ _CVD[vision].T, 0, 1) @ np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722],
+                                                           [0.0193, 0.1192, 0.9505]]).T
+    xyz = xyz / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], -1)
+
+
+def test_shift_pattern_colours_differ_for_colour_blind_readers():
+    """Every two colours of the figure (zero, each segment, audio) stay at least 12 CIELAB units apart with normal
+    vision and simulated protanopia, deuteranopia and tritanopia (viridis' neighbours came to 8.5)."""
+    fig = plot_shift_pattern((1, 4), n_segments=8, channels=32, f_div=4, n_audio=1)
+    image = next(ax for ax in fig.axes if ax.get_images()).get_images()[0]
+    colours = np.asarray(image.get_cmap().colors, float)[:, :3]
+    assert len(colours) == 1 + 8 + 1                                     # zero, t=0..7, audio
+    for vision in _CVD:
+        lab = _lab(colours, vision)
+        d = np.linalg.norm(lab[:, None] - lab[None], axis=-1) + np.diag([np.inf] * len(lab))
+        assert d.min() >= 12, (vision, d.min())
+
+
 def test_wrap_to_width_keeps_lines_short():
     text = "word " * 200
     lines = wrap_to_width(text, 5.0, 9).splitlines()
@@ -221,6 +254,9 @@ def test_write_figures_explain_init_and_error_bars(tmp_path, monkeypatch, n_seed
     depth = saved["top1_vs_shift_depth.png"]
     legend = " ".join(t.get_text() for ax in depth.axes if ax.get_legend() for t in ax.get_legend().get_texts())
     assert "sample std over seeds" in legend and f"n = {n_seeds}" in legend
+    assert len(depth.axes) == 1 and depth.axes[0].get_ylim() == (0, 100)   # report and measured on one y axis
+    for name in saved:   # no label, value or note drawn over another
+        assert not overlapping(texts(saved[name]), saved[name]), name
 
 
 def test_committed_figures_rerender(tmp_path):

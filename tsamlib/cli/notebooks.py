@@ -118,6 +118,18 @@ def _train_run_id(params: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     return params, cfg.run_id
 
 
+def _clear_published_run(run_id: str, runs_root: str | None) -> None:
+    """Publishing trains the committed reference run again: its folder is removed first (its record stays in git
+    history), so the published 03 shows a fresh run, not a folder moved aside."""
+    import shutil
+
+    path = runs_dir(runs_root) / str(run_id)
+    if path.is_dir():
+        print(f"publish: {relative_to_repo(path)} is trained again (the committed record stays in git history)",
+              flush=True)
+        shutil.rmtree(path)
+
+
 def selected_notebooks(only: Sequence[str] | None = None) -> list[str]:
     """The notebooks ``only`` names by prefix (``["03", "04"]``), in order; the main job when None. ValueError
     naming the notebooks when a prefix matches none (nothing would run)."""
@@ -157,6 +169,8 @@ def run_pipeline(only: Sequence[str] | None = None, parameters: dict[str, Any] |
         out_dir = out_dir or published_out_dir()
         parameters.setdefault("run_id", "demo")
         parameters.setdefault("overwrite", True)
+        if "03_train" in names:
+            _clear_published_run(parameters["run_id"], parameters.get("runs_root"))
     out_dir = Path(out_dir) if out_dir is not None else local_out_dir()
     done, trained_id = [], None
     for name in names:

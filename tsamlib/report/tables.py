@@ -19,7 +19,7 @@ import pandas as pd
 from ..config import BOOKKEEPING, config_diff
 from ..data.synthetic import picture_class
 from ..runs.fileio import read_json, repo_root
-from ..runs.folder import runs_dir
+from ..runs.folder import read_metrics, runs_dir
 from .experiments import REFERENCE_ROWS, GridEntry, grid, placeholders, scale_preset
 
 __all__ = ["collect_runs", "match_runs", "render_table", "shape_top1", "evaluate_shapes", "table_markdown",
@@ -42,7 +42,7 @@ def collect_runs(runs_root: str | os.PathLike | None = None) -> pd.DataFrame:
     recs = []
     for d in sorted(p for p in root.glob("*") if (p / "params.json").is_file()) if root.is_dir() else []:
         params = read_json(d / "params.json")
-        metrics = read_json(d / "metrics.json") if (d / "metrics.json").is_file() else {}
+        metrics = read_metrics(d / "metrics.json")
         if metrics.get("run_id", params.get("run_id", d.name)) != d.name:  # moved aside by overwrite=True
             continue
         finished = bool(metrics.get("finished"))
@@ -249,31 +249,37 @@ def write_figures(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike | 
     scale = str(tables["table1"]["Scale"].iloc[0])
     t2 = tables["table2"]
     ks = t2[(t2["_method"] == "TSAM") & (t2["_pretrained"] == "INet21K")].sort_values("_shift_depth")
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.6), layout="constrained")
-    a.plot(ks["_shift_depth"], ks["Paper top-1"], "o-", color="tab:gray", label="report (one number per k)")
-    a.set(title="report: Something-Something V1, INet21K pre-training", xlabel="shift depth k",
-          ylabel="top-1 (%)", xticks=list(ks["_shift_depth"]))
-    a.legend(fontsize=8, loc="lower right")
+    fig, ax = plt.subplots(figsize=(9, 5), layout="constrained")   # one y axis: report and measured alike
+    ax.plot(ks["_shift_depth"], ks["Paper top-1"], "s--", color="#777777",
+            label="report: Something-Something V1, INet21K pre-training (one number per k)")
     ok = ks[ks["_measured"].notna()]
     inits = sorted({_init_short(i) for i in ok["Init used"]}) or ["-"]
     if len(ok):
         ns = sorted({int(n) for n in ok["n seeds"]})
-        n_txt = f"n = {ns[0]} seeds per k" if len(ns) == 1 else f"n = {ns[0]}-{ns[-1]} seeds per k (beside points)"
-        b.errorbar(ok["_shift_depth"], ok["_measured"], yerr=ok["_spread"].fillna(0), fmt="o-", color="tab:blue",
-                   capsize=3, label=f"mean ± sample std over seeds ({n_txt})")
-        if len(ns) > 1:
-            for k, m, n in zip(ok["_shift_depth"], ok["_measured"], ok["n seeds"]):
-                b.annotate(f"n={int(n)}", (k, m), textcoords="offset points", xytext=(6, -10), fontsize=7)
-        b.legend(fontsize=8, loc="lower right")
+        n_txt = f"n = {ns[0]} seeds per k" if len(ns) == 1 else f"n = {ns[0]}-{ns[-1]} seeds per k (n beside the values)"
+        ax.errorbar(ok["_shift_depth"], ok["_measured"], yerr=ok["_spread"].fillna(0), fmt="o-", color="#0072B2",
+                    capsize=3, label=f"measured, {scale} scale, init {', '.join(inits)}: mean ± sample std over "
+                                     f"seeds ({n_txt})")
     else:
-        b.text(0.5, 0.5, "no finished runs", ha="center", va="center", transform=b.transAxes)
-    b.set(title=f"measured: {scale} scale, init used: {', '.join(inits)}", xlabel="shift depth k",
-          ylabel="top-1 (%)", xticks=list(ks["_shift_depth"]))
-    fig.suptitle("Table 2, TSAM 16 frames: top-1 against shift depth k (own y axes: compare the trend, not levels)",
-                 fontsize=11)
+        ax.text(0.5, 0.5, "measured: no finished runs", ha="center", va="center", transform=ax.transAxes)
+    measured_at = {int(k): (float(m), float(e), int(n)) for k, m, e, n in
+                   zip(ok["_shift_depth"], ok["_measured"], ok["_spread"].fillna(0), ok["n seeds"])}
+    for k, v in zip(ks["_shift_depth"], ks["Paper top-1"]):   # each value on the side away from the other line
+        m, e, n = measured_at.get(int(k), (math.nan, 0.0, 0))
+        up = not m > v
+        ax.annotate(f"{v:.1f}", (k, v), textcoords="offset points", xytext=(4, 4 if up else -4), ha="left",
+                    va="bottom" if up else "top", fontsize=7, color="#555555")   # right: clear of an error bar
+        if not math.isnan(m):
+            ax.annotate(f"{m:.1f}" + (f" (n={n})" if len(ns) > 1 else ""), (k, m - e if up else m + e),
+                        textcoords="offset points", xytext=(0, -4 if up else 4), ha="center",
+                        va="top" if up else "bottom", fontsize=7, color="#0072B2")
+    ax.set(xlabel="shift depth k", ylabel="top-1 (%)", xticks=list(ks["_shift_depth"]), ylim=(0, 100))
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=1, frameon=False)
+    fig.suptitle("Table 2, TSAM 16 frames: top-1 against shift depth k", fontsize=11)
     fig.supxlabel(f"Measured = final validation top-1 (one centre clip) on {_DATASETS[('table2', scale)]}, "
                   f"init {', '.join(inits)} (the report used INet21K); error bars: ±1 sample std over seeds "
-                  "(no bar where n = 1).", fontsize=8, wrap=True)
+                  "(no bar where n = 1). One y axis for both: the datasets differ, so compare how each changes "
+                  "with k.", fontsize=8, wrap=True)
     p1 = out / "top1_vs_shift_depth.png"
     fig.savefig(p1, dpi=120)
     plt.close(fig)
@@ -299,24 +305,26 @@ def write_figures(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike | 
             n_seeds.append((int(av["n seeds"].iloc[0]), int(rgb["n seeds"].iloc[0])))
     fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
     x = np.arange(len(labels))
-    ax.bar(x - 0.2, paper, 0.4, label="report (Kinetics-400, its pre-training)", color="tab:gray")
+    bars = ax.bar(x - 0.2, paper, 0.4, label="report (Kinetics-400, its pre-training)", color="#999999")
+    ax.bar_label(bars, labels=[f"{v:+.1f}" for v in paper], padding=2, fontsize=7)
     heights = [0 if math.isnan(m) else m for m in measured]
     has_err = [not math.isnan(e) and not math.isnan(m) for e, m in zip(spread, measured)]
-    ax.bar(x + 0.2, heights, 0.4, label=f"measured ({scale} scale, mean over seeds)", color="tab:blue",
+    ax.bar(x + 0.2, heights, 0.4, label=f"measured ({scale} scale, mean over seeds)", color="#0072B2",
            yerr=[e if ok_ else 0 for e, ok_ in zip(spread, has_err)] if any(has_err) else None,
            error_kw=dict(capsize=3, ecolor="k", lw=1))
     for xi, m, e, ok_, (n_av, n_rgb) in zip(x, measured, spread, has_err, n_seeds):
         if math.isnan(m):
-            ax.text(xi + 0.2, 0, "not run", rotation=90, ha="center", va="bottom", fontsize=8)
+            ax.annotate("not run", (xi + 0.2, 0), textcoords="offset points", xytext=(0, 3), ha="center",
+                        va="bottom", fontsize=7)
         else:  # above the error bar's cap, not on it
-            ax.annotate(f"n={n_av}/{n_rgb}", (xi + 0.2, max(m, 0) + (e if ok_ else 0)), textcoords="offset points",
-                        xytext=(0, 3), ha="center", va="bottom", fontsize=7)
+            ax.annotate(f"{m:+.1f}\nn={n_av}/{n_rgb}", (xi + 0.2, max(m, 0) + (e if ok_ else 0)),
+                        textcoords="offset points", xytext=(0, 3), ha="center", va="bottom", fontsize=7)
     ax.axhline(0, color="k", lw=0.5)
-    ax.set(xticks=x, ylabel="top-1 gain from audio (percentage points)",
-           title="Table 1: TSAM top-1 of RGB+audio minus RGB (same frames and init)")
+    ax.set(xticks=x, ylabel="top-1 gain from audio (percentage points)")
     ax.set_xticklabels(labels, fontsize=8)
-    ax.margins(y=0.12)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.margins(y=0.15)
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=2, frameon=False)
+    fig.suptitle("Table 1: TSAM top-1 of RGB+audio minus RGB (same frames and init)", fontsize=11)
     err_txt = ("error bars: ±1 sample std over seeds of the gain, sqrt(std_RGB+audio² + std_RGB²)"
                if any(has_err) else "no error bars: fewer than 2 finished seeds per arm (sample std over seeds "
                                     "needs n ≥ 2)")

@@ -16,7 +16,7 @@ from ..model.shift import temporal_shift
 from ..model.shift_reference import shift_fold
 
 __all__ = ["shift_source_map", "plot_shift_pattern", "plot_shift_on_features", "plot_sampled_frames",
-           "plot_log_mels"]
+           "plot_log_mels", "SEGMENT_COLOURS", "AUDIO_COLOUR"]
 
 
 def shift_source_map(n_segments: int, channels: int, shift_depth: int, f_div: int, n_audio: int = 0,
@@ -29,6 +29,12 @@ def shift_source_map(n_segments: int, channels: int, shift_depth: int, f_div: in
     return (y[0, :, :, 0, 0] - 1).long().numpy()
 
 
+# Paul Tol's "muted" scheme: 9 colours that stay distinct under protan-, deutan- and tritanopia (tests check the
+# distances); the audio frame is black, a value from outside the clip white.
+SEGMENT_COLOURS = ("#CC6677", "#332288", "#DDCC77", "#117733", "#88CCEE", "#882255", "#44AA99", "#999933", "#AA4499")
+AUDIO_COLOUR = "#000000"
+
+
 def plot_shift_pattern(depths=(1, 2, 3, 4), n_segments: int = 8, channels: int = 32, f_div: int = 4,
                        n_audio: int = 1):
     """One panel per depth k: rows = output segment t, columns = channels, colour = source segment.
@@ -36,14 +42,16 @@ def plot_shift_pattern(depths=(1, 2, 3, 4), n_segments: int = 8, channels: int =
     Each cell is one channel of one output segment after the shift; its colour (colourbar) is the segment the
     value comes from, and a moved run of channels is labelled with that source segment's number. Channels of a
     group move together; white cells are zeros (the source lies outside the clip); the last row (audio) never
-    moves. Arrows are the report's figures 1-2 read as a table."""
+    moves. Arrows are the report's figures 1-2 read as a table. Colours: :data:`SEGMENT_COLOURS` (told apart with
+    any colour vision; beyond 9 segments they repeat, and the numbers tell the segments apart)."""
     import matplotlib.pyplot as plt
     from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import BoundaryNorm, ListedColormap
+    from matplotlib.colors import BoundaryNorm, ListedColormap, to_rgba
 
     depths = list(depths)
     total = n_segments + n_audio
-    colours = [(1.0, 1.0, 1.0, 1.0)] + [plt.cm.viridis(i / max(total - 1, 1)) for i in range(total)]
+    segment_colours = [to_rgba(SEGMENT_COLOURS[i % len(SEGMENT_COLOURS)]) for i in range(n_segments)]
+    colours = [to_rgba("white")] + segment_colours + [to_rgba(AUDIO_COLOUR)] * n_audio
     cmap = ListedColormap(colours)
     norm = BoundaryNorm(np.arange(-0.5, total + 1.5), cmap.N)   # value v = source segment + 1, 0 = zero
     ncols = min(2, len(depths))

@@ -42,6 +42,8 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 def _index(args: argparse.Namespace) -> None:
     from .data import index as m
+    from .runs.fileio import writable_folder
+    writable_folder(Path(args.out).absolute().parent, "write the manifest to a folder you can write (index --out)")
     if args.dataset == "kinetics400":
         ann = _split_files(args.annotations) if "=" in args.annotations[0] else args.annotations[0]
         m.index_kinetics400(args.root, ann, args.out, workers=args.workers)
@@ -135,7 +137,7 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
     except NotebookFailed as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except ValueError as e:   # a notebook or parameter that does not exist: nothing ran
+    except (ValueError, OSError) as e:   # a notebook or parameter that does not exist, a folder not writable
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

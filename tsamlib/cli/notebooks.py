@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..config import RunConfig
-from ..runs.fileio import relative_to_repo, repo_root
+from ..runs.fileio import relative_to_repo, repo_root, writable_folder
 from ..runs.folder import run_state, runs_dir, unique_run_id
 from ..runs.notebook import make_portable, unattended_kernels
 
@@ -74,8 +74,8 @@ def run_notebook(name: str, parameters: dict[str, Any] | None = None, out_dir: s
     import papermill as pm
 
     root = repo_root()
-    out_dir = Path(out_dir) if out_dir is not None else local_out_dir()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = writable_folder(Path(out_dir) if out_dir is not None else local_out_dir(),
+                              "the executed copies go there: make it writable")
     out, failed = out_dir / f"{name}.ipynb", out_dir / f"{name}.failed.ipynb"
     tmp = out_dir / f".{name}.running-{os.getpid()}.ipynb"
     parameters = dict(parameters or {})

@@ -33,7 +33,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from ..runs.fileio import atomic_path, relative_to_repo
+from ..runs.fileio import atomic_path, relative_to_repo, writable_folder
 from .probe import probe_many, short_error
 
 __all__ = ["COLUMNS", "SPLITS", "SPLIT_ALIASES", "REQUIRED", "NO_AUDIO_DROPPED", "HAS_AUDIO_VALUES", "typed_manifest",
@@ -93,8 +93,7 @@ def write_manifest(df: pd.DataFrame, csv_path: str | os.PathLike) -> Path:
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"Cannot write manifest {csv_path}: columns {missing} are missing (need {COLUMNS}).")
-    folder = csv_path.parent
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = writable_folder(csv_path.parent, "write the manifest to a folder you can write (index --out)")
     out = typed_manifest(df)
 
     def rel(p: str) -> str:

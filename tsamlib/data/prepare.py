@@ -46,7 +46,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from ..runs.fileio import atomic_path, exclusive_lock, relative_to_repo
+from ..runs.fileio import atomic_path, exclusive_lock, relative_to_repo, writable_folder
 from .probe import probe_pool, short_error
 
 __all__ = ["TMP_SUFFIX", "META_NAME", "Prepared", "prepare_dataset", "prepare_clip", "clip_destinations",
@@ -426,8 +426,7 @@ def prepare_dataset(manifest: str | os.PathLike, out: str | os.PathLike, short_s
     if fps is not None and not fps > 0:
         raise ValueError(f"fps must be positive (or None for the native rate), got {fps}")
     src = read_manifest(manifest)
-    out = Path(out).absolute()
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable_folder(Path(out).absolute(), "choose another output folder (prepare --out)")
     workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
     with exclusive_lock(out / ".prepare.lock", f"preparing into {out}", wait=False):
         removed = remove_temp_folders(out)

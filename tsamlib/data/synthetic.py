@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..runs.fileio import atomic_path, atomic_write_json, exclusive_lock, relative_to_repo
+from ..runs.fileio import atomic_path, atomic_write_json, exclusive_lock, relative_to_repo, writable_folder
 
 __all__ = ["KINDS", "describe", "make_synthetic_dataset", "render_clip", "write_clip", "picture_class",
            "outdated"]
@@ -397,7 +397,10 @@ def make_synthetic_dataset(root: str | os.PathLike, kind: str = "default", n_per
                   audio=bool(audio), sample_rate=int(sample_rate), length_jitter=float(length_jitter),
                   valid_fraction=float(valid_fraction))
     root = Path(root)
-    root.parent.mkdir(parents=True, exist_ok=True)  # the lock file sits beside root, so root holds only the dataset
+    # the lock file sits beside root, so root holds only the dataset
+    writable_folder(root.parent, "choose another output folder (synth --out)")
+    if root.exists():
+        writable_folder(root, "choose another output folder (synth --out)")
     with exclusive_lock(root.parent / f".{root.name}.synthetic.lock", f"writing the synthetic dataset in "
                       f"{relative_to_repo(root)}"):
         return _write_dataset(root, params, classes, overwrite, workers)

@@ -39,7 +39,7 @@ from ..data.datasets import dataset_manifest
 from ..data.manifest import manifest_vocab, read_table
 from ..model.tsam import TSAM, create_tsam
 from ..runs.checkpoints import read_best
-from ..runs.fileio import atomic_write_json, mel_cache_dir, relative_to_repo
+from ..runs.fileio import atomic_write_json, mel_cache_dir, relative_to_repo, writable_folder
 from ..runs.folder import RunLock, is_finished, open_run
 from ..runs.loader import safe_load
 from ..runs.provenance import environment_info
@@ -105,6 +105,10 @@ def _setup(run_dir: Path, model: TSAM | None, weights: str | None, cache_dir) ->
                 cache_dir=cache_dir, weights=label)
 
 
+_EVAL_FIX = ("the evaluation record goes into the run folder: copy the run folder somewhere you can write (Python: "
+             "write=False scores without saving)")
+
+
 @torch.no_grad()
 def evaluate_views(run_dir: str | os.PathLike, split: str = "valid", n_clips: int = 2, n_crops: int = 3,
                    batch_size: int = 8, num_workers: int = 0, model: TSAM | None = None,
@@ -120,6 +124,8 @@ def evaluate_views(run_dir: str | os.PathLike, split: str = "valid", n_clips: in
     ``write=False``. ``weights``: see :func:`load_run_model`; the views follow the run's data switches.
     """
     run_dir = Path(run_dir)
+    if write:   # before the scoring: the record must have somewhere to go
+        writable_folder(run_dir, _EVAL_FIX)
     res = score_views(split=split, n_clips=n_clips, n_crops=n_crops, batch_size=batch_size, num_workers=num_workers,
                       progress=progress, **_setup(run_dir, model, weights, cache_dir))
     if write:
@@ -163,6 +169,8 @@ def evaluate_authors(run_dir: str | os.PathLike, split: str = "valid", n_passes:
     never report it alone). Writes :func:`authors_eval_path` unless ``write=False``.
     """
     run_dir = Path(run_dir)
+    if write:
+        writable_folder(run_dir, _EVAL_FIX)
     res = score_authors(split=split, n_passes=n_passes, seed=seed, batch_size=batch_size, num_workers=num_workers,
                         progress=progress, **_setup(run_dir, model, weights, cache_dir))
     if write:
@@ -196,7 +204,7 @@ def cmd_evaluate(args) -> int:
     import sys
     try:
         res = evaluate_views(args.run, args.split, args.n_clips, args.n_crops, args.batch_size, args.num_workers)
-    except (FileNotFoundError, RuntimeError, ValueError) as e:
+    except (OSError, RuntimeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     fmt = lambda v: "n/a" if v is None else f"{v:.4f}"

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..config import BOOKKEEPING, config_diff
 from ..data.synthetic import picture_class
-from ..runs.fileio import read_json, repo_root
+from ..runs.fileio import read_json, repo_root, writable_folder
 from ..runs.folder import read_metrics, runs_dir
 from .experiments import REFERENCE_ROWS, GridEntry, grid, placeholders, scale_preset
 
@@ -216,8 +216,8 @@ def write_tables(scale: str = "mini", runs_root: str | os.PathLike | None = None
 
     ``paths``: kinetics_manifest, something_manifest, kinetics_checkpoint (paper scale only).
     """
-    out = Path(out_dir) if out_dir is not None else repo_root() / "results" / "tables"
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable_folder(Path(out_dir) if out_dir is not None else repo_root() / "results" / "tables",
+                          "choose another out_dir")
     runs = collect_runs(runs_root)
     tables = {}
     for table, stem in TABLE_FILES.items():
@@ -244,8 +244,8 @@ def write_figures(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike | 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out = Path(out_dir) if out_dir is not None else repo_root() / "results" / "figures"
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable_folder(Path(out_dir) if out_dir is not None else repo_root() / "results" / "figures",
+                          "choose another out_dir")
     scale = str(tables["table1"]["Scale"].iloc[0])
     t2 = tables["table2"]
     ks = t2[(t2["_method"] == "TSAM") & (t2["_pretrained"] == "INet21K")].sort_values("_shift_depth")

@@ -16,6 +16,7 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
                      "read_best"],
     ".loader": ["safe_load", "CheckpointError"],
     ".notebook": ["save_notebook_copy", "executed_by_papermill", "make_portable"],
-    ".fileio": ["repo_root", "relative_to_repo", "mel_cache_dir", "atomic_write_json", "read_json"],
+    ".fileio": ["repo_root", "relative_to_repo", "mel_cache_dir", "atomic_write_json", "read_json", "NotWritableError",
+                "writable_folder"],
     ".provenance": ["environment_info"],
 })

@@ -8,6 +8,7 @@ Files are created with the permissions of the process umask, like ``open(path, "
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 __all__ = ["repo_root", "mel_cache_dir", "relative_to_repo", "atomic_path", "atomic_write_json", "read_json",
-           "remove_stale_temp_files", "exclusive_lock"]
+           "remove_stale_temp_files", "exclusive_lock", "NotWritableError", "writable_folder", "naming_unwritable"]
 
 
 def repo_root() -> Path:
@@ -37,6 +38,45 @@ def relative_to_repo(path: str | os.PathLike) -> str:
         return str(p.resolve().relative_to(repo_root()))
     except ValueError:
         return str(p)
+
+
+# ------------------------------------------------------------------------------------- folders one cannot write
+_UNWRITABLE = {errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+               errno.EROFS: "the file system is read-only"}
+
+
+class NotWritableError(OSError):
+    """A folder or file the process may not write: the message names it, why, and what to change."""
+
+    def __init__(self, path: str | os.PathLike, reason: str, fix: str):
+        super().__init__(f"cannot write {relative_to_repo(path)}: {reason}; {fix}")
+        self.path = Path(path)
+
+
+@contextmanager
+def naming_unwritable(fix: str, path: str | os.PathLike | None = None) -> Iterator[None]:
+    """Turn a write refused by permissions or a read-only file system into :class:`NotWritableError` naming
+    ``path`` (or, when None, the file refused) and ``fix``; other errors pass unchanged."""
+    try:
+        yield
+    except NotWritableError:
+        raise
+    except OSError as e:
+        if e.errno not in _UNWRITABLE:
+            raise
+        raise NotWritableError(path or e.filename or "?", _UNWRITABLE[e.errno], fix) from None
+
+
+def writable_folder(path: str | os.PathLike, fix: str) -> Path:
+    """``path`` as a folder this process can write: created with its parents when missing, and a file made and
+    removed in it; otherwise :class:`NotWritableError` naming the folder and ``fix`` (e.g. "choose another --out")."""
+    path = Path(path)
+    with naming_unwritable(fix, path):
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-test.")
+        os.close(fd)
+        os.unlink(probe)
+    return path
 
 
 def _umask() -> int:

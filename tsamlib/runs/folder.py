@@ -31,7 +31,8 @@ from typing import Any
 import pandas as pd
 
 from ..config import BOOKKEEPING, RunConfig, auto_run_id, config_diff
-from .fileio import atomic_write_json, read_json, relative_to_repo, remove_stale_temp_files, repo_root
+from .fileio import (atomic_write_json, read_json, relative_to_repo, remove_stale_temp_files, repo_root,
+                     writable_folder)
 from .provenance import environment_info
 
 __all__ = ["runs_dir", "EPOCHS_FROM", "read_metrics", "Run", "RunLock", "RunLockedError", "start_run", "open_run",
@@ -245,8 +246,7 @@ def start_run(run_id: str, params: dict[str, Any], runs_root: str | os.PathLike 
 
     Check the settings before calling this (:func:`tsamlib.training.run.begin_run` does): the folder is created here."""
     _check_id(run_id)
-    path = runs_dir(runs_root) / run_id
-    path.mkdir(parents=True, exist_ok=True)
+    path = writable_folder(runs_dir(runs_root) / run_id, "set runs_root (CLI: --runs-root) to a folder you can write")
     lock = RunLock(path).acquire()
     try:
         state = run_state(path)

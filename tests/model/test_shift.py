@@ -276,8 +276,110 @@ def test_recompute_falls_back_for_other_layers():
 def test_an_unknown_shift_kernel_is_refused_not_ignored(monkeypatch):
     from tsamlib.model.tsam import create_tsam
     monkeypatch.setenv("TSAM_SHIFT_KERNEL", "junk")
-    with pytest.raises(ValueError, match=r"TSAM_SHIFT_KERNEL='junk': choose one of \['triton', 'torch'\]"):
+    with pytest.raises(ValueError, match=r"TSAM_SHIFT_KERNEL='junk': choose one of \['triton', 'torch', 'autograd'\]"):
         create_tsam("resnet10t", num_classes=3, n_frames=4)
-    for name in ("triton", "torch"):
+    for name in ("triton", "torch", "autograd"):
         monkeypatch.setenv("TSAM_SHIFT_KERNEL", name)
         assert create_tsam("resnet10t", num_classes=3, n_frames=4).fc.out_features == 3
+
+
+# ------------------------------------------------------------------------------ the plain-autograd implementation
+AUTOGRAD_CASES = [(1, 8, 9, 8, 64), (2, 4, 8, 8, 45), (3, 8, 16, 16, 99), (4, 4, 9, 8, 77), (5, 4, 17, 16, 83),
+                  (2, 2, 5, 4, 31), (3, 3, 4, 4, 19), (1, 2, 3, 2, 16)]
+
+
+def _autograd_function_nodes(y) -> list[str]:
+    """Names of the custom ``autograd.Function`` nodes (custom ops' too) in y's backward graph."""
+    seen, stack, found = set(), [y.grad_fn], []
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if isinstance(node, torch.autograd.function.BackwardCFunction):
+            found.append(type(node).__name__)
+        stack += [n for n, _ in node.next_functions]
+    return found
+
+
+@pytest.mark.parametrize("pad", SHIFT_PADS)
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("case", AUTOGRAD_CASES, ids=lambda c: "k{}-fdiv{}-T{}-n{}-C{}".format(*c))
+def test_autograd_shift_equals_the_reference_in_values_gradients_and_strides(case, dtype, channels_last, pad,
+                                                                            monkeypatch):
+    """``TSAM_SHIFT_KERNEL=autograd``: the shift as plain ops (split, narrow, cat), differentiated by autograd, gives
+    the reference's values and gradients element for element (the "keep" border's two gradients add in one rounding,
+    as the adjoint does) and keeps x's strides; its graph holds no custom Function."""
+    k, f_div, T, n, C = case
+    x = torch.randn(2 * T, C, 2, 3).to(dtype)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    x = x.view(2, T, C, 2, 3).requires_grad_()
+    g = torch.randn(x.shape).to(dtype)
+    ref = temporal_shift(x, k, f_div, n, pad)                 # CPU default: the reference (autograd.Function)
+    (ref_grad,) = torch.autograd.grad(ref, x, g)
+    monkeypatch.setenv("TSAM_SHIFT_KERNEL", "autograd")
+    y = temporal_shift(x, k, f_div, n, pad)
+    (grad,) = torch.autograd.grad(y, x, g)
+    assert torch.equal(y, ref) and torch.equal(grad, ref_grad)
+    assert y.stride() == x.stride() and grad.stride() == x.stride()
+    assert _autograd_function_nodes(y) == [] and _autograd_function_nodes(ref) == ["_TemporalShiftFnBackward"]
+
+
+@pytest.mark.parametrize("pad", SHIFT_PADS)
+def test_autograd_shift_gradcheck(pad, monkeypatch):
+    monkeypatch.setenv("TSAM_SHIFT_KERNEL", "autograd")
+    x = torch.randn(2, 5, 25, 2, 2, dtype=torch.double, requires_grad=True)
+    for k in (1, 2, 3):
+        assert torch.autograd.gradcheck(lambda t: temporal_shift(t, k, 2, n_shifted=4, shift_pad=pad), (x,))
+
+
+def test_autograd_kernel_in_the_module_keeps_the_shifted_copy(monkeypatch):
+    """With ``TSAM_SHIFT_KERNEL=autograd`` a recomputing TemporalShift takes the plain path (no custom Function to
+    recompute in): same values and gradients as the recomputing reference, and the conv keeps the shifted copy."""
+    conv = torch.nn.Conv2d(16, 8, 1, bias=False)
+    fast, plain = _twin_modules(conv, "keep")
+    x = torch.randn(10, 16, 5, 5).to(memory_format=torch.channels_last)
+    xa = x.clone().requires_grad_()
+    ya = fast(xa)
+    ya.backward(torch.ones_like(ya))
+    monkeypatch.setenv("TSAM_SHIFT_KERNEL", "autograd")
+    xb = x.clone().requires_grad_()
+    fast.net.weight.grad = None
+    yb = fast(xb)
+    yb.backward(torch.ones_like(yb))
+    assert torch.equal(ya, yb) and torch.equal(xa.grad, xb.grad)
+    assert yb.is_contiguous(memory_format=torch.channels_last)
+    xc = x.clone().requires_grad_()
+    weight_bytes = conv.weight.numel() * 4
+    assert _saved_bytes(fast, xc) == xc.numel() * 4 + weight_bytes  # the shifted copy, as recompute=False keeps
+    assert torch.equal(shifted_conv2d(xc.view(2, 5, 16, 5, 5), conv, 2, 4, 4, "keep"), ya)
+
+
+def test_autograd_shift_compiles_to_one_graph(monkeypatch):
+    """Plain ops: ``torch.compile(fullgraph=True)`` traces the shift and its backward (aot_eager: no C++ compiler)."""
+    monkeypatch.setenv("TSAM_SHIFT_KERNEL", "autograd")
+    x = torch.randn(2, 5, 16, 3, 3, requires_grad=True)
+    torch._dynamo.reset()
+    try:
+        fn = torch.compile(lambda t: temporal_shift(t, 2, 4, 4, "zero"), fullgraph=True, backend="aot_eager")
+        y = fn(x)
+        (gx,) = torch.autograd.grad(y, x, torch.ones_like(y))
+    finally:
+        torch._dynamo.reset()
+    monkeypatch.delenv("TSAM_SHIFT_KERNEL")
+    ref = temporal_shift(x, 2, 4, 4, "zero")
+    assert torch.equal(y, ref) and torch.equal(gx, torch.autograd.grad(ref, x, torch.ones_like(ref))[0])
+
+
+def test_default_shift_kernel_per_device(monkeypatch):
+    """Unset: the CUDA default (``DEFAULT_CUDA_SHIFT_KERNEL``, from results/benchmarks/gpu.md) on CUDA, the reference
+    elsewhere; set: the variable, on every device."""
+    from tsamlib.model.shift import DEFAULT_CUDA_SHIFT_KERNEL, SHIFT_KERNELS, default_shift_kernel, shift_kernel
+    monkeypatch.delenv("TSAM_SHIFT_KERNEL", raising=False)
+    assert DEFAULT_CUDA_SHIFT_KERNEL in SHIFT_KERNELS
+    assert default_shift_kernel("cuda") == DEFAULT_CUDA_SHIFT_KERNEL and default_shift_kernel("cpu") == "torch"
+    assert shift_kernel(torch.empty(0)) == "torch" and shift_kernel() == DEFAULT_CUDA_SHIFT_KERNEL
+    monkeypatch.setenv("TSAM_SHIFT_KERNEL", "autograd")
+    assert shift_kernel(torch.empty(0)) == shift_kernel() == "autograd"

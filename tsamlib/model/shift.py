@@ -4,8 +4,18 @@
 What the shift computes, its groups, borders and checks, is defined in :mod:`tsamlib.model.shift_reference`; on
 the CPU these ops run that reference. On CUDA, :func:`temporal_shift` runs the fused Triton kernels of
 :mod:`tsamlib.model.shift_triton` (a ``torch.library`` custom op, traced by ``torch.compile``), tested element for
-element against the reference under ``TRITON_INTERPRET=1``; ``TSAM_SHIFT_KERNEL=torch`` keeps the reference on
-CUDA too.
+element against the reference under ``TRITON_INTERPRET=1``.
+
+Which implementation runs (:func:`shift_kernel`): ``$TSAM_SHIFT_KERNEL`` when set, on every device; else
+:data:`DEFAULT_CUDA_SHIFT_KERNEL` for CUDA tensors and the reference elsewhere. The implementations
+(:data:`SHIFT_KERNELS`):
+
+- ``"triton"``: the fused kernels on CUDA (the reference on other devices);
+- ``"torch"``: the reference slice copies (:func:`~tsamlib.model.shift_reference.shift_into`) in an
+  ``autograd.Function`` whose backward is the adjoint, on every device;
+- ``"autograd"``: :func:`autograd_shift`, the shift as plain tensor ops (split, narrow, cat) that autograd
+  differentiates: no custom op, no ``autograd.Function``, so a conv after it keeps the shifted copy for backward
+  (no recomputation); ``torch.compile`` sees ordinary ops and may fuse them with their neighbours.
 """
 from __future__ import annotations
 
@@ -17,8 +27,8 @@ from torch import Tensor, nn
 
 from .shift_reference import check_shift, check_shift_input, check_shift_pad, shift_into
 
-__all__ = ["temporal_shift", "shifted_conv2d", "TemporalShift", "insert_temporal_shift", "shift_kernel",
-           "SHIFT_KERNELS"]
+__all__ = ["temporal_shift", "autograd_shift", "shifted_conv2d", "TemporalShift", "insert_temporal_shift",
+           "shift_kernel", "default_shift_kernel", "SHIFT_KERNELS", "DEFAULT_CUDA_SHIFT_KERNEL"]
 
 
 class _TemporalShiftFn(torch.autograd.Function):
@@ -33,17 +43,67 @@ class _TemporalShiftFn(torch.autograd.Function):
         return g, None, None, None, None
 
 
-SHIFT_KERNELS = ("triton", "torch")
+SHIFT_KERNELS = ("triton", "torch", "autograd")
+
+DEFAULT_CUDA_SHIFT_KERNEL = "triton"
+"""The shift implementation CUDA tensors use when ``$TSAM_SHIFT_KERNEL`` is unset: whichever
+``benchmarks/bench_gpu.py`` measures fastest for an eager TSAM 16+1 training step (ResNet-50, 224 px) at 32 clips
+per step, as recorded with its numbers in ``results/benchmarks/gpu.md`` (section "Default CUDA shift path").
+Not measured on a GPU yet (issue 20, item 6: the benchmark was built and run on CPU only), so it stays ``"triton"``,
+the fused kernels of issue 11. Change it here, and only from that file's numbers."""
 
 
-def shift_kernel() -> str:
-    """``$TSAM_SHIFT_KERNEL``: ``"triton"`` (the default: the fused kernels on CUDA) or ``"torch"`` (the reference
-    slice copies everywhere); ValueError naming both for anything else, rather than a silent fallback."""
-    name = os.environ.get("TSAM_SHIFT_KERNEL", "triton")
+def default_shift_kernel(device: torch.device | str) -> str:
+    """The implementation used on ``device`` when ``$TSAM_SHIFT_KERNEL`` is unset: :data:`DEFAULT_CUDA_SHIFT_KERNEL`
+    on CUDA, ``"torch"`` (the reference) elsewhere."""
+    return DEFAULT_CUDA_SHIFT_KERNEL if torch.device(device).type == "cuda" else "torch"
+
+
+def shift_kernel(x: Tensor | None = None) -> str:
+    """The shift implementation (one of :data:`SHIFT_KERNELS`) for ``x``: ``$TSAM_SHIFT_KERNEL`` when set (on every
+    device), else :func:`default_shift_kernel` of x's device (without ``x``: the CUDA default). ValueError naming the
+    choices for anything else, rather than a silent fallback."""
+    name = os.environ.get("TSAM_SHIFT_KERNEL") or None
+    if name is None:
+        return default_shift_kernel(x.device) if x is not None else DEFAULT_CUDA_SHIFT_KERNEL
     if name not in SHIFT_KERNELS:
         raise ValueError(f"TSAM_SHIFT_KERNEL={name!r}: choose one of {list(SHIFT_KERNELS)} (or leave it unset: "
-                         "triton).")
+                         f"{DEFAULT_CUDA_SHIFT_KERNEL} on CUDA, torch elsewhere).")
     return name
+
+
+def autograd_shift(x: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str) -> Tensor:
+    """The depth-k shift of x (B, T, C, H, W), ``fold`` channels per group, as plain tensor ops (``"autograd"``).
+
+    The channel groups are split off x (views), each group's segments are narrowed to their sources and
+    concatenated along time (then zeros or, for ``"keep"``, the border's own values; the audio segments after), and
+    the groups are concatenated back along the channels. Autograd derives the backward: the split's is one
+    concatenation, each narrow's a zero-filled group-sized tensor, so the gradient is the adjoint of the shift, as
+    :func:`~tsamlib.model.shift_reference.shift_into` computes it. Same values as the reference, and x's strides
+    (the ops run on the view of x whose dims are in memory order, which ``cat`` writes contiguously), so a
+    channels_last input gives a channels_last result. No checks: :func:`temporal_shift` makes them."""
+    k, f, n = shift_depth, fold, n_shifted
+    t, c = x.shape[1], x.shape[2]
+    order = sorted(range(x.dim()), key=lambda d: -x.stride(d))  # memory order, largest stride first (stable)
+    back = sorted(range(x.dim()), key=order.__getitem__)         # the inverse permutation
+    xp = x.permute(order)
+    tdim, cdim = order.index(1), order.index(2)
+    groups = xp.split([f] * (2 * k) + [c - 2 * k * f], dim=cdim)
+    pieces = []
+    for i, g in enumerate(groups[:-1]):
+        e = i // 2 + 1
+        border = g.narrow(tdim, n - e if i % 2 == 0 else 0, e) if shift_pad == "keep" else \
+            g.new_zeros([e if dim == tdim else size for dim, size in enumerate(g.shape)])
+        if i % 2 == 0:   # the future comes to t: out[t] = x[t + e], the last e segments are the border
+            seq = [g.narrow(tdim, e, n - e), border]
+        else:            # the past comes to t: out[t] = x[t - e], the first e segments are the border
+            seq = [border, g.narrow(tdim, 0, n - e)]
+        if n < t:
+            seq.append(g.narrow(tdim, n, t - n))  # the audio segment(s), untouched
+        pieces.append(torch.cat(seq, dim=tdim))
+    if groups[-1].shape[cdim]:
+        pieces.append(groups[-1])                 # the channels that do not move
+    return torch.cat(pieces, dim=cdim).permute(back)
 
 
 _SHIFT, _ADJOINT, _AGAIN = 0, 1, 2  # which of the fused ops: the shift, its adjoint, the shift recomputed in backward
@@ -54,7 +114,7 @@ def _fused_ops(x: Tensor):
     under ``torch.compile`` the custom ops (traced as one node each; "again" is the shift under another name, so the
     compiler does not merge the backward's recomputation with the forward's shift, see :class:`_ShiftedConv2dFn`),
     otherwise their low-overhead eager twins."""
-    if not x.is_cuda or shift_kernel() != "triton":
+    if not x.is_cuda or shift_kernel(x) != "triton":
         return None
     try:  # lazy: needs Triton, avoids a circular import
         from . import shift_triton as st
@@ -85,6 +145,8 @@ def temporal_shift(x: Tensor, shift_depth: int, f_div: int, n_shifted: int | Non
     n, f = check_shift_input(x, shift_depth, f_div, n_shifted, shift_pad)
     if shift_depth == 0:
         return x
+    if shift_kernel(x) == "autograd":
+        return autograd_shift(x, shift_depth, f, n, shift_pad)
     ops = _fused_ops(x)
     if ops is not None:
         return ops[0](x, shift_depth, f, n, shift_pad)
@@ -137,11 +199,14 @@ def shifted_conv2d(x: Tensor, conv: nn.Conv2d, shift_depth: int, f_div: int, n_s
                    shift_pad: str = "zero") -> Tensor:
     """``conv(temporal_shift(x).flatten(0, 1))`` for x (B, T, C, H, W), without keeping the shifted copy.
 
-    Same values and gradients as the two calls; the shifted tensor is recomputed in backward instead of saved.
+    Same values and gradients as the two calls; the shifted tensor is recomputed in backward instead of saved
+    (except with ``$TSAM_SHIFT_KERNEL=autograd``: plain autograd, the conv keeps its input, the shifted copy).
     """
     n, f = check_shift_input(x, shift_depth, f_div, n_shifted, shift_pad)
     if shift_depth == 0:
         return conv(x.flatten(0, 1))
+    if shift_kernel(x) == "autograd":
+        return conv(autograd_shift(x, shift_depth, f, n, shift_pad).flatten(0, 1))
     if not _recomputable(conv):
         raise ValueError(f"shifted_conv2d needs a plain nn.Conv2d with numeric zero padding, got {conv}.")
     return _ShiftedConv2dFn.apply(x, conv.weight, conv.bias, (shift_depth, f, n, shift_pad),
@@ -154,7 +219,8 @@ class TemporalShift(nn.Module):
     The wrapped layer sees (B * n_segments, C, H, W); the first ``n_shifted`` segments of each clip are
     the video frames, the rest (the audio frame) are left alone. ``shift_pad``: see :func:`temporal_shift`.
     ``recompute`` (default): when ``net`` is a plain ``nn.Conv2d`` the shifted copy is not kept for backward but
-    recomputed from the input (:func:`shifted_conv2d`); same results, less memory.
+    recomputed from the input (:func:`shifted_conv2d`); same results, less memory. Not with
+    ``$TSAM_SHIFT_KERNEL=autograd`` (plain autograd: the conv keeps the shifted copy).
     """
 
     def __init__(self, net: nn.Module, n_segments: int, n_shifted: int, shift_depth: int, f_div: int,
@@ -172,10 +238,10 @@ class TemporalShift(nn.Module):
         if bt % self.n_segments:
             raise ValueError(f"batch of {bt} images is not a multiple of n_segments={self.n_segments}.")
         x5 = x.view(bt // self.n_segments, self.n_segments, c, h, w)
-        if self.recompute and self.shift_depth > 0 and _recomputable(self.net):
+        if self.recompute and self.shift_depth > 0 and _recomputable(self.net) and shift_kernel(x) != "autograd":
             return shifted_conv2d(x5, self.net, self.shift_depth, self.f_div, self.n_shifted, self.shift_pad)
         shifted = temporal_shift(x5, self.shift_depth, self.f_div, self.n_shifted, self.shift_pad)
-        return self.net(shifted.view(bt, c, h, w))
+        return self.net(shifted.flatten(0, 1))
 
     def extra_repr(self) -> str:
         return (f"n_segments={self.n_segments}, n_shifted={self.n_shifted}, "

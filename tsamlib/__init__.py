@@ -34,5 +34,6 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     ".runs.folder": ["load_run"],
     ".evaluation.views": ["evaluate=evaluate_run", "interpretation"],
     ".evaluation.predict": ["predict"],
+    ".evaluation.export": ["export_onnx"],
 })
 __all__ = ["__version__", *__all__]

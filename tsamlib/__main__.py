@@ -264,9 +264,28 @@ def add_prepare(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_prepare)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .evaluation.export import cmd_export as run
+    return run(args) if _resolve_run(args) else 1
+
+
+def add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="a run's model to ONNX (standard operators, dynamic batch), checked with "
+                                      "onnxruntime on real clips first")
+    p.add_argument("run", help="a run id (python -m tsamlib runs lists them) or a run folder")
+    p.add_argument("--onnx", required=True, help="the ONNX file to write")
+    p.add_argument("--videos", nargs="+", default=None,
+                   help="clips to check the export on (default: the first videos of the run's validation split)")
+    p.add_argument("--atol", type=number(float, 0, open_lo=True), default=1e-4,
+                   help="largest logit difference allowed between onnxruntime and PyTorch (default 1e-4)")
+    p.add_argument("--weights", choices=("last", "best"), default=None,
+                   help="the run's last or best-epoch weights (default: the run's eval_weights)")
+    p.set_defaults(func=cmd_export)
+
+
 COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "index": add_index, "synth": add_synth, "notebooks": add_notebooks, "runs": add_runs, "predict": add_predict,
-    "evaluate": add_evaluate, "prepare": add_prepare, "train": add_train}
+    "evaluate": add_evaluate, "prepare": add_prepare, "train": add_train, "export": add_export}
 
 
 def build_parser() -> argparse.ArgumentParser:

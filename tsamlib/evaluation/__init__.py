@@ -6,6 +6,7 @@ interpreted, videos predicted (imports ``model``, ``data``, ``runs``, ``config``
     interpret   fastai's ClassificationInterpretation over stored probabilities, top losses with frames
     predict     top-k classes of one video with a run's model
     released    the authors' released checkpoints (or any file ``create_tsam`` loads) on a manifest
+    export      a run to ONNX, checked with onnxruntime on real clips before it is written
 """
 from .._lazy import lazy_exports
 
@@ -15,6 +16,7 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     ".scoring": ["score_views", "score_authors", "per_class_accuracy", "eval_record"],
     ".interpret": ["ViewsInterpretation", "learner_interpretation", "plot_top_losses"],
     ".predict": ["predict", "clip_views"],
+    ".export": ["export_onnx", "ExportReport", "ExportCheckError"],
     ".released": ["RELEASED", "released_settings", "evaluate_checkpoint", "summary_table", "build_model",
                   "example_clips_manifest"],
 })

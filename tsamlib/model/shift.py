@@ -20,6 +20,9 @@ Which implementation runs (:func:`shift_kernel`): ``$TSAM_SHIFT_KERNEL`` when se
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +31,7 @@ from torch import Tensor, nn
 from .shift_reference import check_shift, check_shift_input, check_shift_pad, shift_into
 
 __all__ = ["temporal_shift", "autograd_shift", "shifted_conv2d", "TemporalShift", "insert_temporal_shift",
-           "shift_kernel", "default_shift_kernel", "SHIFT_KERNELS", "DEFAULT_CUDA_SHIFT_KERNEL"]
+           "shift_kernel", "use_shift_kernel", "default_shift_kernel", "SHIFT_KERNELS", "DEFAULT_CUDA_SHIFT_KERNEL"]
 
 
 class _TemporalShiftFn(torch.autograd.Function):
@@ -59,11 +62,27 @@ def default_shift_kernel(device: torch.device | str) -> str:
     return DEFAULT_CUDA_SHIFT_KERNEL if torch.device(device).type == "cuda" else "torch"
 
 
+_KERNEL_OVERRIDE: ContextVar[str | None] = ContextVar("tsam_shift_kernel", default=None)
+
+
+@contextmanager
+def use_shift_kernel(name: str) -> Iterator[None]:
+    """Run the shift with implementation ``name`` (one of :data:`SHIFT_KERNELS`) inside the ``with`` block, on every
+    device and whatever ``$TSAM_SHIFT_KERNEL`` says, e.g. ``"autograd"`` to trace a model into standard ops (ONNX)."""
+    if name not in SHIFT_KERNELS:
+        raise ValueError(f"shift kernel {name!r}: choose one of {list(SHIFT_KERNELS)}.")
+    token = _KERNEL_OVERRIDE.set(name)
+    try:
+        yield
+    finally:
+        _KERNEL_OVERRIDE.reset(token)
+
+
 def shift_kernel(x: Tensor | None = None) -> str:
-    """The shift implementation (one of :data:`SHIFT_KERNELS`) for ``x``: ``$TSAM_SHIFT_KERNEL`` when set (on every
-    device), else :func:`default_shift_kernel` of x's device (without ``x``: the CUDA default). ValueError naming the
-    choices for anything else, rather than a silent fallback."""
-    name = os.environ.get("TSAM_SHIFT_KERNEL") or None
+    """The shift implementation (one of :data:`SHIFT_KERNELS`) for ``x``: :func:`use_shift_kernel`'s inside its block,
+    else ``$TSAM_SHIFT_KERNEL`` when set (on every device), else :func:`default_shift_kernel` of x's device (without
+    ``x``: the CUDA default). ValueError naming the choices for anything else, rather than a silent fallback."""
+    name = _KERNEL_OVERRIDE.get() or os.environ.get("TSAM_SHIFT_KERNEL") or None
     if name is None:
         return default_shift_kernel(x.device) if x is not None else DEFAULT_CUDA_SHIFT_KERNEL
     if name not in SHIFT_KERNELS:

@@ -1,0 +1,105 @@
+"""ONNX export (issue 22, item 1): standard operators only, a dynamic batch, both border pads and the audio frame;
+onnxruntime agrees with PyTorch within 1e-4 on the run's own preprocessing of the real Kinetics clips, at batch
+sizes other than the traced one; a disagreement writes nothing."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tsamlib.__main__ import main
+from tsamlib.config import RunConfig
+from tsamlib.evaluation import export as ex
+from tsamlib.evaluation.released import example_clips_manifest
+from tsamlib.evaluation.views import run_vocab
+from tsamlib.model.onnx_export import check_onnx_graph, export_model_onnx
+from tsamlib.model.tsam import create_tsam
+from tsamlib.runs.checkpoints import save_checkpoint
+from tsamlib.runs.folder import start_run
+
+ort = pytest.importorskip("onnxruntime")
+
+
+@pytest.mark.parametrize("audio, pad", [(True, "zero"), (False, "keep"), (True, "keep")])
+def test_graph_is_standard_ops_with_a_free_batch(tmp_path, audio, pad):
+    torch.manual_seed(0)
+    model = create_tsam("resnet18", num_classes=5, n_frames=8, audio=audio, shift_depth=3, f_div=4, n_insert=2,
+                        shift_pad=pad).eval()
+    make = lambda b: [torch.randn(b, 8, 3, 32, 32)] + ([torch.randn(b, 1, 3, 32, 32)] if audio else [])  # noqa
+    path = export_model_onnx(model, tmp_path / "m.onnx", *make(2))
+    ops = check_onnx_graph(path)
+    assert "Concat" in ops and "Conv" in ops
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == (["video", "audio"] if audio else ["video"])
+    for b in (1, 3, 5):                                                   # not the traced batch of 2
+        inputs = make(b)
+        with torch.no_grad():
+            want = model(*inputs).numpy()
+        got = session.run(None, {i.name: t.numpy() for i, t in zip(session.get_inputs(), inputs)})[0]
+        assert got.shape == (b, 5) and np.abs(got - want).max() < 1e-4
+
+
+def _finished_run(root, manifest, **settings):
+    """A finished run folder over the real clips' manifest, with random weights (what export reads)."""
+    cfg = RunConfig(dataset=str(manifest), arch="resnet18", img_size=32, resize=36, n_mels=32, n_frames=8,
+                    epochs=1, run_id=f"r-{settings.get('shift_pad', 'zero')}-{settings.get('audio', False)}",
+                    runs_root=str(root), **settings)
+    run = start_run(cfg.run_id, cfg.settings(), runs_root=root)
+    torch.manual_seed(1)
+    model = create_tsam(cfg.arch, num_classes=len(run_vocab(cfg)), pretrained=None, **cfg.model_kwargs())
+    run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(model.state_dict(), run.checkpoint_dir / "model.pth")
+    run.finish({"top1": 0.0})
+    run.close()
+    return run.path
+
+
+@pytest.fixture(scope="module")
+def clips_manifest(kinetics_clips, tmp_path_factory):
+    return example_clips_manifest(tmp_path_factory.mktemp("clips") / "manifest.csv", kinetics_clips)
+
+
+@pytest.mark.parametrize("settings", [dict(audio=True, shift_depth=2, f_div=4, n_insert=2),
+                                      dict(audio=False, shift_depth=3, f_div=4, shift_pad="keep")])
+def test_export_is_checked_on_real_clips(tmp_path, clips_manifest, kinetics_clips, settings):
+    run = _finished_run(tmp_path / "runs", clips_manifest, **settings)
+    videos = sorted((kinetics_clips / "videos").glob("*.mp4"))[:4]
+    rep = ex.export_onnx(run, tmp_path / "out" / "model.onnx", videos=videos)
+    assert rep.path.is_file() and set(rep.max_abs_diff) == {1, 3}
+    assert all(d < 1e-4 for d in rep.max_abs_diff.values()) and rep.inputs == (
+        ["video", "audio"] if settings["audio"] else ["video"])
+    meta = ort.InferenceSession(str(rep.path)).get_modelmeta().custom_metadata_map
+    assert json.loads(meta["classes"]) == run_vocab(RunConfig(dataset=str(clips_manifest))) and meta["n_frames"] == "8" and meta["img_size"] == "32"
+    assert json.loads(meta["check"])["max_abs_diff"] == {str(b): d for b, d in rep.max_abs_diff.items()}
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["model.onnx"]   # no temporary file left
+
+
+def test_a_disagreement_writes_nothing(tmp_path, clips_manifest, kinetics_clips, monkeypatch):
+    run = _finished_run(tmp_path / "runs", clips_manifest, audio=True, shift_depth=1)
+    real = ex.export_model_onnx
+
+    def broken(model, path, *inputs, metadata=None):   # a graph whose logits are off by 1e-3
+        with torch.no_grad():
+            model.fc.bias += 1e-3
+        try:
+            return real(model, path, *inputs, metadata=metadata)
+        finally:
+            with torch.no_grad():
+                model.fc.bias -= 1e-3
+    monkeypatch.setattr(ex, "export_model_onnx", broken)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ex.ExportCheckError, match="was not written"):
+        ex.export_onnx(run, out / "model.onnx", videos=sorted((kinetics_clips / "videos").glob("*.mp4"))[:2])
+    assert list(out.iterdir()) == []
+
+
+def test_cli_export_errors_are_one_line(tmp_path, capsys):
+    assert main(["export", str(tmp_path / "nope"), "--onnx", str(tmp_path / "m.onnx")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: no run")
+    with pytest.raises(SystemExit) as e:
+        main(["export", "demo", "--onnx", "x.onnx", "--atol", "0"])
+    assert e.value.code == 2

@@ -1,4 +1,8 @@
 """fastai DataLoaders over manifests: shapes, n_inp, bad samples, workers, views, show_batch, Learner."""
+import os
+import signal
+import subprocess
+import sys
 import warnings
 
 import pandas as pd
@@ -77,6 +81,51 @@ def test_workers_give_same_batches_and_report_skips(zoo_df):
         b2 = [b for b in dls.train]
     assert all(torch.equal(x[0], y[0]) and torch.equal(x[1], y[1]) for x, y in zip(b0, b2))
     assert len(dls.skipped()) == 2 and dls.n_skipped() == 3             # counted inside the workers
+
+
+# Run in a fresh process: numba imported before the workers start (as librosa imports it in audio runs), torch's
+# OpenMP threads running, OMP_NUM_THREADS unset; then loader workers are forked.
+_FORKED_WORKERS = """
+import sys, warnings
+import numba
+import torch
+from tsamlib.data.loaders import limit_threads, video_dataloaders
+warnings.simplefilter("ignore")
+torch.set_num_threads(2)
+torch.ones(1 << 22).mul_(2)
+
+class Threads(torch.utils.data.Dataset):
+    def __len__(self): return 4
+    def __getitem__(self, i): return torch.get_num_threads()
+
+dl = torch.utils.data.DataLoader(Threads(), num_workers=2, worker_init_fn=lambda _: limit_threads())
+counts = sorted({int(n) for b in dl for n in b})
+assert counts == [1], f"torch threads in the workers after limit_threads: {counts}"
+batches = list(video_dataloaders(sys.argv[1], seed=3, num_workers=2, n_frames=4, img_size=64, resize=72,
+                                 batch_size=4).train)
+print("batches", len(batches), tuple(batches[0][0].shape))
+"""
+
+
+def test_forked_workers_run_one_thread_after_numba_and_torch_threads(zoo_df, tmp_path):
+    """Starting numba's threading layer in a worker set the OpenMP thread count of torch's libgomp (numba binds to
+    it) back to NUMBA_NUM_THREADS: the worker's first large torch op then waited forever for the parent's OpenMP
+    threads, which a forked process does not have."""
+    from conftest import REPO_ROOT
+    manifest = tmp_path / "m.csv"
+    zoo_df.to_csv(manifest, index=False)
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env.update(PYTHONPATH=str(REPO_ROOT), NUMBA_NUM_THREADS="2")
+    proc = subprocess.Popen([sys.executable, "-c", _FORKED_WORKERS, str(manifest)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)   # the process and its hung workers
+        proc.communicate()
+        pytest.fail("loader workers hung (OpenMP in a forked worker)")
+    assert proc.returncode == 0, err[-2000:]
+    assert "batches 2 (4, 4, 3, 64, 64)" in out
 
 
 def test_all_bad_raises(media_zoo):

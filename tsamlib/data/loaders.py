@@ -30,6 +30,7 @@ Randomness of a sample depends only on ``(seed, epoch, index)``, so batches are 
 from __future__ import annotations
 
 import random
+import sys
 import warnings
 
 import numpy as np
@@ -133,17 +134,23 @@ class VideoDataset(torch.utils.data.Dataset):
 
 
 def limit_threads() -> None:
-    """One thread per worker for torch, OpenMP/BLAS pools and numba (librosa): :func:`tsamlib.data.probe.single_thread`,
-    then the pools already loaded (threadpoolctl) and numba's."""
+    """One thread per worker for numba (librosa), torch and the OpenMP/BLAS pools: numba's first if it is imported
+    (else ``NUMBA_NUM_THREADS=1`` covers a later import), then :func:`tsamlib.data.probe.single_thread` and the pools
+    already loaded (threadpoolctl).
+
+    numba goes first: starting its threading layer sets the OpenMP thread count to ``NUMBA_NUM_THREADS``, and its
+    ``omp`` layer binds to torch's libgomp. Set after torch's, it gave torch 2+ threads again, and a forked worker's
+    first large torch op waited forever for the parent's OpenMP threads (OMP_NUM_THREADS unset)."""
+    numba = sys.modules.get("numba")
+    if numba is not None:
+        try:
+            numba.set_num_threads(1)
+        except Exception:
+            pass
     single_thread()   # thread variables, and torch.set_num_threads(1) (torch is imported here)
     try:
         from threadpoolctl import threadpool_limits
         threadpool_limits(1)
-    except Exception:
-        pass
-    try:
-        import numba
-        numba.set_num_threads(1)
     except Exception:
         pass
 

@@ -482,6 +482,13 @@ class AudioFrame:
         self.prepared_hits += 1
         return got
 
+    def prefetch(self, path) -> None:
+        """Start reading frame folder ``path``'s prepared log-mels of these settings from the disk (when there), so
+        that the read in :meth:`full_mels` finds them cached: a loader calls it before decoding the frames."""
+        if Path(path).is_dir():
+            from .video import prefetch
+            prefetch([Path(path) / self.prepared_name()])
+
     def _warn_once(self, key, message: str) -> None:
         warned = self.__dict__.setdefault("_warned", set())
         if key not in warned:

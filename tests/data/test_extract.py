@@ -312,6 +312,13 @@ def test_same_frames_as_the_authors_ffmpeg_command(kinetics_clips, tmp_path):
     videos = sorted((kinetics_clips / "videos").glob("*.mp4"))[:4]
     videos.append(gray_video(tmp_path / "late.mp4", [16 + 7 * i for i in range(30)], 24, first_pts=8,
                              audio_from_zero=True))
+    portrait = make_video(tmp_path / "portrait.mp4", n_frames=15, size=(640, 360), fps=30, audio=False)
+    for angle in ("90", "180", "-90"):                        # a display matrix: ffmpeg turns the video upright
+        rotated = tmp_path / f"rot{angle}.mp4"
+        made = subprocess.run([_ffmpeg(), "-loglevel", "error", "-display_rotation", angle, "-i", str(portrait),
+                               "-c", "copy", str(rotated)], capture_output=True)
+        if made.returncode == 0:                              # older ffmpeg programs lack -display_rotation
+            videos.append(rotated)
     for v in videos:
         ref = tmp_path / "ffmpeg" / v.stem
         ref.mkdir(parents=True)

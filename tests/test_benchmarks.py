@@ -70,3 +70,45 @@ def test_traffic_floor_counts_three_clone_passes_per_shifted_block():
     assert "floor_ms" in rows["tsam"]
     md = "\n".join(bench_gpu.floor_markdown(bench_gpu.traffic_floor(res)))
     assert "no clone time for [(512, 1)]" in md and "| tsam | 4 | 3 | 6.33 | 1.063 | 1.1 |" in md
+
+
+def test_cold_bench_drops_every_file_of_a_prepared_clip_from_the_page_cache(tmp_path):
+    """``bench_cold``: ``clip_files`` is the frame folder's files and its ``.wav``; after ``drop_page_cache`` none of
+    them is cached (checked with ``fincore`` where it exists), ``prefetch`` brings the frames back; ``measure`` gives
+    a cold and a warm time per clip."""
+    import os
+    import time
+
+    from tsamlib.data.audio import AudioFrame
+    from tsamlib.data.manifest import build_manifest
+    from tsamlib.data.prepare import prepare_dataset
+    from tsamlib.data.video import prefetch
+    bench_cold = _load("bench_cold")
+    video = make_video(tmp_path / "v.mp4", n_frames=12, size=(48, 64))
+    build_manifest([dict(path=str(video), label=0, label_name="x", split="train")], tmp_path / "in.csv", workers=1,
+                   verbose=False)
+    res = prepare_dataset(tmp_path / "in.csv", tmp_path / "out", workers=1, verbose=False, mels="tsamlib:16")
+    folder = Path(res.table["path"].iat[0])
+    files = bench_cold.clip_files(folder)
+    names = sorted(p.name for p in files)
+    assert set(names) - {n for n in names if n.endswith(".jpg")} == {AudioFrame(n_mels=16).prepared_name(),
+                                                                     "prepare.json", "v.wav"}
+    assert {n for n in names if n.endswith(".jpg")} == {f"{k:05d}.jpg" for k in range(1, 13)} and "v.wav" in names
+    for f in files:
+        f.read_bytes()
+    bench_cold.drop_page_cache(files)
+    cached = bench_cold.resident_bytes(files)
+    if cached is not None:
+        assert cached == 0
+        jpgs = [f for f in files if f.suffix == ".jpg"]
+        page = os.sysconf("SC_PAGE_SIZE")
+        whole = sum(-(-f.stat().st_size // page) * page for f in jpgs)   # fincore counts whole pages
+        prefetch(jpgs + [tmp_path / "missing.jpg"])          # a missing file is left to the read that follows
+        for _ in range(100):                                  # the kernel reads them in the background
+            if bench_cold.resident_bytes(jpgs) == whole:
+                break
+            time.sleep(0.05)
+        assert bench_cold.resident_bytes(jpgs) == whole
+    rows = bench_cold.measure([folder], lambda cache_dir: AudioFrame(size=(32, 32), n_mels=16, cache_dir=cache_dir),
+                              1, tmp_path, n_frames=4, resize=36, img_size=32)
+    assert [r["clip"] for r in rows] == ["v"] and rows[0]["cold"] > 0 and rows[0]["warm"] > 0

@@ -240,11 +240,42 @@ def _fps_arg(text: str) -> float | None:
     return v
 
 
+_NATIVE = "native"   # --fps native, kept apart from "not given" (the layout's default)
+
+
+def _fps_or_native(text: str) -> float | str:
+    """``--fps`` of ``prepare``: a positive number, or "native" (every frame kept)."""
+    v = _fps_arg(text)
+    return _NATIVE if v is None else v
+
+
+def _prepare_options(args: argparse.Namespace) -> dict:
+    """``prepare``'s flags resolved per layout; ValueError (naming the flag and the fix) for a flag the layout has
+    no use for. ``--height`` alone selects the authors' layout."""
+    from .data.prepare import AUTHORS_FPS, AUTHORS_HEIGHT
+    layout = args.layout or ("authors" if args.height is not None else "tsamlib")
+    fps = None if args.fps == _NATIVE else args.fps
+    if layout == "authors":
+        for flag, value, why in (("--short-side", args.short_side, "use --height (their frames are --height pixels "
+                                  "high, aspect kept)"),
+                                 ("--quality", args.quality, "their JPEGs are ffmpeg's at -q:v 0")):
+            if value is not None:
+                raise ValueError(f"{flag} belongs to the default layout, not to --layout authors: drop it ({why})")
+        return dict(layout=layout, height=AUTHORS_HEIGHT if args.height is None else args.height,
+                    fps=AUTHORS_FPS if args.fps is None else fps)
+    if args.height is not None:
+        raise ValueError("--height is the authors' layout's frame height (ffmpeg scale=-1:H): use --layout authors "
+                         "with it, or --short-side for the default layout")
+    return dict(layout=layout, short_side=256 if args.short_side is None else args.short_side, fps=fps,
+                quality=90 if args.quality is None else args.quality)
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     from .data.prepare import prepare_dataset
     try:   # the manifest, the output folder: the user's to fix, in one line (a clip's problem is recorded instead)
-        res = prepare_dataset(args.manifest, args.out, short_side=args.short_side, fps=args.fps, quality=args.quality,
-                              workers=args.workers)
+        opts = _prepare_options(args)
+        res = prepare_dataset(args.manifest, args.out, workers=args.workers,
+                              mels="default" if args.mels is None else args.mels, **opts)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -252,14 +283,27 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def add_prepare(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("prepare", help="convert a manifest's clips to JPEG frame folders + .wav (fast loading), "
-                                       "with OUT/manifest.csv")
+    from .data.prepare import AUTHORS_FPS, AUTHORS_HEIGHT, DEFAULT_MELS, LAYOUTS
+    p = sub.add_parser("prepare", help="convert a manifest's clips to JPEG frame folders + .wav + log-mels (fast "
+                                       "loading), with OUT/manifest.csv")
     p.add_argument("manifest", help="input manifest CSV")
     p.add_argument("--out", required=True, help="output folder (OUT/<class>/<stem>/00001.jpg, OUT/<class>/<stem>.wav)")
-    p.add_argument("--short-side", type=number(int, 0), default=256, help="short side of the frames, never upscaled "
-                                                                "(default 256; 0 keeps the size)")
-    p.add_argument("--fps", type=_fps_arg, default=None, help="frames per second kept, or 'native' (default)")
-    p.add_argument("--quality", type=number(int, 1, 100), default=90, help="JPEG quality 1..100 (default 90)")
+    p.add_argument("--layout", choices=LAYOUTS, default=None,
+                   help="'tsamlib' (default: decord frames, --short-side, PIL JPEG at --quality) or 'authors' (their "
+                        "ffmpeg -vf \"scale=-1:256,fps=10\" -q:v 0 %%06d.jpg, done with PyAV: --fps default "
+                        f"{AUTHORS_FPS:g}, --height default {AUTHORS_HEIGHT}); --height alone selects 'authors'")
+    p.add_argument("--short-side", type=number(int, 0), default=None, help="default layout: short side of the frames, "
+                   "never upscaled (default 256; 0 keeps the size)")
+    p.add_argument("--height", type=number(int, 1), default=None, help="authors' layout: frame height in pixels, "
+                   f"aspect kept, up or down (default {AUTHORS_HEIGHT})")
+    p.add_argument("--fps", type=_fps_or_native, default=None,
+                   help=f"frames per second kept, or 'native' (default: native; {AUTHORS_FPS:g} for --layout authors)")
+    p.add_argument("--quality", type=number(int, 1, 100), default=None, help="default layout: JPEG quality 1..100 "
+                   "(default 90)")
+    p.add_argument("--mels", nargs="+", default=None, metavar="FRONTEND:N_MELS",
+                   help="log-mels stored per clip for runs with these audio settings (a run's audio_frontend and "
+                        f"n_mels), or 'none' (default: {DEFAULT_MELS['tsamlib'][0]}; "
+                        f"{DEFAULT_MELS['authors'][0]} for --layout authors); a rerun adds missing ones")
     p.add_argument("--workers", type=number(int, 1), default=None, help="worker processes (default: number of cores)")
     p.set_defaults(func=cmd_prepare)
 

@@ -16,7 +16,10 @@ code, github:aav-antonov/TSAM, which produced the report's numbers) sets every s
 at once. Each switch is also a setting of its own whose default ``None`` means "take it from the preset"; a value
 given explicitly wins. ``cfg.switches()`` holds the resolved values, and ``params.json`` records the preset and
 every resolved switch; :func:`config_diff` compares resolved values, so a switch left to the preset equals the
-same value given explicitly, and runs recorded before the presets existed count as ``"tsamlib"``.
+same value given explicitly, and runs recorded before the presets existed count as ``"tsamlib"``. A preset does not
+change the data a run reads: the authors' frames (10 fps, 256 pixels high, their ffmpeg JPEGs) are made by
+``python -m tsamlib prepare MANIFEST --out OUT --layout authors`` (:mod:`tsamlib.data.prepare`), whose
+``OUT/manifest.csv`` is the dataset of a ``preset="authors"`` run.
 """
 from __future__ import annotations
 

@@ -9,7 +9,8 @@
     loaders      datasets and fastai DataLoaders of clips (+ audio frame), multi-view evaluation sets
     datasets     the synthetic datasets by name (built on first use) and manifest paths
     synthetic    synthetic labelled videos (real H.264/AAC mp4 files)
-    prepare      clips converted to JPEG frame folders + .wav for fast loading
+    prepare      clips converted to JPEG frame folders + .wav + log-mels for fast loading (two frame layouts)
+    extract      the authors' ffmpeg frame extraction (fps filter, scale=-1:H, JPEG -q:v 0) through PyAV
     skiplog      samples skipped or dropped by loader workers, counted and reported
 """
 from .._lazy import lazy_exports
@@ -27,4 +28,5 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     ".datasets": ["dataset_dir", "build_dataset", "dataset_manifest"],
     ".synthetic": ["KINDS", "make_synthetic_dataset", "describe"],
     ".prepare": ["prepare_dataset", "prepare_clip"],
+    ".extract": ["extract_frames"],
 })

@@ -23,6 +23,12 @@
   makes a good clip fail: an unreadable entry (truncated, garbage, wrong keys or shapes) is recomputed
   from the video and rewritten (one warning per file); when the cache cannot be written (disk full,
   read-only folder) the process warns once and goes on without writing it.
+- Prepared log-mels: ``python -m tsamlib prepare`` writes the full-clip log-mels of chosen settings into each frame
+  folder as ``mels-<hash>.npz`` (the cache's content; ``<hash>``: :meth:`AudioFrame.params`), so the first read of a
+  prepared clip computes nothing. An :class:`AudioFrame` reads the file of its own settings first (``prepared_hits``);
+  a prepared folder without it (other ``n_mels``, front end, rate...) is computed from the folder's ``.wav`` and the
+  cache as any clip, counted in ``prepared_misses`` with one warning per process naming the ``prepare --mels`` value
+  that adds the file.
 - The authors' front end (github:aav-antonov/TSAM, ``lib/dataset/audio.py``), ``AudioFrame(frontend="authors")``
   (``audio_frontend`` of a run; the ``"authors"`` preset), not the default:
   `load_waveform_authors` (channel 0 at the file's own rate, 16-bit like their ffmpeg ``.wav``),
@@ -47,7 +53,7 @@ from ..runs.fileio import atomic_path
 __all__ = ["DEFAULT_SR", "Waveform", "AudioError", "audio_source", "load_waveform", "log_mels", "mels_to_image",
            "log_mel_3ch", "random_crop_seconds", "MelCache", "AudioFrame", "AUTHORS_N_FFT",
            "load_waveform_authors", "authors_log_mels", "authors_mels_to_image", "authors_audio_image",
-           "AUDIO_FRONTENDS"]
+           "AUDIO_FRONTENDS", "params_hash", "read_mels_file", "write_mels_file", "PREPARED_MELS_GLOB"]
 
 DEFAULT_SR = 22050
 
@@ -281,6 +287,41 @@ AUDIO_FRONTENDS = ("tsamlib", "authors")
 
 
 # --------------------------------------------------------------------- the disk cache of full-clip mels
+PREPARED_MELS_GLOB = "mels-*.npz"   # prepared log-mels inside a frame folder, one file per settings
+
+
+def params_hash(params: dict) -> str:
+    """Short hash of log-mel settings (:meth:`AudioFrame.params`): the cache key's and the prepared file's."""
+    return hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def read_mels_file(f: Path, n_mels: int | None = None) -> tuple[list[np.ndarray], bool]:
+    """Full-clip log-mels and ``has_audio`` of a cache entry or a prepared ``mels-*.npz``, checked: raises on anything
+    but three finite ``(n_mels, frames)`` arrays and a boolean (FileNotFoundError when ``f`` is missing)."""
+    z = np.load(f, allow_pickle=False)
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise ValueError("not an .npz archive")
+    with z:
+        mels, has_audio = [np.asarray(z[f"m{i}"], dtype=np.float32) for i in range(3)], z["has_audio"]
+    if has_audio.shape != () or has_audio.dtype != np.bool_:
+        raise ValueError(f"has_audio {has_audio.dtype}{has_audio.shape}")
+    for i, m in enumerate(mels):
+        if m.ndim != 2 or m.shape[1] < 1 or (n_mels is not None and m.shape[0] != n_mels):
+            raise ValueError(f"m{i} has shape {m.shape}, expected ({n_mels}, frames)")
+        if not np.isfinite(m).all():
+            raise ValueError(f"m{i} has non-finite values")
+    return mels, bool(has_audio)
+
+
+def write_mels_file(f: Path, mels: list[np.ndarray], has_audio: bool, params: dict | None = None) -> None:
+    """Write full-clip log-mels (float16) atomically: a reader never sees half a file. ``params`` (the settings)
+    are stored beside them as JSON text."""
+    extra = {} if params is None else {"params": np.array(json.dumps(params, sort_keys=True))}
+    with atomic_path(f) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, has_audio=np.array(has_audio), **{f"m{i}": m.astype(np.float16) for i, m in enumerate(mels)},
+                 **extra)
+
+
 class MelCache:
     """Full-clip log-mels on disk, keyed by (path, mtime, size, parameters); counts hits and misses.
 
@@ -289,7 +330,7 @@ class MelCache:
     def __init__(self, cache_dir: str | Path, params: dict):
         self.dir = Path(cache_dir)
         self.n_mels = params.get("n_mels")
-        self.params_hash = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+        self.params_hash = params_hash(params)
         self.hits = self.misses = self.healed = 0
         self.writable, self._warned = True, set()
         try:
@@ -310,19 +351,7 @@ class MelCache:
 
     def _read(self, f: Path) -> tuple[list[np.ndarray], bool]:
         """Entry ``f``, checked (raises on anything but a valid entry)."""
-        z = np.load(f, allow_pickle=False)
-        if not isinstance(z, np.lib.npyio.NpzFile):
-            raise ValueError("not an .npz archive")
-        with z:
-            mels, has_audio = [np.asarray(z[f"m{i}"], dtype=np.float32) for i in range(3)], z["has_audio"]
-        if has_audio.shape != () or has_audio.dtype != np.bool_:
-            raise ValueError(f"has_audio {has_audio.dtype}{has_audio.shape}")
-        for i, m in enumerate(mels):
-            if m.ndim != 2 or m.shape[1] < 1 or (self.n_mels is not None and m.shape[0] != self.n_mels):
-                raise ValueError(f"m{i} has shape {m.shape}, expected ({self.n_mels}, frames)")
-            if not np.isfinite(m).all():
-                raise ValueError(f"m{i} has non-finite values")
-        return mels, bool(has_audio)
+        return read_mels_file(f, self.n_mels)
 
     def load(self, path, f: Path | None = None) -> tuple[list[np.ndarray], bool] | None:
         """Cached mels of ``path`` (``f``: its cache file, when already known), or None on a miss."""
@@ -357,9 +386,7 @@ class MelCache:
             return False
         f = f if f is not None else self.file(path)
         try:
-            with atomic_path(f) as tmp, open(tmp, "wb") as fh:   # parallel workers never read half a file
-                np.savez(fh, has_audio=np.array(has_audio),
-                         **{f"m{i}": m.astype(np.float16) for i, m in enumerate(mels)})
+            write_mels_file(f, mels, has_audio)                # atomic: parallel workers never read half a file
         except OSError as e:                  # full disk, read-only folder, quota: go on without the cache
             self._disable(e, f)
             return False
@@ -373,7 +400,10 @@ class AudioFrame:
     ``frontend="tsamlib"``: `load_waveform` (mono mix at `sr`), `log_mels`, per-channel z-score.
     ``frontend="authors"``: `load_waveform_authors` (channel 0 at the file's own rate; `sr` is not used),
     `authors_log_mels` (n_fft 4800), no normalisation (raw log values, resized as `authors_mels_to_image`).
-    The training crop is the same for both. The cache key holds the front end and its parameters."""
+    The training crop is the same for both. The cache key holds the front end and its parameters.
+
+    A prepared frame folder's ``mels-<hash>.npz`` of these settings is read before the cache (``prepared_hits``);
+    a prepared folder without it is computed as any clip (``prepared_misses``, one warning per process)."""
     size: tuple = (224, 224)
     n_mels: int = 224
     sr: int = DEFAULT_SR
@@ -384,6 +414,8 @@ class AudioFrame:
     cache_dir: str | None = None
     frontend: str = "tsamlib"
     cache: MelCache | None = field(default=None, init=False, repr=False)
+    prepared_hits: int = field(default=0, init=False, repr=False)
+    prepared_misses: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self):
         if self.frontend not in AUDIO_FRONTENDS:
@@ -406,8 +438,68 @@ class AudioFrame:
         w = load_waveform(path, self.sr)
         return log_mels(w.wave, w.sr, self.n_mels, self.windows_ms, self.hops_ms, self.eps), w.has_audio
 
+    def spec(self) -> str:
+        """These settings as ``prepare --mels`` names them: ``FRONTEND:N_MELS``."""
+        return f"{self.frontend}:{self.n_mels}"
+
+    def prepared_name(self) -> str:
+        """File name of these settings' prepared log-mels inside a frame folder: ``mels-<hash of params()>.npz``."""
+        name = self.__dict__.get("_prepared_name")
+        if name is None:
+            name = self.__dict__["_prepared_name"] = f"mels-{params_hash(self.params())}.npz"
+        return name
+
+    def save_prepared(self, folder: str | Path, source: str | Path | None = None) -> Path:
+        """Compute the full-clip log-mels of ``source`` (default: the clip ``folder`` itself, i.e. its ``.wav``) and
+        write them atomically as ``folder / prepared_name()``, with :meth:`params` beside them. Returns the file."""
+        folder = Path(folder)
+        mels, has_audio = self._compute(folder if source is None else source)
+        f = folder / self.prepared_name()
+        write_mels_file(f, mels, has_audio, self.params())
+        return f
+
+    def _prepared(self, path) -> tuple[list[np.ndarray], bool] | None:
+        """The prepared log-mels of frame folder ``path`` for these settings, or None (counted and warned once when
+        ``path`` is a prepared folder without them or with an unreadable file)."""
+        p = Path(path)
+        f = p / self.prepared_name()
+        try:
+            got = read_mels_file(f, self.n_mels)
+        except (FileNotFoundError, NotADirectoryError):
+            if not (p / "prepare.json").is_file():
+                return None                          # not a prepared folder (a video, a plain frame folder)
+            self.prepared_misses += 1
+            self._warn_once("missing", f"prepared clips (e.g. {p}) have no log-mels for these audio settings "
+                            f"({self.spec()}, {self.params()}); computing them from each clip's .wav (and the mel cache). "
+                            f"Add them with: python -m tsamlib prepare MANIFEST --out OUT --mels {self.spec()} "
+                            "(same manifest and --out: only the log-mels are written)")
+            return None
+        except Exception as e:
+            self.prepared_misses += 1
+            self._warn_once(f, f"prepared log-mels {f} are unreadable ({type(e).__name__}: {e}); computing them "
+                            "from the clip's .wav instead (run prepare again to rewrite them)")
+            return None
+        self.prepared_hits += 1
+        return got
+
+    def prefetch(self, path) -> None:
+        """Start reading frame folder ``path``'s prepared log-mels of these settings from the disk (when there), so
+        that the read in :meth:`full_mels` finds them cached: a loader calls it before decoding the frames."""
+        if Path(path).is_dir():
+            from .video import prefetch
+            prefetch([Path(path) / self.prepared_name()])
+
+    def _warn_once(self, key, message: str) -> None:
+        warned = self.__dict__.setdefault("_warned", set())
+        if key not in warned:
+            warned.add(key)
+            warnings.warn(message, stacklevel=4)
+
     def full_mels(self, path) -> tuple[list[np.ndarray], bool]:
-        """Log-mels of the whole clip (from the cache when possible)."""
+        """Log-mels of the whole clip (a prepared folder's file, else the cache, else computed)."""
+        got = self._prepared(path)
+        if got is not None:
+            return got
         f = self.cache.file(path) if self.cache is not None else None   # key: resolve + stat + hash, once
         got = self.cache.load(path, f) if f is not None else None
         if got is not None:

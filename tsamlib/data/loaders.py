@@ -93,6 +93,8 @@ class VideoDataset(torch.utils.data.Dataset):
         """Load view `i` (raises on a bad file)."""
         row, clip, crop = self.views[i]
         path = self.paths[row]
+        if self.audio is not None:
+            self.audio.prefetch(path)         # a prepared clip's log-mels come from the disk while frames decode
         frames, _ = load_clip(path, self.n_frames, self.mode, rng, clip_index=clip, n_clips=self.n_clips)
         video = self.tfm(frames, rng, crop_index=crop)
         label = torch.tensor(self.labels[row], dtype=torch.long)

@@ -1,11 +1,28 @@
-"""Prepared datasets: every usable clip of a manifest as a folder of JPEG frames plus a ``.wav``, which load fast.
+"""Prepared datasets: every usable clip of a manifest as a folder of JPEG frames plus a ``.wav`` and the log-mels of
+the audio frame, which load fast.
 
 ``python -m tsamlib prepare IN_MANIFEST --out OUT`` (or :func:`prepare_dataset`) writes, per usable clip::
 
     OUT/<class>/<stem>/00001.jpg, 00002.jpg, ...   frames, short side <= ``short_side`` (never upscaled), RGB
-    OUT/<class>/<stem>/prepare.json                 what was done (source, fps, frame count, parameters)
+    OUT/<class>/<stem>/mels-<hash>.npz              full-clip log-mels of each ``mels`` setting (float16)
+    OUT/<class>/<stem>/prepare.json                 what was done (source, fps, frame count, layout and parameters)
     OUT/<class>/<stem>.wav                          the audio, 16-bit PCM at the source rate, all channels
     OUT/manifest.csv                                the manifest columns plus ``source`` (the original path)
+
+Two frame layouts (``layout``):
+
+- ``"tsamlib"`` (the default): decord frames, short side ``short_side`` (bilinear, never upscaled), PIL JPEG at
+  ``quality``, names ``00001.jpg`` (5 digits or more), ``fps`` as described below;
+- ``"authors"``: what the authors' ``video2frames.py`` makes with ``ffmpeg -i VIDEO -vf "scale=-1:256,fps=10" -q:v 0
+  %06d.jpg`` (:mod:`tsamlib.data.extract`, through PyAV: no ffmpeg program needed): frames chosen by FFmpeg's
+  ``fps`` filter at ``fps`` (10 by default from the command line; None keeps every frame), ``height`` pixels high
+  with the aspect kept (bicubic, up or down), JPEG from FFmpeg's encoder at ``-q:v 0``, names ``000001.jpg``.
+  Video files only. The ``"authors"`` run preset is meant to train on it.
+
+The log-mels (``mels``: ``"FRONTEND:N_MELS"`` settings, default ``tsamlib:64`` for the default layout, the run
+defaults, and ``authors:224`` for the authors' layout, their config) are what :class:`tsamlib.data.audio.AudioFrame`
+reads first, so the first read of a prepared clip computes no spectrogram; a run with other audio settings computes
+them from the ``.wav`` (counted, warned once). A rerun with other ``mels`` only adds the missing files.
 
 The frame folder is the layout :func:`tsamlib.data.video.load_clip` reads (``list_frames``: sorted ``.jpg`` names,
 numbered from 1 with zero padding to at least 5 digits, so name order is frame order); the ``.wav`` sits where
@@ -19,7 +36,8 @@ fails; a frame-folder source is read with PIL. ``fps="native"`` keeps every fram
 shown at each time ``k / N`` (frames repeat when ``N`` is above the source rate).
 
 Resumable: each clip is written to a temporary folder ``OUT/<class>/.<stem>.prepare-tmp`` and renamed when complete;
-a rerun skips complete clips (made with the same parameters) and removes temporary folders a killed run left. One
+a rerun skips complete clips (made with the same layout and parameters, recorded in ``prepare.json``: a clip recorded
+without a layout is a ``"tsamlib"`` one) and removes temporary folders a killed run left. One
 ``prepare`` at a time per ``OUT`` (a lock file makes a second one fail). Clips are converted in worker processes
 (one thread each, ending with the parent: :mod:`tsamlib.data.probe`'s pool). Rows whose input has a problem, and clips
 that fail to decode, stay in the output manifest with their ``problem``; the printed summary counts them.
@@ -49,13 +67,23 @@ import pandas as pd
 from ..runs.fileio import atomic_path, exclusive_lock, relative_to_repo, writable_folder
 from .probe import probe_pool, short_error
 
-__all__ = ["TMP_SUFFIX", "META_NAME", "Prepared", "prepare_dataset", "prepare_clip", "clip_destinations",
-           "remove_temp_folders", "write_prepared_manifest"]
+__all__ = ["TMP_SUFFIX", "META_NAME", "LAYOUTS", "AUTHORS_FPS", "AUTHORS_HEIGHT", "AUTHORS_QSCALE", "AUTHORS_DIGITS",
+           "DEFAULT_MELS", "Prepared", "prepare_dataset", "prepare_clip", "clip_destinations", "remove_temp_folders",
+           "write_prepared_manifest", "parse_mels"]
 
 TMP_SUFFIX = ".prepare-tmp"
 META_NAME = "prepare.json"
 _CHUNK = 16  # frames decoded per decord call
 _VERSION = 1
+LAYOUTS = ("tsamlib", "authors")
+# the authors' video2frames.py: ffmpeg -i VIDEO -vf "scale=-1:256,fps=10" -q:v 0 "<frames>/<id>/%06d.jpg"
+AUTHORS_FPS = 10.0        # their --fps default
+AUTHORS_HEIGHT = 256      # scale=-1:256
+AUTHORS_QSCALE = 0        # -q:v 0
+AUTHORS_DIGITS = 6        # frames_tmpl "{:06d}.jpg" of their Kinetics-400 data config (from 1: ffmpeg's start number)
+# log-mels written by default: the run defaults (RunConfig.n_mels 64, front end "tsamlib") for the default layout,
+# the authors' config (n_mels 224, their front end) for theirs
+DEFAULT_MELS = {"tsamlib": ("tsamlib:64",), "authors": ("authors:224",)}
 
 # write errors that are the output disk's (a full disk must not mark good clips bad)
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
@@ -68,6 +96,7 @@ class Prepared:
     table: pd.DataFrame
     converted: int = 0
     skipped: int = 0
+    mels_added: int = 0
     failed: int = 0
     carried: int = 0
     removed_temp: int = 0
@@ -77,9 +106,10 @@ class Prepared:
         """One paragraph: counts of work done and problems by reason."""
         usable = self.table["problem"] == ""
         ok = int(usable.sum())
+        added = f", {self.mels_added} of them given new log-mels" if self.mels_added else ""
         lines = [f"prepared {len(self.table)} clips: {ok} usable ({self.converted} converted, {self.skipped} "
-                 f"already complete), {self.failed} failed to convert, {self.carried} had a problem in the input; "
-                 f"{int((usable & ~self.table['has_audio'].astype(bool)).sum())} usable without audio"]
+                 f"already complete{added}), {self.failed} failed to convert, {self.carried} had a problem in the "
+                 f"input; {int((usable & ~self.table['has_audio'].astype(bool)).sum())} usable without audio"]
         if self.removed_temp:
             lines.append(f"removed {self.removed_temp} incomplete temporary folder(s) of an interrupted run")
         for reason, n in self.problems.items():
@@ -143,9 +173,57 @@ def remove_temp_folders(out: str | os.PathLike) -> int:
 
 
 # ----------------------------------------------------------------------------------------------- one clip
-def _params(short_side: int, fps: float | None, quality: int) -> dict:
-    return dict(short_side=int(short_side), fps="native" if fps is None else float(fps), quality=int(quality),
-                version=_VERSION)
+def _params(short_side: int, fps: float | None, quality: int, layout: str = "tsamlib",
+            height: int = AUTHORS_HEIGHT) -> dict:
+    """What a clip's frames depend on, recorded in ``prepare.json`` (a rerun with other values makes the clip again)."""
+    rate = "native" if fps is None else float(fps)
+    if layout == "authors":
+        return dict(layout="authors", height=int(height), fps=rate, qscale=AUTHORS_QSCALE,
+                    names=f"%0{AUTHORS_DIGITS}d.jpg", version=_VERSION)
+    return dict(layout="tsamlib", short_side=int(short_side), fps=rate, quality=int(quality), version=_VERSION)
+
+
+def parse_mels(specs) -> tuple[str, ...]:
+    """``mels`` settings checked and normalised: ``"FRONTEND:N_MELS"`` strings (or (frontend, n_mels) pairs); ``None``,
+    ``"none"`` or an empty list: none. Raises ValueError naming ``--mels`` and the expected form."""
+    from .audio import AUDIO_FRONTENDS
+    if specs is None or (isinstance(specs, str) and specs.strip().lower() == "none"):
+        return ()
+    if isinstance(specs, str):
+        specs = [specs]
+    if [str(x).strip().lower() for x in specs] == ["none"]:
+        return ()
+    out = []
+    for spec in specs:
+        frontend, _, n = (spec if isinstance(spec, str) else f"{spec[0]}:{spec[1]}").strip().partition(":")
+        try:
+            n_mels = int(n)
+        except ValueError:
+            n_mels = -1
+        if frontend not in AUDIO_FRONTENDS or not 8 <= n_mels <= 512:
+            raise ValueError(f"--mels {spec!r}: expected FRONTEND:N_MELS with FRONTEND one of {list(AUDIO_FRONTENDS)} "
+                             "and N_MELS in 8..512 (a run's audio_frontend and n_mels, e.g. tsamlib:64 or "
+                             "authors:224), or 'none'")
+        if f"{frontend}:{n_mels}" not in out:
+            out.append(f"{frontend}:{n_mels}")
+    return tuple(out)
+
+
+def _audio_frames(mels: tuple[str, ...]) -> list:
+    from .audio import AudioFrame
+    return [AudioFrame(n_mels=int(sp.split(":")[1]), frontend=sp.split(":")[0]) for sp in mels]
+
+
+def _write_mels(folder: Path, source: Path | None, mels: tuple[str, ...], only_missing: bool = False) -> dict:
+    """The log-mels of each setting into ``folder`` (from ``source``, default the clip ``folder``'s own ``.wav``):
+    ``{file name: settings}`` of those written."""
+    done = {}
+    for af in _audio_frames(mels):
+        if only_missing and (folder / af.prepared_name()).is_file():
+            continue
+        af.save_prepared(folder, source)
+        done[af.prepared_name()] = af.params()
+    return done
 
 
 def _target_size(h: int, w: int, short_side: int) -> tuple[int, int]:
@@ -275,12 +353,15 @@ def _write_audio(source: Path, wav: Path) -> tuple[bool, str]:
 
 def _complete(dest: Path, params: dict) -> dict | None:
     """The ``prepare.json`` of a finished clip made with ``params`` whose frames and ``.wav`` are all there, else
-    None (the clip is made again)."""
+    None (the clip is made again). Parameters recorded without a layout are the default layout's."""
     try:
         meta = json.loads((dest / META_NAME).read_text())
     except (OSError, ValueError):
         return None
-    if meta.get("params") != params or bool(meta.get("has_audio")) != _wav_of(dest).is_file():
+    recorded = meta.get("params")
+    if isinstance(recorded, dict) and "layout" not in recorded:
+        recorded = dict(layout="tsamlib", **recorded)       # written before layouts existed
+    if recorded != params or bool(meta.get("has_audio")) != _wav_of(dest).is_file():
         return None
     n_jpg = sum(1 for f in os.scandir(dest) if f.name.endswith(".jpg"))
     return meta if n_jpg == meta.get("n_frames") else None
@@ -290,31 +371,57 @@ def _fail(problem: str) -> dict:
     return dict(n_frames=0, fps=math.nan, duration=math.nan, has_audio=False, problem=problem, status="failed")
 
 
+def _authors_frames(source: Path, tmp: Path, fps: float | None, height: int) -> tuple[int, float]:
+    from .extract import extract_frames
+    return extract_frames(source, tmp, fps=fps, height=height, qscale=AUTHORS_QSCALE, digits=AUTHORS_DIGITS)
+
+
+def _tsamlib_frames(source: Path, tmp: Path, fps: float | None, short_side: int, quality: int):
+    """``write(reader)``: the frames ``reader`` decodes, resized and saved with PIL: (frames written, source fps)."""
+    def write(reader) -> tuple[int, float]:
+        frames, n_sel, src_fps = reader(source, fps)
+        return _write_frames(frames, n_sel, tmp, short_side, quality), src_fps
+    return write
+
+
 def prepare_clip(source: str | os.PathLike, dest: str | os.PathLike, short_side: int = 256,
-                 fps: float | None = None, quality: int = 90) -> dict:
-    """Convert one clip to ``dest`` (frame folder) and ``dest.wav``; never raises.
+                 fps: float | None = None, quality: int = 90, layout: str = "tsamlib", height: int = AUTHORS_HEIGHT,
+                 mels=()) -> dict:
+    """Convert one clip to ``dest`` (frame folder, with the log-mels of each ``mels`` setting) and ``dest.wav``;
+    never raises but for a full disk.
 
     Returns ``dict(n_frames, fps, duration, has_audio, problem, status)`` with status "converted", "skipped"
-    (already complete with the same parameters) or "failed" (``problem`` says why; nothing is left at ``dest``)."""
+    (already complete with the same parameters), "mels" (complete, the missing log-mels added) or "failed"
+    (``problem`` says why; nothing is left at ``dest``)."""
     source, dest = Path(source), Path(dest)
-    params = _params(short_side, fps, quality)
+    params = _params(short_side, fps, quality, layout, height)
+    mels = parse_mels(mels)
     try:
         meta = _complete(dest, params)
         if meta is not None:
+            added = _write_mels(dest, None, mels, only_missing=True)
+            if added:
+                meta["mels"] = dict(meta.get("mels") or {}) | added
+                with atomic_path(dest / META_NAME) as t:
+                    Path(t).write_text(json.dumps(meta, indent=1))
             return dict(n_frames=meta["n_frames"], fps=meta["fps"], duration=meta["duration"],
-                        has_audio=_wav_of(dest).is_file(), problem="", status="skipped")
+                        has_audio=_wav_of(dest).is_file(), problem="", status="mels" if added else "skipped")
         tmp = _temp_of(dest)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         try:
-            readers = [_folder_frames] if source.is_dir() else [_decord_frames, _pyav_frames]
+            if layout == "authors":
+                writers = [lambda: _authors_frames(source, tmp, fps, height)]
+            else:
+                write = _tsamlib_frames(source, tmp, fps, short_side, quality)
+                readers = [_folder_frames] if source.is_dir() else [_decord_frames, _pyav_frames]
+                writers = [lambda r=r: write(r) for r in readers]
             errors = []
             n = 0
             src_fps = math.nan
-            for reader in readers:
+            for writer in writers:
                 try:
-                    frames, n_sel, src_fps = reader(source, fps)
-                    n = _write_frames(frames, n_sel, tmp, short_side, quality)
+                    n, src_fps = writer()
                     break
                 except Exception as e:
                     if _disk_error(e):   # the disk's, not the clip's: stop, mark nothing bad
@@ -329,10 +436,12 @@ def prepare_clip(source: str | os.PathLike, dest: str | os.PathLike, short_side:
             has_audio, problem = _write_audio(source, tmp / "audio.wav")
             if problem:
                 return _fail(problem)
+            # the log-mels of the .wav written (a clip without audio: the silent frame its folder gives)
+            written = _write_mels(tmp, tmp / "audio.wav" if has_audio else tmp, mels)
             out_fps = src_fps if fps is None else float(fps)
             duration = n / out_fps if out_fps > 0 else math.nan
             meta = dict(source=str(source), n_frames=n, fps=out_fps, duration=duration, has_audio=has_audio,
-                        params=params)
+                        params=params, mels=written)
             (tmp / META_NAME).write_text(json.dumps(meta, indent=1))
             wav = _wav_of(dest)
             if dest.exists():                       # made with other parameters: replace it
@@ -415,24 +524,41 @@ def write_prepared_manifest(df: pd.DataFrame, csv_path: str | os.PathLike) -> Pa
 
 def prepare_dataset(manifest: str | os.PathLike, out: str | os.PathLike, short_side: int = 256,
                     fps: float | None = None, quality: int = 90, workers: int | None = None,
-                    verbose: bool = True) -> Prepared:
+                    verbose: bool = True, layout: str = "tsamlib", height: int = AUTHORS_HEIGHT,
+                    mels="default") -> Prepared:
     """Convert every usable clip of ``manifest`` into ``out`` (see the module docstring); write ``out/manifest.csv``.
 
-    ``fps`` None keeps every frame (native rate); ``workers`` defaults to the number of cores. Returns a
-    :class:`Prepared` with the table written and the counts; prints the summary when ``verbose``."""
+    ``fps`` None keeps every frame (native rate); ``layout`` "tsamlib" (``short_side``, ``quality``) or "authors"
+    (``height``; the authors' extraction is ``layout="authors", fps=AUTHORS_FPS``); ``mels``: log-mel settings
+    (``"FRONTEND:N_MELS"``, a list of them, "none", or "default": :data:`DEFAULT_MELS` of the layout); ``workers``
+    defaults to the number of cores. Returns a :class:`Prepared` with the table written and the counts; prints the
+    summary when ``verbose``."""
     from .manifest import read_manifest
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout={layout!r} (--layout): choose one of {list(LAYOUTS)}")
     if not 1 <= int(quality) <= 100:
         raise ValueError(f"quality must be in 1..100, got {quality}")
     if fps is not None and not fps > 0:
         raise ValueError(f"fps must be positive (or None for the native rate), got {fps}")
+    if not (isinstance(height, (int, np.integer)) and height >= 1):
+        raise ValueError(f"height={height!r} (--height): the frame height in pixels must be a positive integer, "
+                         f"e.g. {AUTHORS_HEIGHT}")
+    mels = parse_mels(DEFAULT_MELS[layout] if isinstance(mels, str) and mels == "default" else mels)
     src = read_manifest(manifest)
+    if layout == "authors":
+        folders = [p for p, prob in zip(src["path"], src["problem"]) if prob == "" and Path(p).is_dir()]
+        if folders:
+            raise ValueError(f"layout 'authors' (--layout authors / --height) converts video files, as the authors' "
+                             f"ffmpeg command does; {len(folders)} usable row(s) are frame folders (e.g. {folders[0]}): "
+                             "prepare them with the default layout")
     out = writable_folder(Path(out).absolute(), "choose another output folder (prepare --out)")
     workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
     with exclusive_lock(out / ".prepare.lock", f"preparing into {out}", wait=False):
         removed = remove_temp_folders(out)
         dest = clip_destinations(src, out)
         todo = [i for i in range(len(src)) if src["problem"].iat[i] == ""]
-        jobs = [(src["path"].iat[i], str(dest[i]), int(short_side), fps, int(quality)) for i in todo]
+        jobs = [(src["path"].iat[i], str(dest[i]), int(short_side), fps, int(quality), layout, int(height), mels)
+                for i in todo]
         try:
             results = _run_jobs(jobs, workers)
         except OSError as e:
@@ -453,8 +579,8 @@ def prepare_dataset(manifest: str | os.PathLike, out: str | os.PathLike, short_s
             status[r["status"]] += 1
         csv = write_prepared_manifest(table, out / "manifest.csv")
     bad = table["problem"] != ""
-    res = Prepared(manifest=csv, table=table, converted=status["converted"], skipped=status["skipped"],
-                   failed=status["failed"], carried=len(src) - len(todo), removed_temp=removed,
+    res = Prepared(manifest=csv, table=table, converted=status["converted"],
+                   skipped=status["skipped"] + status["mels"], mels_added=status["mels"], failed=status["failed"], carried=len(src) - len(todo), removed_temp=removed,
                    problems=dict(Counter(p.split(":")[0] for p in table.loc[bad, "problem"]).most_common()))
     if verbose:
         print(res.summary())

@@ -28,7 +28,7 @@ from .probe import IMAGE_EXTENSIONS as FRAME_EXTENSIONS  # one definition (probe
 from .probe import short_error
 
 __all__ = ["VideoReadError", "segment_indices", "is_frame_folder", "list_frames", "count_frames",
-           "read_frames", "load_clip", "FRAME_EXTENSIONS"]
+           "read_frames", "load_clip", "FRAME_EXTENSIONS", "prefetch"]
 
 MODES = ("train", "valid", "test")
 
@@ -102,10 +102,32 @@ def count_frames(path: str | Path) -> int:
         raise VideoReadError(f"{path}: cannot open video ({short_error(e, 300, with_type=True)})") from e
 
 
+def prefetch(files) -> None:
+    """Ask the kernel to read ``files`` into the page cache now (``POSIX_FADV_WILLNEED``), all of them at once: files
+    not cached yet come from the disk together instead of one after the other (16 JPEGs of a prepared clip: about
+    11 instead of 15 ms on this machine's disk), files already cached cost a few microseconds each. Unopenable files
+    are left to the read that follows (it names them); a no-op where the system has no ``posix_fadvise``."""
+    if not hasattr(os, "posix_fadvise"):
+        return
+    for f in files:
+        try:
+            fd = os.open(f, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
 def _read_folder(frames: list[Path], indices: np.ndarray) -> torch.Tensor:
     """Decode ``frames[i]`` for each index into one uint8 array (T, H, W, 3): RGB images are not converted (a
-    copy), and each frame is written straight into the clip (no ``np.stack``), about half the time of doing both."""
+    copy), and each frame is written straight into the clip (no ``np.stack``), about half the time of doing both.
+    The files are :func:`prefetch`-ed first."""
     from PIL import Image
+    prefetch(frames[i] for i in np.unique(indices))
     out = None
     for j, i in enumerate(indices):
         with Image.open(frames[i]) as im:

@@ -311,7 +311,9 @@ def measure(cfg: dict, device: str, v: dict, clips: int, compile_it: bool = Fals
 def _measure(cfg: dict, device: str, v: dict, clips: int, compile_it: bool, profile_steps: int) -> dict:
     timer = Timer(device)
     model, opt, batch = build(cfg, device, v, clips)
-    fn = torch.compile(model) if compile_it else model
+    # static shapes: without dynamic=False a second clip count (or dynamo's local profile of earlier runs) compiles a
+    # dynamic-batch graph, which is neither what a fixed-batch trainer gets nor comparable between clip counts
+    fn = torch.compile(model, dynamic=False) if compile_it else model
     res: dict = {}
     if compile_it:  # the first steps compile forward and backward
         res["first_steps_s"] = [round(timer(lambda: train_step(fn, opt, batch, device)), 2) for _ in range(2)]
@@ -338,8 +340,9 @@ def profile_model(fn, opt, batch, device: str, steps: int, wall_s: float, top: i
         if cuda:
             torch.cuda.synchronize()
     events = prof.key_averages()
+    # the final synchronisation's CPU time is the wait for the GPU, not a cost of the step: left out
     cpu = {e.key: (e.self_cpu_time_total / steps / 1e3, e.count / steps) for e in events
-           if e.device_type == DeviceType.CPU and e.self_cpu_time_total > 0}
+           if e.device_type == DeviceType.CPU and e.self_cpu_time_total > 0 and "Synchronize" not in e.key}
     gpu = {e.key: (e.self_device_time_total / steps / 1e3, e.count / steps) for e in events
            if e.device_type == DeviceType.CUDA} if cuda else {}
     wall_ms = wall_s * 1e3
@@ -843,7 +846,8 @@ def step_markdown(rows: list[dict], mode: str, clips_list: list[int], gpu: bool,
              f"Median of the timed steps (forward + backward + SGD step), ratios to TSN {frames} and to TSN {frames}+1 "
              "at the same clip count; spread = (slowest - fastest) / median; enqueue = the CPU's time for a step "
              "before the final sync."
-             + (" Compile s: the first two steps less two compiled steps." if mode == "compiled" else ""), ""]
+             + (" `torch.compile(model, dynamic=False)` (inductor, static shapes; optimizer eager); compile s: the "
+               "first two steps less two compiled steps." if mode == "compiled" else ""), ""]
     for clips in clips_list:
         rs = [r for r in rows if r.get("clips") == clips]
         if not rs:

@@ -1,5 +1,9 @@
 """The benchmark scripts' helpers that touch files: they write only under their temporary folder."""
 import importlib.util
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,31 +49,34 @@ def test_gpu_bench_repeats_clips_without_writing_beside_the_source_clips(tmp_pat
 def test_traffic_floor_counts_three_clone_passes_per_shifted_block():
     """The floor of ``bench_gpu``: passes x the clone times of the shifted blocks' inputs, found by a meta-device
     forward pass (ResNet-18 at 32 px: conv1 of block 0 of each stage for TSAM, of every block for TSM), as a ratio to
-    TSN's step; a shape without a clone time is named, not guessed."""
+    the step of the TSN with the same segments (TSN+1 for TSAM, TSN for TSM); 2 passes where the copy is kept; a shape
+    without a clone time is named, not guessed; variants running the same code count once."""
     bench_gpu = _load("bench_gpu")
-    cfg = dict(arch="resnet18", img=32, frames=4, k=2)
+    cfg = dict(arch="resnet18", img=32, frames=4, k=2, clips=[2])
     clone = {(64, 8): 1.0, (128, 4): 0.1, (256, 2): 0.01, (512, 1): 0.001}
-    res = dict(meta=dict(cfg=cfg),
-               shift=[dict(channels=c, size=s, clone_ms=ms) for (c, s), ms in clone.items()],
-               eager=[dict(variant="tsn", ms_per_step=100.0, vs_tsn=1.0), dict(variant="tsam", ms_per_step=110.0,
-                                                                             vs_tsn=1.1)])
-    assert bench_gpu.shifted_inputs(cfg, dict(shift_depth=2, f_div=4, n_insert=2, m_insert=0)) == [
-        (64, 8), (64, 8), (128, 4), (256, 2)]  # block 0 of layer2-4 sees the previous stage's shape
-    rows = {r["variant"]: r for r in bench_gpu.traffic_floor(res)}
-    assert set(rows) == {"tsm", "tsam", "tsam_keep_copy"}  # not TSN (no shift), not the slice copies
-    tsam = rows["tsam"]
-    assert (tsam["shifted_blocks"], tsam["passes"]) == (4, 3)
+    eager = {"tsn": 90.0, "tsn-audio": 100.0, "tsam": 110.0, "tsam-keepcopy": 105.0, "tsm16": 120.0}
+    res = dict(meta=dict(cfg=cfg, device="cuda"),
+               shift=[dict(clips=2, channels=c, size=s, clone_ms=ms) for (c, s), ms in clone.items()],
+               eager=[dict(variant=n, clips=2, ms_per_step=ms) for n, ms in eager.items()])
+    tsam_model = bench_gpu.variants(cfg)["tsam"]["model"]
+    assert bench_gpu.shifted_inputs(cfg, tsam_model) == [(64, 8), (64, 8), (128, 4), (256, 2)]  # block 0 of layer2-4
+    rows = {r["variant"]: r for r in bench_gpu.traffic_floor(res)}   # sees the previous stage's shape
+    assert set(rows) == {"tsm16", "tsam", "tsam-keepcopy"}  # not TSN (no shift), not the unmeasured autograd path,
+    tsam = rows["tsam"]                                        # tsam-triton is tsam's code on CUDA
+    assert (tsam["shifted_blocks"], tsam["passes"], tsam["baseline"]) == (4, 3, "tsn-audio")
     assert tsam["floor_ms"] == pytest.approx(3 * (1.0 + 1.0 + 0.1 + 0.01))
-    assert tsam["floor_vs_tsn_eager"] == pytest.approx(1 + tsam["floor_ms"] / 100, abs=1e-3)
-    assert tsam["measured_vs_tsn_eager"] == 1.1 and "floor_vs_tsn_compiled" not in tsam
-    assert rows["tsam_keep_copy"]["floor_ms"] == pytest.approx(2 * 2.11)
-    assert rows["tsm"]["floor_ms"] == pytest.approx(3 * (3 * 1.0 + 2 * 0.1 + 2 * 0.01 + 0.001))
+    assert tsam["floor_vs_base_eager"] == pytest.approx(1 + tsam["floor_ms"] / 100, abs=1e-3)
+    assert tsam["measured_vs_base_eager"] == 1.1 and "floor_vs_base_compiled" not in tsam
+    assert rows["tsam-keepcopy"]["floor_ms"] == pytest.approx(2 * 2.11) and rows["tsam-keepcopy"]["passes"] == 2
+    assert rows["tsm16"]["floor_ms"] == pytest.approx(3 * (3 * 1.0 + 2 * 0.1 + 2 * 0.01 + 0.001))
+    assert rows["tsm16"]["baseline"] == "tsn" and rows["tsm16"]["measured_vs_base_eager"] == pytest.approx(1.333)
     res["shift"] = res["shift"][:-1]  # no clone time for layer4's (512, 1)
     rows = {r["variant"]: r for r in bench_gpu.traffic_floor(res)}
-    assert rows["tsm"]["missing_clone_times"] == [(512, 1)] and "floor_ms" not in rows["tsm"]
+    assert rows["tsm16"]["missing_clone_times"] == [(512, 1)] and "floor_ms" not in rows["tsm16"]
     assert "floor_ms" in rows["tsam"]
     md = "\n".join(bench_gpu.floor_markdown(bench_gpu.traffic_floor(res)))
-    assert "no clone time for [(512, 1)]" in md and "| tsam | 4 | 3 | 6.33 | 1.063 | 1.1 |" in md
+    assert "no clone time for [(512, 1)]" in md
+    assert "| 2 | tsam | triton, copy recomputed | 4 | 3 | 6.33 | tsn-audio | 1.063 | 1.1 | - | - |" in md
 
 
 def test_cold_bench_drops_every_file_of_a_prepared_clip_from_the_page_cache(tmp_path):
@@ -112,3 +119,108 @@ def test_cold_bench_drops_every_file_of_a_prepared_clip_from_the_page_cache(tmp_
     rows = bench_cold.measure([folder], lambda cache_dir: AudioFrame(size=(32, 32), n_mels=16, cache_dir=cache_dir),
                               1, tmp_path, n_frames=4, resize=36, img_size=32)
     assert [r["clip"] for r in rows] == ["v"] and rows[0]["cold"] > 0 and rows[0]["warm"] > 0
+
+
+def test_gpu_bench_rules_without_a_gpu():
+    """The CPU-bound verdict follows its stated thresholds, and the default CUDA shift path is the fastest eager TSAM
+    path at the largest clip count of a CUDA run (a CPU run decides nothing)."""
+    bench_gpu = _load("bench_gpu")
+    from tsamlib.model.shift import DEFAULT_CUDA_SHIFT_KERNEL
+    assert [bench_gpu.cpu_bound_verdict(b) for b in (0.5, 0.79, 0.8, 0.94, 0.95, 1.02)] == [
+        "CPU-bound", "CPU-bound", "partly CPU-bound", "partly CPU-bound", "GPU-bound", "GPU-bound"]
+    assert bench_gpu.cpu_bound_verdict(None).startswith("not applicable")
+    rows = [dict(variant="tsam-triton", clips=32, ms_per_step=40.0), dict(variant="tsam-autograd", clips=32,
+                                                                          ms_per_step=35.0),
+            dict(variant="tsam-autograd", clips=8, ms_per_step=99.0), dict(variant="tsam-triton", clips=8,
+                                                                           ms_per_step=9.0)]
+    res = dict(meta=dict(device="cuda", cfg=dict(clips=[8, 32], frames=16)), eager=rows,
+               compiled=[dict(variant="tsam-triton", clips=32, ms_per_step=30.0)])
+    d = bench_gpu.choose_default(res)
+    assert d["eager_fastest"] == "autograd" and d["compiled_fastest"] == "triton"
+    assert d["current"] == DEFAULT_CUDA_SHIFT_KERNEL and "'autograd' is fastest" in d["decision"]
+    res["meta"]["device"] = "cpu"
+    assert bench_gpu.choose_default(res)["decision"].startswith("none: these are not CUDA numbers")
+
+
+def _section(md: str, title: str) -> str:
+    """The text of the markdown section that starts with ``title`` (up to the next ``## ``)."""
+    start = md.index(title)
+    end = md.find("\n## ", start + len(title))
+    return md[start:end if end > 0 else None]
+
+
+@pytest.mark.slow
+def test_gpu_bench_cpu_smoke_report(tmp_path):
+    """``bench_gpu.py --device cpu --small`` end to end, few steps, into a temporary folder: every variant at both clip
+    counts, eager and compiled (here all skipped for the time budget, each with its reason), the profile section and
+    the CPU-bound statement, the default-path decision withheld, and a banner saying these are no GPU numbers."""
+    bench_gpu = _load("bench_gpu")
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(REPO_ROOT / "benchmarks" / "bench_gpu.py"), "--device", "cpu", "--small", "--clips",
+           "2", "4", "--steps", "2", "--warmup", "1", "--rounds", "1", "--profile-steps", "1", "--budget", "0",
+           "--parts", "eager,profile,compiled", "--out", str(out)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT))
+    env.pop("TSAM_SHIFT_KERNEL", None)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ["gpu_cpu_small.json", "gpu_cpu_small.md"]  # never gpu.md
+    res = json.loads((out / "gpu_cpu_small.json").read_text())
+    md = (out / "gpu_cpu_small.md").read_text()
+    names = list(bench_gpu.VARIANT_ORDER)
+    want = {(n, c) for n in names for c in (2, 4)}
+    assert {(r["variant"], r["clips"]) for r in res["eager"] if r["ms_per_step"] > 0} == want
+    assert all(r["vs_tsn"] is not None for r in res["eager"])
+    assert {(r["variant"], r["clips"]) for r in res["compiled"]} == want
+    assert all(r.get("skipped") for r in res["compiled"])
+    assert {(p["variant"], p["clips"]) for p in res["profile"]} == want
+    assert all(p["top_cpu"] and p["verdict"].startswith("not applicable") for p in res["profile"])
+    assert "NOT GPU numbers" in md and "The GPU numbers are still to be measured" in md
+    for title in ("## Training step, eager", "## Training step, torch.compile"):
+        section = _section(md, title)
+        for clips in (2, 4):
+            table = section.split(f"**{clips} clips per step**")[1].split("**")[0]
+            assert sorted(line.split(" | ")[0][2:] for line in table.splitlines() if line.startswith("| ts")) == \
+                sorted(names)
+    prof = _section(md, "## Profile: is the step CPU-bound?")
+    assert "busy < 0.8: **CPU-bound**" in prof and "**CPU-bound: not applicable on this run**" in prof
+    assert "Top CPU-side ops per step, tsam, 4 clips" in prof
+    assert "**Is the step CPU-bound?** Not answerable from a CPU run" in md
+    assert "Decision: none: these are not CUDA numbers" in md
+
+
+@pytest.mark.slow
+def test_gpu_bench_training_loop_and_accelerate_on_cpu(tmp_path):
+    """The training-loop parts of ``bench_gpu.py --device cpu --small``: the repository's own loop (setup_training +
+    fit) over a small synthetic dataset, timed per batch against the bare step, and ``accelerate launch`` of
+    ``python -m tsamlib train`` on the same dataset, one epoch, finished."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(REPO_ROOT / "benchmarks" / "bench_gpu.py"), "--device", "cpu", "--small", "--clips",
+           "2", "--steps", "2", "--warmup", "1", "--rounds", "1", "--variants", "tsn,tsam", "--train-steps", "2",
+           "--workers", "1", "--parts", "eager,train,accelerate", "--out", str(out)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT))
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    res = json.loads((out / "gpu_cpu_small.json").read_text())
+    assert res["errors"] == {}, res["errors"]
+    (loop,) = res["train"]
+    assert loop["clips"] == 2 and loop["timed_batches"] >= 2 and loop["ms_per_step"] > 0
+    assert loop["finished"] is True and loop["precision"] == "fp32"
+    assert loop["vs_bare_step"] == pytest.approx(loop["ms_per_step"] / loop["bare_ms_per_step"], rel=1e-2)
+    acc = res["accelerate"]
+    assert acc["returncode"] == 0 and acc["finished"] is True and acc["launch"]["world_size"] == 1
+    assert acc["command"].startswith("accelerate launch --cpu --num_processes 1")
+    md = (out / "gpu_cpu_small.md").read_text()
+    assert "## The repository's training loop" in md and "## accelerate launch" in md
+
+
+def test_gpu_bench_training_parts_say_why_they_did_not_run(tmp_path, monkeypatch):
+    """Where fastai, PyAV, decord or librosa is missing (the GPU image has none of them) the training-loop parts are
+    recorded as not run, naming what is missing, and the benchmark still writes its report."""
+    bench_gpu = _load("bench_gpu")
+    monkeypatch.setattr(bench_gpu, "missing_modules", lambda *names: ["fastai", "decord"])
+    assert bench_gpu.main(["--device", "cpu", "--small", "--parts", "train,accelerate", "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "gpu_cpu_small.json").read_text())
+    for part in ("train", "accelerate"):
+        assert "missing here: fastai, decord" in res[part]["skipped"]
+    md = (tmp_path / "gpu_cpu_small.md").read_text()
+    assert md.count("Not run: needs fastai, av, decord, librosa; missing here: fastai, decord") == 2

@@ -53,7 +53,8 @@ BOOKKEEPING = frozenset({"run_id", "resume", "overwrite", "runs_root", "num_work
 # A run folder's name: 255 bytes on common file systems, less the ".old-YYYYMMDD-HHMMSS" of a run moved aside.
 MAX_RUN_ID_BYTES = 255 - len(".old-20261204-120000")
 # The settings of create_tsam(); the rest are data and training settings.
-MODEL_SETTINGS = ("n_frames", "audio", "shift_depth", "f_div", "shift_pad", "n_insert", "m_insert", "dropout")
+MODEL_SETTINGS = ("n_frames", "audio", "shift_depth", "f_div", "shift_pad", "shift_direction", "n_insert", "m_insert",
+                  "dropout")
 
 
 def _f(default: Any, help: str, **check: Any) -> Any:
@@ -74,6 +75,9 @@ class RunConfig:
                                 "the value of every switch left at None", choices=PRESETS)
     shift_pad: str | None = _f(None, "switch: border of the shift: 'zero' (TSM) or 'keep' (the authors' code: the "
                                      "first/last d segments keep their own values)", choices=("zero", "keep"))
+    shift_direction: str = _f("bidirectional", "'bidirectional' (the report's: channels from past and future segments) "
+                                               "or 'causal' (from the past only: a segment's features depend on frames "
+                                               "up to it)", choices=("bidirectional", "causal"))
     n_insert: int = _f(1, "shift before conv1 of every n_insert-th block of each stage ...", lo=1, hi=64)
     m_insert: int = _f(0, "... starting at block m_insert", lo=0, hi=63)
     audio: bool = _f(False, "add the audio frame (3-channel log-mel spectrogram)")
@@ -313,11 +317,12 @@ def auto_run_id(cfg: RunConfig, when: float | None = None) -> str:
 
     ``RunConfig(shift_depth=4)`` at 2026-11-26 20:13:55 -> ``k4-fdiv8-8f-rgb-20261126-201355``; with
     ``epochs=5, dataset="mini-something"`` -> ``k1-fdiv8-8f-rgb-mini-something-ep5-20261126-201355``; the preset
-    ``"authors"`` adds ``authors``, a switch that differs from its preset adds ``<switch>-<value>``.
+    ``"authors"`` adds ``authors``, a switch that differs from its preset adds ``<switch>-<value>``,
+    ``shift_direction="causal"`` adds ``causal``.
     """
     tokens = [f"k{cfg.shift_depth}", f"fdiv{cfg.f_div}", f"{cfg.n_frames}f", "av" if cfg.audio else "rgb"]
-    short = dict(dataset="", arch="", epochs="ep", lr="lr", batch_size="bs", img_size="px", seed="s",
-                 recipe="", pretrained="init-", n_insert="nins", m_insert="mins", n_mels="mels", dropout="do",
+    short = dict(shift_direction="", dataset="", arch="", epochs="ep", lr="lr", batch_size="bs", img_size="px",
+                 seed="s", recipe="", pretrained="init-", n_insert="nins", m_insert="mins", n_mels="mels", dropout="do",
                  flip="flip", resize="rs", preset="", sync_bn="syncbn")
     default = RunConfig()
     preset_values = PRESET_SWITCHES[cfg.preset]

@@ -114,3 +114,20 @@ def test_publishing_notebook_03_trains_the_reference_run_afresh(monkeypatch, tmp
     runner.run_pipeline(["03"], {"runs_root": str(tmp_path)}, out_dir=tmp_path / "out", publish=True)
     assert seen == [False] and not list(tmp_path.glob("demo.old-*"))
     assert "is trained again" in capsys.readouterr().out
+
+
+def test_train_shift_direction_flag(tmp_path, capsys):
+    """``--shift-direction causal`` reaches the run's settings; a bad value ends in one line naming the choices,
+    exit code 2 and nothing written."""
+    from tsamlib.__main__ import build_parser
+    from tsamlib.cli.train import _settings
+    from tsamlib.config import RunConfig
+    args = build_parser().parse_args(["train", "--shift-direction", "causal", "--shift-depth", "2"])
+    cfg = RunConfig.from_params(_settings(args))
+    assert cfg.shift_direction == "causal" and cfg.model_kwargs()["shift_direction"] == "causal"
+    train = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction").choices["train"]
+    assert "--shift-direction {bidirectional,causal}" in train.format_help()
+    assert main(["train", "--shift-direction", "forward", "--runs-root", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: shift_direction='forward': choose one of ['bidirectional', 'causal']."]
+    assert not (tmp_path / "runs").exists()

@@ -22,11 +22,13 @@ from tsamlib.runs.folder import start_run
 ort = pytest.importorskip("onnxruntime")
 
 
-@pytest.mark.parametrize("audio, pad", [(True, "zero"), (False, "keep"), (True, "keep")])
-def test_graph_is_standard_ops_with_a_free_batch(tmp_path, audio, pad):
+@pytest.mark.parametrize("audio, pad, direction", [(True, "zero", "bidirectional"), (False, "keep", "bidirectional"),
+                                                  (True, "keep", "bidirectional"), (True, "zero", "causal"),
+                                                  (True, "keep", "causal")])
+def test_graph_is_standard_ops_with_a_free_batch(tmp_path, audio, pad, direction):
     torch.manual_seed(0)
     model = create_tsam("resnet18", num_classes=5, n_frames=8, audio=audio, shift_depth=3, f_div=4, n_insert=2,
-                        shift_pad=pad).eval()
+                        shift_pad=pad, shift_direction=direction).eval()
     make = lambda b: [torch.randn(b, 8, 3, 32, 32)] + ([torch.randn(b, 1, 3, 32, 32)] if audio else [])  # noqa
     path = export_model_onnx(model, tmp_path / "m.onnx", *make(2))
     ops = check_onnx_graph(path)
@@ -62,7 +64,9 @@ def clips_manifest(kinetics_clips, tmp_path_factory):
 
 
 @pytest.mark.parametrize("settings", [dict(audio=True, shift_depth=2, f_div=4, n_insert=2),
-                                      dict(audio=False, shift_depth=3, f_div=4, shift_pad="keep")])
+                                      dict(audio=False, shift_depth=3, f_div=4, shift_pad="keep"),
+                                      dict(audio=True, shift_depth=3, f_div=4, shift_pad="keep",
+                                           shift_direction="causal")])
 def test_export_is_checked_on_real_clips(tmp_path, clips_manifest, kinetics_clips, settings):
     run = _finished_run(tmp_path / "runs", clips_manifest, **settings)
     videos = sorted((kinetics_clips / "videos").glob("*.mp4"))[:4]
@@ -73,6 +77,9 @@ def test_export_is_checked_on_real_clips(tmp_path, clips_manifest, kinetics_clip
     meta = ort.InferenceSession(str(rep.path)).get_modelmeta().custom_metadata_map
     assert json.loads(meta["classes"]) == run_vocab(RunConfig(dataset=str(clips_manifest))) and meta["n_frames"] == "8" and meta["img_size"] == "32"
     assert json.loads(meta["check"])["max_abs_diff"] == {str(b): d for b, d in rep.max_abs_diff.items()}
+    shift = (str(settings["shift_depth"]), settings.get("shift_pad", "zero"),
+             settings.get("shift_direction", "bidirectional"))
+    assert (meta["shift_depth"], meta["shift_pad"], meta["shift_direction"]) == shift
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["model.onnx"]   # no temporary file left
 
 

@@ -233,3 +233,36 @@ def test_temporal_reach_is_shifted_blocks_times_depth(n_frames, k, n_insert, exp
     before = {n: t.clone() for n, t in m.state_dict().items()}
     assert temporal_reach(m, img_size=16) == expected
     assert m.training and all(torch.equal(t, before[n]) for n, t in m.state_dict().items())
+
+
+@pytest.mark.parametrize("pad", ["zero", "keep"])
+def test_causal_model_features_depend_on_past_frames_only(pad):
+    """``shift_direction="causal"`` through a whole resnet18 TSAM (eval mode): changing frame s changes the
+    features of segments >= s and of none before it; the bidirectional model with the same weights does."""
+    torch.manual_seed(0)
+    kw = dict(num_classes=5, n_frames=6, audio=True, shift_depth=2, f_div=4, n_insert=2, shift_pad=pad)
+    causal = _trained_like(create_tsam("resnet18", shift_direction="causal", **kw))
+    bidir = create_tsam("resnet18", **kw).eval()
+    bidir.load_state_dict(causal.state_dict())
+    assert causal.shift_direction == "causal" and bidir.shift_direction == "bidirectional"
+    assert all(m.shift_direction == "causal" for m in causal.modules() if isinstance(m, TemporalShift))
+    v, a = torch.randn(1, 6, 3, 32, 32), torch.randn(1, 1, 3, 32, 32)
+    with torch.no_grad():
+        base, base_bi = causal.features(v, a), bidir.features(v, a)
+        for s in range(6):
+            v2 = v.clone()
+            v2[:, s] += 1
+            changed = (causal.features(v2, a) != base).any(-1)[0]
+            assert not changed[:s].any() and changed[s:6].all() and not changed[6], (s, changed)
+            if s > 0:
+                assert (bidir.features(v2, a) != base_bi).any(-1)[0, :s].any()   # the future reaches back
+    with pytest.raises(ValueError, match=r"shift_direction='forward': choose one of \['bidirectional', 'causal'\]"):
+        create_tsam("resnet18", num_classes=5, n_frames=4, shift_direction="forward")
+
+
+def test_causal_temporal_reach():
+    """The causal model reaches as far (into the past only): 4 shifted blocks of depth 2 on resnet18."""
+    from tsamlib.model.complexity import temporal_reach
+    m = create_tsam("resnet18", num_classes=3, n_frames=12, shift_depth=2, f_div=4, n_insert=2,
+                    shift_direction="causal")
+    assert temporal_reach(m, img_size=16) == 8

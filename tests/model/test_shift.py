@@ -383,3 +383,161 @@ def test_default_shift_kernel_per_device(monkeypatch):
     assert shift_kernel(torch.empty(0)) == "torch" and shift_kernel() == DEFAULT_CUDA_SHIFT_KERNEL
     monkeypatch.setenv("TSAM_SHIFT_KERNEL", "autograd")
     assert shift_kernel(torch.empty(0)) == shift_kernel() == "autograd"
+
+
+# --------------------------------------------------------------------------------------------- the causal shift
+def causal_loop_reference(x, k, f_div, n_shifted, pad="zero"):
+    """``shift_direction="causal"`` element by element, from the definition: both groups of distance d,
+    channels [(2d-2)f, 2df), read segment t - d; before the clip (t < d) zero or (keep) the element's own value;
+    the other channels and the audio segments (>= n_shifted) untouched. Plain indexing: autograd differentiates it."""
+    f = (x.shape[2] // f_div) // k
+    out = x.clone()
+    for t in range(n_shifted):
+        for d in range(1, k + 1):
+            for c in range((2 * d - 2) * f, 2 * d * f):
+                if t - d >= 0:
+                    out[:, t, c] = x[:, t - d, c]
+                else:
+                    out[:, t, c] = 0 if pad == "zero" else x[:, t, c]
+    return out
+
+
+CAUSAL_CASES = [(1, 8, 6, 6, 16), (2, 4, 8, 8, 45), (3, 2, 5, 4, 31), (4, 4, 9, 8, 77), (5, 2, 7, 6, 61),
+                (2, 2, 3, 3, 19), (3, 3, 4, 4, 19)]   # (k, f_div, T, n_shifted, C): n_shifted < T has audio
+
+
+def _causal_impls(x, k, f_div, n, pad, monkeypatch):
+    """The causal shift of x by every CPU implementation: the reference Function, the plain ops, the module and
+    shifted_conv2d behind an identity 1x1 conv (both recomputing and not)."""
+    out = {"torch": temporal_shift(x, k, f_div, n, pad, "causal")}
+    monkeypatch.setenv("TSAM_SHIFT_KERNEL", "autograd")
+    out["autograd"] = temporal_shift(x, k, f_div, n, pad, "causal")
+    monkeypatch.delenv("TSAM_SHIFT_KERNEL")
+    t, c = x.shape[1], x.shape[2]
+    conv = torch.nn.Conv2d(c, c, 1, bias=False).to(x.dtype)
+    with torch.no_grad():
+        conv.weight.copy_(torch.eye(c).view(c, c, 1, 1))
+    out["shifted_conv2d"] = shifted_conv2d(x, conv, k, f_div, n, pad, "causal").view(x.shape)
+    for recompute in (True, False):
+        mod = TemporalShift(conv, t, n, k, f_div, pad, recompute=recompute, shift_direction="causal")
+        out[f"module-recompute={recompute}"] = mod(x.flatten(0, 1)).view(x.shape)
+    return out
+
+
+@pytest.mark.parametrize("pad", SHIFT_PADS)
+@pytest.mark.parametrize("case", CAUSAL_CASES, ids=lambda c: "k{}-fdiv{}-T{}-n{}-C{}".format(*c))
+def test_causal_matches_definition_in_every_implementation(case, pad, monkeypatch):
+    """Values and gradients of each implementation equal the loop's (through autograd) element for element."""
+    k, f_div, T, n, C = case
+    x = torch.randn(2, T, C, 2, 3, dtype=torch.double, requires_grad=True)
+    want = causal_loop_reference(x, k, f_div, n, pad)
+    g = torch.randn(x.shape, dtype=torch.double)
+    (want_grad,) = torch.autograd.grad(want, x, g)
+    for name, y in _causal_impls(x, k, f_div, n, pad, monkeypatch).items():
+        assert torch.equal(y, want), name
+        (grad,) = torch.autograd.grad(y, x, g)
+        assert torch.equal(grad, want_grad), name
+    if n < T:
+        assert torch.equal(want[:, n:], x[:, n:])
+
+
+def test_causal_groups_by_hand():
+    # C=32, f_div=4, k=4 -> f=2: channels 0-3 from t-1, 4-7 from t-2, ..., 12-15 from t-4, 16+ stay
+    T = 8
+    x = torch.arange(T, dtype=torch.float).view(1, T, 1, 1, 1).expand(1, T, 32, 1, 1).contiguous() + 1
+    for pad in SHIFT_PADS:
+        y = temporal_shift(x, 4, 4, shift_pad=pad, shift_direction="causal")[0, :, :, 0, 0]  # value: source + 1
+        for d in range(1, 5):
+            group = y[:, 4 * d - 4 : 4 * d]
+            assert (group[d:] == torch.arange(1, T - d + 1).view(-1, 1)).all()
+            border = torch.arange(1, d + 1).view(-1, 1).float() if pad == "keep" else torch.zeros(d, 1)
+            assert (group[:d] == border).all()
+        assert torch.equal(y[:, 16:], x[0, :, 16:, 0, 0])
+        # as many channels move as bidirectionally, and none reads the future
+        moved = (y != x[0, :, :, 0, 0]).any(0)
+        assert moved[:16].all() and not moved[16:].any()
+
+
+@pytest.mark.parametrize("pad", SHIFT_PADS)
+def test_causal_output_depends_on_the_past_only(pad):
+    x = torch.randn(2, 7, 40, 2, 2)
+    y = temporal_shift(x, 3, 4, 6, pad, "causal")
+    for s in range(7):
+        x2 = x.clone()
+        x2[:, s] += 1
+        y2 = temporal_shift(x2, 3, 4, 6, pad, "causal")
+        changed = (y2 != y).flatten(2).any(-1).any(0)
+        assert not changed[:s].any()
+        assert changed[s]
+        assert changed[6] == (s == 6)  # the audio segment: fed by nothing, feeds nothing
+    bidir = temporal_shift(x, 3, 4, 6, pad)
+    x2 = x.clone()
+    x2[:, 3] += 1
+    assert not torch.equal(temporal_shift(x2, 3, 4, 6, pad)[:, :3], bidir[:, :3])  # bidirectional reads the future
+
+
+@pytest.mark.parametrize("pad", SHIFT_PADS)
+@pytest.mark.parametrize("k,T,n_shifted", [(1, 5, 4), (3, 5, 4), (2, 4, 4), (4, 7, 7)])
+@pytest.mark.parametrize("kernel", ["torch", "autograd"])
+def test_causal_gradcheck(k, T, n_shifted, pad, kernel, monkeypatch):
+    # k >= n_shifted / 2: the kept border [0, k) and the moved range [0, n - k) overlap (segments with both gradients)
+    monkeypatch.setenv("TSAM_SHIFT_KERNEL", kernel)
+    x = torch.randn(2, T, 25, 2, 2, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda t: temporal_shift(t, k, 2, n_shifted=n_shifted, shift_pad=pad, shift_direction="causal"), (x,))
+
+
+@pytest.mark.parametrize("pad", SHIFT_PADS)
+def test_causal_keep_adjoint_by_hand(pad):
+    """Per group of distance d the adjoint is ``g[s] = grad[s + d] (s < n - d) + grad[s] (s < d, keep only)``."""
+    from tsamlib.model.shift_reference import shift_into
+    k, f, n, T = 3, 2, 5, 6
+    grad = torch.randn(2, T, 13, 1, 2, dtype=torch.double)
+    g = shift_into(torch.empty_like(grad), grad, k, f, n, pad, adjoint=True, direction="causal")
+    for d in range(1, k + 1):
+        ch = slice((2 * d - 2) * f, 2 * d * f)
+        for s in range(n):
+            want = grad[:, s + d, ch] if s + d < n else torch.zeros_like(grad[:, s, ch])
+            if pad == "keep" and s < d:
+                want = want + grad[:, s, ch]
+            assert torch.equal(g[:, s, ch], want), (d, s)
+    assert torch.equal(g[:, :, 2 * k * f:], grad[:, :, 2 * k * f:]) and torch.equal(g[:, n:], grad[:, n:])
+
+
+@pytest.mark.parametrize("pad", SHIFT_PADS)
+def test_causal_recomputed_shift_gradcheck(pad):
+    from tsamlib.model.shift import _ShiftedConv2dFn
+    conv = torch.nn.Conv2d(8, 3, 3, padding=1, bias=True).double()
+    x = torch.randn(2, 5, 8, 3, 3, dtype=torch.double, requires_grad=True)
+    w = conv.weight.detach().clone().requires_grad_()
+    b = conv.bias.detach().clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda i, w_, b_: _ShiftedConv2dFn.apply(
+        i, w_, b_, (2, 1, 4, pad, "causal"), ((1, 1), (1, 1), (1, 1), 1)), (x, w, b))
+
+
+def test_bidirectional_is_the_default():
+    x = torch.randn(2, 6, 32, 2, 2)
+    assert torch.equal(temporal_shift(x, 2, 4, 5, "keep", "bidirectional"), temporal_shift(x, 2, 4, 5, "keep"))
+    assert not torch.equal(temporal_shift(x, 2, 4, 5, "keep", "causal"), temporal_shift(x, 2, 4, 5, "keep"))
+    mod = TemporalShift(torch.nn.Conv2d(32, 4, 1), 6, 5, 2, 4)
+    assert mod.shift_direction == "bidirectional" and "shift_direction='bidirectional'" in repr(mod)
+
+
+def test_invalid_shift_direction():
+    import timm
+    match = r"shift_direction='forward': choose one of \['bidirectional', 'causal'\]"
+    with pytest.raises(ValueError, match=match):
+        temporal_shift(torch.randn(1, 4, 16, 2, 2), 1, 8, shift_direction="forward")
+    with pytest.raises(ValueError, match=match):
+        shifted_conv2d(torch.randn(1, 4, 16, 2, 2), torch.nn.Conv2d(16, 4, 1), 1, 8, shift_direction="forward")
+    with pytest.raises(ValueError, match=match):
+        TemporalShift(torch.nn.Conv2d(16, 4, 1), 4, 4, 1, 8, shift_direction="forward")
+    with pytest.raises(ValueError, match=match):
+        insert_temporal_shift(timm.create_model("resnet18", num_classes=0), 4, 4, 1, 8, shift_direction="forward")
+
+
+def test_causal_insertion_and_repr():
+    import timm
+    net = timm.create_model("resnet18", num_classes=0)
+    assert insert_temporal_shift(net, 5, 4, 2, 4, n_insert=2, shift_direction="causal") == 4
+    assert net.layer3[0].conv1.shift_direction == "causal" and "shift_direction='causal'" in repr(net.layer3[0].conv1)

@@ -347,3 +347,74 @@ def test_compiled_shifted_conv_does_not_keep_the_shifted_copy(monkeypatch) -> No
     _use_fused_ops(monkeypatch)
     assert _saved_shift_outputs(recompute=True) == 0
     assert _saved_shift_outputs(recompute=False) == 1
+
+
+# --------------------------------------------------------------------------------------------- the causal shift
+@pytest.mark.parametrize("case", CASES[::3], ids=_case_id)
+def test_causal_matches_reference_forward_and_adjoint(case: tuple, monkeypatch) -> None:
+    """``shift_direction="causal"`` (the kernels' ``CAUSAL``): values, strides, gradient and the adjoint op equal
+    the reference's exactly, in the tile and the per-element kernels."""
+    import tsamlib.model.shift_triton as st
+    c, t, n, k, f_div, pad, channels_last, dtype = case
+    fold = (c // f_div) // k
+    x = _clip(c, t, channels_last, dtype)
+    gen = torch.Generator().manual_seed(2)
+    grad = (torch.randn(x.shape, generator=gen) * 4).to(dtype=dtype, device=DEVICE)
+    ref = temporal_shift(x, k, f_div, n, pad, "causal")
+    (ref_grad,) = torch.autograd.grad(ref, x, grad)
+    assert not torch.equal(ref, temporal_shift(x, k, f_div, n, pad))
+    for tiled in (True, False):
+        monkeypatch.setattr(st, "TILED", tiled)
+        out = fused_temporal_shift(x, k, f_div, n, pad, "causal")
+        assert out.stride() == x.stride() and torch.equal(out, ref)
+        assert torch.equal(torch.autograd.grad(out, x, grad)[0], ref_grad)
+        assert torch.equal(temporal_shift_adjoint_op(grad, k, fold, n, pad, "causal"), ref_grad)
+
+
+def test_causal_ops_opcheck_eager_twins_and_double_backward() -> None:
+    """The ops' schemas take ``shift_direction`` (default ``"bidirectional"``): opcheck, the eager twins and the
+    adjoint's backward (the shift) with ``"causal"``; a bad direction is refused by the ops too."""
+    from tsamlib.model.shift_triton import eager_adjoint, eager_shift
+    x = _clip(19, 6, True, torch.float32)
+    fold = (19 // 2) // 2
+    torch.library.opcheck(temporal_shift_op, (x, 2, fold, 5, "keep", "causal"))
+    torch.library.opcheck(temporal_shift_adjoint_op, (x, 2, fold, 5, "zero", "causal"))
+    assert "str shift_direction=\"bidirectional\"" in str(torch.ops.tsamlib.temporal_shift.default._schema)
+    assert torch.equal(eager_shift(x, 2, fold, 5, "keep", "causal"), temporal_shift_op(x, 2, fold, 5, "keep", "causal"))
+    g = torch.randn(x.shape, device=DEVICE)
+    assert torch.equal(eager_adjoint(g, 2, fold, 5, "keep", "causal"),
+                       temporal_shift_adjoint_op(g, 2, fold, 5, "keep", "causal"))
+    (ga,) = torch.autograd.grad(eager_shift(x, 2, fold, 5, "keep", "causal"), x, g)
+    assert torch.equal(ga, torch.autograd.grad(temporal_shift(x, 2, 2, 5, "keep", "causal"), x, g)[0])
+    gr, v = g.clone().requires_grad_(), torch.randn(x.shape, device=DEVICE)
+    for adjoint in (eager_adjoint, temporal_shift_adjoint_op):
+        (gg,) = torch.autograd.grad((adjoint(gr, 2, fold, 5, "keep", "causal") * v).sum(), gr)
+        assert torch.equal(gg, temporal_shift(v, 2, 2, 5, "keep", "causal"))
+    with pytest.raises(ValueError, match="shift_direction='forward'"):
+        temporal_shift_op(x, 2, fold, 5, "zero", "forward")
+
+
+def test_causal_recomputed_shifted_conv_through_the_kernels(monkeypatch) -> None:
+    """A causal TemporalShift runs the fused ops (eager and compiled) and matches shift-then-conv."""
+    from tsamlib.model.shift import TemporalShift
+
+    _use_fused_ops(monkeypatch)
+    conv = torch.nn.Conv2d(19, 5, 3, padding=1, bias=False).to(DEVICE)
+    fast = TemporalShift(conv, 5, 4, 2, 2, "keep", recompute=True, shift_direction="causal")
+    x = _clip(19, 5, False, torch.float32).detach().flatten(0, 1)
+    ref_x = x.clone().requires_grad_()
+    with monkeypatch.context() as m:   # the reference, for comparison
+        import tsamlib.model.shift as shift_mod
+        m.setattr(shift_mod, "_fused_ops", lambda x: None)
+        ref = conv(temporal_shift(ref_x.view(B, 5, 19, H, W), 2, 2, 4, "keep", "causal").flatten(0, 1))
+    grad = torch.randn(ref.shape, device=DEVICE)
+    ref.backward(grad)
+    torch._dynamo.reset()
+    try:
+        for fn in (fast, torch.compile(fast, fullgraph=True, backend="aot_eager")):
+            xi = x.clone().requires_grad_()
+            out = fn(xi)
+            out.backward(grad)
+            assert torch.allclose(out, ref, atol=1e-6) and torch.allclose(xi.grad, ref_x.grad, atol=1e-6)
+    finally:
+        torch._dynamo.reset()

@@ -64,6 +64,21 @@ def test_auto_run_id_is_readable_and_unique(tmp_path):
     assert unique_run_id(cfg, tmp_path) in (f"{first}-2", auto_run_id(cfg))  # the clock may have moved on
 
 
+def test_shift_direction_is_a_checked_model_setting_with_a_default():
+    """``shift_direction``: "bidirectional" by default, "causal" on request (a model setting, recorded, in the run
+    id); anything else refused naming the choices; records from before the setting load as bidirectional."""
+    with pytest.raises(ValueError, match=r"shift_direction='forward': choose one of \['bidirectional', 'causal'\]"):
+        RunConfig(shift_direction="forward")
+    causal = RunConfig(shift_direction="causal", shift_depth=2)
+    assert causal.model_kwargs()["shift_direction"] == "causal" and causal.settings()["shift_direction"] == "causal"
+    assert RunConfig().model_kwargs()["shift_direction"] == "bidirectional"
+    when = time.mktime((2026, 11, 26, 20, 13, 55, 0, 0, -1))
+    assert auto_run_id(causal, when) == "k2-fdiv8-8f-rgb-causal-20261126-201355"
+    old = {k: v for k, v in RunConfig().settings().items() if k != "shift_direction"}   # recorded before it existed
+    assert RunConfig.of(old).shift_direction == "bidirectional" and config_diff(old, RunConfig()) == {}
+    assert config_diff(old, causal.replace(shift_depth=1)) == {"shift_direction": ("bidirectional", "causal")}
+
+
 # ------------------------------------------------------------------------------------------------- lifecycle
 @pytest.fixture(scope="module")
 def manifest():

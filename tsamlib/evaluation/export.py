@@ -11,7 +11,8 @@ within ``atol``; otherwise :class:`ExportCheckError` says by how much, and no fi
 
 The file carries what a deployment needs in its metadata (onnxruntime: ``get_modelmeta().custom_metadata_map``):
 ``classes`` (JSON list, index = logit), ``n_frames``, ``img_size``, ``audio``, ``n_mels``, the normalisation, the
-run id and tsamlib's git commit, and the check's numbers.
+shift (``shift_depth``, ``shift_pad``, ``shift_direction``), the run id and tsamlib's git commit, and the check's
+numbers.
 """
 from __future__ import annotations
 
@@ -96,8 +97,9 @@ def export_onnx(run: str | os.PathLike, path: str | os.PathLike, videos: Sequenc
     mean, std = norm_stats(cfg.switches()["video_norm"])
     meta = dict(classes=json.dumps(vocab), n_frames=cfg.n_frames, img_size=cfg.img_size, audio=cfg.audio,
                 n_mels=cfg.n_mels, audio_frontend=cfg.switches()["audio_frontend"], mean=json.dumps(list(mean)),
-                std=json.dumps(list(std)), shift_depth=cfg.shift_depth, shift_pad=cfg.shift_pad, opset=ONNX_OPSET,
-                run_id=Path(run).name, tsamlib_commit=environment_info().get("git_commit", ""))
+                std=json.dumps(list(std)), shift_depth=cfg.shift_depth, shift_pad=cfg.switches()["shift_pad"],
+                shift_direction=cfg.shift_direction, opset=ONNX_OPSET, run_id=Path(run).name,
+                tsamlib_commit=environment_info().get("git_commit", ""))
     traced = (video[:TRACE_BATCH], None if audio is None else audio[:TRACE_BATCH])
     names = onnx_input_names(audio is not None)
     diffs: dict[int, float] = {}

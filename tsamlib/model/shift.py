@@ -1,7 +1,8 @@
 """The temporal shift as PyTorch ops and a module: :func:`temporal_shift`, :func:`shifted_conv2d`,
 :class:`TemporalShift`, :func:`insert_temporal_shift` (TSM's idea with depth k, the TSAM report, section 2.2).
 
-What the shift computes, its groups, borders and checks, is defined in :mod:`tsamlib.model.shift_reference`; on
+What the shift computes, its groups, borders, directions (``"bidirectional"``, ``"causal"``) and checks, is
+defined in :mod:`tsamlib.model.shift_reference`; on
 the CPU these ops run that reference. On CUDA, :func:`temporal_shift` runs the fused Triton kernels of
 :mod:`tsamlib.model.shift_triton` (a ``torch.library`` custom op, traced by ``torch.compile``), tested element for
 element against the reference under ``TRITON_INTERPRET=1``.
@@ -28,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .shift_reference import check_shift, check_shift_input, check_shift_pad, shift_into
+from .shift_reference import check_shift, check_shift_direction, check_shift_input, check_shift_pad, shift_into
 
 __all__ = ["temporal_shift", "autograd_shift", "shifted_conv2d", "TemporalShift", "insert_temporal_shift",
            "shift_kernel", "use_shift_kernel", "default_shift_kernel", "SHIFT_KERNELS", "DEFAULT_CUDA_SHIFT_KERNEL"]
@@ -36,14 +37,16 @@ __all__ = ["temporal_shift", "autograd_shift", "shifted_conv2d", "TemporalShift"
 
 class _TemporalShiftFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, k: int, f: int, n: int, pad: str) -> Tensor:  # type: ignore[override]
-        ctx.k, ctx.f, ctx.n, ctx.pad = k, f, n, pad
-        return shift_into(torch.empty_like(x), x, k, f, n, pad, adjoint=False)
+    def forward(ctx, x: Tensor, k: int, f: int, n: int, pad: str,  # type: ignore[override]
+                direction: str = "bidirectional") -> Tensor:
+        ctx.k, ctx.f, ctx.n, ctx.pad, ctx.direction = k, f, n, pad, direction
+        return shift_into(torch.empty_like(x), x, k, f, n, pad, adjoint=False, direction=direction)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        g = shift_into(torch.empty_like(grad), grad, ctx.k, ctx.f, ctx.n, ctx.pad, adjoint=True)
-        return g, None, None, None, None
+        g = shift_into(torch.empty_like(grad), grad, ctx.k, ctx.f, ctx.n, ctx.pad, adjoint=True,
+                       direction=ctx.direction)
+        return g, None, None, None, None, None
 
 
 SHIFT_KERNELS = ("triton", "torch", "autograd")
@@ -91,7 +94,8 @@ def shift_kernel(x: Tensor | None = None) -> str:
     return name
 
 
-def autograd_shift(x: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str) -> Tensor:
+def autograd_shift(x: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str,
+                   shift_direction: str = "bidirectional") -> Tensor:
     """The depth-k shift of x (B, T, C, H, W), ``fold`` channels per group, as plain tensor ops (``"autograd"``).
 
     The channel groups are split off x (views), each group's segments are narrowed to their sources and
@@ -101,7 +105,7 @@ def autograd_shift(x: Tensor, shift_depth: int, fold: int, n_shifted: int, shift
     :func:`~tsamlib.model.shift_reference.shift_into` computes it. Same values as the reference, and x's strides
     (the ops run on the view of x whose dims are in memory order, which ``cat`` writes contiguously), so a
     channels_last input gives a channels_last result. No checks: :func:`temporal_shift` makes them."""
-    k, f, n = shift_depth, fold, n_shifted
+    k, f, n, causal = shift_depth, fold, n_shifted, shift_direction == "causal"
     t, c = x.shape[1], x.shape[2]
     order = sorted(range(x.dim()), key=lambda d: -x.stride(d))  # memory order, largest stride first (stable)
     back = sorted(range(x.dim()), key=order.__getitem__)         # the inverse permutation
@@ -110,10 +114,10 @@ def autograd_shift(x: Tensor, shift_depth: int, fold: int, n_shifted: int, shift
     groups = xp.split([f] * (2 * k) + [c - 2 * k * f], dim=cdim)
     pieces = []
     for i, g in enumerate(groups[:-1]):
-        e = i // 2 + 1
-        border = g.narrow(tdim, n - e if i % 2 == 0 else 0, e) if shift_pad == "keep" else \
+        e, future = i // 2 + 1, i % 2 == 0 and not causal
+        border = g.narrow(tdim, n - e if future else 0, e) if shift_pad == "keep" else \
             g.new_zeros([e if dim == tdim else size for dim, size in enumerate(g.shape)])
-        if i % 2 == 0:   # the future comes to t: out[t] = x[t + e], the last e segments are the border
+        if future:       # the future comes to t: out[t] = x[t + e], the last e segments are the border
             seq = [g.narrow(tdim, e, n - e), border]
         else:            # the past comes to t: out[t] = x[t - e], the first e segments are the border
             seq = [border, g.narrow(tdim, 0, n - e)]
@@ -144,32 +148,34 @@ def _fused_ops(x: Tensor):
     return st.eager_shift, st.eager_adjoint, st.eager_shift
 
 
-def _raw_shift(x: Tensor, k: int, f: int, n: int, pad: str, which: int = _SHIFT) -> Tensor:
+def _raw_shift(x: Tensor, k: int, f: int, n: int, pad: str, direction: str = "bidirectional",
+               which: int = _SHIFT) -> Tensor:
     """The shift (``_SHIFT``, ``_AGAIN``) or its adjoint (``_ADJOINT``) of x as a plain computation, no autograd node:
     fused op or reference loops."""
     ops = _fused_ops(x)
     if ops is not None:
-        return ops[which](x, k, f, n, pad)
-    return shift_into(torch.empty_like(x), x, k, f, n, pad, adjoint=which == _ADJOINT)
+        return ops[which](x, k, f, n, pad, direction)
+    return shift_into(torch.empty_like(x), x, k, f, n, pad, adjoint=which == _ADJOINT, direction=direction)
 
 
 def temporal_shift(x: Tensor, shift_depth: int, f_div: int, n_shifted: int | None = None,
-                   shift_pad: str = "zero") -> Tensor:
+                   shift_pad: str = "zero", shift_direction: str = "bidirectional") -> Tensor:
     """Shift channel groups of ``x`` (B, T, C, H, W) between segments up to ``shift_depth`` apart.
 
     ``n_shifted`` (default T) is the number of leading segments that take part; later ones (audio) pass
     through. ``shift_pad`` fills the border: ``"zero"`` (TSM) or ``"keep"`` (the authors' code: own values).
+    ``shift_direction``: ``"bidirectional"`` (the report's) or ``"causal"`` (every group reads the past only).
     ``shift_depth=0`` returns ``x`` itself (TSN).
     """
-    n, f = check_shift_input(x, shift_depth, f_div, n_shifted, shift_pad)
+    n, f = check_shift_input(x, shift_depth, f_div, n_shifted, shift_pad, shift_direction)
     if shift_depth == 0:
         return x
     if shift_kernel(x) == "autograd":
-        return autograd_shift(x, shift_depth, f, n, shift_pad)
+        return autograd_shift(x, shift_depth, f, n, shift_pad, shift_direction)
     ops = _fused_ops(x)
     if ops is not None:
-        return ops[0](x, shift_depth, f, n, shift_pad)
-    return _TemporalShiftFn.apply(x, shift_depth, f, n, shift_pad)
+        return ops[0](x, shift_depth, f, n, shift_pad, shift_direction)
+    return _TemporalShiftFn.apply(x, shift_depth, f, n, shift_pad, shift_direction)
 
 
 class _ShiftedConv2dFn(torch.autograd.Function):
@@ -215,20 +221,20 @@ def _recomputable(conv: nn.Module) -> bool:
 
 
 def shifted_conv2d(x: Tensor, conv: nn.Conv2d, shift_depth: int, f_div: int, n_shifted: int | None = None,
-                   shift_pad: str = "zero") -> Tensor:
+                   shift_pad: str = "zero", shift_direction: str = "bidirectional") -> Tensor:
     """``conv(temporal_shift(x).flatten(0, 1))`` for x (B, T, C, H, W), without keeping the shifted copy.
 
     Same values and gradients as the two calls; the shifted tensor is recomputed in backward instead of saved
     (except with ``$TSAM_SHIFT_KERNEL=autograd``: plain autograd, the conv keeps its input, the shifted copy).
     """
-    n, f = check_shift_input(x, shift_depth, f_div, n_shifted, shift_pad)
+    n, f = check_shift_input(x, shift_depth, f_div, n_shifted, shift_pad, shift_direction)
     if shift_depth == 0:
         return conv(x.flatten(0, 1))
     if shift_kernel(x) == "autograd":
-        return conv(autograd_shift(x, shift_depth, f, n, shift_pad).flatten(0, 1))
+        return conv(autograd_shift(x, shift_depth, f, n, shift_pad, shift_direction).flatten(0, 1))
     if not _recomputable(conv):
         raise ValueError(f"shifted_conv2d needs a plain nn.Conv2d with numeric zero padding, got {conv}.")
-    return _ShiftedConv2dFn.apply(x, conv.weight, conv.bias, (shift_depth, f, n, shift_pad),
+    return _ShiftedConv2dFn.apply(x, conv.weight, conv.bias, (shift_depth, f, n, shift_pad, shift_direction),
                                   (conv.stride, conv.padding, conv.dilation, conv.groups))
 
 
@@ -236,18 +242,21 @@ class TemporalShift(nn.Module):
     """Residual shift: wrap a layer (a block's ``conv1``) so that its input is shifted in time first.
 
     The wrapped layer sees (B * n_segments, C, H, W); the first ``n_shifted`` segments of each clip are
-    the video frames, the rest (the audio frame) are left alone. ``shift_pad``: see :func:`temporal_shift`.
+    the video frames, the rest (the audio frame) are left alone. ``shift_pad``, ``shift_direction``: see
+    :func:`temporal_shift`.
     ``recompute`` (default): when ``net`` is a plain ``nn.Conv2d`` the shifted copy is not kept for backward but
     recomputed from the input (:func:`shifted_conv2d`); same results, less memory. Not with
     ``$TSAM_SHIFT_KERNEL=autograd`` (plain autograd: the conv keeps the shifted copy).
     """
 
     def __init__(self, net: nn.Module, n_segments: int, n_shifted: int, shift_depth: int, f_div: int,
-                 shift_pad: str = "zero", recompute: bool = True):
+                 shift_pad: str = "zero", recompute: bool = True, shift_direction: str = "bidirectional"):
         super().__init__()
         check_shift_pad(shift_pad)
+        check_shift_direction(shift_direction)
         self.net, self.n_segments, self.n_shifted = net, n_segments, n_shifted
         self.shift_depth, self.f_div, self.shift_pad, self.recompute = shift_depth, f_div, shift_pad, recompute
+        self.shift_direction = shift_direction
         channels = getattr(net, "in_channels", None)
         if channels is not None:
             check_shift(channels, n_shifted, shift_depth, f_div)
@@ -258,24 +267,30 @@ class TemporalShift(nn.Module):
             raise ValueError(f"batch of {bt} images is not a multiple of n_segments={self.n_segments}.")
         x5 = x.view(bt // self.n_segments, self.n_segments, c, h, w)
         if self.recompute and self.shift_depth > 0 and _recomputable(self.net) and shift_kernel(x) != "autograd":
-            return shifted_conv2d(x5, self.net, self.shift_depth, self.f_div, self.n_shifted, self.shift_pad)
-        shifted = temporal_shift(x5, self.shift_depth, self.f_div, self.n_shifted, self.shift_pad)
+            return shifted_conv2d(x5, self.net, self.shift_depth, self.f_div, self.n_shifted, self.shift_pad,
+                                  self.shift_direction)
+        shifted = temporal_shift(x5, self.shift_depth, self.f_div, self.n_shifted, self.shift_pad,
+                                 self.shift_direction)
         return self.net(shifted.flatten(0, 1))
 
     def extra_repr(self) -> str:
         return (f"n_segments={self.n_segments}, n_shifted={self.n_shifted}, "
-                f"shift_depth={self.shift_depth}, f_div={self.f_div}, shift_pad={self.shift_pad!r}")
+                f"shift_depth={self.shift_depth}, f_div={self.f_div}, shift_pad={self.shift_pad!r}, "
+                f"shift_direction={self.shift_direction!r}")
 
 
 def insert_temporal_shift(backbone: nn.Module, n_segments: int, n_shifted: int, shift_depth: int,
-                          f_div: int, n_insert: int = 1, m_insert: int = 0, shift_pad: str = "zero") -> int:
+                          f_div: int, n_insert: int = 1, m_insert: int = 0, shift_pad: str = "zero",
+                          shift_direction: str = "bidirectional") -> int:
     """Wrap ``conv1`` of the residual blocks ``i`` with ``i % n_insert == m_insert`` in every stage.
 
     Works on timm (and torchvision) ResNets: stages ``layer1..layer4`` of blocks with a ``conv1``.
     ``n_insert=1`` shifts in every block (TSM), ``n_insert=2, m_insert=0`` in blocks 0, 2, 4, ... of each
-    stage (the report's config). ``shift_pad``: see :func:`temporal_shift`. Returns the number of shifted blocks.
+    stage (the report's config). ``shift_pad``, ``shift_direction``: see :func:`temporal_shift`. Returns the number
+    of shifted blocks.
     """
     check_shift_pad(shift_pad)
+    check_shift_direction(shift_direction)
     if n_insert < 1 or not 0 <= m_insert < n_insert:
         raise ValueError(f"need n_insert >= 1 and 0 <= m_insert < n_insert, got n_insert={n_insert}, "
                          f"m_insert={m_insert}.")
@@ -287,6 +302,7 @@ def insert_temporal_shift(backbone: nn.Module, n_segments: int, n_shifted: int, 
     for stage in stages:
         for i, block in enumerate(stage):
             if i % n_insert == m_insert:
-                block.conv1 = TemporalShift(block.conv1, n_segments, n_shifted, shift_depth, f_div, shift_pad)
+                block.conv1 = TemporalShift(block.conv1, n_segments, n_shifted, shift_depth, f_div, shift_pad,
+                                            shift_direction=shift_direction)
                 count += 1
     return count

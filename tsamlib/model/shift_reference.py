@@ -12,8 +12,16 @@ one segment back in time and 1/8 one segment forward. TSAM moves channels up to 
 Example, C = 256, f_div = 4, k = 4 (the report's config): f = 64 // 4 = 16, so 8 groups of 16 channels,
 128 channels move in total (half of them), 128 stay. With k = 1, f_div = 8 this is TSM: fold = C // 8.
 
+``shift_direction`` says where the groups read from:
+
+- ``"bidirectional"`` (the report's, the default): as above, one group of each distance from the future, one from
+  the past;
+- ``"causal"``: the past only, so segment t's features depend on segments up to t alone (online use): the same 2k
+  groups of f channels, but both groups of distance d read segment t - d (the "future" group becomes a second past
+  group). As many channels move; no channel reads the future.
+
 At the border of the clip a group's source segment lies outside [0, n_shifted); ``shift_pad`` says what
-comes there:
+comes there (the first d segments' only, for ``"causal"``):
 
 - ``"zero"`` (TSM, the default): zeros;
 - ``"keep"`` (the authors' code, github.com/aav-antonov/TSAM ``lib/model/temporal_fusion.py``,
@@ -24,8 +32,10 @@ Segments from ``n_shifted`` on (the audio "frame") are copied through untouched 
 segments, in both modes.
 
 The op writes each output element exactly once (one read + one write per element, like ``clone``). Its backward
-is the adjoint: for ``"zero"`` the same copies with the two directions swapped; for ``"keep"`` also the gradient of
-each kept border element flows back to that element (added to the shifted gradient where both reach it).
+is the adjoint: for ``"zero"`` the same copies with each group's direction reversed; for ``"keep"`` also the gradient
+of each kept border element flows back to that element (added to the shifted gradient where both reach it). For
+``"causal"`` with ``"keep"`` that is, per group of distance d: ``g[s] = grad[s + d]`` (s < n - d) ``+ grad[s]``
+(s < d).
 
 This file is the definition: the settings' checks and :func:`shift_into`, the slice copies that every implementation
 computes (:mod:`tsamlib.model.shift` wraps them as autograd ops and a module; the Triton kernels of
@@ -35,10 +45,11 @@ from __future__ import annotations
 
 from torch import Tensor
 
-__all__ = ["SHIFT_PADS", "shift_fold", "check_shift_pad", "check_shift_settings", "check_shift", "check_shift_input",
-           "shift_into"]
+__all__ = ["SHIFT_PADS", "SHIFT_DIRECTIONS", "shift_fold", "check_shift_pad", "check_shift_direction",
+           "check_shift_settings", "check_shift", "check_shift_input", "shift_into"]
 
 SHIFT_PADS = ("zero", "keep")
+SHIFT_DIRECTIONS = ("bidirectional", "causal")
 
 
 def shift_fold(channels: int, shift_depth: int, f_div: int) -> int:
@@ -51,6 +62,14 @@ def check_shift_pad(shift_pad: str) -> None:
     if shift_pad not in SHIFT_PADS:
         raise ValueError(f"shift_pad={shift_pad!r}: choose 'zero' (TSM: zeros at the clip's border) or 'keep' "
                          "(the authors' code: border segments keep their own values).")
+
+
+def check_shift_direction(shift_direction: str) -> None:
+    """Raise ValueError unless ``shift_direction`` is one of :data:`SHIFT_DIRECTIONS`."""
+    if shift_direction not in SHIFT_DIRECTIONS:
+        raise ValueError(f"shift_direction={shift_direction!r}: choose one of {list(SHIFT_DIRECTIONS)} "
+                         "('bidirectional': from the past and the future, the report's; 'causal': from the past "
+                         "only).")
 
 
 def check_shift_settings(n_shifted: int, shift_depth: int, f_div: int) -> None:
@@ -120,12 +139,15 @@ def _keep_adjoint_group(g: Tensor, grad: Tensor, ch: slice, d: int, n: int) -> N
         g[:, hi:n, ch] = 0
 
 
-def shift_into(out: Tensor, x: Tensor, k: int, f: int, n: int, pad: str, adjoint: bool) -> Tensor:
-    """Write the depth-k shift of x (B, T, C, H, W) into out (or, with ``adjoint``, its adjoint)."""
+def shift_into(out: Tensor, x: Tensor, k: int, f: int, n: int, pad: str, adjoint: bool,
+               direction: str = "bidirectional") -> Tensor:
+    """Write the depth-k shift of x (B, T, C, H, W) into out (or, with ``adjoint``, its adjoint). ``direction``:
+    ``"bidirectional"`` or ``"causal"`` (both groups of distance d read t - d)."""
+    causal = direction == "causal"
     for d in range(1, k + 1):
-        future = slice((2 * d - 2) * f, (2 * d - 1) * f)  # out[t] = x[t + d]
-        past = slice((2 * d - 1) * f, 2 * d * f)  # out[t] = x[t - d]
-        for ch, step in ((future, d), (past, -d)):
+        first = slice((2 * d - 2) * f, (2 * d - 1) * f)  # out[t] = x[t + d] (causal: x[t - d])
+        second = slice((2 * d - 1) * f, 2 * d * f)  # out[t] = x[t - d]
+        for ch, step in ((first, -d if causal else d), (second, -d)):
             if not adjoint:
                 _shift_group(out, x, ch, step, n, pad)
             elif pad == "zero":
@@ -139,9 +161,10 @@ def shift_into(out: Tensor, x: Tensor, k: int, f: int, n: int, pad: str, adjoint
 
 
 def check_shift_input(x: Tensor, shift_depth: int, f_div: int, n_shifted: int | None = None,
-                      shift_pad: str = "zero") -> tuple[int, int]:
+                      shift_pad: str = "zero", shift_direction: str = "bidirectional") -> tuple[int, int]:
     """Check a shift of ``x`` (B, T, C, H, W); return (segments that take part, channels per group)."""
     check_shift_pad(shift_pad)
+    check_shift_direction(shift_direction)
     if x.dim() != 5:
         raise ValueError(f"temporal_shift expects x of shape (B, T, C, H, W), got {tuple(x.shape)}.")
     n = x.shape[1] if n_shifted is None else n_shifted

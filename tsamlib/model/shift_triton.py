@@ -5,8 +5,9 @@ docstring for the channel layout and the two ``shift_pad`` modes), done in one k
 
 - forward: every output element ``out[b, t, c, h, w]`` is written once, from one load of ``x[b, t', c, h, w]``
   where ``t'`` is the source segment of channel ``c``'s group (``t + d`` for the "future" groups, ``t - d`` for
-  the "past" ones), or ``t`` itself for unshifted channels and the audio segments ``t >= n_shifted``; at the clip's
-  border (``t'`` outside ``[0, n_shifted)``) it writes 0 (``"zero"``) or ``x[b, t, c, h, w]`` (``"keep"``);
+  the "past" ones; ``t - d`` for both with ``shift_direction="causal"``, the kernels' ``CAUSAL``), or ``t`` itself
+  for unshifted channels and the audio segments ``t >= n_shifted``; at the clip's border (``t'`` outside
+  ``[0, n_shifted)``) it writes 0 (``"zero"``) or ``x[b, t, c, h, w]`` (``"keep"``);
 - backward (the op ``tsamlib::temporal_shift_adjoint``): the adjoint, also one write per element: for ``"zero"`` the
   shift the other way; for ``"keep"`` the moved gradient plus, on the border, the element's own kept gradient.
 
@@ -38,7 +39,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from .shift_reference import check_shift_input, check_shift_pad, shift_into
+from .shift_reference import check_shift_direction, check_shift_input, check_shift_pad, shift_into
 
 __all__ = ["MAX_BLOCK", "TILED", "INTERPRETED", "temporal_shift_op", "temporal_shift_adjoint_op",
            "temporal_shift_again_op", "eager_shift",
@@ -68,11 +69,15 @@ def _image_coords(j, C, H, W, CHANNELS_INNER: tl.constexpr):
 
 
 @triton.jit
-def _group_step(c, t, K, F, N):
-    """Per channel: whether it is shifted at segment ``t`` and its step (+d: from the future, -d: from the past)."""
+def _group_step(c, t, K, F, N, CAUSAL: tl.constexpr):
+    """Per channel: whether it is shifted at segment ``t`` and its step (+d: from the future, -d: from the past;
+    ``CAUSAL``: -d for both groups of distance d)."""
     g = c // F
     d = g // 2 + 1
-    step = tl.where(g % 2 == 0, d, -d)
+    if CAUSAL:
+        step = -d
+    else:
+        step = tl.where(g % 2 == 0, d, -d)
     shifted = (c < 2 * K * F) & (t < N)
     return shifted, step
 
@@ -125,7 +130,7 @@ def _add_kept(v, own, kept, both, dtype: tl.constexpr):
 
 
 @triton.jit
-def _element(T, C, H, W, K, F, N, CHANNELS_INNER: tl.constexpr, BLOCK: tl.constexpr):
+def _element(T, C, H, W, K, F, N, CAUSAL: tl.constexpr, CHANNELS_INNER: tl.constexpr, BLOCK: tl.constexpr):
     """This program's elements: (b, t) from its row, (c, h, w) of its block of the image, which are in range, and
     each channel's shift at ``t`` (:func:`_group_step`)."""
     row = tl.program_id(0)
@@ -134,16 +139,16 @@ def _element(T, C, H, W, K, F, N, CHANNELS_INNER: tl.constexpr, BLOCK: tl.conste
     j = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     mask = j < C * H * W
     c, h, w = _image_coords(j, C, H, W, CHANNELS_INNER)
-    shifted, step = _group_step(c, t, K, F, N)
+    shifted, step = _group_step(c, t, K, F, N, CAUSAL)
     return b, t, c, h, w, mask, shifted, step
 
 
 @triton.jit
 def _shift_fwd_kernel(x_ptr, out_ptr, T, C, H, W, K, F, N,
                       xs_b, xs_t, xs_c, xs_h, xs_w, os_b, os_t, os_c, os_h, os_w,
-                      KEEP: tl.constexpr, CHANNELS_INNER: tl.constexpr, BLOCK: tl.constexpr):
+                      KEEP: tl.constexpr, CAUSAL: tl.constexpr, CHANNELS_INNER: tl.constexpr, BLOCK: tl.constexpr):
     """Forward: ``out[b, t, c] = x[b, t + step(c), c]`` inside the clip, else 0 (zero) or ``x[b, t, c]`` (keep)."""
-    b, t, c, h, w, mask, shifted, step = _element(T, C, H, W, K, F, N, CHANNELS_INNER, BLOCK)
+    b, t, c, h, w, mask, shifted, step = _element(T, C, H, W, K, F, N, CAUSAL, CHANNELS_INNER, BLOCK)
     src, loads = _fwd_source(t, step, shifted, N, KEEP)
     load_mask = mask & loads
     x_off = b.to(tl.int64) * xs_b + src.to(tl.int64) * xs_t + c * xs_c + h * xs_h + w * xs_w
@@ -155,10 +160,10 @@ def _shift_fwd_kernel(x_ptr, out_ptr, T, C, H, W, K, F, N,
 @triton.jit
 def _shift_bwd_kernel(g_ptr, out_ptr, T, C, H, W, K, F, N,
                       gs_b, gs_t, gs_c, gs_h, gs_w, os_b, os_t, os_c, os_h, os_w,
-                      KEEP: tl.constexpr, CHANNELS_INNER: tl.constexpr, BLOCK: tl.constexpr):
+                      KEEP: tl.constexpr, CAUSAL: tl.constexpr, CHANNELS_INNER: tl.constexpr, BLOCK: tl.constexpr):
     """Adjoint: ``out[t] = g[t - step]`` where ``0 <= t - step < N`` (else 0), plus, for ``KEEP``, ``g[t]`` where
     the forward kept ``t`` (``t + step`` outside the clip); unshifted channels and audio segments copy ``g[t]``."""
-    b, t, c, h, w, mask, shifted, step = _element(T, C, H, W, K, F, N, CHANNELS_INNER, BLOCK)
+    b, t, c, h, w, mask, shifted, step = _element(T, C, H, W, K, F, N, CAUSAL, CHANNELS_INNER, BLOCK)
     src, loads, kept, both = _bwd_sources(t, step, shifted, N)
     inner = c * gs_c + h * gs_h + w * gs_w
     base = b.to(tl.int64) * gs_b
@@ -171,7 +176,7 @@ def _shift_bwd_kernel(g_ptr, out_ptr, T, C, H, W, K, F, N,
 
 
 @triton.jit
-def _tile(T, C, S, K, F, N, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+def _tile(T, C, S, K, F, N, CAUSAL: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
     """This program's tile of one (b, t) image: channels ``c`` (BLOCK_C) x spatial positions ``s`` (BLOCK_S, h and w
     flattened), their masks, and each channel's shift at ``t``: all index arithmetic is per channel or per position,
     none per element, so the tile is a strided copy (vectorised along whichever axis has stride 1)."""
@@ -180,15 +185,16 @@ def _tile(T, C, S, K, F, N, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
     t = row - b * T
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     s = tl.program_id(2) * BLOCK_S + tl.arange(0, BLOCK_S)
-    shifted, step = _group_step(c, t, K, F, N)
+    shifted, step = _group_step(c, t, K, F, N, CAUSAL)
     return b, t, c, s, c < C, s < S, shifted, step
 
 
 @triton.jit
 def _shift_fwd_tile_kernel(x_ptr, out_ptr, T, C, S, K, F, N, xs_b, xs_t, xs_c, xs_s, os_b, os_t, os_c, os_s,
-                           KEEP: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+                           KEEP: tl.constexpr, CAUSAL: tl.constexpr, BLOCK_C: tl.constexpr,
+                           BLOCK_S: tl.constexpr):
     """The forward of :func:`_shift_fwd_kernel` on (B, T, C, S) tiles (images whose h and w merge into one axis)."""
-    b, t, c, s, cmask, smask, shifted, step = _tile(T, C, S, K, F, N, BLOCK_C, BLOCK_S)
+    b, t, c, s, cmask, smask, shifted, step = _tile(T, C, S, K, F, N, CAUSAL, BLOCK_C, BLOCK_S)
     src, loads = _fwd_source(t, step, shifted, N, KEEP)
     cload = cmask & loads
     x_col = b.to(tl.int64) * xs_b + src.to(tl.int64) * xs_t + c.to(tl.int64) * xs_c
@@ -200,9 +206,10 @@ def _shift_fwd_tile_kernel(x_ptr, out_ptr, T, C, S, K, F, N, xs_b, xs_t, xs_c, x
 
 @triton.jit
 def _shift_bwd_tile_kernel(g_ptr, out_ptr, T, C, S, K, F, N, gs_b, gs_t, gs_c, gs_s, os_b, os_t, os_c, os_s,
-                           KEEP: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+                           KEEP: tl.constexpr, CAUSAL: tl.constexpr, BLOCK_C: tl.constexpr,
+                           BLOCK_S: tl.constexpr):
     """The adjoint of :func:`_shift_bwd_kernel` on (B, T, C, S) tiles."""
-    b, t, c, s, cmask, smask, shifted, step = _tile(T, C, S, K, F, N, BLOCK_C, BLOCK_S)
+    b, t, c, s, cmask, smask, shifted, step = _tile(T, C, S, K, F, N, CAUSAL, BLOCK_C, BLOCK_S)
     src, loads, kept, both = _bwd_sources(t, step, shifted, N)
     base = b.to(tl.int64) * gs_b + c.to(tl.int64) * gs_c
     s64 = s.to(tl.int64)
@@ -226,9 +233,11 @@ def uses_triton(x: Tensor) -> bool:
     return x.is_cuda or INTERPRETED
 
 
-def _check_op_args(x: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str) -> None:
+def _check_op_args(x: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str,
+                   shift_direction: str) -> None:
     """Validate the op's arguments (the low-level form: group size ``fold`` instead of ``f_div``)."""
     check_shift_pad(shift_pad)
+    check_shift_direction(shift_direction)
     if x.dim() != 5:
         raise ValueError(f"tsamlib::temporal_shift expects x of shape (B, T, C, H, W), got {tuple(x.shape)}.")
     t, c = x.shape[1], x.shape[2]
@@ -256,24 +265,26 @@ def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _launch(x: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str, adjoint: bool) -> Tensor:
+def _launch(x: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str, shift_direction: str,
+            adjoint: bool) -> Tensor:
     """Run the forward (or, with ``adjoint``, the backward) kernel into ``torch.empty_like(x)``.
 
     Called three times per shifted block per training step, so the Python here is kept short: plain integer
     arithmetic for the tile sizes, and the CUDA device is switched only when x is not on the current one."""
-    _check_op_args(x, shift_depth, fold, n_shifted, shift_pad)
+    _check_op_args(x, shift_depth, fold, n_shifted, shift_pad, shift_direction)
     out = torch.empty_like(x)
     if not uses_triton(x):
-        return shift_into(out, x, shift_depth, fold, n_shifted, shift_pad, adjoint)
+        return shift_into(out, x, shift_depth, fold, n_shifted, shift_pad, adjoint, shift_direction)
     if out.numel() == 0:
         return out
     on_other_gpu = x.is_cuda and x.device.index != torch.cuda.current_device()
     with torch.cuda.device(x.device) if on_other_gpu else contextlib.nullcontext():
-        _run_kernel(x, out, shift_depth, fold, n_shifted, shift_pad == "keep", adjoint)
+        _run_kernel(x, out, shift_depth, fold, n_shifted, shift_pad == "keep", shift_direction == "causal",
+                    adjoint)
     return out
 
 
-def _run_kernel(x: Tensor, out: Tensor, k: int, fold: int, n: int, keep: bool, adjoint: bool) -> None:
+def _run_kernel(x: Tensor, out: Tensor, k: int, fold: int, n: int, keep: bool, causal: bool, adjoint: bool) -> None:
     """Pick the tile (or per-element) kernel and its block sizes for x's strides, and launch it."""
     b, t, c, h, w = x.shape
     xs, os_ = x.stride(), out.stride()
@@ -290,7 +301,7 @@ def _run_kernel(x: Tensor, out: Tensor, k: int, fold: int, n: int, keep: bool, a
             raise ValueError(f"C={c}, H*W={s}: too many tiles for one (b, t) image.")
         kernel = _shift_bwd_tile_kernel if adjoint else _shift_fwd_tile_kernel
         kernel[grid](x, out, t, c, s, k, fold, n, xs[0], xs[1], xs[2], xs[4], os_[0], os_[1], os_[2], os_[4],
-                     KEEP=keep, BLOCK_C=block_c, BLOCK_S=block_s)
+                     KEEP=keep, CAUSAL=causal, BLOCK_C=block_c, BLOCK_S=block_s)
         return
     per_image = c * h * w
     block = min(MAX_BLOCK, _pow2(per_image))
@@ -298,36 +309,40 @@ def _run_kernel(x: Tensor, out: Tensor, k: int, fold: int, n: int, keep: bool, a
     if grid[1] > _MAX_GRID_Y:
         raise ValueError(f"C*H*W={per_image} is too large for one (b, t) image ({_MAX_GRID_Y} blocks of {block}).")
     kernel = _shift_bwd_kernel if adjoint else _shift_fwd_kernel
-    kernel[grid](x, out, t, c, h, w, k, fold, n, *xs, *os_, KEEP=keep, CHANNELS_INNER=os_[2] == 1 and c > 1,
-                 BLOCK=block)
+    kernel[grid](x, out, t, c, h, w, k, fold, n, *xs, *os_, KEEP=keep, CAUSAL=causal,
+                 CHANNELS_INNER=os_[2] == 1 and c > 1, BLOCK=block)
 
 
 @torch.library.custom_op("tsamlib::temporal_shift", mutates_args=())
-def temporal_shift_op(x: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str) -> Tensor:
+def temporal_shift_op(x: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str,
+                      shift_direction: str = "bidirectional") -> Tensor:
     """Depth-k temporal shift of x (B, T, C, H, W) with ``fold`` channels per group (see :mod:`tsamlib.model.shift`).
 
     Returns a new tensor with x's strides; the first ``n_shifted`` segments take part, later ones pass through.
     """
-    return _launch(x, shift_depth, fold, n_shifted, shift_pad, adjoint=False)
+    return _launch(x, shift_depth, fold, n_shifted, shift_pad, shift_direction, adjoint=False)
 
 
 @torch.library.custom_op("tsamlib::temporal_shift_adjoint", mutates_args=())
-def temporal_shift_adjoint_op(grad: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str) -> Tensor:
+def temporal_shift_adjoint_op(grad: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str,
+                              shift_direction: str = "bidirectional") -> Tensor:
     """The adjoint (backward) of ``tsamlib::temporal_shift`` applied to ``grad``; same arguments."""
-    return _launch(grad, shift_depth, fold, n_shifted, shift_pad, adjoint=True)
+    return _launch(grad, shift_depth, fold, n_shifted, shift_pad, shift_direction, adjoint=True)
 
 
 @torch.library.custom_op("tsamlib::temporal_shift_again", mutates_args=())
-def temporal_shift_again_op(x: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str) -> Tensor:
+def temporal_shift_again_op(x: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str,
+                            shift_direction: str = "bidirectional") -> Tensor:
     """``tsamlib::temporal_shift`` under another name, for the shift that a shifted conv's backward recomputes
     (:func:`tsamlib.model.shift.shifted_conv2d`): ``torch.compile`` merges identical calls of one op, and would then
     keep the forward's shifted copy for backward instead of recomputing it. No autograd (it runs inside a backward)."""
-    return _launch(x, shift_depth, fold, n_shifted, shift_pad, adjoint=False)
+    return _launch(x, shift_depth, fold, n_shifted, shift_pad, shift_direction, adjoint=False)
 
 
-def _shift_fake(x: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str) -> Tensor:
+def _shift_fake(x: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str,
+                shift_direction: str = "bidirectional") -> Tensor:
     """Meta function of the three ops: same shape, dtype and strides as the input."""
-    _check_op_args(x, shift_depth, fold, n_shifted, shift_pad)
+    _check_op_args(x, shift_depth, fold, n_shifted, shift_pad, shift_direction)
     return torch.empty_like(x)
 
 
@@ -341,14 +356,14 @@ def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
     ctx.shift_args = tuple(inputs[1:])
 
 
-def _forward_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None, None]:
+def _forward_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
     """Backward of the shift: its adjoint."""
-    return temporal_shift_adjoint_op(grad, *ctx.shift_args), None, None, None, None
+    return temporal_shift_adjoint_op(grad, *ctx.shift_args), *(None,) * len(ctx.shift_args)
 
 
-def _adjoint_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None, None]:
+def _adjoint_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
     """Backward of the adjoint: the shift itself (for double backward)."""
-    return temporal_shift_op(grad, *ctx.shift_args), None, None, None, None
+    return temporal_shift_op(grad, *ctx.shift_args), *(None,) * len(ctx.shift_args)
 
 
 temporal_shift_op.register_autograd(_forward_backward, setup_context=_setup_context)
@@ -361,10 +376,10 @@ class _EagerShiftFn(torch.autograd.Function):
     The backward runs the adjoint kernel, or, when a graph of the backward is wanted (double backward), the op."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str,
+    def forward(ctx, x: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str, shift_direction: str,
                 adjoint: bool) -> Tensor:  # type: ignore[override]
-        ctx.shift_args, ctx.adjoint = (shift_depth, fold, n_shifted, shift_pad), adjoint
-        return _launch(x, shift_depth, fold, n_shifted, shift_pad, adjoint)
+        ctx.shift_args, ctx.adjoint = (shift_depth, fold, n_shifted, shift_pad, shift_direction), adjoint
+        return _launch(x, shift_depth, fold, n_shifted, shift_pad, shift_direction, adjoint)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
@@ -373,35 +388,37 @@ class _EagerShiftFn(torch.autograd.Function):
             g = op(grad, *ctx.shift_args)
         else:
             g = _launch(grad, *ctx.shift_args, adjoint=not ctx.adjoint)
-        return g, None, None, None, None, None
+        return g, None, None, None, None, None, None
 
 
-def eager_shift(x: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str) -> Tensor:
+def eager_shift(x: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str,
+                shift_direction: str = "bidirectional") -> Tensor:
     """``temporal_shift_op`` with less CPU overhead per call, outside ``torch.compile`` (which needs the op).
 
     Without a graph to record (grad disabled, as inside an ``autograd.Function``'s forward and backward, or an input
     that needs no gradient) the kernel is launched directly, with no autograd node."""
     if not (x.requires_grad and torch.is_grad_enabled()):
-        return _launch(x, shift_depth, fold, n_shifted, shift_pad, False)
-    return _EagerShiftFn.apply(x, shift_depth, fold, n_shifted, shift_pad, False)
+        return _launch(x, shift_depth, fold, n_shifted, shift_pad, shift_direction, False)
+    return _EagerShiftFn.apply(x, shift_depth, fold, n_shifted, shift_pad, shift_direction, False)
 
 
-def eager_adjoint(grad: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str) -> Tensor:
+def eager_adjoint(grad: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str,
+                  shift_direction: str = "bidirectional") -> Tensor:
     """``temporal_shift_adjoint_op`` with less CPU overhead per call, outside ``torch.compile`` (see
     :func:`eager_shift`)."""
     if not (grad.requires_grad and torch.is_grad_enabled()):
-        return _launch(grad, shift_depth, fold, n_shifted, shift_pad, True)
-    return _EagerShiftFn.apply(grad, shift_depth, fold, n_shifted, shift_pad, True)
+        return _launch(grad, shift_depth, fold, n_shifted, shift_pad, shift_direction, True)
+    return _EagerShiftFn.apply(grad, shift_depth, fold, n_shifted, shift_pad, shift_direction, True)
 
 
 def fused_temporal_shift(x: Tensor, shift_depth: int, f_div: int, n_shifted: int | None = None,
-                         shift_pad: str = "zero") -> Tensor:
+                         shift_pad: str = "zero", shift_direction: str = "bidirectional") -> Tensor:
     """Drop-in for :func:`tsamlib.model.shift.temporal_shift` (same arguments, checks and result) using the fused op.
 
     ``shift_depth=0`` returns ``x`` itself (TSN), as the reference does.
     """
-    n, fold = check_shift_input(x, shift_depth, f_div, n_shifted, shift_pad)
+    n, fold = check_shift_input(x, shift_depth, f_div, n_shifted, shift_pad, shift_direction)
     if shift_depth == 0:
         return x
-    return temporal_shift_op(x, shift_depth, fold, n, shift_pad)
+    return temporal_shift_op(x, shift_depth, fold, n, shift_pad, shift_direction)
 

@@ -7,7 +7,8 @@
 
 Without audio it is TSM (shift_depth=1, f_div=8) or TSN (shift_depth=0) with the same code. ``shift_pad="keep"``
 is the authors' border of the shift (github.com/aav-antonov/TSAM): with it, their released checkpoints
-(``pretrained=<path>``) give their network (see :mod:`tsamlib.model.pretrained`).
+(``pretrained=<path>``) give their network (see :mod:`tsamlib.model.pretrained`). ``shift_direction="causal"``
+shifts from past segments only, so segment t's features depend on frames up to t alone.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from torch import Tensor, nn
 
 from .pretrained import AUTHORS_LAYOUT, LoadReport, load_backbone_weights, read_checkpoint, resolve_pretrained
 from .shift import insert_temporal_shift, shift_kernel
-from .shift_reference import check_shift_pad, check_shift_settings
+from .shift_reference import check_shift_direction, check_shift_pad, check_shift_settings
 
 __all__ = ["TSAM", "create_tsam", "create_backbone", "check_model_settings"]
 
@@ -63,19 +64,22 @@ def create_backbone(arch: str, num_classes: int, pretrained: str | os.PathLike |
 class TSAM(nn.Module):
     """Temporal Shift with Audio Modality. ``forward(video, audio=None) -> logits``.
 
-    ``shift_pad``: the border of the shift, ``"zero"`` (TSM) or ``"keep"`` (the authors' code); see
+    ``shift_pad``: the border of the shift, ``"zero"`` (TSM) or ``"keep"`` (the authors' code); ``shift_direction``:
+    ``"bidirectional"`` (the report's) or ``"causal"`` (from the past only); see
     :func:`tsamlib.model.shift.temporal_shift`.
     """
 
     def __init__(self, backbone: nn.Module, *, num_classes: int, n_frames: int, audio: bool = False,
                  shift_depth: int = 1, f_div: int = 8, n_insert: int = 1, m_insert: int = 0,
-                 dropout: float = 0.5, head: nn.Linear | None = None, shift_pad: str = "zero"):
+                 dropout: float = 0.5, head: nn.Linear | None = None, shift_pad: str = "zero",
+                 shift_direction: str = "bidirectional"):
         super().__init__()
         self.n_frames, self.audio, self.n_audio = n_frames, audio, int(audio)
         self.shift_depth, self.f_div, self.shift_pad = shift_depth, f_div, shift_pad
+        self.shift_direction = shift_direction
         self.backbone = backbone
         self.n_shifted_blocks = insert_temporal_shift(backbone, n_frames + self.n_audio, n_frames, shift_depth,
-                                                      f_div, n_insert, m_insert, shift_pad)
+                                                      f_div, n_insert, m_insert, shift_pad, shift_direction)
         self.num_features: int = backbone.num_features
         self.dropout = nn.Dropout(dropout)
         self.fc = head if head is not None else nn.Linear(self.num_features, num_classes)
@@ -118,19 +122,21 @@ def check_model_settings(arch: str, *, pretrained: str | os.PathLike | None = No
 def create_tsam(arch: str = "resnet50", *, num_classes: int = 400, n_frames: int = 8, audio: bool = False,
                 shift_depth: int = 1, f_div: int = 8, n_insert: int = 1, m_insert: int = 0,
                 dropout: float = 0.5, pretrained: str | os.PathLike | None = None,
-                shift_pad: str = "zero") -> TSAM:
+                shift_pad: str = "zero", shift_direction: str = "bidirectional") -> TSAM:
     """Build a TSAM model on a timm ResNet (resnet10t, resnet18, resnet34, resnet50, resnet50d, resnet101, ...).
 
     TSM-R50 (8 frames): ``create_tsam("resnet50", num_classes=400, n_frames=8, shift_depth=1, f_div=8)``.
     The report's Kinetics-400 config: ``create_tsam("resnet50", num_classes=400, n_frames=16, audio=True,
     shift_depth=4, f_div=4, n_insert=2, m_insert=0, dropout=0.5, pretrained="in21k")``.
     The authors' released Kinetics-400 model: the same with ``shift_pad="keep"`` and
-    ``pretrained="resnet50_kinetics400.ckpt.pth.tar"`` (their file).
+    ``pretrained="resnet50_kinetics400.ckpt.pth.tar"`` (their file). ``shift_direction="causal"``: every shifted
+    group reads past segments only (a segment's features depend on frames up to it).
     """
     if n_frames < 1:
         raise ValueError(f"n_frames={n_frames} must be >= 1.")
     check_shift_settings(n_frames, shift_depth, f_div)  # fail early, before building
     check_shift_pad(shift_pad)
+    check_shift_direction(shift_direction)
     shift_kernel()   # an unknown $TSAM_SHIFT_KERNEL is refused here, on any device
     backbone, head, report = create_backbone(arch, num_classes, pretrained)
     if report is not None:
@@ -141,6 +147,6 @@ def create_tsam(arch: str = "resnet50", *, num_classes: int = 400, n_frames: int
                           f"(shift_pad='keep'); this model uses shift_pad={shift_pad!r}.", stacklevel=2)
     model = TSAM(backbone, num_classes=num_classes, n_frames=n_frames, audio=audio, shift_depth=shift_depth,
                  f_div=f_div, n_insert=n_insert, m_insert=m_insert, dropout=dropout, head=head,
-                 shift_pad=shift_pad)
+                 shift_pad=shift_pad, shift_direction=shift_direction)
     model.load_report = report
     return model

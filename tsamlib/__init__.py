@@ -35,5 +35,7 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     ".evaluation.views": ["evaluate=evaluate_run", "interpretation"],
     ".evaluation.predict": ["predict"],
     ".evaluation.export": ["export_onnx"],
+    ".model.online": ["StreamingTSAM"],
+    ".evaluation.stream": ["stream_video"],
 })
 __all__ = ["__version__", *__all__]

@@ -10,6 +10,7 @@ it in ``COMMANDS``; import heavy modules inside ``cmd_<name>``.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -197,8 +198,24 @@ def _resolve_run(args: argparse.Namespace) -> bool:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .evaluation.predict import cmd_predict as run
+    if args.stream:
+        from .evaluation.stream import cmd_stream as run
+    else:
+        from .evaluation.predict import cmd_predict as run
     return run(args) if _resolve_run(args) else 1
+
+
+def _rate_arg(text: str) -> str | float:
+    """``--rate``: 'auto', 'native' or a positive number of frames per second."""
+    if text in ("auto", "native"):
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r}: give 'auto', 'native' or a positive number of frames per second")
+    return value
 
 
 def add_predict(sub: argparse._SubParsersAction) -> None:
@@ -208,6 +225,14 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top", type=number(int, 1), default=5, help="how many classes to print (default 5)")
     p.add_argument("--n-clips", type=number(int, 1), default=2, help="test clips averaged (default 2)")
     p.add_argument("--n-crops", type=int, default=1, choices=(1, 3), help="crops per clip (default 1: centre)")
+    p.add_argument("--stream", action="store_true",
+                   help="classify the video as a stream, frame by frame (a run with shift_direction causal): a line "
+                        "per frame with the top classes so far")
+    p.add_argument("--rate", type=_rate_arg, default="auto",
+                   help="with --stream: frames per second fed, 'native' (every frame) or 'auto' (default: the run's "
+                        "n_frames, spaced as in training)")
+    p.add_argument("--audio-window", type=number(float, 0, open_lo=True), default=10.0,
+                   help="with --stream: seconds of sound behind each frame's audio image (default 10)")
     p.set_defaults(func=cmd_predict)
 
 

@@ -72,9 +72,9 @@ def test_paper_scale_params_are_the_report_configs():
 
 def test_mini_rows_are_small_and_honest_about_init():
     g = ex.mini_grid(seeds=(0, 1))
-    assert len(g) == 36
+    assert len(g) == 2 * 22                  # the report's 18 rows and the 4 causal rows
     run = [e for e in g if e.params is not None]
-    assert len(run) == 2 * 14  # the 4 INet21K rows of Table 1 are not run
+    assert len(run) == 2 * 18  # the 4 INet21K rows of Table 1 are not run
     for e in run:
         p = e.params
         assert p["arch"] in ("resnet10t", "resnet18") and p["img_size"] <= 64 and p["epochs"] <= 12
@@ -145,7 +145,7 @@ def test_run_grid_skip_resume_fail(tmp_path, monkeypatch):
     logs = []
     summary = ex.run_grid(g, runs_root=tmp_path, log=logs.append)
     st = dict(zip(summary.run_id, summary.status))
-    assert list(summary.columns) == ["run_id", "status", "seconds"] and len(summary) == 18
+    assert list(summary.columns) == ["run_id", "status", "seconds"] and len(summary) == 22
     assert st[done["run_id"]] == "done" and done["run_id"] not in [c["run_id"] for c in calls]
     assert st[unfinished["run_id"]] == "finished (resumed)"
     assert next(c for c in calls if c["run_id"] == unfinished["run_id"])["resume"] is True
@@ -159,7 +159,7 @@ def test_run_grid_skip_resume_fail(tmp_path, monkeypatch):
     assert not calls
     st2 = dict(zip(summary2.run_id, summary2.status))
     assert st2["table2-mini-tsam-16-k3-scratch-s0"] == "would run"
-    assert sum(s == "done" for s in st2.values()) == 13
+    assert sum(s == "done" for s in st2.values()) == 17   # 18 run rows with the 4 causal ones, less the failed
     # a finished run with other parameters is reported, not silently taken as this row
     _write_run(tmp_path, dict(done, epochs=99), 0.9)
     s3 = ex.run_grid([done], runs_root=tmp_path, log=logs.append)
@@ -247,7 +247,8 @@ def test_write_tables_and_figures(tmp_path):
     md = (tmp_path / "tables" / "table1_kinetics400.md").read_text()
     assert md.startswith("Scale **mini**") and "not run: other architecture" in md
     csv = pd.read_csv(tmp_path / "tables" / "table2_something_v1.csv")
-    assert len(csv) == 10 and "Measured top-1" in csv.columns and not any(c.startswith("_") for c in csv.columns)
+    assert len(csv) == 14 and "Measured top-1" in csv.columns   # 8 report rows, 4 causal, 2 references
+    assert csv["Paper top-1"].isna().sum() == 4 and not any(c.startswith("_") for c in csv.columns)
     figs = tb.write_figures(tables, tmp_path / "figures")
     assert [f.name for f in figs] == ["top1_vs_shift_depth.png", "audio_gain.png"]
     assert all(f.stat().st_size > 1000 for f in figs)
@@ -310,9 +311,26 @@ def test_the_grid_and_its_runs_are_shown_summarised():
     """Notebook 05 shows one line per table row (not 54 per-seed lines with NaN) and the runs counted by status."""
     entries = ex.mini_grid(seeds=(0, 1, 2))
     rows = ex.grid_summary(entries)
-    assert len(ex.grid_frame(entries)) == 54 and len(rows) == 18 and set(rows["seeds"]) == {"0, 1, 2"}
+    assert len(ex.grid_frame(entries)) == 66 and len(rows) == 22 and set(rows["seeds"]) == {"0, 1, 2"}
     assert not rows.isna().any().any()
     assert rows.loc[rows["pre-training (report)"] == "INet21K", "runs"].str.startswith("not run").sum() == 4
     summary = ex.run_grid(entries, runs_root="/nonexistent-runs-root", dry_run=True, log=lambda *a: None)
     counted = ex.run_summary(summary).set_index("status")["runs"].to_dict()
-    assert counted == {"would run": 42, "not run": 12}
+    assert counted == {"would run": 54, "not run": 12}
+
+
+def test_causal_rows_are_mini_table2_rows_beside_the_bidirectional_ones(tmp_path):
+    """Beyond the report: TSAM causal k = 1..4 at mini scale, same settings as the bidirectional k rows but the
+    direction; not in the paper grid; rendered with "not in the report" for the paper number."""
+    mini = [e for e in ex.mini_grid(seeds=(0,)) if e.row in ex.CAUSAL_ROWS]
+    assert [e.row.shift_depth for e in mini] == [1, 2, 3, 4]
+    for e in mini:
+        twin = next(b for b in ex.mini_grid(seeds=(0,)) if b.row.key == f"tsam-16-k{e.row.shift_depth}-in21k")
+        diff = {k for k in e.params if e.params[k] != twin.params[k]}
+        assert diff == {"shift_direction", "run_id"} and e.params["shift_direction"] == "causal"
+        assert e.params["run_id"] == f"table2-mini-tsam-16-k{e.row.shift_depth}-causal-scratch-s0"
+    assert not any(e.row in ex.CAUSAL_ROWS for e in ex.paper_grid())
+    t2 = tb.render_table("table2", "mini", tmp_path, seeds=(0,))
+    causal = t2[t2["ShiftDepth"].str.endswith("causal")]
+    assert len(causal) == 4 and causal["Paper top-1"].isna().all()
+    assert all(s.endswith("(not in the report: causal shift)") for s in causal["Status"])

@@ -30,7 +30,7 @@ __all__ = ["NOTEBOOKS", "MAIN_JOB", "NotebookFailed", "local_out_dir", "publishe
            "run_pipeline", "parse_param", "selected_notebooks", "check_parameters"]
 
 NOTEBOOKS = ("01_build_datasets", "02_visualize", "03_train", "04_evaluate", "05_reproduce_tables",
-             "06_released_checkpoint")
+             "06_released_checkpoint", "07_online")
 MAIN_JOB = NOTEBOOKS[:4]  # 05 trains the whole mini grid, 06 evaluates a released checkpoint: only when asked for
 
 

@@ -7,6 +7,7 @@ interpreted, videos predicted (imports ``model``, ``data``, ``runs``, ``config``
     predict     top-k classes of one video with a run's model
     released    the authors' released checkpoints (or any file ``create_tsam`` loads) on a manifest
     export      a run to ONNX, checked with onnxruntime on real clips before it is written
+    stream      a video classified frame by frame with a causal run (the top classes after every frame)
 """
 from .._lazy import lazy_exports
 
@@ -17,6 +18,7 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     ".interpret": ["ViewsInterpretation", "learner_interpretation", "plot_top_losses"],
     ".predict": ["predict", "clip_views"],
     ".export": ["export_onnx", "ExportReport", "ExportCheckError"],
+    ".stream": ["stream_video", "StreamStep", "stream_times"],
     ".released": ["RELEASED", "released_settings", "evaluate_checkpoint", "summary_table", "build_model",
                   "example_clips_manifest"],
 })

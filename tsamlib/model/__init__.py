@@ -7,6 +7,7 @@
     pretrained        ImageNet-1K/21K weights and checkpoint files, one checked loader
     complexity        parameters, MACs, temporal reach
     onnx_export       the model as an ONNX graph of standard operators (the shift as plain ops, dynamic batch)
+    online            a causal model run frame by frame on a stream (buffers of the last k frames per block)
 """
 from .._lazy import lazy_exports
 
@@ -14,6 +15,7 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     ".tsam": ["TSAM", "create_tsam", "create_backbone"],
     ".shift": ["temporal_shift", "shifted_conv2d", "TemporalShift", "insert_temporal_shift", "use_shift_kernel"],
     ".onnx_export": ["export_model_onnx", "check_onnx_graph"],
+    ".online": ["StreamingTSAM"],
     ".shift_reference": ["SHIFT_PADS", "SHIFT_DIRECTIONS", "shift_fold", "check_shift_pad", "check_shift_direction",
                          "check_shift_settings", "check_shift", "check_shift_input", "shift_into"],
     ".pretrained": ["resolve_pretrained", "read_checkpoint", "read_state_dict", "load_backbone_weights", "LoadReport",

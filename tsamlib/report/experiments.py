@@ -31,7 +31,7 @@ from ..config import RunConfig, config_diff, resolve_switches
 from ..runs.fileio import read_json, repo_root
 from ..runs.folder import is_finished, run_state, runs_dir
 
-__all__ = ["Row", "ReferenceRow", "GridEntry", "TABLE1_ROWS", "TABLE2_ROWS", "REFERENCE_ROWS",
+__all__ = ["Row", "ReferenceRow", "GridEntry", "TABLE1_ROWS", "TABLE2_ROWS", "CAUSAL_ROWS", "REFERENCE_ROWS",
            "run_id", "paper_params", "mini_params", "mini_init", "paper_grid", "mini_grid", "grid",
            "grid_frame", "grid_summary", "run_summary", "placeholders", "run_grid", "scale_preset", "MINI"]
 
@@ -47,10 +47,11 @@ class Row:
     audio: bool
     shift_depth: int
     pretrained: str     # the report's label: "ImageNet", "INet21K" or "Kinetics400"
-    paper_top1: float
+    paper_top1: float | None   # None: a row the report does not have (the causal rows)
     f_div: int
     n_insert: int
     m_insert: int = 0
+    shift_direction: str = "bidirectional"
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,12 @@ TABLE2_ROWS: list[Row] = [
     _tsam("table2", "tsam-16-k4-k400", 16, False, 4, "Kinetics400", 52.1),
 ]
 
+# Beyond the report (issue 22): Table 2's k-ablation with a causal shift (every moved channel from the past, what a
+# stream needs, tsamlib.model.online), mini scale only, shown beside the bidirectional rows.
+CAUSAL_ROWS: list[Row] = [
+    Row("table2", f"tsam-16-k{k}-causal-in21k", "TSAM", 16, False, k, "INet21K", None, f_div=4, n_insert=2,
+        m_insert=0, shift_direction="causal") for k in range(1, 5)]
+
 REFERENCE_ROWS: list[ReferenceRow] = [
     ReferenceRow("table1", "X3D-M", "3D CNN", 16, "-", 76.0),
     ReferenceRow("table1", "X3D-L", "3D CNN", 16, "-", 78.2),
@@ -133,7 +140,7 @@ def run_id(row: Row, scale: str, seed: int) -> str:
 
 def _model_params(row: Row) -> dict[str, Any]:
     return dict(n_frames=row.frames, audio=row.audio, shift_depth=row.shift_depth, f_div=row.f_div,
-                n_insert=row.n_insert, m_insert=row.m_insert)
+                n_insert=row.n_insert, m_insert=row.m_insert, shift_direction=row.shift_direction)
 
 
 def _params(**settings: Any) -> dict[str, Any]:
@@ -257,9 +264,10 @@ def paper_grid(kinetics_manifest: str | None = None, something_manifest: str | N
 
 
 def mini_grid(seeds: Sequence[int] = (0,), runs_root: str | None = None) -> list[GridEntry]:
-    """All 18 rows at mini scale (Table 1 first, so the Kinetics checkpoint exists for Table 2's last row)."""
+    """All 18 rows at mini scale (Table 1 first, so the Kinetics checkpoint exists for Table 2's last row), then
+    the 4 causal rows (:data:`CAUSAL_ROWS`)."""
     out = []
-    for row in TABLE1_ROWS + TABLE2_ROWS:
+    for row in TABLE1_ROWS + TABLE2_ROWS + CAUSAL_ROWS:
         for seed in seeds:
             init, reason = mini_init(row)
             out.append(GridEntry(row, "mini", seed, mini_params(row, seed, runs_root), init, reason))
@@ -287,7 +295,7 @@ def grid_frame(entries: Sequence[GridEntry]) -> pd.DataFrame:
     for e in entries:
         p = e.params or {}
         recs.append(dict(table=e.row.table, method=e.row.method, frames=e.row.frames, audio=e.row.audio,
-                         shift_depth=e.row.shift_depth, f_div=e.row.f_div, n_insert=e.row.n_insert,
+                         shift_depth=e.row.shift_depth, shift_direction=e.row.shift_direction, f_div=e.row.f_div, n_insert=e.row.n_insert,
                          pretrained_report=e.row.pretrained, init_used=e.init_used, seed=e.seed,
                          run_id=p.get("run_id", run_id(e.row, e.scale, e.seed)), dataset=p.get("dataset"),
                          arch=p.get("arch"), img_size=p.get("img_size"), epochs=p.get("epochs"),
@@ -302,12 +310,13 @@ def grid_summary(entries: Sequence[GridEntry]) -> pd.DataFrame:
     df = grid_frame(entries)
     if df.empty:
         return df
-    keys = ["table", "method", "frames", "audio", "shift_depth", "pretrained_report", "init_used"]
+    keys = ["table", "method", "frames", "audio", "shift_depth", "shift_direction", "pretrained_report", "init_used"]
     out = df.groupby(keys, sort=False, dropna=False).agg(
         seeds=("seed", lambda s: ", ".join(str(x) for x in sorted(s))),
         runs=("runs", "all"), reason=("reason", "first")).reset_index()
     out["runs"] = ["yes" if r else why for r, why in zip(out["runs"], out["reason"])]
-    return out.drop(columns="reason").rename(columns={"shift_depth": "k", "pretrained_report": "pre-training (report)",
+    return out.drop(columns="reason").rename(columns={"shift_depth": "k", "shift_direction": "shift",
+                                                      "pretrained_report": "pre-training (report)",
                                                       "init_used": "init used"})
 
 

@@ -1,5 +1,5 @@
-"""The figures of notebooks 04 and 06, one call each: a run's training curves, per-class accuracy, a prediction on
-one video, and a checkpoint scored with both protocols. Each takes what the evaluation returned and gives back the
+"""The figures of notebooks 04, 06 and 07, one call each: a run's training curves, per-class accuracy, a prediction
+on one video, a checkpoint scored with both protocols, a video streamed frame by frame. Each takes what the evaluation returned and gives back the
 matplotlib figure (axes labelled with what they count)."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pandas as pd
 from ..data.video import load_clip
 from ..evaluation.scoring import per_class_accuracy
 
-__all__ = ["plot_training_curves", "plot_per_class_accuracy", "plot_prediction", "plot_protocols"]
+__all__ = ["plot_training_curves", "plot_per_class_accuracy", "plot_prediction", "plot_protocols", "plot_stream"]
 
 
 def plot_training_curves(metrics: dict[str, Any]):
@@ -88,4 +88,28 @@ def plot_protocols(res: dict[str, Any], table: pd.DataFrame):
                 xticks=range(1, len(after) + 1))
     axes[1].legend(fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def plot_stream(steps: Sequence[Any], vocab: Sequence[str], offline: Sequence[tuple[str, float]],
+                label: str | None = None, video: str | Path | None = None):
+    """Probability over time of a streamed video (:func:`tsamlib.evaluation.stream.stream_video`'s steps): the class
+    the stream ends on and, when given and different, the true ``label``; the offline prediction's probability of
+    the same classes (:func:`tsamlib.predict` with one clip: the same frames at once) as dashed lines."""
+    import matplotlib.pyplot as plt
+
+    times = [s.time for s in steps]
+    final = vocab[int(steps[-1].probs.argmax())]
+    classes = [final] + ([label] if label and label != final else [])
+    off = dict(offline)
+    fig, ax = plt.subplots(figsize=(8, 3.6), layout="constrained")
+    for name, colour in zip(classes, ("#0072B2", "#D55E00")):
+        i = list(vocab).index(name)
+        ax.plot(times, [float(s.probs[i]) for s in steps], "o-", color=colour,
+                label=f"{name}: stream{' (the true class)' if name == label else ''}")
+        if name in off:
+            ax.axhline(off[name], ls="--", color=colour, lw=1, label=f"{name}: offline, whole clip at once")
+    ax.set(xlabel="time in the video (s): when the frame has been shown", ylabel="probability", ylim=(0, 1.02))
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(f"{Path(video).name + ': ' if video else ''}{len(steps)} frames streamed", fontsize=9)
     return fig

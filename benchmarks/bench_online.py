@@ -1,0 +1,124 @@
+"""Online TSAM on the CPU: milliseconds per streamed frame against a plain 2D ResNet frame, and ONNX Runtime
+against PyTorch per clip (issue 22, item 6; goal: the streaming shift adds at most 10 % to a frame).
+
+Per arch (resnet18, resnet50) at 224 px, with 1 thread and with every core:
+- ``plain``: the timm ResNet's forward on one frame (no shift, no buffers): what any per-frame 2D model costs;
+- ``stream``: :class:`tsamlib.model.online.StreamingTSAM` ``step`` on one frame, the report's shift made causal
+  (k = 4, f_div = 4, every 2nd block), buffers full (after k warm-up frames), logits included;
+- per clip (16 frames + the audio frame, batch 1): PyTorch eager ``model(video, audio)`` against ONNX Runtime on
+  the exported graph (:func:`tsamlib.model.onnx_export.export_model_onnx`).
+Timings alternate between the variants and the medians are compared, so machine noise hits them alike.
+
+    python benchmarks/bench_online.py            # writes results/benchmarks/online.{json,md}
+    python benchmarks/bench_online.py --quick    # fewer repeats, resnet18 only (a smoke test)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from tsamlib.model.online import StreamingTSAM
+from tsamlib.model.onnx_export import export_model_onnx
+from tsamlib.model.tsam import create_tsam
+from tsamlib.runs.provenance import environment_info
+
+OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
+SHIFT = dict(shift_depth=4, f_div=4, n_insert=2, m_insert=0, shift_direction="causal")
+
+
+def _median_ms(fns: dict, repeats: int) -> dict[str, float]:
+    """Median milliseconds of each function, called in turn ``repeats`` times after one warm-up call each."""
+    times = {name: [] for name in fns}
+    for fn in fns.values():
+        fn()
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: 1e3 * statistics.median(v) for name, v in times.items()}
+
+
+@torch.no_grad()
+def frame_costs(arch: str, size: int, repeats: int) -> dict[str, float]:
+    model = create_tsam(arch, num_classes=400, n_frames=16, audio=True, **SHIFT).eval()
+    plain = create_tsam(arch, num_classes=400, n_frames=16, audio=False, shift_depth=0).eval()
+    stream = StreamingTSAM(model)
+    frame = torch.randn(1, 3, size, size)
+    for _ in range(SHIFT["shift_depth"] + 1):   # buffers full, audio features in place
+        stream.step(frame, torch.randn(1, 3, size, size) if stream.frames == 0 else None)
+    med = _median_ms({"plain": lambda: plain.backbone(frame), "stream": lambda: stream.step(frame)}, repeats)
+    return dict(plain_ms=med["plain"], stream_ms=med["stream"], ratio=med["stream"] / med["plain"],
+                state_mb=stream.state_bytes() / 1e6)
+
+
+@torch.no_grad()
+def clip_costs(arch: str, size: int, repeats: int) -> dict[str, float]:
+    import onnxruntime as ort
+    model = create_tsam(arch, num_classes=400, n_frames=16, audio=True, **SHIFT).eval()
+    video, audio = torch.randn(1, 16, 3, size, size), torch.randn(1, 1, 3, size, size)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_model_onnx(model, Path(tmp) / "m.onnx", video, audio)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = torch.get_num_threads()
+        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        feed = {"video": video.numpy(), "audio": audio.numpy()}
+        diff = float((torch.from_numpy(session.run(None, feed)[0]) - model(video, audio)).abs().max())
+        med = _median_ms({"eager": lambda: model(video, audio), "onnxruntime": lambda: session.run(None, feed)},
+                         repeats)
+    return dict(eager_ms=med["eager"], onnxruntime_ms=med["onnxruntime"], ratio=med["onnxruntime"] / med["eager"],
+                max_abs_diff=diff)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="resnet18 only, few repeats (smoke test)")
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args(argv)
+    archs = ["resnet18"] if args.quick else ["resnet18", "resnet50"]
+    repeats = (3, 2) if args.quick else (30, 8)
+    cores = os.cpu_count() or 1
+    rows = []
+    for arch in archs:
+        for threads in sorted({1, cores}):
+            torch.set_num_threads(threads)
+            torch.manual_seed(0)
+            rows.append(dict(arch=arch, threads=threads, **frame_costs(arch, args.size, repeats[0]),
+                             **{f"clip_{k}": v for k, v in clip_costs(arch, args.size, repeats[1]).items()}))
+            print(rows[-1], flush=True)
+    env = environment_info()
+    record = dict(size=args.size, shift=SHIFT, rows=rows, machine=platform.processor() or platform.machine(),
+                  cores=cores, torch=torch.__version__, git_commit=env.get("git_commit"), quick=args.quick)
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = "online_quick" if args.quick else "online"
+    (args.out / f"{name}.json").write_text(json.dumps(record, indent=1))
+    lines = [f"# Online TSAM on the CPU ({args.size} px, {cores} cores, torch {torch.__version__}, commit "
+             f"{str(env.get('git_commit'))[:10]})", "",
+             "`python benchmarks/bench_online.py`. Medians of alternating timings. Per frame: a plain 2D ResNet "
+             "frame (timm backbone) against `StreamingTSAM.step` (the report's shift made causal: k = 4, f_div = 4, "
+             "every 2nd block; buffers full; logits included). Per clip (16 frames + audio, batch 1): PyTorch eager "
+             "against ONNX Runtime on the exported graph.", "",
+             "| arch | threads | plain frame ms | stream frame ms | stream / plain | state MB | clip eager ms | "
+             "clip onnxruntime ms | onnxruntime / eager | max abs diff |", "|" + "---|" * 10]
+    for r in rows:
+        lines.append(f"| {r['arch']} | {r['threads']} | {r['plain_ms']:.1f} | {r['stream_ms']:.1f} | "
+                     f"{r['ratio']:.3f} | {r['state_mb']:.1f} | {r['clip_eager_ms']:.0f} | "
+                     f"{r['clip_onnxruntime_ms']:.0f} | {r['clip_ratio']:.3f} | {r['clip_max_abs_diff']:.1e} |")
+    worst = max(r["ratio"] for r in rows)
+    lines += ["", f"Goal: the streaming shift adds at most 10 % to a frame. Worst stream / plain here: {worst:.3f} "
+              f"({'met' if worst <= 1.10 else 'NOT met'})."]
+    (args.out / f"{name}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""A video file classified as a stream, frame by frame, with a causal run: ``predict VIDEO --run RUN --stream``.
+
+Frames go to :class:`tsamlib.model.online.StreamingTSAM` one at a time, preprocessed as the run's validation data
+(centre view, ``img_size``, the run's normalisation); after each, the top classes so far. Which frames:
+
+- ``rate="auto"`` (the default): the run's ``n_frames`` frames at the middle of ``n_frames`` equal segments, the
+  spacing the model was trained with; the last step then sees what ``predict`` sees with one clip, so the stream
+  ends on the offline answer;
+- ``rate="native"``: every frame of the file; a number: that many frames per second (frames of the time
+  ``i / rate``).
+
+A run with audio gets, at each step, the log-mel image of the trailing ``audio_window`` seconds of sound (the
+columns of the clip's log-mels within ``[t - audio_window, t]``, made into the image as the run's front end does);
+the default, 10 s, is a Kinetics clip. The timeline records the rate and window used.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..config import RunConfig
+from ..data.audio import DEFAULT_SR, AudioFrame, mels_to_image
+from ..data.probe import probe_video
+from ..data.transforms import ClipTransform, norm_stats
+from ..data.video import read_frames, segment_indices
+from ..model.online import StreamingTSAM
+from .views import load_run_model, run_vocab
+
+__all__ = ["StreamStep", "stream_times", "stream_video", "cmd_stream"]
+
+
+@dataclass
+class StreamStep:
+    """One step of a stream: the time of its frame, the frame's index in the file, the top classes so far and the
+    class probabilities (softmax of the stream's logits)."""
+
+    time: float
+    frame: int
+    top: list[tuple[str, float]]
+    probs: torch.Tensor
+
+
+def stream_times(n_frames_in_video: int, fps: float, n_frames: int, rate: str | float = "auto") -> np.ndarray:
+    """The frame indices a stream feeds, in order (see the module's doc for ``rate``)."""
+    if rate == "auto":
+        return segment_indices(n_frames_in_video, n_frames, "valid")
+    if rate == "native":
+        return np.arange(n_frames_in_video)
+    rate = float(rate)
+    if not rate > 0 or not fps > 0:
+        raise ValueError(f"rate={rate}: a positive number of frames per second, 'auto' or 'native' (the file's fps "
+                         f"is {fps}).")
+    times = np.arange(0, n_frames_in_video / fps, 1 / rate)
+    return np.minimum(np.floor(times * fps + 1e-6).astype(np.int64), n_frames_in_video - 1)
+
+
+def _audio_window(af: AudioFrame, mels: list[np.ndarray], t: float, window: float, frontend: str) -> torch.Tensor:
+    """The audio image of ``[t - window, t]``: the clip's log-mel columns there, resized as the front end does."""
+    duration = mels[0].shape[1] * af.hops_ms[0] / 1000
+    crop = (max(0.0, t - window), max(0.0, duration - t))
+    return mels_to_image(mels, af.size, af.hops_ms, crop, normalize=frontend == "tsamlib")
+
+
+@torch.no_grad()
+def stream_video(run: str | os.PathLike, video: str | os.PathLike, rate: str | float = "auto", k: int = 3,
+                 audio_window: float = 10.0, model: torch.nn.Module | None = None) -> Iterator[StreamStep]:
+    """Yield a :class:`StreamStep` per frame of ``video`` fed to the run's model as a stream (module doc)."""
+    path = Path(video)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such video file or frame folder.")
+    if not audio_window > 0:
+        raise ValueError(f"audio_window={audio_window}: a positive number of seconds.")
+    if model is None:
+        model, cfg = load_run_model(run)
+    else:
+        from ..runs.folder import open_run
+        cfg = RunConfig.of(open_run(run).params)
+    stream = StreamingTSAM(model)
+    vocab = run_vocab(cfg)
+    sw = cfg.switches()
+    mean, std = norm_stats(sw["video_norm"])
+    tfm = ClipTransform(cfg.img_size, cfg.resize, train=False, n_crops=1, mean=mean, std=std,
+                        valid_view=sw["valid_view"])
+    info = probe_video(path)
+    n, fps = int(info["n_frames"]), float(info["fps"])
+    if n < 1:
+        raise ValueError(f"{path}: no frame could be read ({info.get('problem') or 'empty'}).")
+    fps = fps if fps > 0 and math.isfinite(fps) else 25.0
+    mels = af = None
+    if cfg.audio:
+        af = AudioFrame(size=(cfg.img_size, cfg.img_size), n_mels=cfg.n_mels, sr=DEFAULT_SR,
+                        frontend=sw["audio_frontend"])
+        mels, _ = af.full_mels(path)
+    rng = np.random.default_rng(0)
+    for index in stream_times(n, fps, cfg.n_frames, rate):
+        t = (index + 1) / fps                                    # the frame has been shown by then
+        frame = tfm(read_frames(path, [index]), rng)[0]          # (3, S, S)
+        audio = _audio_window(af, mels, t, audio_window, sw["audio_frontend"]) if af is not None else None
+        probs = F.softmax(stream.step(frame, audio).float(), dim=1)[0]
+        top = probs.topk(min(k, len(vocab)))
+        yield StreamStep(t, int(index), [(vocab[int(i)], float(p)) for p, i in zip(top.values, top.indices)], probs)
+
+
+def cmd_stream(args: Any) -> int:
+    """``predict VIDEO --run RUN --stream``: a line per frame fed (time, frame, top classes); one-line errors."""
+    import sys
+    from ..data.video import VideoReadError
+    rate = args.rate
+    try:
+        print(f"{args.video}  (run {Path(args.run).name}, stream: rate {rate}, audio window {args.audio_window} s)")
+        for step in stream_video(args.run, args.video, rate=rate, k=args.top, audio_window=args.audio_window):
+            tops = "  ".join(f"{name} {p:.3f}" for name, p in step.top)
+            print(f"{step.time:7.2f} s  frame {step.frame:5d}  {tops}", flush=True)
+    except (FileNotFoundError, VideoReadError, RuntimeError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0

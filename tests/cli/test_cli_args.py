@@ -101,6 +101,9 @@ def test_publishing_a_notebook_without_run_id_is_not_refused(monkeypatch):
     monkeypatch.setattr(runner, "run_notebook", lambda name, params, *a, **k: ran.append((name, params)) or Path("x"))
     assert main(["notebooks", "--only", "05", "--publish", "-p", "run", "False"]) == 0
     assert ran == [("05_reproduce_tables", {"run": False})]
+    ran.clear()   # the reference run "demo" is 03's and 04's: 07 (which declares run_id too) gets none of it
+    assert main(["notebooks", "--only", "04", "07", "--publish"]) == 0
+    assert ran == [("04_evaluate", {"run_id": "demo"}), ("07_online", {})]
 
 
 def test_publishing_notebook_03_trains_the_reference_run_afresh(monkeypatch, tmp_path, capsys):

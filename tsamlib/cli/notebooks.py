@@ -165,16 +165,17 @@ def run_pipeline(only: Sequence[str] | None = None, parameters: dict[str, Any] |
     names = selected_notebooks(only)
     declared = {name: set(pm.inspect_notebook(str(root / "notebooks" / f"{name}.ipynb"))) for name in names}
     check_parameters(parameters, declared)   # the user's; publishing's own below go where they are declared
+    demo = {}   # publishing trains the reference run "demo" afresh (03) and evaluates it (04); others as given
     if publish:
         out_dir = out_dir or published_out_dir()
-        parameters.setdefault("run_id", "demo")
-        parameters.setdefault("overwrite", True)
+        demo = {k: v for k, v in dict(run_id="demo", overwrite=True).items() if k not in parameters}
         if "03_train" in names:
-            _clear_published_run(parameters["run_id"], parameters.get("runs_root"))
+            _clear_published_run(parameters.get("run_id", "demo"), parameters.get("runs_root"))
     out_dir = Path(out_dir) if out_dir is not None else local_out_dir()
     done, trained_id = [], None
     for name in names:
-        params = {k: v for k, v in parameters.items() if k in declared[name]}
+        given = {**parameters, **(demo if name in ("03_train", "04_evaluate") else {})}
+        params = {k: v for k, v in given.items() if k in declared[name]}
         if name == "03_train":
             params, trained_id = _train_run_id(params)
             if trained_id is None:

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from fake_runs import finished_run
 
 from tsamlib.__main__ import main
 from tsamlib.config import RunConfig
@@ -16,8 +17,6 @@ from tsamlib.evaluation.released import example_clips_manifest
 from tsamlib.evaluation.views import run_vocab
 from tsamlib.model.onnx_export import check_onnx_graph, export_model_onnx
 from tsamlib.model.tsam import create_tsam
-from tsamlib.runs.checkpoints import save_checkpoint
-from tsamlib.runs.folder import start_run
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -43,21 +42,6 @@ def test_graph_is_standard_ops_with_a_free_batch(tmp_path, audio, pad, direction
         assert got.shape == (b, 5) and np.abs(got - want).max() < 1e-4
 
 
-def _finished_run(root, manifest, **settings):
-    """A finished run folder over the real clips' manifest, with random weights (what export reads)."""
-    cfg = RunConfig(dataset=str(manifest), arch="resnet18", img_size=32, resize=36, n_mels=32, n_frames=8,
-                    epochs=1, run_id=f"r-{settings.get('shift_pad', 'zero')}-{settings.get('audio', False)}",
-                    runs_root=str(root), **settings)
-    run = start_run(cfg.run_id, cfg.settings(), runs_root=root)
-    torch.manual_seed(1)
-    model = create_tsam(cfg.arch, num_classes=len(run_vocab(cfg)), pretrained=None, **cfg.model_kwargs())
-    run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(model.state_dict(), run.checkpoint_dir / "model.pth")
-    run.finish({"top1": 0.0})
-    run.close()
-    return run.path
-
-
 @pytest.fixture(scope="module")
 def clips_manifest(kinetics_clips, tmp_path_factory):
     return example_clips_manifest(tmp_path_factory.mktemp("clips") / "manifest.csv", kinetics_clips)
@@ -68,7 +52,7 @@ def clips_manifest(kinetics_clips, tmp_path_factory):
                                       dict(audio=True, shift_depth=3, f_div=4, shift_pad="keep",
                                            shift_direction="causal")])
 def test_export_is_checked_on_real_clips(tmp_path, clips_manifest, kinetics_clips, settings):
-    run = _finished_run(tmp_path / "runs", clips_manifest, **settings)
+    run = finished_run(tmp_path / "runs", clips_manifest, **settings)
     videos = sorted((kinetics_clips / "videos").glob("*.mp4"))[:4]
     rep = ex.export_onnx(run, tmp_path / "out" / "model.onnx", videos=videos)
     assert rep.path.is_file() and set(rep.max_abs_diff) == {1, 3}
@@ -84,7 +68,7 @@ def test_export_is_checked_on_real_clips(tmp_path, clips_manifest, kinetics_clip
 
 
 def test_a_disagreement_writes_nothing(tmp_path, clips_manifest, kinetics_clips, monkeypatch):
-    run = _finished_run(tmp_path / "runs", clips_manifest, audio=True, shift_depth=1)
+    run = finished_run(tmp_path / "runs", clips_manifest, audio=True, shift_depth=1)
     real = ex.export_model_onnx
 
     def broken(model, path, *inputs, metadata=None):   # a graph whose logits are off by 1e-3

@@ -15,6 +15,7 @@ from tsamlib.data.manifest import read_manifest
 def _load(name: str):
     spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "benchmarks" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod          # dataclasses and worker processes look the module up by name
     spec.loader.exec_module(mod)
     return mod
 
@@ -224,3 +225,36 @@ def test_gpu_bench_training_parts_say_why_they_did_not_run(tmp_path, monkeypatch
         assert "missing here: fastai, decord" in res[part]["skipped"]
     md = (tmp_path / "gpu_cpu_small.md").read_text()
     assert md.count("Not run: needs fastai, av, decord, librosa; missing here: fastai, decord") == 2
+
+
+def test_layouts_bench_quick_mode_writes_a_row_per_layout(tmp_path):
+    """``bench_layouts`` in its quick mode on 2 small clips (one repeat, one epoch of 8 samples): the table has a row
+    for every layout with every column filled (16 workers named as not measured on a machine without them), the
+    JSON the same rows, and nothing is written beside the clips. No time is checked."""
+    bench = _load("bench_layouts")
+    clips = tmp_path / "clips"
+    videos = [make_video(clips / "a.mp4", n_frames=20, size=(48, 64), seed=0),
+              make_video(clips / "b.mp4", n_frames=12, size=(40, 70), layout="stereo", sample_rate=48000, seed=1)]
+    before = _tree(clips)
+    out = tmp_path / "out"
+    bench.main(["--videos", *map(str, videos), "--repeats", "1", "--rounds", "1", "--loader-clips", "8", "--out",
+                str(out), "--work", str(tmp_path)])
+    assert _tree(clips) == before
+    md = (out / "data_layouts.md").read_text()
+    head = next(line for line in md.splitlines() if line.startswith("| layout"))
+    cols = [c.strip() for c in head.strip("|").split("|")]
+    assert cols == ["layout: frames", "audio read from", "MB per clip (frames + the rest)", "MB, 2 clips", "PSNR dB",
+                    "cold ms", "warm ms", "cold / warm", "clips/s, 2 workers", "clips/s, 16 workers"]
+    rows = [line for line in md.splitlines() if line.startswith("| ") and line != head]
+    assert len(rows) == len(bench.LAYOUTS) == 7
+    for (key, (frames, audio)), row in zip(bench.LAYOUTS.items(), rows):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert len(cells) == len(cols) and all(cells), row
+        assert cells[0] == frames.format(gop=8, crf=18) and cells[1] == audio
+        if (os.cpu_count() or 1) < 16:
+            assert cells[-1] == f"not measured: {os.cpu_count()} cores"
+    assert "`prepare` (default)" in rows[2] and "lossless" in rows[-1]
+    res = json.loads((out / "data_layouts.json").read_text())
+    assert [r["key"] for r in res["rows"]] == list(bench.LAYOUTS)
+    assert all(len(r["per_clip"]) == 2 and r["bytes_total"] > 0 for r in res["rows"])
+    assert "prepare's default" in md

@@ -322,7 +322,9 @@ def add_prepare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--height", type=number(int, 1), default=None, help="authors' layout: frame height in pixels, "
                    f"aspect kept, up or down (default {AUTHORS_HEIGHT})")
     p.add_argument("--fps", type=_fps_or_native, default=None,
-                   help=f"frames per second kept, or 'native' (default: native; {AUTHORS_FPS:g} for --layout authors)")
+                   help=f"frames per second kept, or 'native' (default: native; {AUTHORS_FPS:g} for --layout authors); "
+                        "10 reads as fast as native with about a third of the frame bytes "
+                        "(results/benchmarks/data_layouts.md)")
     p.add_argument("--quality", type=number(int, 1, 100), default=None, help="default layout: JPEG quality 1..100 "
                    "(default 90)")
     p.add_argument("--mels", nargs="+", default=None, metavar="FRONTEND:N_MELS",

@@ -19,6 +19,9 @@ Two frame layouts (``layout``):
   with the aspect kept (bicubic, up or down), JPEG from FFmpeg's encoder at ``-q:v 0``, names ``000001.jpg``.
   Video files only. The ``"authors"`` run preset is meant to train on it.
 
+Why JPEG at short side 256 and the native rate is the default: ``results/benchmarks/data_layouts.md`` (of the
+layouts measured that fit on a disk it reads fastest; ``fps=10`` reads as fast in about a third of the frame bytes).
+
 The log-mels (``mels``: ``"FRONTEND:N_MELS"`` settings, default ``tsamlib:64`` for the default layout, the run
 defaults, and ``authors:224`` for the authors' layout, their config) are what :class:`tsamlib.data.audio.AudioFrame`
 reads first, so the first read of a prepared clip computes no spectrogram; a run with other audio settings computes

@@ -198,10 +198,21 @@ def _resolve_run(args: argparse.Namespace) -> bool:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    mode, others = ("--stream", ("n_clips", "n_crops")) if args.stream else ("a clip prediction",
+                                                                            ("rate", "audio_window"))
+    given = [f"--{name.replace('_', '-')}" for name in others if getattr(args, name) is not None]
+    if given:   # an option of the other mode would be ignored: say so rather than drop it
+        print(f"error: {', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to {mode}: drop "
+              f"{'it' if len(given) == 1 else 'them'}{'' if args.stream else ' or add --stream'}", file=sys.stderr)
+        return 2
     if args.stream:
         from .evaluation.stream import cmd_stream as run
+        args.rate = "auto" if args.rate is None else args.rate
+        args.audio_window = 10.0 if args.audio_window is None else args.audio_window
     else:
         from .evaluation.predict import cmd_predict as run
+        args.n_clips = 2 if args.n_clips is None else args.n_clips
+        args.n_crops = 1 if args.n_crops is None else args.n_crops
     return run(args) if _resolve_run(args) else 1
 
 
@@ -223,15 +234,15 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("video", help="video file (or frame folder)")
     p.add_argument("--run", required=True, help="a run id (python -m tsamlib runs lists them) or a run folder")
     p.add_argument("--top", type=number(int, 1), default=5, help="how many classes to print (default 5)")
-    p.add_argument("--n-clips", type=number(int, 1), default=2, help="test clips averaged (default 2)")
-    p.add_argument("--n-crops", type=int, default=1, choices=(1, 3), help="crops per clip (default 1: centre)")
+    p.add_argument("--n-clips", type=number(int, 1), default=None, help="test clips averaged (default 2)")
+    p.add_argument("--n-crops", type=int, default=None, choices=(1, 3), help="crops per clip (default 1: centre)")
     p.add_argument("--stream", action="store_true",
-                   help="classify the video as a stream, frame by frame (a run with shift_direction causal): a line "
-                        "per frame with the top classes so far")
-    p.add_argument("--rate", type=_rate_arg, default="auto",
-                   help="with --stream: frames per second fed, 'native' (every frame) or 'auto' (default: the run's "
-                        "n_frames, spaced as in training)")
-    p.add_argument("--audio-window", type=number(float, 0, open_lo=True), default=10.0,
+                   help="classify the video as a stream, one frame at a time (a run with shift_direction causal): a "
+                        "line per frame fed with the top classes so far (which frames: --rate)")
+    p.add_argument("--rate", type=_rate_arg, default=None,
+                   help="with --stream: 'auto' (default: the run's n_frames frames, spaced as in training), 'native' "
+                        "(every frame), or frames per second up to the video's own rate")
+    p.add_argument("--audio-window", type=number(float, 0, open_lo=True), default=None,
                    help="with --stream: seconds of sound behind each frame's audio image (default 10)")
     p.set_defaults(func=cmd_predict)
 
@@ -260,8 +271,8 @@ def _fps_arg(text: str) -> float | None:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of frames per second or 'native', got {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"fps must be positive, got {text!r}")
+    if not 0 < v <= 1000:
+        raise argparse.ArgumentTypeError(f"fps must be above 0 and at most 1000 (or 'native'), got {text!r}")
     return v
 
 
@@ -319,8 +330,8 @@ def add_prepare(sub: argparse._SubParsersAction) -> None:
                         f"{AUTHORS_FPS:g}, --height default {AUTHORS_HEIGHT}); --height alone selects 'authors'")
     p.add_argument("--short-side", type=number(int, 0), default=None, help="default layout: short side of the frames, "
                    "never upscaled (default 256; 0 keeps the size)")
-    p.add_argument("--height", type=number(int, 1), default=None, help="authors' layout: frame height in pixels, "
-                   f"aspect kept, up or down (default {AUTHORS_HEIGHT})")
+    p.add_argument("--height", type=number(int, 1, 4320), default=None, help="authors' layout: frame height in "
+                   f"pixels (1..4320), aspect kept, up or down (default {AUTHORS_HEIGHT})")
     p.add_argument("--fps", type=_fps_or_native, default=None,
                    help=f"frames per second kept, or 'native' (default: native; {AUTHORS_FPS:g} for --layout authors); "
                         "10 reads as fast as native with about a third of the frame bytes "
@@ -346,8 +357,9 @@ def add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", help="a run id (python -m tsamlib runs lists them) or a run folder")
     p.add_argument("--onnx", required=True, help="the ONNX file to write")
     p.add_argument("--videos", nargs="+", default=None,
-                   help="clips to check the export on (default: the first videos of the run's validation split)")
-    p.add_argument("--atol", type=number(float, 0, open_lo=True), default=1e-4,
+                   help="clips to check the export on: 6 views, a centre clip of each of the first 6 (fewer are used "
+                        "again; default: the run's validation videos, then its training videos)")
+    p.add_argument("--atol", type=number(float, 0, 1, open_lo=True), default=1e-4,
                    help="largest logit difference allowed between onnxruntime and PyTorch (default 1e-4)")
     p.add_argument("--weights", choices=("last", "best"), default=None,
                    help="the run's last or best-epoch weights (default: the run's eval_weights)")

@@ -134,3 +134,21 @@ def test_train_shift_direction_flag(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: shift_direction='forward': choose one of ['bidirectional', 'causal']."]
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("argv, what", [
+    (["predict", "v.mp4", "--run", "demo", "--rate", "5"], "--rate does not apply to a clip prediction"),
+    (["predict", "v.mp4", "--run", "demo", "--stream", "--n-clips", "3"], "--n-clips does not apply to --stream"),
+    (["prepare", "m.csv", "--out", "o", "--layout", "authors", "--height", "99999"], "4320"),
+    (["prepare", "m.csv", "--out", "o", "--fps", "inf"], "at most 1000"),
+    (["prepare", "m.csv", "--out", "o", "--mels", "none", "tsamlib:64"], "'none' stands alone"),
+    (["export", "demo", "--onnx", "m.onnx", "--atol", "inf"], "--atol"),
+])
+def test_options_that_would_be_ignored_or_absurd_are_refused(argv, what, capsys, tmp_path):
+    (tmp_path / "m.csv").write_text("path,label\n")
+    try:
+        rc = main([a.replace("m.csv", str(tmp_path / "m.csv")) for a in argv])
+    except SystemExit as e:
+        rc = e.code
+    err = capsys.readouterr().err
+    assert rc == 2 and what in err and "Traceback" not in err, err

@@ -94,3 +94,13 @@ def test_cli_export_errors_are_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["export", "demo", "--onnx", "x.onnx", "--atol", "0"])
     assert e.value.code == 2
+
+
+def test_bad_outputs_and_tolerances_are_refused_before_any_work(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    for out, what in ((tmp_path, "is a folder"), (tmp_path / "afile" / "m.onnx", "a file is there, not a folder")):
+        assert main(["export", "demo", "--onnx", str(out)]) in (1, 2)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and what in err[0], err
+    with pytest.raises(ValueError, match="positive finite"):
+        ex.export_onnx("demo", tmp_path / "m.onnx", atol=float("inf"))

@@ -45,8 +45,9 @@ def test_audio_window_and_rates(runs):
     assert np.array_equal(stream_times(10, 5.0, 4, rate=2.5), [0, 2, 4, 6, 8])
     assert np.array_equal(stream_times(10, 5.0, 4, rate="native"), np.arange(10))
     assert np.array_equal(stream_times(10, 5.0, 4), [1, 3, 6, 8])            # the segments' middle frames
-    with pytest.raises(ValueError, match="positive"):
-        stream_times(10, 5.0, 4, rate=-1)
+    for bad in (-1, 0, 6.0, "fast"):   # above the video's 5 fps: the same frames again
+        with pytest.raises(ValueError, match="at most the video's own 5"):
+            stream_times(10, 5.0, 4, rate=bad)
 
 
 def test_cli_stream_lines_and_errors(runs, capsys):

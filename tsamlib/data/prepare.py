@@ -196,6 +196,9 @@ def parse_mels(specs) -> tuple[str, ...]:
         specs = [specs]
     if [str(x).strip().lower() for x in specs] == ["none"]:
         return ()
+    if any(str(x).strip().lower() == "none" for x in specs):
+        raise ValueError(f"--mels {' '.join(map(str, specs))}: 'none' stands alone (store no log-mels); drop it or "
+                         "the other values")
     out = []
     for spec in specs:
         frontend, _, n = (spec if isinstance(spec, str) else f"{spec[0]}:{spec[1]}").strip().partition(":")

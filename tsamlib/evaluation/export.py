@@ -17,6 +17,7 @@ numbers.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from ..data.manifest import read_manifest
 from ..data.transforms import norm_stats
 from ..model.onnx_export import ONNX_OPSET, check_onnx_graph, export_model_onnx, onnx_input_names, set_onnx_metadata
 from ..runs.fileio import relative_to_repo, writable_folder
+from ..runs.folder import resolve_run
 from ..runs.provenance import environment_info
 from .predict import clip_views
 from .views import load_run_model, run_vocab
@@ -89,13 +91,21 @@ def export_onnx(run: str | os.PathLike, path: str | os.PathLike, videos: Sequenc
     import onnxruntime as ort
 
     path = Path(path)
+    if not path.name or path.is_dir():
+        raise ValueError(f"--onnx {str(path)!r} is {'a folder' if path.name else 'empty'}: give a file name, e.g. "
+                         f"{path / 'model.onnx' if path.name else 'model.onnx'}")
+    if not (isinstance(atol, (int, float)) and 0 < atol < math.inf):
+        raise ValueError(f"atol={atol!r}: a positive finite tolerance on the logits, e.g. 1e-4")
+    if isinstance(videos, (str, os.PathLike)):
+        videos = [videos]
+    run = resolve_run(run)
     writable_folder(path.absolute().parent, "choose another --onnx path")
     model, cfg = load_run_model(run, weights)
     vocab = run_vocab(cfg)
     need = TRACE_BATCH + sum(CHECK_BATCHES)
     video, audio, used = check_views(cfg, videos, need)
     mean, std = norm_stats(cfg.switches()["video_norm"])
-    meta = dict(classes=json.dumps(vocab), n_frames=cfg.n_frames, img_size=cfg.img_size, audio=cfg.audio,
+    meta = dict(classes=json.dumps(vocab), n_frames=cfg.n_frames, img_size=cfg.img_size, audio=json.dumps(cfg.audio),
                 n_mels=cfg.n_mels, audio_frontend=cfg.switches()["audio_frontend"], mean=json.dumps(list(mean)),
                 std=json.dumps(list(std)), shift_depth=cfg.shift_depth, shift_pad=cfg.switches()["shift_pad"],
                 shift_direction=cfg.shift_direction, opset=ONNX_OPSET, run_id=Path(run).name,

@@ -6,8 +6,8 @@ Frames go to :class:`tsamlib.model.online.StreamingTSAM` one at a time, preproce
 - ``rate="auto"`` (the default): the run's ``n_frames`` frames at the middle of ``n_frames`` equal segments, the
   spacing the model was trained with; the last step then sees what ``predict`` sees with one clip, so the stream
   ends on the offline answer;
-- ``rate="native"``: every frame of the file; a number: that many frames per second (frames of the time
-  ``i / rate``).
+- ``rate="native"``: every frame of the file; a number up to the file's rate: that many frames per second (frames
+  of the time ``i / rate``). A frame folder's rate is its ``prepare.json``'s, else 25 (:data:`FOLDER_FPS`).
 
 A run with audio gets, at each step, the log-mel image of the trailing ``audio_window`` seconds of sound (the
 columns of the clip's log-mels within ``[t - audio_window, t]``, made into the image as the run's front end does);
@@ -31,9 +31,22 @@ from ..data.probe import probe_video
 from ..data.transforms import ClipTransform, norm_stats
 from ..data.video import read_frames, segment_indices
 from ..model.online import StreamingTSAM
+from ..runs.folder import resolve_run
 from .views import load_run_model, run_vocab
 
 __all__ = ["StreamStep", "stream_times", "stream_video", "cmd_stream"]
+
+
+FOLDER_FPS = 25.0   # a frame folder without prepare.json: the rate assumed for its frames' times
+
+
+def _folder_fps(path: Path) -> float:
+    """A frame folder's frames per second: from its ``prepare.json`` (``prepare`` writes it), else :data:`FOLDER_FPS`."""
+    import json
+    try:
+        return float(json.loads((path / "prepare.json").read_text())["fps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return FOLDER_FPS
 
 
 @dataclass
@@ -53,10 +66,13 @@ def stream_times(n_frames_in_video: int, fps: float, n_frames: int, rate: str | 
         return segment_indices(n_frames_in_video, n_frames, "valid")
     if rate == "native":
         return np.arange(n_frames_in_video)
-    rate = float(rate)
-    if not rate > 0 or not fps > 0:
-        raise ValueError(f"rate={rate}: a positive number of frames per second, 'auto' or 'native' (the file's fps "
-                         f"is {fps}).")
+    try:
+        rate = float(rate)
+    except (TypeError, ValueError):
+        rate = math.nan
+    if not 0 < rate <= fps:
+        raise ValueError(f"rate={rate}: 'auto', 'native' or a number of frames per second above 0 and at most the "
+                         f"video's own {fps:g} (more would feed the same frames again; 'native' feeds every frame).")
     times = np.arange(0, n_frames_in_video / fps, 1 / rate)
     return np.minimum(np.floor(times * fps + 1e-6).astype(np.int64), n_frames_in_video - 1)
 
@@ -77,6 +93,9 @@ def stream_video(run: str | os.PathLike, video: str | os.PathLike, rate: str | f
         raise FileNotFoundError(f"{path}: no such video file or frame folder.")
     if not audio_window > 0:
         raise ValueError(f"audio_window={audio_window}: a positive number of seconds.")
+    if not (isinstance(k, int) and k >= 1):
+        raise ValueError(f"k={k!r}: the number of top classes to report, 1 or more.")
+    run = resolve_run(run)
     if model is None:
         model, cfg = load_run_model(run)
     else:
@@ -89,10 +108,10 @@ def stream_video(run: str | os.PathLike, video: str | os.PathLike, rate: str | f
     tfm = ClipTransform(cfg.img_size, cfg.resize, train=False, n_crops=1, mean=mean, std=std,
                         valid_view=sw["valid_view"])
     info = probe_video(path)
-    n, fps = int(info["n_frames"]), float(info["fps"])
+    n, fps = int(info["n_frames"]), _folder_fps(path) if path.is_dir() else float(info["fps"])
     if n < 1:
         raise ValueError(f"{path}: no frame could be read ({info.get('problem') or 'empty'}).")
-    fps = fps if fps > 0 and math.isfinite(fps) else 25.0
+    fps = fps if fps > 0 and math.isfinite(fps) else FOLDER_FPS
     mels = af = None
     if cfg.audio:
         af = AudioFrame(size=(cfg.img_size, cfg.img_size), n_mels=cfg.n_mels, sr=DEFAULT_SR,
@@ -118,7 +137,7 @@ def cmd_stream(args: Any) -> int:
         for step in stream_video(args.run, args.video, rate=rate, k=args.top, audio_window=args.audio_window):
             tops = "  ".join(f"{name} {p:.3f}" for name, p in step.top)
             print(f"{step.time:7.2f} s  frame {step.frame:5d}  {tops}", flush=True)
-    except (FileNotFoundError, VideoReadError, RuntimeError, ValueError) as e:
+    except (OSError, VideoReadError, RuntimeError, ValueError) as e:   # OSError: an unreadable image file too
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

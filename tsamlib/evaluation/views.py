@@ -69,12 +69,15 @@ def load_run_model(run_dir: str | os.PathLike, weights: str | None = None) -> tu
     if weights not in ("last", "best"):
         raise ValueError(f"weights={weights!r}: choose one of ['last', 'best'].")
     file = run.checkpoint_dir / ("model.pth" if weights == "last" else "best.pth")
-    if not is_finished(run_dir) or not file.is_file():
-        why = f"has no checkpoints/{file.name}" if not file.is_file() else "is not finished (metrics.json)"
-        hint = (" (best.pth is kept only by runs with eval_weights='best'; pass weights='last')"
-                if weights == "best" else "")
-        raise RuntimeError(f"run {run_dir} {why}: train it to the end with notebooks/03_train.ipynb "
-                           f"(resume=True continues an interrupted run){hint}.")
+    if not is_finished(run_dir):
+        raise RuntimeError(f"run {run_dir} is not finished (metrics.json): train it to the end (resume=True, CLI "
+                           "--resume, continues an interrupted run).")
+    if not file.is_file() and weights == "best":
+        raise RuntimeError(f"run {run_dir} has no checkpoints/best.pth: only runs with eval_weights='best' keep it; "
+                           "use the last weights (weights='last', CLI --weights last).")
+    if not file.is_file():
+        raise RuntimeError(f"run {run_dir} is finished but its weights checkpoints/model.pth are missing (weights are "
+                           "never committed: a fresh clone has none): train it again (overwrite=True, CLI --overwrite).")
     model = create_tsam(cfg.arch, num_classes=len(run_vocab(cfg)), pretrained=None, **cfg.model_kwargs())
     state = (read_best(run.checkpoint_dir)["model"] if file.name == "best.pth"
              else safe_load(file, hint="train the run again (overwrite=True)"))

@@ -101,15 +101,14 @@ class StreamingTSAM(nn.Module):
         """Start a new stream: empty buffers, no frame, no audio."""
         for block in self.blocks:
             block.reset()
-        self.frames, self.total, self.features, self.audio_features = 0, None, None, None
+        self.frames, self.total, self.features, self.audio_features, self.shape = 0, None, None, None, None
 
     @torch.no_grad()
     def step(self, frame: Tensor, audio: Tensor | None = None) -> Tensor:
         """Feed one frame (and, when it changed, the audio image); return the logits of the stream so far."""
-        if frame.dim() == 3:
-            frame = frame.unsqueeze(0)
-        if audio is not None and audio.dim() == 3:
-            audio = audio.unsqueeze(0)
+        frame = self._check(frame, "frame")
+        if audio is not None:
+            audio = self._check(audio, "audio")
         if audio is not None and not self.model.audio:
             raise ValueError("this model was built without audio: step(frame) takes no audio image.")
         if audio is not None:   # the audio frame never shifts: the backbone alone, no buffer touched
@@ -121,6 +120,23 @@ class StreamingTSAM(nn.Module):
         self.frames += 1
         pooled = self.total if not self.model.audio else self.total + self.audio_features
         return self.model.fc(pooled / (self.frames + self.model.n_audio))
+
+    def _check(self, x: Tensor, what: str) -> Tensor:
+        """``x`` as ``(B, 3, H, W)`` floats; ValueError naming what is wrong (shape, type, a batch or size other
+        than the stream's so far)."""
+        if not isinstance(x, Tensor) or not x.is_floating_point():
+            raise ValueError(f"{what} must be a float tensor (3, H, W) or (B, 3, H, W), preprocessed as in training; "
+                             f"got {type(x).__name__}{' of ' + str(x.dtype) if isinstance(x, Tensor) else ''}.")
+        x = x.unsqueeze(0) if x.dim() == 3 else x
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"{what} must be (3, H, W) or (B, 3, H, W), one image per stream; got {tuple(x.shape)}.")
+        x = x.to(next(self.model.parameters()).dtype)
+        if self.shape is None:
+            self.shape = (x.shape[0], *x.shape[2:])
+        elif (x.shape[0], *x.shape[2:]) != self.shape:
+            raise ValueError(f"{what} {tuple(x.shape)}: this stream runs {self.shape[0]} stream(s) of "
+                             f"{self.shape[1]}x{self.shape[2]} images since its first step; reset() to start others.")
+        return x
 
     def _audio(self, image: Tensor) -> Tensor:
         for b in self.blocks:

@@ -71,6 +71,9 @@ def writable_folder(path: str | os.PathLike, fix: str) -> Path:
     """``path`` as a folder this process can write: created with its parents when missing, and a file made and
     removed in it; otherwise :class:`NotWritableError` naming the folder and ``fix`` (e.g. "choose another --out")."""
     path = Path(path)
+    clash = next((p for p in [path, *path.parents] if p.exists() and not p.is_dir()), None)
+    if clash is not None:
+        raise NotWritableError(clash, "a file is there, not a folder", fix)
     with naming_unwritable(fix, path):
         path.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=path, prefix=".write-test.")

@@ -27,7 +27,7 @@ import torch
 
 from tsamlib.model.online import StreamingTSAM
 from tsamlib.model.onnx_export import export_model_onnx
-from tsamlib.model.tsam import create_tsam
+from tsamlib.model.tsam import create_backbone, create_tsam
 from tsamlib.runs.provenance import environment_info
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
@@ -50,12 +50,12 @@ def _median_ms(fns: dict, repeats: int) -> dict[str, float]:
 @torch.no_grad()
 def frame_costs(arch: str, size: int, repeats: int) -> dict[str, float]:
     model = create_tsam(arch, num_classes=400, n_frames=16, audio=True, **SHIFT).eval()
-    plain = create_tsam(arch, num_classes=400, n_frames=16, audio=False, shift_depth=0).eval()
+    plain = create_backbone(arch, num_classes=400)[0].eval()   # the timm ResNet alone: a plain 2D frame
     stream = StreamingTSAM(model)
     frame = torch.randn(1, 3, size, size)
     for _ in range(SHIFT["shift_depth"] + 1):   # buffers full, audio features in place
         stream.step(frame, torch.randn(1, 3, size, size) if stream.frames == 0 else None)
-    med = _median_ms({"plain": lambda: plain.backbone(frame), "stream": lambda: stream.step(frame)}, repeats)
+    med = _median_ms({"plain": lambda: plain(frame), "stream": lambda: stream.step(frame)}, repeats)
     return dict(plain_ms=med["plain"], stream_ms=med["stream"], ratio=med["stream"] / med["plain"],
                 state_mb=stream.state_bytes() / 1e6)
 
@@ -87,6 +87,7 @@ def main(argv=None) -> None:
     archs = ["resnet18"] if args.quick else ["resnet18", "resnet50"]
     repeats = (3, 2) if args.quick else (30, 8)
     cores = os.cpu_count() or 1
+    load_start = os.getloadavg()[0]
     rows = []
     for arch in archs:
         for threads in sorted({1, cores}):
@@ -96,8 +97,10 @@ def main(argv=None) -> None:
                              **{f"clip_{k}": v for k, v in clip_costs(arch, args.size, repeats[1]).items()}))
             print(rows[-1], flush=True)
     env = environment_info()
+    load = (load_start, os.getloadavg()[0])
     record = dict(size=args.size, shift=SHIFT, rows=rows, machine=platform.processor() or platform.machine(),
-                  cores=cores, torch=torch.__version__, git_commit=env.get("git_commit"), quick=args.quick)
+                  cores=cores, torch=torch.__version__, git_commit=env.get("git_commit"), quick=args.quick,
+                  load_average=load)
     args.out.mkdir(parents=True, exist_ok=True)
     name = "online_quick" if args.quick else "online"
     (args.out / f"{name}.json").write_text(json.dumps(record, indent=1))
@@ -106,7 +109,9 @@ def main(argv=None) -> None:
              "`python benchmarks/bench_online.py`. Medians of alternating timings. Per frame: a plain 2D ResNet "
              "frame (timm backbone) against `StreamingTSAM.step` (the report's shift made causal: k = 4, f_div = 4, "
              "every 2nd block; buffers full; logits included). Per clip (16 frames + audio, batch 1): PyTorch eager "
-             "against ONNX Runtime on the exported graph.", "",
+             f"against ONNX Runtime on the exported graph. 1-minute load average {load[0]:.1f} at the start, "
+             f"{load[1]:.1f} at the end (other jobs shared the cores when above 1: absolute times are inflated, the "
+             "ratios of alternating timings hold better).", "",
              "| arch | threads | plain frame ms | stream frame ms | stream / plain | state MB | clip eager ms | "
              "clip onnxruntime ms | onnxruntime / eager | max abs diff |", "|" + "---|" * 10]
     for r in rows:

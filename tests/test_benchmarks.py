@@ -258,3 +258,15 @@ def test_layouts_bench_quick_mode_writes_a_row_per_layout(tmp_path):
     assert [r["key"] for r in res["rows"]] == list(bench.LAYOUTS)
     assert all(len(r["per_clip"]) == 2 and r["bytes_total"] > 0 for r in res["rows"])
     assert "prepare's default" in md
+
+
+def test_online_bench_quick_mode_writes_its_table(tmp_path):
+    """``bench_online --quick`` at 64 px: a row per thread count with both ratios and the state, the goal line, and
+    ONNX Runtime agreeing with PyTorch; no time is checked."""
+    bench = _load("bench_online")
+    bench.main(["--quick", "--size", "64", "--out", str(tmp_path)])
+    md = (tmp_path / "online_quick.md").read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| resnet18 |")]
+    assert len(rows) == len({1, os.cpu_count() or 1}) and "Goal: the streaming shift adds at most 10 %" in md
+    res = json.loads((tmp_path / "online_quick.json").read_text())
+    assert all(r["clip_max_abs_diff"] < 1e-4 and r["state_mb"] > 0 for r in res["rows"])

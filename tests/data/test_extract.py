@@ -260,7 +260,7 @@ def test_bad_options_name_the_flag_and_the_fix(tmp_path, capsys):
         prepare_dataset(m, out, layout="authors", height=0, verbose=False)
     with pytest.raises(ValueError, match=r"--mels 'tsamlib:2'.*FRONTEND:N_MELS"):
         prepare_dataset(m, out, mels=["tsamlib:2"], verbose=False)
-    for argv, text in ((["--height", "0"], "argument --height: 0 is out of range: allowed 1 or more"),
+    for argv, text in ((["--height", "0"], "argument --height: 0 is out of range: allowed [1, 4320]"),
                        (["--height", "-5"], "argument --height: -5 is out of range"),
                        (["--layout", "ffmpeg"], "argument --layout: invalid choice: 'ffmpeg'")):
         with pytest.raises(SystemExit) as e:

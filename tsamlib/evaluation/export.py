@@ -104,10 +104,11 @@ def export_onnx(run: str | os.PathLike, path: str | os.PathLike, videos: Sequenc
     vocab = run_vocab(cfg)
     need = TRACE_BATCH + sum(CHECK_BATCHES)
     video, audio, used = check_views(cfg, videos, need)
-    mean, std = norm_stats(cfg.switches()["video_norm"])
+    sw = cfg.switches()
+    mean, std = norm_stats(sw["video_norm"])
     meta = dict(classes=json.dumps(vocab), n_frames=cfg.n_frames, img_size=cfg.img_size, audio=json.dumps(cfg.audio),
-                n_mels=cfg.n_mels, audio_frontend=cfg.switches()["audio_frontend"], mean=json.dumps(list(mean)),
-                std=json.dumps(list(std)), shift_depth=cfg.shift_depth, shift_pad=cfg.switches()["shift_pad"],
+                n_mels=cfg.n_mels, audio_frontend=sw["audio_frontend"], mean=json.dumps(list(mean)),
+                std=json.dumps(list(std)), shift_depth=cfg.shift_depth, shift_pad=sw["shift_pad"],
                 shift_direction=cfg.shift_direction, opset=ONNX_OPSET, run_id=Path(run).name,
                 tsamlib_commit=environment_info().get("git_commit", ""))
     traced = (video[:TRACE_BATCH], None if audio is None else audio[:TRACE_BATCH])

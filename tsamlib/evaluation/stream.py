@@ -38,6 +38,7 @@ __all__ = ["StreamStep", "stream_times", "stream_video", "cmd_stream"]
 
 
 FOLDER_FPS = 25.0   # a frame folder without prepare.json: the rate assumed for its frames' times
+_CHUNK = 16         # frames decoded together (a file is opened and sought once per chunk)
 
 
 def _folder_fps(path: Path) -> float:
@@ -118,23 +119,27 @@ def stream_video(run: str | os.PathLike, video: str | os.PathLike, rate: str | f
                         frontend=sw["audio_frontend"])
         mels, _ = af.full_mels(path)
     rng = np.random.default_rng(0)
-    for index in stream_times(n, fps, cfg.n_frames, rate):
-        t = (index + 1) / fps                                    # the frame has been shown by then
-        frame = tfm(read_frames(path, [index]), rng)[0]          # (3, S, S)
-        audio = _audio_window(af, mels, t, audio_window, sw["audio_frontend"]) if af is not None else None
-        probs = F.softmax(stream.step(frame, audio).float(), dim=1)[0]
-        top = probs.topk(min(k, len(vocab)))
-        yield StreamStep(t, int(index), [(vocab[int(i)], float(p)) for p, i in zip(top.values, top.indices)], probs)
+    indices = stream_times(n, fps, cfg.n_frames, rate)
+    for start in range(0, len(indices), _CHUNK):   # one decoder opening per chunk, not per frame
+        chunk = indices[start:start + _CHUNK]
+        frames = tfm(read_frames(path, chunk), rng)               # (len(chunk), 3, S, S): one centre view each
+        for index, frame in zip(chunk, frames):
+            t = (index + 1) / fps                                 # the frame has been shown by then
+            audio = _audio_window(af, mels, t, audio_window, sw["audio_frontend"]) if af is not None else None
+            probs = F.softmax(stream.step(frame, audio).float(), dim=1)[0]
+            top = probs.topk(min(k, len(vocab)))
+            yield StreamStep(t, int(index), [(vocab[int(i)], float(p)) for p, i in zip(top.values, top.indices)],
+                             probs)
 
 
 def cmd_stream(args: Any) -> int:
     """``predict VIDEO --run RUN --stream``: a line per frame fed (time, frame, top classes); one-line errors."""
     import sys
     from ..data.video import VideoReadError
-    rate = args.rate
     try:
-        print(f"{args.video}  (run {Path(args.run).name}, stream: rate {rate}, audio window {args.audio_window} s)")
-        for step in stream_video(args.run, args.video, rate=rate, k=args.top, audio_window=args.audio_window):
+        print(f"{args.video}  (run {Path(args.run).name}, stream: rate {args.rate}, audio window "
+              f"{args.audio_window} s)")
+        for step in stream_video(args.run, args.video, rate=args.rate, k=args.top, audio_window=args.audio_window):
             tops = "  ".join(f"{name} {p:.3f}" for name, p in step.top)
             print(f"{step.time:7.2f} s  frame {step.frame:5d}  {tops}", flush=True)
     except (OSError, VideoReadError, RuntimeError, ValueError) as e:   # OSError: an unreadable image file too

@@ -80,8 +80,8 @@ def test_a_step_that_does_not_fit_the_stream_is_named():
     stream = StreamingTSAM(_model(8, False, 2, "zero"))
     stream.step(torch.randn(2, 3, 32, 32))
     for bad, what in ((torch.randn(1, 3, 32, 32), "2 stream"), (torch.randn(2, 3, 16, 16), "32x32"),
-                      (torch.randn(2, 1, 32, 32), "one image per stream"), (torch.zeros(2, 3, 32, 32, dtype=torch.uint8),
-                                                                           "float tensor")):
+                      (torch.randn(2, 1, 32, 32), "one image per stream"),
+                      (torch.zeros(2, 3, 32, 32, dtype=torch.uint8), "float tensor")):
         with pytest.raises(ValueError, match=what):
             stream.step(bad)
     stream.reset()

@@ -295,7 +295,8 @@ def grid_frame(entries: Sequence[GridEntry]) -> pd.DataFrame:
     for e in entries:
         p = e.params or {}
         recs.append(dict(table=e.row.table, method=e.row.method, frames=e.row.frames, audio=e.row.audio,
-                         shift_depth=e.row.shift_depth, shift_direction=e.row.shift_direction, f_div=e.row.f_div, n_insert=e.row.n_insert,
+                         shift_depth=e.row.shift_depth, shift_direction=e.row.shift_direction, f_div=e.row.f_div,
+                         n_insert=e.row.n_insert,
                          pretrained_report=e.row.pretrained, init_used=e.init_used, seed=e.seed,
                          run_id=p.get("run_id", run_id(e.row, e.scale, e.seed)), dataset=p.get("dataset"),
                          arch=p.get("arch"), img_size=p.get("img_size"), epochs=p.get("epochs"),

@@ -25,7 +25,8 @@ warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
 __version__ = "0.1.0"
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     ".config": ["RunConfig"],
-    ".model.tsam": ["create_tsam", "TSAM"],
+    ".model.tsam": ["create_tsam", "create_tsam_from", "TSAM"],
+    ".model.formats": ["inspect_checkpoint"],
     ".model.shift": ["temporal_shift", "TemporalShift"],
     ".data.loaders": ["video_dataloaders"],
     ".data.manifest": ["read_manifest", "check_manifest"],

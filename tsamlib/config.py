@@ -81,7 +81,11 @@ class RunConfig:
     n_insert: int = _f(1, "shift before conv1 of every n_insert-th block of each stage ...", lo=1, hi=64)
     m_insert: int = _f(0, "... starting at block m_insert", lo=0, hi=63)
     audio: bool = _f(False, "add the audio frame (3-channel log-mel spectrogram)")
-    pretrained: str | None = _f(None, "None, 'in1k', 'in21k', a timm tag or a checkpoint file")
+    pretrained: str | None = _f(None, "None, 'in1k', 'in21k', a timm tag, a checkpoint file (TSM's, mmaction2's, the "
+                                      "authors', a run's) or a package folder (checkpoint convert)")
+    pretrained_match: str = _f("strict", "a checkpoint as pretrained: 'strict' (the settings it records must be this "
+                                         "run's) or 'weights' (its tensors into another model, e.g. TSAM k=4 from "
+                                         "TSM k=1; the differences reported)", choices=("strict", "weights"))
     arch: str = _f("resnet18", "timm ResNet name (resnet10t, resnet18, resnet50, ...)")
     img_size: int = _f(64, "crop size in pixels", lo=8, hi=1024)
     resize: int = _f(72, "short side before the crop, in pixels (>= img_size)", lo=8, hi=2048)

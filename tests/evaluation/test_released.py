@@ -26,7 +26,8 @@ from tsamlib.evaluation.released import (
     released_settings,
     summary_table,
 )
-from tsamlib.model.pretrained import _authors_safe_globals, save_authors_checkpoint
+from tsamlib.model.formats import authors_safe_globals
+from tsamlib.model.pretrained import save_authors_checkpoint
 from tsamlib.model.tsam import create_tsam
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,7 +133,7 @@ def test_export_in_the_authors_layout_round_trips(files, tmp_path):
     reference, ckpt, *_ = files
     model = create_tsam("resnet18", num_classes=N_CLASSES, audio=True, shift_pad="keep", pretrained=ckpt, **MODEL)
     out = save_authors_checkpoint(model.eval(), tmp_path / "exported.ckpt.pth.tar", data_state={"epoch": 3})
-    with torch.serialization.safe_globals(_authors_safe_globals()):
+    with torch.serialization.safe_globals(authors_safe_globals()):
         raw = torch.load(out, weights_only=True)
     assert set(raw) == {"data_state", "model_state", "optimizer_state_dict"} and raw["data_state"] == {"epoch": 3}
     fresh = AuthorsModel("resnet18", num_classes=N_CLASSES, **MODEL).eval()

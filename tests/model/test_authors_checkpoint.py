@@ -7,7 +7,8 @@ import pytest
 import torch
 from authors_like import SETTINGS, AuthorsModel, BackbonePart, save_like_authors, trained_like
 
-from tsamlib.model.pretrained import AUTHORS_LAYOUT, _authors_safe_globals, authors_key, canonical_key, read_checkpoint
+from tsamlib.model.formats import AUTHORS_LAYOUT, authors_key, authors_safe_globals, read_checkpoint
+from tsamlib.model.pretrained import canonical_key
 from tsamlib.model.tsam import create_tsam
 
 
@@ -21,7 +22,7 @@ def authors_checkpoint(tmp_path_factory):
 
 def test_checkpoint_holds_the_authors_layout(authors_checkpoint):
     _, path = authors_checkpoint
-    with torch.serialization.safe_globals(_authors_safe_globals()):  # numpy float64: nothing else needed
+    with torch.serialization.safe_globals(authors_safe_globals()):  # numpy float64: nothing else needed
         raw = torch.load(path, weights_only=True)
     assert set(raw) == {"data_state", "model_state", "optimizer_state_dict"}
     assert set(raw["model_state"]) == {"nn_input", "nn_backbone", "last_fc"} and not raw["model_state"]["nn_input"]
@@ -43,9 +44,13 @@ def test_authors_checkpoint_gives_identical_logits(authors_checkpoint, capsys):
     video, audio = torch.randn(3, 6, 3, 32, 32), torch.randn(3, 1, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(model(video, audio), reference(video, audio))
-        # the border matters: the same weights with zero borders give other logits, and a warning says so
-        with pytest.warns(UserWarning, match="shift_pad='keep'"):
-            zero = create_tsam("resnet18", num_classes=5, audio=True, pretrained=path, **SETTINGS).eval()
+        # the border matters: zero borders are refused, naming both values; taken on purpose, other logits
+        with pytest.raises(ValueError, match=r"shift_pad='keep' \(from the authors' code.*this model has "
+                                             r"shift_pad='zero'.*pretrained_match='weights'"):
+            create_tsam("resnet18", num_classes=5, audio=True, pretrained=path, **SETTINGS)
+        zero = create_tsam("resnet18", num_classes=5, audio=True, pretrained=path, pretrained_match="weights",
+                           **SETTINGS).eval()
+        assert "shift_pad='zero'" in str(zero.load_report)
         assert not torch.allclose(zero(video, audio), reference(video, audio), atol=1e-4)
 
 
@@ -56,7 +61,8 @@ def test_other_classifier_loads_the_backbone_and_skips_the_head(authors_checkpoi
     assert rep.loaded == len(reference.nn_backbone.state_dict())
     assert not rep.missing and not rep.unexpected
     assert [s.split()[0] for s in rep.skipped_classifier] == ["fc.weight", "fc.bias"]
-    assert "classifier skipped" in str(rep) and "(5, 512)->(7, 512)" in str(rep)
+    assert "classifier replaced by a new one (the file's has 5 classes)" in str(rep) and "(5, 512)->(7, 512)" in str(rep)
+    assert rep.head == "replaced"
     video, audio = torch.randn(2, 6, 3, 32, 32), torch.randn(2, 1, 3, 32, 32)
     with torch.no_grad():
         expected = reference.nn_backbone(reference.nn_input(video, audio)).view(2, 7, -1)
@@ -66,8 +72,8 @@ def test_other_classifier_loads_the_backbone_and_skips_the_head(authors_checkpoi
 def test_whole_model_state_dict_is_recognised_too(authors_checkpoint, tmp_path):
     reference, _ = authors_checkpoint
     torch.save(reference.state_dict(), tmp_path / "vcm.pth")
-    sd, rep = read_checkpoint(tmp_path / "vcm.pth")
-    assert rep.layout == AUTHORS_LAYOUT and "layer1.0.conv1.weight" in sd and "fc.weight" in sd
+    sd, info = read_checkpoint(tmp_path / "vcm.pth")
+    assert info.format == AUTHORS_LAYOUT and "layer1.0.conv1.weight" in sd and "fc.weight" in sd
 
 
 class Stranger:

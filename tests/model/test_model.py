@@ -97,7 +97,7 @@ def test_local_checkpoint_weights_arrive(tmp_path, fmt, capsys):
     rep = m.load_report
     assert rep.missing == ["fc.weight", "fc.bias"] or set(rep.missing) <= {"fc.weight", "fc.bias"}
     assert any("fc.weight" in s for s in rep.skipped_classifier) and not rep.unexpected
-    assert "classifier skipped" in capsys.readouterr().out
+    assert "classifier replaced by a new one" in capsys.readouterr().out
 
 
 def test_checkpoint_of_same_head_loads_classifier_and_reports_unexpected(tmp_path):

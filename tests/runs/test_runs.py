@@ -121,18 +121,27 @@ def test_model_settings_are_checked_before_the_run_folder(tmp_path, manifest, ba
 
 
 def test_a_run_that_fails_to_start_is_not_left_locked(tmp_path, manifest, capsys, monkeypatch):
-    """A start that fails after the folder exists (here: the weights file is not a checkpoint) releases its lock,
-    so the next start says nothing about a stale lock."""
-    from tsamlib.training.run import setup_training
+    """A start that fails after the folder exists (here: the Learner cannot be built) releases its lock, so the
+    next start says nothing about a stale lock. A weights file that is not a checkpoint fails before any folder."""
+    import tsamlib.training.run as training_run
     weights = tmp_path / "w.pth"
     weights.write_text("not weights")
     cfg = RunConfig(dataset=str(manifest), run_id="r", runs_root=str(tmp_path / "runs"), pretrained=str(weights),
                     arch="resnet10t", n_frames=4, img_size=32, resize=36)
     with pytest.raises(ValueError, match="cannot be read weights-only"):
-        setup_training(cfg)
+        training_run.setup_training(cfg)
+    assert not (tmp_path / "runs" / "r").exists()   # refused before the run folder
+
+    def broken_learner(*args, **kwargs):
+        raise ValueError("no learner today")
+
+    monkeypatch.setattr(training_run, "tsam_learner", broken_learner)
+    cfg = cfg.replace(pretrained=None)
+    with pytest.raises(ValueError, match="no learner today"):
+        training_run.setup_training(cfg)
     assert (tmp_path / "runs" / "r" / ".lock").read_text() == ""   # released: nobody owns the folder
-    with pytest.raises(ValueError, match="cannot be read weights-only"):
-        setup_training(cfg)
+    with pytest.raises(ValueError, match="no learner today"):
+        training_run.setup_training(cfg)
     assert "stale lock" not in capsys.readouterr().out
 
 

@@ -32,7 +32,7 @@ from fastai.torch_core import default_device
 
 from ..config import DATA_SWITCHES, MODEL_SETTINGS, RunConfig
 from ..data.manifest import manifest_vocab, read_table
-from ..model.pretrained import canonical_key, read_checkpoint
+from ..model.formats import inspect_checkpoint
 from ..model.tsam import TSAM, create_tsam
 from ..runs.fileio import atomic_write_json, mel_cache_dir, relative_to_repo, repo_root
 from ..runs.provenance import environment_info
@@ -66,7 +66,6 @@ RELEASED: dict[str, dict[str, Any]] = {
 }
 # What ``settings`` may hold: the model (create_tsam) and the evaluation data settings.
 SETTING_NAMES = ("arch", *MODEL_SETTINGS, "img_size", "resize", "n_mels", "flip", "preset", *DATA_SWITCHES)
-_CLASSIFIER_KEYS = ("fc.weight", "classifier.weight", "head.fc.weight")
 
 
 def released_settings(name: str = "kinetics400", **overrides: Any) -> dict[str, Any]:
@@ -88,13 +87,12 @@ def _checked(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def checkpoint_classes(path: str | os.PathLike) -> int:
-    """The number of classes of the checkpoint's classifier (``last_fc`` / ``fc`` / ``classifier``)."""
-    sd, _ = read_checkpoint(path)
-    for k, v in sd.items():
-        if canonical_key(k) in _CLASSIFIER_KEYS and v.dim() == 2:
-            return int(v.shape[0])
-    raise ValueError(f"{path} holds no classifier (no fc/last_fc/classifier weight among its {len(sd)} tensors): a "
-                     "backbone alone cannot be evaluated; give a checkpoint of a whole trained model.")
+    """The number of classes of the checkpoint's classifier (``last_fc`` / ``fc`` / ``new_fc`` / ``fc_cls`` ...)."""
+    info = inspect_checkpoint(path)
+    if info.num_classes is None:
+        raise ValueError(f"{path} holds no classifier (no fc/last_fc/classifier weight among its {info.tensors} "
+                         "tensors): a backbone alone cannot be evaluated; give a checkpoint of a whole trained model.")
+    return info.num_classes
 
 
 def build_model(settings: Mapping[str, Any], num_classes: int, pretrained: str | os.PathLike | None = None) -> TSAM:

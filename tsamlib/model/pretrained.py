@@ -1,6 +1,7 @@
-"""Pretrained weights for the backbone: timm tags, local checkpoint files, and the ``in1k``/``in21k`` shorthands.
+"""Pretrained weights: timm tags, the ``in1k``/``in21k`` shorthands, and checkpoint files of the TSM family.
 
-Kept apart from the architecture (as timm keeps pretrained configs apart from ``resnet.py``).
+Kept apart from the architecture (as timm keeps pretrained configs apart from ``resnet.py``); what a file is and
+what it holds is :mod:`tsamlib.model.formats`' to tell.
 
 ``pretrained`` may be
 - ``None``: random initialisation;
@@ -10,71 +11,105 @@ Kept apart from the architecture (as timm keeps pretrained configs apart from ``
   ``resnet50_miil_21k.pth`` (Ridnik et al. 2021) as a local file, looked up in ``$TSAM_WEIGHTS`` and
   ``./weights/``; download it once by hand and put it there;
 - a timm tag such as ``"resnet50.a1_in1k"``: loaded through timm (hub cache or network);
-- a path to a local ``.pth``/``.pt``/``.bin``/``.tar``/``.safetensors`` file: loaded with ``weights_only=True``.
+- a local file (``.pth``/``.pt``/``.bin``/``.tar``/``.ckpt``/``.safetensors``), read with ``weights_only=True``:
+  a TSM-repository, mmaction2, TSAM-authors' or tsamlib checkpoint, or an image model's state dict;
+- a package folder written by ``python -m tsamlib checkpoint convert`` (``model.safetensors`` + ``config.json``).
 
-A local file may hold a plain state dict (timm, torchvision, tsamlib's own ``TSAM``), one nested under
-``state_dict``/``model``/``state_dict_ema``/``model_state``, or the authors' checkpoint (github.com/aav-antonov/TSAM,
-``lib/utils/saveloadmodels.py``, ``save_timepoint``; the released ``resnet50_kinetics400.ckpt.pth.tar`` and
-``resnet50_something_v1.tar``)::
+A video model's file must fit the model asked for: every tensor has its place (a classifier of another size is
+replaced by a new one, and the report says so), and each setting the file states (frames, shift depth, ``f_div``,
+the blocks it shifts, the shift's border, audio) equals the model's, else a ValueError names both values
+(:func:`check_fits`). ``pretrained_match="weights"`` takes the weights into another model on purpose (a TSAM k=4
+from a TSM k=1 checkpoint): the differences are then reported, not refused. A setting that only the file's *name*
+claims gives a warning, never a value.
 
-    {"data_state": {"epoch": int, "best_score <ID>": float},      # numpy.float64 from sklearn's accuracy
-     "model_state": {"nn_input": {},                               # their input module: no tensors
-                     "nn_backbone": {"base_model.conv1.weight", ..., "base_model.layer1.0.conv1.layer.weight",
-                                     ...},                         # timm/torchvision ResNet, fc = Identity;
-                                                                   # their shift wrapper holds conv1 as ``.layer``
-                     "last_fc": {"weight", "bias"}},               # the classifier
-     "optimizer_state_dict": {...}}                                # SGD state: ignored
-
-Its backbone keys map to ``backbone.layerX.Y.conv1.net.*`` (tsamlib's :class:`~tsamlib.model.shift.TemporalShift`
-holds the conv as ``.net``) and ``last_fc`` to the head ``fc``. The authors' shift keeps the border values
-(``shift_pad="keep"``): build the model with that setting to reproduce their network.
-
-:func:`save_authors_checkpoint` goes the other way: it writes a tsamlib model in that layout (keys named as their
-model names them), e.g. to hand weights trained here to their code, or to exercise the released-checkpoint pipeline
+:func:`save_authors_checkpoint` writes a tsamlib model in the authors' layout (keys named as their model names
+them), e.g. to hand weights trained here to their code, or to exercise the released-checkpoint pipeline
 (:mod:`tsamlib.evaluation.released`, notebook 06) without their file.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from ..runs.loader import safe_load
+from ..config import RunConfig
+from .formats import (AUTHORS_LAYOUT, PACKAGE_FILES, VIDEO_FORMATS, CheckpointInfo, UnsupportedCheckpoint,
+                      read_checkpoint)
 
-__all__ = ["IN21K_FILENAME", "AUTHORS_LAYOUT", "LoadReport", "resolve_pretrained", "read_checkpoint",
-           "read_state_dict", "canonical_key", "authors_key", "load_backbone_weights", "weight_dirs",
-           "authors_model_state", "save_authors_checkpoint"]
+__all__ = ["IN21K_FILENAME", "AUTHORS_LAYOUT", "PRETRAINED_MATCHES", "LoadReport", "resolve_pretrained",
+           "canonical_key", "check_fits", "fit_tensors", "load_backbone_weights", "load_pretrained", "weight_dirs",
+           "authors_model_state", "save_authors_checkpoint", "UnsupportedCheckpoint"]
 
 IN21K_FILENAME = "resnet50_miil_21k.pth"
 TV_IN1K_ARCHS = {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152"}
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt", ".tar")
-AUTHORS_LAYOUT = "authors"
-AUTHORS_PARTS = ("nn_input", "nn_backbone", "last_fc")
+# "strict": every setting a file states must be the model's; "weights": only its tensors must fit.
+PRETRAINED_MATCHES = tuple(next(f for f in fields(RunConfig) if f.name == "pretrained_match").metadata["choices"])
+# The settings a file may state, compared with the model's (dropout acts in training only: not compared).
+_COMPARED = ("n_frames", "audio", "shift_depth", "f_div", "shift_pad", "shift_direction")
 
 
 @dataclass
 class LoadReport:
-    """What happened when weights were loaded: where from, and which keys did not fit."""
+    """What happened when weights were loaded: where from, which format, and where each tensor went."""
 
     source: str
     loaded: int = 0
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
-    skipped_classifier: list[str] = field(default_factory=list)
-    layout: str = ""  # AUTHORS_LAYOUT for the authors' {data_state, model_state, optimizer_state_dict} file
-    data_state: dict[str, Any] | None = None  # the authors' checkpoint: its training state (epoch, best score)
+    skipped_classifier: list[str] = field(default_factory=list)  # the file's classifier, replaced: other size
+    layout: str = ""  # the file's format (formats.FORMATS); "" for timm's own weights
+    info: CheckpointInfo | None = None
+    notes: list[str] = field(default_factory=list)  # settings of the file that differ (pretrained_match="weights")
+
+    @property
+    def data_state(self) -> dict[str, Any] | None:
+        """The authors' checkpoint: its training state (epoch, best score)."""
+        return self.info.records if self.info is not None and self.layout == AUTHORS_LAYOUT else None
+
+    @property
+    def head(self) -> str:
+        """``"loaded"`` (the file's classifier), ``"replaced"`` (another size: a new one) or ``"new"`` (none in it)."""
+        return "replaced" if self.skipped_classifier else "loaded" if self.info is not None and \
+            self.info.num_classes is not None else "new"
+
+    def record(self) -> dict[str, Any]:
+        """What a run's ``metrics.json`` keeps of it: the source and its format, where the tensors went, what the
+        file states (settings with their sources, records), the differences taken on purpose."""
+        info = self.info
+        out: dict[str, Any] = dict(source=self.source, format=self.layout or "timm", loaded=self.loaded,
+                                   head=self.head, missing=self.missing, unexpected=self.unexpected)
+        if self.skipped_classifier:
+            out["head_replaced"] = self.skipped_classifier
+        if info is not None:
+            out.update(arch=info.arch, num_classes=info.num_classes, settings=info.settings, sources=info.sources,
+                       not_weights=info.ignored,
+                       records={k: v for k, v in info.records.items() if isinstance(v, (int, float, str, bool))})
+            if Path(self.source).is_file():
+                out["sha256"] = _sha256(Path(self.source))
+        if self.notes:
+            out["differences_taken"] = self.notes
+        return out
 
     def __str__(self) -> str:
         s = f"loaded {self.loaded} tensors from {self.source}"
-        if self.layout == AUTHORS_LAYOUT:
-            s += f" (the authors' checkpoint layout, data_state {self.data_state})"
+        if self.layout:
+            s += f" ({self.layout} format"
+            if self.layout == AUTHORS_LAYOUT:
+                s += f": the authors' checkpoint layout, data_state {self.data_state}"
+            s += ")"
+        if self.info is not None and self.info.ignored:
+            s += f"; {len(self.info.ignored)} not weights: {', '.join(self.info.ignored)}"
         if self.skipped_classifier:
-            s += f"; classifier skipped (shape differs): {', '.join(self.skipped_classifier)}"
+            s += (f"; classifier replaced by a new one (the file's has {self.info.num_classes if self.info else '?'} "
+                  f"classes): {', '.join(self.skipped_classifier)}")
+        if self.notes:
+            s += "; " + "; ".join(self.notes)
         if self.missing:
             s += (f"; {len(self.missing)} missing: {', '.join(self.missing[:8])}"
                   + (" ..." if len(self.missing) > 8 else ""))
@@ -84,6 +119,15 @@ class LoadReport:
         return s
 
 
+def _sha256(path: Path) -> str:
+    import hashlib
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def weight_dirs() -> list[Path]:
     """Folders searched for local weight files: ``$TSAM_WEIGHTS`` (os.pathsep-separated), then ``./weights``."""
     dirs = [Path(p) for p in os.environ.get("TSAM_WEIGHTS", "").split(os.pathsep) if p]
@@ -91,7 +135,8 @@ def weight_dirs() -> list[Path]:
 
 
 def resolve_pretrained(pretrained: str | os.PathLike | None, arch: str) -> tuple[str, str] | None:
-    """Turn ``pretrained`` into ``("file", path)`` or ``("timm", tag)``; ``None`` stays ``None``."""
+    """Turn ``pretrained`` into ``("file", path)`` (a file or a package folder) or ``("timm", tag)``; ``None``
+    stays ``None``."""
     if pretrained is None or str(pretrained).lower() in ("", "none", "scratch"):
         return None
     p = str(pretrained)
@@ -107,86 +152,23 @@ def resolve_pretrained(pretrained: str | os.PathLike | None, arch: str) -> tuple
             f"pretrained='in21k' needs the ImageNet-21K ResNet-50 weights as a local file: put "
             f"{IN21K_FILENAME} (MIIL ImageNet-21K-P, the report's choice) in one of "
             f"{[str(d) for d in weight_dirs()]} or set TSAM_WEIGHTS to its folder; or pass a checkpoint path.")
+    if Path(p).is_dir():
+        missing = [f for f in PACKAGE_FILES if not (Path(p) / f).is_file()]
+        if missing:
+            raise FileNotFoundError(f"pretrained folder {p!r} has no {' and '.join(missing)}: a folder must be a "
+                                    "package written by `python -m tsamlib checkpoint convert`; or give a file.")
+        return ("file", p)
     if p.endswith(CHECKPOINT_SUFFIXES) or Path(p).exists() or os.sep in p:
         if not Path(p).is_file():
             raise FileNotFoundError(f"pretrained checkpoint {p!r} does not exist; give an existing .pth/.pt/"
-                                    ".safetensors file, a timm tag like 'resnet50.a1_in1k', 'in1k' or 'in21k'.")
+                                    ".safetensors file, a package folder, a timm tag like 'resnet50.a1_in1k', "
+                                    "'in1k' or 'in21k'.")
         return ("file", p)
     tag_arch = p.split(".")[0]
     if tag_arch != arch:
         raise ValueError(f"pretrained tag {p!r} is for arch {tag_arch!r} but arch={arch!r}; use arch={tag_arch!r} "
                          f"or a tag of {arch!r} (timm.list_pretrained('{arch}.*')).")
     return ("timm", p)
-
-
-def _authors_safe_globals() -> list[Any]:
-    """What the authors' ``data_state`` needs beyond plain Python types: numpy float64 scalars (sklearn's
-    accuracy). Exactly numpy's scalar constructor (under its numpy 1 and numpy 2 names), ``numpy.dtype`` and the
-    class of the float64 dtype (``numpy.dtypes.Float64DType`` since numpy 1.25) that unpickling builds."""
-    try:
-        from numpy._core.multiarray import scalar
-    except ImportError:  # numpy 1
-        from numpy.core.multiarray import scalar
-    return [(scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"),
-            (np.dtype, "numpy.dtype"), type(np.dtype(np.float64))]
-
-
-def _is_authors_checkpoint(obj: Any) -> bool:
-    """Whether ``obj`` is the authors' ``{data_state, model_state: {nn_input, nn_backbone, last_fc}, ...}``."""
-    model_state = obj.get("model_state") if isinstance(obj, dict) else None
-    return isinstance(model_state, dict) and isinstance(model_state.get("nn_backbone"), dict)
-
-
-def authors_key(key: str) -> str:
-    """A key of the authors' model (``<part>.<key>``) in timm/tsamlib names: ``nn_backbone.base_model.X`` -> ``X``
-    with their shift wrapper's ``.conv1.layer.`` -> ``.conv1.``, ``last_fc.*`` -> ``fc.*``; anything else as is."""
-    backbone = "nn_backbone.base_model."
-    if key.startswith(backbone):
-        return key[len(backbone):].replace(".conv1.layer.", ".conv1.")
-    if key.startswith("last_fc."):
-        return "fc." + key[len("last_fc."):]
-    return key
-
-
-def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], LoadReport]:
-    """Read tensors from a checkpoint safely (``weights_only=True`` / safetensors) as one flat state dict, and an
-    empty :class:`LoadReport` that records the layout found (see the module docstring)."""
-    path = Path(path)
-    report = LoadReport(str(path))
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-        sd = load_file(str(path), device="cpu")
-    else:
-        sd = safe_load(path, _authors_safe_globals(), hint="save weights with torch.save(model.state_dict(), ...) "
-                       "or as .safetensors")
-    if _is_authors_checkpoint(sd):
-        report.layout = AUTHORS_LAYOUT
-        data_state = sd.get("data_state")
-        if isinstance(data_state, dict):  # numpy scalars as Python numbers
-            report.data_state = {k: v.item() if isinstance(v, np.generic) else v for k, v in data_state.items()}
-        parts = sd["model_state"]
-        unknown = sorted(set(parts) - set(AUTHORS_PARTS))
-        if unknown or not all(isinstance(v, dict) for v in parts.values()):
-            raise ValueError(f"{path}: model_state holds parts {sorted(parts)}; the authors' layout has "
-                             f"{list(AUTHORS_PARTS)}, each a state dict.")
-        sd = {authors_key(f"{part}.{k}"): v for part, part_sd in parts.items() for k, v in part_sd.items()}
-    else:
-        for key in ("state_dict", "model", "state_dict_ema", "model_state"):
-            if isinstance(sd, dict) and isinstance(sd.get(key), dict):
-                sd = sd[key]
-                break
-        if isinstance(sd, dict) and any(str(k).startswith("nn_backbone.") for k in sd):
-            report.layout = AUTHORS_LAYOUT  # their whole model's state_dict(): nn_backbone.*, last_fc.*
-            sd = {authors_key(k): v for k, v in sd.items()}
-    if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
-        keys = list(sd)[:10] if isinstance(sd, dict) else type(sd).__name__
-        raise ValueError(f"{path} holds no state dict of tensors (top-level keys: {keys}).")
-    return sd, report
-
-
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The tensors of a checkpoint as one flat state dict (:func:`read_checkpoint` without its report)."""
-    return read_checkpoint(path)[0]
 
 
 def canonical_key(key: str) -> str:
@@ -198,34 +180,130 @@ def canonical_key(key: str) -> str:
     return key.replace(".conv1.net.", ".conv1.")
 
 
+def _shifted_set(stages: tuple[int, ...], n_insert: int, m_insert: int) -> dict[int, list[int]]:
+    return {s + 1: [i for i in range(n) if i % n_insert == m_insert] for s, n in enumerate(stages)}
+
+
+def check_fits(info: CheckpointInfo, *, arch: str, settings: dict[str, Any], match: str = "strict") -> list[str]:
+    """Compare what the file states (``info``) with the model asked for (``arch``, create_tsam ``settings``).
+
+    ``match="strict"``: a difference is a ValueError naming the file's value and the model's, and where the file's
+    was read. ``"weights"``: the differences are returned as notes. Settings only the file's name claims give a
+    UserWarning. Either way a file of another ResNet is refused here, before any tensor is compared."""
+    if match not in PRETRAINED_MATCHES:
+        raise ValueError(f"pretrained_match={match!r}: choose one of {list(PRETRAINED_MATCHES)}.")
+    src = info.path
+    if info.arch is not None and info.format in VIDEO_FORMATS and info.arch != arch:
+        raise ValueError(f"{src} holds a {info.arch_text or info.arch} ({info.format} format, arch {info.arch!r}) but "
+                         f"this model is arch={arch!r}: build it with arch={info.arch!r}.")
+    stated, want = dict(info.settings), dict(settings)
+    diffs = []
+    for name in _COMPARED:
+        if name not in stated or name not in want:
+            continue
+        if name == "f_div" and not (stated.get("shift_depth", 1) and want.get("shift_depth", 1)):
+            continue  # without a shift f_div means nothing
+        if stated[name] != want[name]:
+            diffs.append((name, stated[name], want[name], info.sources.get(name, "the file")))
+    if info.shifted and any(info.shifted.values()) and want.get("shift_depth", 1) and info.stages and all(info.stages):
+        theirs = {s: b for s, b in info.shifted.items()}
+        ours = _shifted_set(info.stages, want.get("n_insert", 1), want.get("m_insert", 0))
+        if theirs != ours:
+            rule = (info.settings.get("n_insert"), info.settings.get("m_insert"))
+            diffs.append(("n_insert, m_insert", rule, (want.get("n_insert", 1), want.get("m_insert", 0)),
+                          info.sources.get("n_insert", "tensors") + f": shifted blocks {theirs}"))
+    notes = [f"trained with {n}={a!r} (from {where}), this model has {n}={b!r}" for n, a, b, where in diffs]
+    if diffs and match == "strict":
+        fix = ", ".join(f"{n}={a!r}" for n, a, _, _ in diffs if "," not in n)
+        rule = next((a for n, a, _, _ in diffs if "," in n), None)
+        if rule is not None:
+            fix += (", " if fix else "") + (f"n_insert={rule[0]}, m_insert={rule[1]}" if rule[0] is not None else
+                                            "the n_insert, m_insert that shift those blocks")
+        raise ValueError(f"{src} does not fit this model: " + "; ".join(notes) + f". Build the model with {fix} to "
+                         "use the file as it was trained, or pass pretrained_match='weights' (CLI --pretrained-match "
+                         "weights) to take its weights into this other model.")
+    for name, claimed in info.name_hints.items() if match == "strict" else ():
+        have = arch if name == "arch" else want.get(name)
+        if name in stated or have is None or claimed == have:
+            continue
+        if name == "f_div" and not want.get("shift_depth", 1):
+            continue
+        warnings.warn(f"{Path(src).name}: the file name says {name}={claimed!r} but this model has {name}={have!r} "
+                      f"(the file does not record {name}; a name is never read as a setting).", stacklevel=3)
+    return notes
+
+
+def fit_tensors(target: dict[str, torch.Tensor], state_dict: dict[str, torch.Tensor], source: str
+                ) -> tuple[list[tuple[str, str]], list[str], list[str], list[str]]:
+    """Where each tensor of ``state_dict`` (timm names + ``fc.*``) goes in ``target`` (the same names), without
+    copying: ``(pairs (file key, target key), missing, unexpected, replaced classifier)``. A backbone tensor of
+    another shape raises ValueError (another arch)."""
+    pairs, unexpected, replaced, seen = [], [], [], set()
+    for k, v in state_dict.items():
+        ck = canonical_key(k)
+        if ck not in target:
+            (replaced if ck.startswith("fc.") else unexpected).append(k)
+            continue
+        if tuple(target[ck].shape) != tuple(v.shape):
+            if ck.startswith("fc."):
+                replaced.append(f"{k} {tuple(v.shape)}->{tuple(target[ck].shape)}")
+                seen.add(ck)
+                continue
+            raise ValueError(f"{source}: tensor {k} has shape {tuple(v.shape)} but the backbone expects "
+                             f"{tuple(target[ck].shape)}; is the checkpoint for another arch?")
+        pairs.append((k, ck))
+        seen.add(ck)
+    missing = [k for k in target if k not in seen and not k.endswith("num_batches_tracked")]
+    return pairs, missing, unexpected, replaced
+
+
+def _targets(backbone: nn.Module, head: nn.Linear | None) -> dict[str, torch.Tensor]:
+    target = {canonical_key(k): v for k, v in backbone.state_dict().items()}
+    if head is not None:
+        target.update({f"fc.{k}": v for k, v in head.state_dict().items()})
+    return target
+
+
 def load_backbone_weights(backbone: nn.Module, head: nn.Linear | None, state_dict: dict[str, torch.Tensor],
                           source: str, report: LoadReport | None = None) -> LoadReport:
     """Copy matching tensors into ``backbone`` (and ``head`` for ``fc.*`` keys when shapes agree); fill ``report``
     (a new one when ``None``)."""
     report = LoadReport(source) if report is None else report
-    target = {canonical_key(k): v for k, v in backbone.state_dict().items()}
-    if head is not None:
-        target.update({f"fc.{k}": v for k, v in head.state_dict().items()})
-    seen = set()
+    target = _targets(backbone, head)
+    pairs, report.missing, report.unexpected, report.skipped_classifier = fit_tensors(target, state_dict, source)
     with torch.no_grad():
-        for k, v in state_dict.items():
-            ck = canonical_key(k)
-            if ck in ("classifier.weight", "classifier.bias", "head.fc.weight", "head.fc.bias"):
-                ck = "fc." + ck.rsplit(".", 1)[1]
-            if ck not in target:
-                (report.skipped_classifier if ck.startswith("fc.") else report.unexpected).append(k)
-                continue
-            if target[ck].shape != v.shape:
-                if ck.startswith("fc."):
-                    report.skipped_classifier.append(f"{k} {tuple(v.shape)}->{tuple(target[ck].shape)}")
-                    seen.add(ck)
-                    continue
-                raise ValueError(f"{source}: tensor {k} has shape {tuple(v.shape)} but the backbone expects "
-                                 f"{tuple(target[ck].shape)}; is the checkpoint for another arch?")
-            target[ck].copy_(v)
-            seen.add(ck)
-            report.loaded += 1
-    report.missing = [k for k in target if k not in seen and not k.endswith("num_batches_tracked")]
+        for k, ck in pairs:
+            target[ck].copy_(state_dict[k])
+    report.loaded = len(pairs)
+    return report
+
+
+def load_pretrained(backbone: nn.Module, head: nn.Linear, path: str, *, arch: str, settings: dict[str, Any],
+                    match: str = "strict", copy: bool = True) -> LoadReport:
+    """Read the checkpoint file or package ``path``, check it against the model (:func:`check_fits`) and copy its
+    tensors into ``backbone`` and ``head``. A video model's file must fit tensor for tensor (its classifier may be
+    replaced); an image model's may leave tensors out, reported. ``copy=False`` checks only (a model on the meta
+    device: shapes, no memory)."""
+    state_dict, info = read_checkpoint(path)
+    notes = check_fits(info, arch=arch, settings=settings, match=match)
+    report = LoadReport(path, layout=info.format, info=info, notes=notes)
+    if info.format in VIDEO_FORMATS:
+        _, missing, unexpected, _ = fit_tensors(_targets(backbone, head), state_dict, path)
+        if missing or unexpected:
+            what = f"a {info.arch_text}" if info.arch_text else "another backbone"
+            raise ValueError(f"{path} ({info.format} format) holds {what}, which does not fit arch={arch!r}: "
+                             f"{len(missing)} tensors of the model missing ({', '.join(missing[:4])}), "
+                             f"{len(unexpected)} of the file without a place ({', '.join(unexpected[:4])}); build "
+                             f"it with the arch the file was trained with" +
+                             (f" (arch={info.arch!r})." if info.arch else "."))
+    if copy:
+        load_backbone_weights(backbone, head, state_dict, source=path, report=report)
+    else:
+        pairs, report.missing, report.unexpected, report.skipped_classifier = fit_tensors(
+            _targets(backbone, head), state_dict, path)
+        report.loaded = len(pairs)
+    if report.loaded == 0:
+        raise ValueError(f"no tensor of {path} matches {arch}: {report}")
     return report
 
 

@@ -14,29 +14,31 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
+from typing import Any
 
 import timm
 import torch
 from torch import Tensor, nn
 
-from .pretrained import AUTHORS_LAYOUT, LoadReport, load_backbone_weights, read_checkpoint, resolve_pretrained
+from .formats import inspect_checkpoint
+from .pretrained import LoadReport, load_pretrained, resolve_pretrained
 from .shift import insert_temporal_shift, shift_kernel
 from .shift_reference import check_shift_direction, check_shift_pad, check_shift_settings
 
-__all__ = ["TSAM", "create_tsam", "create_backbone", "check_model_settings"]
+__all__ = ["TSAM", "create_tsam", "create_tsam_from", "create_backbone", "check_model_settings"]
 
 log = logging.getLogger(__name__)
 
 
-def create_backbone(arch: str, num_classes: int, pretrained: str | os.PathLike | None = None
+def create_backbone(arch: str, num_classes: int, pretrained: str | os.PathLike | None = None, *,
+                    settings: dict[str, Any] | None = None, pretrained_match: str = "strict", copy: bool = True
                     ) -> tuple[nn.Module, nn.Linear, LoadReport | None]:
     """A timm ResNet without its classifier (``num_classes=0``: it returns pooled features), the
     ``Linear(D, num_classes)`` head, and what was loaded into them.
 
-    A local checkpoint's ``fc`` (the authors' ``last_fc``) goes into the head when its shape fits; otherwise it is
-    skipped and reported.
-    """
+    A checkpoint file is checked against ``settings`` (the model's create_tsam settings, see
+    :func:`~tsamlib.model.pretrained.check_fits`); its classifier goes into the head when its shape fits, otherwise
+    the head is a new one and the report says so. ``copy=False``: check only (on the meta device)."""
     how = resolve_pretrained(pretrained, arch)
     if not timm.is_model(arch):
         raise ValueError(f"arch={arch!r} is not a timm model: use a ResNet timm knows (resnet10t, resnet18, resnet34, "
@@ -54,10 +56,8 @@ def create_backbone(arch: str, num_classes: int, pretrained: str | os.PathLike |
         backbone, report = timm.create_model(arch, pretrained=False, num_classes=0), None
     head = nn.Linear(backbone.num_features, num_classes)
     if how is not None and how[0] == "file":
-        state_dict, report = read_checkpoint(how[1])
-        report = load_backbone_weights(backbone, head, state_dict, source=how[1], report=report)
-        if report.loaded == 0:
-            raise ValueError(f"no tensor of {how[1]} matches {arch}: {report}")
+        report = load_pretrained(backbone, head, how[1], arch=arch, settings=settings or {},
+                                 match=pretrained_match, copy=copy)
     return backbone, head, report
 
 
@@ -76,7 +76,7 @@ class TSAM(nn.Module):
         super().__init__()
         self.n_frames, self.audio, self.n_audio = n_frames, audio, int(audio)
         self.shift_depth, self.f_div, self.shift_pad = shift_depth, f_div, shift_pad
-        self.shift_direction = shift_direction
+        self.shift_direction, self.n_insert, self.m_insert = shift_direction, n_insert, m_insert
         self.backbone = backbone
         self.n_shifted_blocks = insert_temporal_shift(backbone, n_frames + self.n_audio, n_frames, shift_depth,
                                                       f_div, n_insert, m_insert, shift_pad, shift_direction)
@@ -109,20 +109,36 @@ class TSAM(nn.Module):
         return self.fc(x.mean(dim=1))                  # average the T+1 segments, then one FC layer
 
 
-def check_model_settings(arch: str, *, pretrained: str | os.PathLike | None = None, **settings) -> None:
+def check_model_settings(arch: str, *, pretrained: str | os.PathLike | None = None,
+                         pretrained_match: str = "strict", **settings) -> None:
     """Every model setting checked without building anything real: ``arch`` is a timm model, the shift fits its
-    layers (``f_div``, ``shift_depth``, ``n_frames``), ``pretrained`` names weights that exist (a file, a timm tag,
-    ``in1k``/``in21k``). The model is built on the meta device (no memory, no weights read, milliseconds);
-    ValueError or FileNotFoundError naming the setting, as :func:`create_tsam` would raise them later."""
-    resolve_pretrained(pretrained, arch)
+    layers (``f_div``, ``shift_depth``, ``n_frames``), ``pretrained`` names weights that exist (a file, a package
+    folder, a timm tag, ``in1k``/``in21k``), and a checkpoint file fits this model (its tensors and the settings it
+    states, as :func:`create_tsam` will check them). Built on the meta device (no memory for the model, milliseconds
+    beyond reading the file); ValueError or FileNotFoundError naming the setting, as :func:`create_tsam` would raise
+    them later."""
+    how = resolve_pretrained(pretrained, arch)
     with torch.device("meta"):
-        create_tsam(arch, num_classes=2, pretrained=None, **settings)
+        model = create_tsam(arch, num_classes=2, pretrained=None, **settings)
+    if how is not None and how[0] == "file":
+        with torch.device("meta"):
+            head = nn.Linear(model.num_features, 2)
+        load_pretrained(model.backbone, head, how[1], arch=arch, settings=_model_settings(model),
+                        match=pretrained_match, copy=False)
+
+
+def _model_settings(model: "TSAM") -> dict[str, Any]:
+    """The settings a checkpoint is compared with (:func:`~tsamlib.model.pretrained.check_fits`)."""
+    return dict(n_frames=model.n_frames, audio=model.audio, shift_depth=model.shift_depth, f_div=model.f_div,
+                shift_pad=model.shift_pad, shift_direction=model.shift_direction, n_insert=model.n_insert,
+                m_insert=model.m_insert)
 
 
 def create_tsam(arch: str = "resnet50", *, num_classes: int = 400, n_frames: int = 8, audio: bool = False,
                 shift_depth: int = 1, f_div: int = 8, n_insert: int = 1, m_insert: int = 0,
                 dropout: float = 0.5, pretrained: str | os.PathLike | None = None,
-                shift_pad: str = "zero", shift_direction: str = "bidirectional") -> TSAM:
+                shift_pad: str = "zero", shift_direction: str = "bidirectional",
+                pretrained_match: str = "strict") -> TSAM:
     """Build a TSAM model on a timm ResNet (resnet10t, resnet18, resnet34, resnet50, resnet50d, resnet101, ...).
 
     TSM-R50 (8 frames): ``create_tsam("resnet50", num_classes=400, n_frames=8, shift_depth=1, f_div=8)``.
@@ -131,6 +147,10 @@ def create_tsam(arch: str = "resnet50", *, num_classes: int = 400, n_frames: int
     The authors' released Kinetics-400 model: the same with ``shift_pad="keep"`` and
     ``pretrained="resnet50_kinetics400.ckpt.pth.tar"`` (their file). ``shift_direction="causal"``: every shifted
     group reads past segments only (a segment's features depend on frames up to it).
+
+    ``pretrained`` may be any checkpoint of the TSM family (TSM's, mmaction2's, the authors', a tsamlib run's or
+    package): the settings it states must equal these, else a ValueError names both (``pretrained_match="weights"``
+    takes its weights into another model on purpose); :func:`create_tsam_from` builds the model a file states.
     """
     if n_frames < 1:
         raise ValueError(f"n_frames={n_frames} must be >= 1.")
@@ -138,15 +158,41 @@ def create_tsam(arch: str = "resnet50", *, num_classes: int = 400, n_frames: int
     check_shift_pad(shift_pad)
     check_shift_direction(shift_direction)
     shift_kernel()   # an unknown $TSAM_SHIFT_KERNEL is refused here, on any device
-    backbone, head, report = create_backbone(arch, num_classes, pretrained)
+    settings = dict(n_frames=n_frames, audio=audio, shift_depth=shift_depth, f_div=f_div, shift_pad=shift_pad,
+                    shift_direction=shift_direction, n_insert=n_insert, m_insert=m_insert)
+    backbone, head, report = create_backbone(arch, num_classes, pretrained, settings=settings,
+                                             pretrained_match=pretrained_match)
     if report is not None:
         log.info("%s", report)
         print(f"pretrained: {report}")
-        if report.layout == AUTHORS_LAYOUT and shift_pad != "keep":
-            warnings.warn(f"{report.source} is the authors' checkpoint, trained with their shift border "
-                          f"(shift_pad='keep'); this model uses shift_pad={shift_pad!r}.", stacklevel=2)
     model = TSAM(backbone, num_classes=num_classes, n_frames=n_frames, audio=audio, shift_depth=shift_depth,
                  f_div=f_div, n_insert=n_insert, m_insert=m_insert, dropout=dropout, head=head,
                  shift_pad=shift_pad, shift_direction=shift_direction)
     model.load_report = report
     return model
+
+
+def create_tsam_from(pretrained: str | os.PathLike, **overrides: Any) -> TSAM:
+    """The model a checkpoint file (or package folder) states, with its weights: arch, classes and every setting
+    the file records (:func:`~tsamlib.model.formats.inspect_checkpoint`), ``overrides`` on top (checked against the
+    file as :func:`create_tsam` checks them). A setting the file does not record (TSM's frames and ``f_div``)
+    must be given: ValueError naming it, and what the file's name claims.
+
+        model = create_tsam_from("TSM_kinetics_RGB_resnet50_shift8_blockres_avg_segment8_e50.pth", n_frames=8,
+                                 f_div=8)
+    """
+    info = inspect_checkpoint(pretrained)
+    kwargs = {**info.model_kwargs(), **overrides}
+    if "arch" not in kwargs or "num_classes" not in kwargs:
+        what = "arch" if "arch" not in kwargs else "num_classes"
+        raise ValueError(f"{pretrained} does not say its {what} ({info.arch_text or info.format}): give {what}=.")
+    if info.format != "backbone" and kwargs.get("shift_depth", 1):
+        need = [n for n in ("n_frames", "f_div") if n not in kwargs]
+        if need:
+            hints = {n: info.name_hints[n] for n in need if n in info.name_hints}
+            raise ValueError(f"{pretrained} does not record {' and '.join(need)} ({info.format} format): give "
+                             + ", ".join(f"{n}=" for n in need)
+                             + (f" (its file name says {', '.join(f'{k}={v}' for k, v in hints.items())})"
+                                if hints else ""))
+    arch = kwargs.pop("arch")
+    return create_tsam(arch, pretrained=pretrained, **kwargs)

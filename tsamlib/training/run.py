@@ -52,7 +52,8 @@ def begin_run(cfg: RunConfig, build_missing: bool = True) -> tuple[Run, Path]:
     synthetic dataset), the run id (``None``: a new readable one). Nothing is written before every check passed.
     Returns the run and the manifest path."""
     cfg.check()
-    check_model_settings(cfg.arch, pretrained=cfg.pretrained, **cfg.model_kwargs())
+    check_model_settings(cfg.arch, pretrained=cfg.pretrained, pretrained_match=cfg.pretrained_match,
+                         **cfg.model_kwargs())
     manifest = dataset_manifest(cfg.dataset, build_missing=build_missing)
     check_manifest(manifest)
     run_id = cfg.run_id or unique_run_id(cfg, cfg.runs_root)
@@ -110,8 +111,15 @@ def _prepare(cfg: RunConfig, run: Run, manifest: Path, launch: dict[str, Any], p
     say(f"{len(dls.train.dataset)} training clips, {len(dls.valid.dataset)} validation clips, {dls.c} classes")
     seed_everything(cfg.seed)  # the same initial weights in every process
     learn = tsam_learner(dls, arch=cfg.arch, recipe=cfg.recipe, pretrained=cfg.pretrained,
-                         wd_bn_bias=cfg.switches()["wd_bn_bias"], progress_bars=progress_bars,
+                         pretrained_match=cfg.pretrained_match, wd_bn_bias=cfg.switches()["wd_bn_bias"],
+                         progress_bars=progress_bars,
                          precision=launch["precision"], channels_last=launch["channels_last"], **cfg.model_kwargs())
+    report = learn.model.load_report
+    if report is not None:   # where the weights came from, and what was done with a head of another size
+        run.note(pretrained=report.record())
+        if report.skipped_classifier:
+            say(f"pretrained: the backbone from {report.source} ({report.layout} format); its classifier "
+                f"({report.info.num_classes} classes) replaced by a new one for this dataset's {dls.c}", flush=True)
     cost = model_complexity(cfg.arch, dls.c, img_size=cfg.img_size, **cfg.model_kwargs())
     run.note(model=dict(params=cost["params"], gmacs_per_clip=cost["gmacs"],
                         n_shifted_blocks=learn.model.n_shifted_blocks))

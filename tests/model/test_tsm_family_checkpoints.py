@@ -1,0 +1,276 @@
+"""Checkpoints of the TSM family load with every tensor placed and give their source model's logits.
+
+The source models (the TSM repository's TSN/TSM on a torchvision ResNet, mmaction2's Recognizer2D with ConvModule
+names) are re-created in ``tests/tsm_family_like.py`` and saved as their training scripts save them; tsamlib's
+timm-based model must give the same logits in eval mode on the same input.
+"""
+import pytest
+import torch
+from authors_like import trained_like
+from tsm_family_like import (MMRecognizer, TSMRepoModel, mmaction2_cfg_text, save_like_mmaction2, save_like_tsm)
+
+from tsamlib.model.formats import (UnsupportedCheckpoint, inspect_checkpoint, insert_rule, mmaction2_config,
+                                   name_hints, read_checkpoint)
+from tsamlib.model.tsam import check_model_settings, create_tsam, create_tsam_from
+from tsamlib.runs.loader import CheckpointError
+
+TSM_NAME = "TSM_kinetics_RGB_resnet18_shift8_blockres_avg_segment8_e50.pth"
+
+
+def _logits(model, video):
+    with torch.no_grad():
+        return model.eval()(video)
+
+
+@pytest.fixture(scope="module")
+def tsm_r18(tmp_path_factory):
+    torch.manual_seed(0)
+    ref = trained_like(TSMRepoModel(5, 8, "resnet18", shift_div=8, dropout=0.5))
+    path = tmp_path_factory.mktemp("tsm") / TSM_NAME
+    return save_like_tsm(ref, path, "resnet18"), path
+
+
+@pytest.fixture(scope="module")
+def mm_tsm_r18(tmp_path_factory):
+    torch.manual_seed(1)
+    ref = trained_like(MMRecognizer(18, 5, 6, tsm=True, shift_div=4, preprocessor_buffers=True))
+    path = tmp_path_factory.mktemp("mm") / "tsm_imagenet-pretrained-r18_8xb16-1x1x6-50e_kinetics400-rgb.pth"
+    return save_like_mmaction2(ref, path, mmaction2_cfg_text(18, 5, 6, tsm=True, shift_div=4),
+                               classes=["a", "b", "c", "d", "e"]), path
+
+
+def test_tsm_repository_checkpoint_gives_its_logits(tsm_r18, capsys):
+    ref, path = tsm_r18
+    raw = torch.load(path, weights_only=True)
+    assert set(raw) == {"epoch", "arch", "state_dict", "optimizer", "best_prec1"}
+    assert "module.base_model.layer1.0.conv1.net.weight" in raw["state_dict"]
+    model = create_tsam("resnet18", num_classes=5, n_frames=8, f_div=8, pretrained=path)
+    rep = model.load_report
+    assert rep.layout == "tsm" and rep.loaded == len(raw["state_dict"]) and rep.head == "loaded"
+    assert not rep.missing and not rep.unexpected and not rep.skipped_classifier
+    assert "tsm format" in capsys.readouterr().out
+    video = torch.randn(2, 8, 3, 32, 32)
+    torch.testing.assert_close(_logits(model, video), _logits(ref, video), atol=1e-5, rtol=1e-4)
+
+
+def test_tsm_checkpoint_states_what_its_tensors_and_records_hold(tsm_r18):
+    _, path = tsm_r18
+    info = inspect_checkpoint(path)
+    assert (info.format, info.arch, info.num_classes) == ("tsm", "resnet18", 5)
+    assert info.settings == dict(shift_depth=1, shift_pad="zero", n_insert=1, m_insert=0)   # never from the name
+    assert info.name_hints == dict(arch="resnet18", f_div=8, n_frames=8)
+    assert info.records == dict(epoch=50, arch="resnet18", best_prec1=71.2)
+    text = "\n".join(info.describe())
+    assert "n_frames: not recorded in the file (its name says 8" in text and "record best_prec1: 71.2" in text
+
+
+def test_tsm_resnet101_shifts_every_second_block_and_gives_its_logits(tmp_path):
+    torch.manual_seed(2)
+    ref = trained_like(TSMRepoModel(3, 4, "resnet101", shift_div=8, dropout=0.8))
+    path = save_like_tsm(ref, tmp_path / "TSM_something_RGB_resnet101_shift8_blockres_avg_segment4_e45.pth",
+                         "resnet101") and tmp_path / "TSM_something_RGB_resnet101_shift8_blockres_avg_segment4_e45.pth"
+    info = inspect_checkpoint(path)
+    assert info.arch == "resnet101" and info.stages == (3, 4, 23, 3)
+    assert info.shifted[3] == list(range(0, 23, 2)) and (info.settings["n_insert"], info.settings["m_insert"]) == (2, 0)
+    with pytest.raises(ValueError, match=r"n_insert=2, m_insert=0"):   # every block: not what the file holds
+        create_tsam("resnet101", num_classes=3, n_frames=4, pretrained=path)
+    model = create_tsam("resnet101", num_classes=3, n_frames=4, n_insert=2, pretrained=path)
+    assert model.n_shifted_blocks == 2 + 2 + 12 + 2 and not model.load_report.missing
+    video = torch.randn(1, 4, 3, 32, 32)
+    torch.testing.assert_close(_logits(model, video), _logits(ref, video), atol=1e-5, rtol=1e-4)
+
+
+def test_tsm_trained_without_dropout_and_tsn_files(tmp_path):
+    torch.manual_seed(3)
+    ref = trained_like(TSMRepoModel(4, 4, "resnet18", shift_div=4, dropout=0))   # classifier = base_model.fc
+    path = tmp_path / "TSM_x_RGB_resnet18_shift4_blockres_avg_segment4_e1.pth"
+    save_like_tsm(ref, path, "resnet18")
+    assert "module.base_model.fc.weight" in torch.load(path, weights_only=True)["state_dict"]
+    model = create_tsam_from(path, n_frames=4, f_div=4)
+    video = torch.randn(2, 4, 3, 32, 32)
+    torch.testing.assert_close(_logits(model, video), _logits(ref, video), atol=1e-5, rtol=1e-4)
+    tsn = trained_like(TSMRepoModel(4, 5, "resnet18", is_shift=False))
+    path = tmp_path / "TSM_kinetics_RGB_resnet18_avg_segment5_e50.pth"
+    save_like_tsm(tsn, path, "resnet18")
+    info = inspect_checkpoint(path)
+    assert info.settings["shift_depth"] == 0 and not any(info.shifted.values())
+    with pytest.raises(ValueError, match=r"shift_depth=0 \(from tensors \(no shift wrapper: a TSN\)\), this model "
+                                         r"has shift_depth=1"):
+        create_tsam("resnet18", num_classes=4, n_frames=5, pretrained=path)
+    model = create_tsam_from(path, n_frames=5)   # a TSN needs no f_div
+    video = torch.randn(2, 5, 3, 32, 32)
+    torch.testing.assert_close(_logits(model, video), _logits(tsn, video), atol=1e-5, rtol=1e-4)
+
+
+def test_mmaction2_tsm_checkpoint_gives_its_logits_with_settings_from_meta(mm_tsm_r18):
+    ref, path = mm_tsm_r18
+    raw = torch.load(path, weights_only=True)
+    assert "backbone.layer1.0.conv1.conv.net.weight" in raw["state_dict"] and "cls_head.fc_cls.weight" in raw["state_dict"]
+    info = inspect_checkpoint(path)
+    assert (info.format, info.arch, info.num_classes, info.classes) == ("mmaction2", "resnet18", 5, list("abcde"))
+    assert info.settings["n_frames"] == 6 and info.settings["f_div"] == 4 and info.settings["shift_depth"] == 1
+    assert "meta cfg" in info.sources["n_frames"] and info.records["epoch"] == 50
+    assert info.preprocessing["test_views"]["num_clips"] == 6 and info.preprocessing["average_clips"] == "prob"
+    assert set(info.ignored) == {"data_preprocessor.mean", "data_preprocessor.std"}   # counted, named, not lost
+    model = create_tsam_from(path)
+    rep = model.load_report
+    assert rep.loaded + len(info.ignored) == len(raw["state_dict"]) and not rep.missing and not rep.unexpected
+    video = torch.randn(2, 6, 3, 32, 32)
+    torch.testing.assert_close(_logits(model, video), _logits(ref, video), atol=1e-5, rtol=1e-4)
+
+
+def test_mmaction2_tsn_r50_checkpoint_gives_its_logits(tmp_path):
+    torch.manual_seed(4)
+    ref = trained_like(MMRecognizer(50, 7, 3, tsm=False))
+    path = tmp_path / "tsn_imagenet-pretrained-r50_8xb32-1x1x3-100e_kinetics400-rgb.pth"
+    save_like_mmaction2(ref, path, mmaction2_cfg_text(50, 7, 3, tsm=False))
+    info = inspect_checkpoint(path)
+    assert (info.arch, info.settings["shift_depth"], info.settings["dropout"]) == ("resnet50", 0, 0.4)
+    assert "n_frames" not in info.settings   # a TSN runs on any number of frames
+    model = create_tsam("resnet50", num_classes=7, n_frames=3, shift_depth=0, pretrained=path)
+    assert model.load_report.loaded == 320
+    video = torch.randn(2, 3, 3, 32, 32)
+    torch.testing.assert_close(_logits(model, video), _logits(ref, video), atol=1e-5, rtol=1e-4)
+
+
+def test_mismatches_are_refused_naming_both_values(tsm_r18, mm_tsm_r18):
+    _, tsm = tsm_r18
+    _, mm = mm_tsm_r18
+    with pytest.raises(ValueError, match=r"holds a ResNet-18 .*arch 'resnet18'.* this model is arch='resnet50': "
+                                         r"build it with arch='resnet18'"):
+        create_tsam("resnet50", num_classes=5, n_frames=8, pretrained=tsm)
+    with pytest.raises(ValueError, match=r"trained with n_frames=6 \(from meta cfg \(backbone num_segments=6\)\), "
+                                         r"this model has n_frames=8.*f_div=4.*Build the model with n_frames=6, "
+                                         r"f_div=4"):
+        create_tsam("resnet18", num_classes=5, n_frames=8, pretrained=mm)
+    with pytest.raises(ValueError, match=r"trained with shift_depth=1 .* this model has shift_depth=3"):
+        create_tsam("resnet18", num_classes=5, n_frames=8, shift_depth=3, f_div=4, pretrained=tsm)
+    with pytest.raises(ValueError, match=r"n_frames=6"):   # checked without building: before any run folder
+        check_model_settings("resnet18", pretrained=mm, n_frames=8, f_div=4)
+    # what only the file name says is a warning, never a refusal or a value
+    with pytest.warns(UserWarning, match=r"the file name says n_frames=8 but this model has n_frames=6"):
+        create_tsam("resnet18", num_classes=5, n_frames=6, pretrained=tsm)
+    with pytest.raises(ValueError, match=r"does not record n_frames and f_div \(tsm format\): give n_frames=, "
+                                         r"f_div= \(its file name says n_frames=8, f_div=8\)"):
+        create_tsam_from(tsm)
+
+
+def test_weights_match_takes_a_tsm_file_into_a_deeper_tsam(tsm_r18, capsys):
+    ref, path = tsm_r18
+    model = create_tsam("resnet18", num_classes=5, n_frames=8, shift_depth=4, f_div=4, n_insert=2,
+                        pretrained=path, pretrained_match="weights")
+    rep = model.load_report
+    assert rep.loaded == 122 and not rep.missing
+    assert any("shift_depth=1" in n and "shift_depth=4" in n for n in rep.notes)
+    assert any("n_insert" in n for n in rep.notes) and "this model has shift_depth=4" in capsys.readouterr().out
+    assert torch.equal(model.backbone.layer1[0].conv1.net.weight, ref.base_model.layer1[0].conv1.net.weight)
+    assert rep.record()["differences_taken"] == rep.notes and len(rep.record()["sha256"]) == 64
+
+
+def test_a_new_head_for_other_classes_is_said(mm_tsm_r18, capsys):
+    _, path = mm_tsm_r18
+    model = create_tsam("resnet18", num_classes=3, n_frames=6, f_div=4, pretrained=path)
+    rep = model.load_report
+    assert rep.head == "replaced" and rep.loaded == 120 and not rep.missing
+    assert "classifier replaced by a new one (the file's has 5 classes)" in capsys.readouterr().out
+
+
+def test_variants_tsamlib_does_not_build_are_named(tmp_path, tsm_r18):
+    _, path = tsm_r18
+    sd = torch.load(path, weights_only=True)["state_dict"]
+
+    def variant(name, change):
+        out = dict(sd)
+        change(out)
+        torch.save({"state_dict": out, "epoch": 1}, tmp_path / name)
+        return tmp_path / name
+
+    def rename(old, new):
+        return lambda d: d.update({k.replace(old, new): d.pop(k) for k in [k for k in d if old in k]})
+
+    cases = {
+        "mobilenet.pth": (rename("module.base_model.layer1.", "module.base_model.features.1."), "MobileNetV2"),
+        "block.pth": (rename(".0.conv1.net.", ".0.net.conv1."), "'block' shift placement"),
+        "nl.pth": (lambda d: d.update({"module.base_model.layer2.0.nl.g.weight": torch.zeros(1)}), "non-local"),
+        "tpool.pth": (rename("module.base_model.layer2.", "module.base_model.layer2.net."), "temporal pooling"),
+        "flow.pth": (lambda d: d.update({"module.base_model.conv1.weight": torch.zeros(64, 10, 7, 7)}),
+                     "10 input channels"),
+    }
+    for name, (change, what) in cases.items():
+        with pytest.raises(UnsupportedCheckpoint, match=what):
+            inspect_checkpoint(variant(name, change))
+    with pytest.raises(UnsupportedCheckpoint, match="'every n-th block from m' rule"):   # shifted blocks 0 and 1 of 3
+        inspect_checkpoint(variant("odd.pth", rename("module.base_model.layer1.1.conv1.net.",
+                                                     "module.base_model.layer1.1.conv1.")))
+
+
+class Trap:
+    """Unpickling this would create ``marker``: a file that runs code when loaded."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        from pathlib import Path
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_truncated_and_code_running_files_are_named_and_never_executed(tmp_path, tsm_r18):
+    _, path = tsm_r18
+    data = path.read_bytes()
+    cut = tmp_path / "TSM_cut.pth"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        create_tsam("resnet18", num_classes=5, n_frames=8, pretrained=cut)
+    marker = tmp_path / "code-ran"
+    raw = torch.load(path, weights_only=True)
+    torch.save({**raw, "args": Trap(marker)}, tmp_path / "TSM_trap.pth")
+    with pytest.raises(CheckpointError, match=r"a pickle that needs \w+: objects, not only weights, so it was not unpickled"):
+        inspect_checkpoint(tmp_path / "TSM_trap.pth")
+    assert not marker.exists()
+
+
+def test_a_tsamlib_run_checkpoint_states_the_runs_settings(tmp_path):
+    import json
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    a = create_tsam("resnet18", num_classes=4, n_frames=6, shift_depth=2, f_div=4, audio=True)
+    torch.save(a.state_dict(), run / "checkpoints" / "model.pth")
+    (run / "params.json").write_text(json.dumps(dict(arch="resnet18", n_frames=6, shift_depth=2, f_div=4, audio=True,
+                                                     dataset="default", img_size=32, resize=36)))
+    info = inspect_checkpoint(run / "checkpoints" / "model.pth")
+    assert info.format == "tsamlib" and info.settings["shift_depth"] == 2 and info.settings["audio"] is True
+    assert info.sources["n_frames"] == "the run's params.json" and info.preprocessing["img_size"] == 32
+    with pytest.raises(ValueError, match=r"trained with audio=True .*this model has audio=False"):
+        create_tsam("resnet18", num_classes=4, n_frames=6, shift_depth=2, f_div=4, pretrained=run / "checkpoints" /
+                    "model.pth")
+    b = create_tsam_from(run / "checkpoints" / "model.pth")
+    video, audio = torch.randn(1, 6, 3, 32, 32), torch.randn(1, 1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(b.eval()(video, audio), a.eval()(video, audio))
+
+
+def test_helpers_read_rules_names_and_configs():
+    assert insert_rule({1: [0, 2], 2: [0, 2], 3: [0, 2, 4], 4: [0, 2]}, (3, 4, 6, 3)) == (2, 0)
+    assert insert_rule({1: [1], 2: [1, 3], 3: [1, 3, 5], 4: [1]}, (3, 4, 6, 3)) == (2, 1)
+    assert insert_rule({1: [], 2: [], 3: [], 4: []}, (3, 4, 6, 3)) is None
+    assert name_hints("TSM_something_RGB_resnet101_shift8_blockres_avg_segment16_e45.pth") == dict(
+        arch="resnet101", f_div=8, n_frames=16)
+    assert name_hints("tsm_imagenet-pretrained-r50_8xb16-1x1x8-50e_kinetics400-rgb_20220831-64d69186.pth") == dict(
+        arch="resnet50", n_frames=8)
+    assert name_hints("model.pth") == {}
+    cfg = mmaction2_config(mmaction2_cfg_text(50, 400, 16, tsm=True, shift_div=8, test_clips=16))
+    assert cfg["backbone"]["num_segments"] == 16 and cfg["cls_head"]["num_classes"] == 400
+    assert cfg["test_frames"]["num_clips"] == 16 and cfg["test_frames"]["twice_sample"] is True
+    assert mmaction2_config("this is not python (") == {}
+    assert mmaction2_config("import os\nos.system('touch x')\nmodel = dict(backbone=dict(type='ResNetTSM', "
+                            "depth=50, num_segments=__import__('os').getpid()))")["backbone"] == dict(
+        type="ResNetTSM", depth=50)   # literals only: a call is left out, never run
+
+
+def test_read_checkpoint_returns_timm_names(tsm_r18, mm_tsm_r18):
+    for _, path in (tsm_r18, mm_tsm_r18):
+        sd, info = read_checkpoint(path)
+        ours = create_tsam("resnet18", num_classes=5, n_frames=8).state_dict()
+        want = {k.replace("backbone.", "", 1).replace(".conv1.net.", ".conv1.") for k in ours}
+        assert set(sd) == want, info.format

@@ -1,0 +1,627 @@
+"""Checkpoint files of the TSM family, recognised from their keys: which format a file is, what model it holds.
+
+    state_dict, info = read_checkpoint("TSM_kinetics_RGB_resnet50_shift8_blockres_avg_segment8_e50.pth")
+    info.format, info.arch, info.num_classes, info.settings   # 'tsm', 'resnet50', 400, {'shift_depth': 1, ...}
+
+``state_dict`` is in one set of names whatever the file: a timm ResNet's (``layer1.0.conv1.weight``: the shift
+wrapper's level dropped) and ``fc.*`` for the classifier. ``info`` (:class:`CheckpointInfo`) says what the file
+states about the model, each value with where it was read (``info.sources``): tensors, records, a config.
+A file name is never read as a setting; TSM's names carry some (``segment8``, ``shift8``), kept in
+``info.name_hints`` to warn of a mismatch only.
+
+The formats (:data:`FORMATS`), told apart by their keys:
+
+- ``tsamlib``: a run of this project, ``TSAM.state_dict()`` (``backbone.*`` with the shifted convs as
+  ``.conv1.net.``, ``fc.*``), bare or as ``last.pth``/``best.pth`` ``{model: ...}``; the run's ``params.json``
+  beside its ``checkpoints/`` folder gives its settings.
+- ``package``: what ``python -m tsamlib checkpoint convert`` writes, a folder with ``model.safetensors`` (a tsamlib
+  state dict) and ``config.json`` (the settings, classes, preprocessing).
+- ``authors``: the TSAM authors' ``{data_state, model_state: {nn_input, nn_backbone, last_fc}, ...}``
+  (github:aav-antonov/TSAM ``save_timepoint``; their shift wrapper holds the conv as ``.layer``, their border is
+  ``shift_pad="keep"``).
+- ``tsm``: the TSM repository's ``main.py`` (github:mit-han-lab/temporal-shift-module): ``{epoch, arch,
+  state_dict, optimizer, best_prec1}``, keys ``module.base_model.*`` (a torchvision ResNet, the shift wrapper's
+  ``.net`` before ``conv1`` in the blocks it shifts: every block, every 2nd for ResNet-101 and deeper, their
+  ``n_round``) and ``module.new_fc.*`` (``base_model.fc`` when trained without dropout).
+- ``mmaction2``: an mmengine checkpoint of a ``Recognizer2D`` (github:open-mmlab/mmaction2): ``{meta,
+  state_dict, ...}``, keys ``backbone.*`` in mmcv's ``ConvModule`` names (``conv1.conv``, ``conv1.bn``,
+  ``downsample.conv``/``.bn``), the shift as ``.conv1.conv.net.`` (``ResNetTSM``; none in a TSN ``ResNet``),
+  ``cls_head.fc_cls.*``; ``meta["cfg"]`` is the config's text, read here as literals only (never executed) for
+  frames, ``shift_div``, the test clips.
+- ``backbone``: an image model's state dict (timm, torchvision, the MIIL ImageNet-21K file): backbone weights, a
+  classifier of image classes.
+
+What the formats cannot hold is not guessed: TSM's and the authors' files do not record their frames or ``f_div``
+(give them, or read the name's hint). Variants tsamlib does not build are named and refused
+(:class:`UnsupportedCheckpoint`): TSM's ``block`` placement, temporal pooling, non-local blocks, optical-flow
+inputs, MobileNetV2, BN-Inception and other backbones.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+from ..runs.loader import safe_load
+
+__all__ = ["FORMATS", "VIDEO_FORMATS", "AUTHORS_LAYOUT", "AUTHORS_PARTS", "PACKAGE_FILES", "CheckpointInfo",
+           "UnsupportedCheckpoint", "read_checkpoint", "inspect_checkpoint", "authors_key", "authors_safe_globals",
+           "resnet_arch", "insert_rule", "shifted_blocks", "name_hints", "mmaction2_config"]
+
+FORMATS = ("tsamlib", "package", "authors", "tsm", "mmaction2", "backbone")
+VIDEO_FORMATS = ("tsamlib", "package", "authors", "tsm", "mmaction2")  # files of whole video models
+AUTHORS_LAYOUT = "authors"
+AUTHORS_PARTS = ("nn_input", "nn_backbone", "last_fc")
+PACKAGE_FILES = ("model.safetensors", "config.json")
+_CONTAINERS = ("state_dict", "model", "state_dict_ema", "model_state")
+# The ResNets of torchvision (and timm's equal ones): blocks per stage and block type -> name.
+_RESNETS = {((2, 2, 2, 2), False): "resnet18", ((3, 4, 6, 3), False): "resnet34", ((3, 4, 6, 3), True): "resnet50",
+            ((3, 4, 23, 3), True): "resnet101", ((3, 8, 36, 3), True): "resnet152"}
+
+
+class UnsupportedCheckpoint(ValueError):
+    """A checkpoint of a model tsamlib does not build (another backbone, placement or modality): the message names
+    the file, what it holds and why it cannot load."""
+
+
+@dataclass
+class CheckpointInfo:
+    """What a checkpoint file states about its model, and where each statement comes from."""
+
+    path: str
+    format: str
+    arch: str | None = None            # the ResNet its tensors make (timm name), None when not a plain one
+    arch_text: str = ""                # the same in words: "ResNet-50 (bottleneck blocks 3-4-6-3)"
+    num_classes: int | None = None     # rows of its classifier; None: no classifier
+    settings: dict[str, Any] = field(default_factory=dict)    # create_tsam settings the file states
+    sources: dict[str, str] = field(default_factory=dict)     # setting -> where it was read
+    shifted: dict[int, list[int]] = field(default_factory=dict)  # stage -> indices of the blocks it shifts
+    stages: tuple[int, ...] = ()       # blocks per stage
+    name_hints: dict[str, Any] = field(default_factory=dict)  # settings its file name claims (warnings only)
+    records: dict[str, Any] = field(default_factory=dict)     # epoch, best score, meta: what it says of itself
+    ignored: dict[str, str] = field(default_factory=dict)     # tensor -> why it is not a weight of the model
+    classes: list[str] | None = None   # class names, when the file has them
+    preprocessing: dict[str, Any] = field(default_factory=dict)  # input values, sizes, as the source pipeline had
+    tensors: int = 0                   # tensors of the model state in the file
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """The :func:`~tsamlib.model.create_tsam` arguments the file states (``arch``, ``num_classes`` and the
+        settings): what is missing must be given."""
+        out = dict(self.settings)
+        if self.arch is not None:
+            out["arch"] = self.arch
+        if self.num_classes is not None:
+            out["num_classes"] = self.num_classes
+        return out
+
+    def describe(self) -> list[str]:
+        """Lines for a person: format, model, settings with their sources, records, what is not a weight."""
+        lines = [f"format: {self.format} ({_FORMAT_TEXT[self.format]})",
+                 f"arch: {self.arch or 'not a plain ResNet'}{f' ({self.arch_text})' if self.arch_text else ''}",
+                 f"classes: {self.num_classes if self.num_classes is not None else 'no classifier'}"
+                 + (f" ({', '.join(self.classes[:5])}{' ...' if len(self.classes) > 5 else ''})"
+                    if self.classes else "")]
+        if self.shifted:
+            blocks = "; ".join(f"layer{s}: {', '.join(map(str, b)) or '-'}" for s, b in sorted(self.shifted.items()))
+            lines.append(f"shifted blocks: {blocks if any(self.shifted.values()) else 'none (no shift wrapper)'}")
+        for name in ("n_frames", "audio", "shift_depth", "f_div", "shift_pad", "shift_direction", "n_insert",
+                     "m_insert", "dropout"):
+            if name in self.settings:
+                lines.append(f"{name}: {self.settings[name]!r}  (from {self.sources.get(name, '?')})")
+            elif name in ("n_frames", "f_div") and self.settings.get("shift_depth", 1) != 0:
+                hint = self.name_hints.get(name)
+                lines.append(f"{name}: not recorded in the file"
+                             + (f" (its name says {hint}: give {name}={hint} if that is right)" if hint else
+                                ": give it"))
+        for k, v in self.records.items():
+            lines.append(f"record {k}: {_short(v)}")
+        if self.preprocessing:
+            lines.append("preprocessing: " + ", ".join(f"{k}={v}" for k, v in self.preprocessing.items()))
+        lines.append(f"tensors: {self.tensors}" + (f" ({len(self.ignored)} not weights: "
+                                                   + "; ".join(f"{k}: {why}" for k, why in self.ignored.items()) + ")"
+                                                   if self.ignored else ""))
+        return lines
+
+
+_FORMAT_TEXT = {"tsamlib": "a tsamlib run's weights", "package": "a tsamlib package: model.safetensors + config.json",
+                "authors": "the TSAM authors' checkpoint", "tsm": "the TSM repository's checkpoint (main.py)",
+                "mmaction2": "an mmaction2 / mmengine checkpoint", "backbone": "an image model's state dict"}
+
+
+def _short(v: Any, n: int = 100) -> str:
+    text = repr(v) if not isinstance(v, str) else v
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+# ---------------------------------------------------------------------------------------------------- reading
+def authors_safe_globals() -> list[Any]:
+    """What the authors' ``data_state`` needs beyond plain Python types: numpy float64 scalars (sklearn's
+    accuracy). Exactly numpy's scalar constructor (under its numpy 1 and numpy 2 names), ``numpy.dtype`` and the
+    class of the float64 dtype (``numpy.dtypes.Float64DType`` since numpy 1.25) that unpickling builds."""
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # numpy 1
+        from numpy.core.multiarray import scalar
+    return [(scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"),
+            (np.dtype, "numpy.dtype"), type(np.dtype(np.float64))]
+
+
+def authors_key(key: str) -> str:
+    """A key of the authors' model (``<part>.<key>``) in timm/tsamlib names: ``nn_backbone.base_model.X`` -> ``X``
+    with their shift wrapper's ``.conv1.layer.`` -> ``.conv1.``, ``last_fc.*`` -> ``fc.*``; anything else as is."""
+    backbone = "nn_backbone.base_model."
+    if key.startswith(backbone):
+        return key[len(backbone):].replace(".conv1.layer.", ".conv1.")
+    if key.startswith("last_fc."):
+        return "fc." + key[len("last_fc."):]
+    return key
+
+
+def _load_raw(path: Path) -> Any:
+    """The object a file holds, read safely (safetensors, or ``weights_only=True`` with numpy scalars allowed)."""
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+        try:
+            return load_file(str(path), device="cpu")
+        except (SafetensorError, OSError) as e:
+            raise UnsupportedCheckpoint(f"{path} is not a readable safetensors file ({e})") from None
+    return safe_load(path, authors_safe_globals(), hint="save weights with torch.save(model.state_dict(), ...) or "
+                     "as .safetensors")
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], CheckpointInfo]:
+    """The model tensors of a checkpoint file (or package folder) in timm names + ``fc.*``, and what the file
+    states (:class:`CheckpointInfo`). Read safely; the format is told from the keys. :class:`UnsupportedCheckpoint`
+    (a ValueError) names a model tsamlib does not build; :class:`~tsamlib.runs.loader.CheckpointError` a file that
+    cannot be read weights-only."""
+    path = Path(path)
+    if path.is_dir():
+        return _read_package(path)
+    raw = _load_raw(path)
+    if isinstance(raw, dict) and isinstance(raw.get("model_state"), dict) \
+            and isinstance(raw["model_state"].get("nn_backbone"), dict):
+        return _read_authors(path, raw)
+    records = {}
+    sd = raw
+    if isinstance(raw, dict):
+        for key in _CONTAINERS:
+            if isinstance(raw.get(key), dict):
+                sd = raw[key]
+                records = {k: v for k, v in raw.items() if k != key and not _is_state(v)}
+                break
+    if not isinstance(sd, dict) or not sd or not all(torch.is_tensor(v) for v in sd.values()):
+        keys = list(sd)[:10] if isinstance(sd, dict) else type(sd).__name__
+        raise UnsupportedCheckpoint(f"{path} holds no state dict of tensors (top-level keys: {keys}).")
+    keys = list(sd)
+    if all(k.startswith("module.") for k in keys):   # DataParallel / DistributedDataParallel
+        sd = {k[len("module."):]: v for k, v in sd.items()}
+        keys = list(sd)
+    if any(k.startswith("nn_backbone.") for k in keys):   # the authors' whole model's state_dict()
+        return _read_authors(path, {"model_state": _split_parts(sd)})
+    if any(k.startswith("base_model.") for k in keys):
+        return _read_tsm(path, sd, records)
+    if any(k.startswith("cls_head.") for k in keys) or "backbone.conv1.conv.weight" in sd:
+        return _read_mmaction2(path, sd, records)
+    if any(k.startswith("backbone.") for k in keys):
+        return _read_tsamlib(path, sd, records)
+    return _read_backbone(path, sd, records)
+
+
+def inspect_checkpoint(path: str | os.PathLike) -> CheckpointInfo:
+    """:func:`read_checkpoint`'s :class:`CheckpointInfo` alone."""
+    return read_checkpoint(path)[1]
+
+
+def _is_state(v: Any) -> bool:
+    """An optimizer's or scheduler's state: a nested container holding tensors (not a record to show)."""
+    if torch.is_tensor(v):
+        return True
+    if isinstance(v, dict):
+        return any(_is_state(x) for x in v.values())
+    if isinstance(v, (list, tuple)):
+        return any(_is_state(x) for x in v)
+    return False
+
+
+def _split_parts(sd: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+    parts: dict[str, dict[str, torch.Tensor]] = {}
+    for k, v in sd.items():
+        part, _, rest = k.partition(".")
+        parts.setdefault(part, {})[rest] = v
+    return parts
+
+
+# ------------------------------------------------------------------------------------------- the model's shape
+def _stages(sd: dict[str, torch.Tensor]) -> tuple[tuple[int, ...], bool]:
+    """Blocks per stage (layer1..layer4) and whether they are bottlenecks, from timm-named keys."""
+    counts = [0, 0, 0, 0]
+    for k in sd:
+        m = re.match(r"layer([1-4])\.(\d+)\.", k)
+        if m:
+            counts[int(m.group(1)) - 1] = max(counts[int(m.group(1)) - 1], int(m.group(2)) + 1)
+    return tuple(counts), any(re.match(r"layer[1-4]\.\d+\.conv3\.weight$", k) for k in sd)
+
+
+def resnet_arch(sd: dict[str, torch.Tensor]) -> tuple[str | None, str, tuple[int, ...]]:
+    """The timm name of the ResNet whose timm-named tensors ``sd`` holds (None for another model or a variant:
+    deep stem, wide, grouped), its description in words, and its blocks per stage."""
+    stages, bottleneck = _stages(sd)
+    if not all(stages):
+        return None, "", stages
+    kind = "bottleneck" if bottleneck else "basic"
+    depth = sum(stages) * (3 if bottleneck else 2) + 2
+    text = f"ResNet-{depth} ({kind} blocks {'-'.join(map(str, stages))})"
+    conv1, c2 = sd.get("conv1.weight"), sd.get("layer1.0.conv2.weight")
+    plain = conv1 is not None and conv1.dim() == 4 and tuple(conv1.shape[:2]) == (64, 3) and c2 is not None \
+        and c2.shape[0] == c2.shape[1] == 64
+    if not plain:
+        return None, text + ", a variant (deep stem, wider or grouped blocks): give arch= its timm name", stages
+    return _RESNETS.get((stages, bottleneck)), text, stages
+
+
+def shifted_blocks(keys: Iterable[str], marker: str) -> dict[int, list[int]]:
+    """stage -> sorted block indices whose key holds ``layer<s>.<i>`` + ``marker`` (the shift wrapper's level)."""
+    out: dict[int, set[int]] = {s: set() for s in range(1, 5)}
+    pattern = re.compile(r"layer([1-4])\.(\d+)" + re.escape(marker))
+    for k in keys:
+        m = pattern.search(k)
+        if m:
+            out[int(m.group(1))].add(int(m.group(2)))
+    return {s: sorted(v) for s, v in out.items()}
+
+
+def insert_rule(shifted: dict[int, list[int]], stages: tuple[int, ...]) -> tuple[int, int] | None:
+    """``(n_insert, m_insert)`` that shifts exactly ``shifted`` in stages of ``stages`` blocks (the smallest n), or
+    None when no every-n-th rule does (or nothing is shifted)."""
+    if not any(shifted.values()):
+        return None
+    for n in range(1, max(stages) + 1):
+        for m in range(n):
+            if all(shifted.get(s + 1, []) == [i for i in range(stages[s]) if i % n == m] for s in range(4)):
+                return n, m
+    return None
+
+
+def _shape_info(info: CheckpointInfo, sd: dict[str, torch.Tensor], shifted: dict[int, list[int]] | None,
+                stated_by: str) -> None:
+    """Fill arch, classes, stages and the shift placement from the tensors."""
+    info.arch, info.arch_text, info.stages = resnet_arch(sd)
+    fc = sd.get("fc.weight")
+    info.num_classes = int(fc.shape[0]) if fc is not None and fc.dim() == 2 else None
+    info.tensors = len(sd) + len(info.ignored)
+    if shifted is None:
+        return
+    info.shifted = shifted
+    rule = insert_rule(shifted, info.stages) if all(info.stages) else None
+    if any(shifted.values()) and rule is None:
+        raise UnsupportedCheckpoint(f"{info.path} shifts the blocks {shifted} of its stages ({info.stages}), which no "
+                                    "'every n-th block from m' rule gives: tsamlib cannot build that placement.")
+    if rule is not None:
+        info.settings.update(n_insert=rule[0], m_insert=rule[1])
+        info.sources.update(n_insert=stated_by, m_insert=stated_by)
+
+
+def _refuse_variants(path: Path, keys: list[str], prefix: str, where: str) -> None:
+    """Name and refuse the TSM-family variants tsamlib does not build, from their keys under ``prefix``."""
+    def has(pattern: str) -> str | None:
+        rx = re.compile("^" + re.escape(prefix) + pattern)
+        return next((k for k in keys if rx.search(k)), None)
+
+    checks = [
+        (r"features\.", "a MobileNetV2 backbone (keys 'features.*')"),
+        (r"(inception|conv1_7x7|conv2_3x3)", "a BN-Inception backbone"),
+        (r"layer\d+\.\d+\.conv\.\d", "a MobileNetV2 backbone (inverted residual blocks 'layerN.M.conv.K')"),
+        (r"stage\d", "a MobileOne or other non-ResNet backbone (keys 'stageN.*')"),
+        (r"layer2\.net\.", "temporal pooling (TSM's --temporal_pool: layer2 wrapped as 'layer2.net')"),
+        (r"layer\d+\.\d+\.(nl|non_local_block)\.", "non-local blocks (TSM-NL)"),
+        (r"layer\d+\.\d+\.net\.", "the 'block' shift placement (the shift before the whole block, its residual "
+                                  "included); tsamlib shifts inside the residual branch ('blockres')"),
+    ]
+    for pattern, what in checks:
+        key = has(pattern)
+        if key is not None:
+            raise UnsupportedCheckpoint(f"{path} is {where} of {what} (e.g. key {key!r}): tsamlib builds ResNet "
+                                        "TSM/TSN/TSAM models with the shift before a block's first conv only.")
+
+
+def _refuse_inputs(path: Path, sd: dict[str, torch.Tensor]) -> None:
+    conv1 = sd.get("conv1.weight")
+    if conv1 is not None and conv1.dim() == 4 and conv1.shape[1] != 3:
+        raise UnsupportedCheckpoint(f"{path}: its first conv takes {conv1.shape[1]} input channels, not 3 (an optical "
+                                    "flow or RGB-difference model): tsamlib reads RGB frames only.")
+
+
+# ---------------------------------------------------------------------------------------------------- formats
+def _read_authors(path: Path, raw: dict[str, Any]) -> tuple[dict[str, torch.Tensor], CheckpointInfo]:
+    info = CheckpointInfo(str(path), "authors")
+    data_state = raw.get("data_state")
+    if isinstance(data_state, dict):  # numpy scalars as Python numbers
+        info.records = {k: v.item() if isinstance(v, np.generic) else v for k, v in data_state.items()}
+    parts = raw["model_state"]
+    unknown = sorted(set(parts) - set(AUTHORS_PARTS))
+    if unknown or not all(isinstance(v, dict) for v in parts.values()):
+        raise UnsupportedCheckpoint(f"{path}: model_state holds parts {sorted(parts)}; the authors' layout has "
+                                    f"{list(AUTHORS_PARTS)}, each a state dict.")
+    keys = [f"{part}.{k}" for part, part_sd in parts.items() for k in part_sd]
+    sd = {authors_key(f"{part}.{k}"): v for part, part_sd in parts.items() for k, v in part_sd.items()}
+    info.settings["shift_pad"], info.sources["shift_pad"] = "keep", "the authors' code (its shift keeps the border)"
+    _shape_info(info, sd, shifted_blocks(keys, ".conv1.layer."), "tensors (their shifted convs '.conv1.layer')")
+    return sd, info
+
+
+def _read_tsm(path: Path, sd: dict[str, torch.Tensor], records: dict[str, Any]
+              ) -> tuple[dict[str, torch.Tensor], CheckpointInfo]:
+    info = CheckpointInfo(str(path), "tsm", records=records)
+    keys = list(sd)
+    _refuse_variants(path, keys, "base_model.", "a TSM-repository checkpoint")
+    out, unknown = {}, []
+    for k, v in sd.items():
+        if k.startswith("base_model."):
+            name = k[len("base_model."):].replace(".conv1.net.", ".conv1.")
+            name = {"classifier.weight": "fc.weight", "classifier.bias": "fc.bias"}.get(name, name)
+            out[name] = v   # base_model.fc: trained with dropout 0, the classifier is the backbone's own fc
+        elif k.startswith("new_fc."):
+            out["fc." + k[len("new_fc."):]] = v
+        else:
+            unknown.append(k)
+    if unknown:
+        raise UnsupportedCheckpoint(f"{path}: keys outside TSM's base_model/new_fc: {unknown[:5]}")
+    _refuse_inputs(path, out)
+    shifted = shifted_blocks(keys, ".conv1.net.")
+    stated = "tensors (TSM's shift wrapper '.conv1.net' in the blocks it shifts)"
+    if any(shifted.values()):
+        info.settings["shift_depth"], info.sources["shift_depth"] = 1, stated + ": TSM shifts 1 segment"
+    else:
+        info.settings["shift_depth"], info.sources["shift_depth"] = 0, "tensors (no shift wrapper: a TSN)"
+    info.settings["shift_pad"], info.sources["shift_pad"] = "zero", "TSM's shift (zeros at the clip's border)"
+    if isinstance(records.get("arch"), str):
+        info.records["arch"] = records["arch"]
+    info.preprocessing = dict(video_norm="imagenet", resize=256, img_size=224, valid_view="center_crop")
+    _shape_info(info, out, shifted, stated)
+    _check_record_arch(info, records.get("arch"))
+    info.name_hints = name_hints(path.name)
+    return out, info
+
+
+def _check_record_arch(info: CheckpointInfo, arch: Any) -> None:
+    if isinstance(arch, str) and info.arch is not None and arch.lower() != info.arch:
+        raise UnsupportedCheckpoint(f"{info.path} records arch {arch!r} but its tensors are a {info.arch_text}: the "
+                                    "file contradicts itself.")
+
+
+_MM_PATTERNS = [  # mmcv ConvModule names -> torchvision/timm names
+    (re.compile(r"^backbone\.conv1\.conv\.(weight|bias)$"), r"conv1.\1"),
+    (re.compile(r"^backbone\.conv1\.bn\.(.+)$"), r"bn1.\1"),
+    (re.compile(r"^backbone\.(layer\d+\.\d+)\.conv(\d)\.conv(?:\.net)?\.(weight|bias)$"), r"\1.conv\2.\3"),
+    (re.compile(r"^backbone\.(layer\d+\.\d+)\.conv(\d)\.bn\.(.+)$"), r"\1.bn\2.\3"),
+    (re.compile(r"^backbone\.(layer\d+\.\d+)\.downsample\.conv\.(weight|bias)$"), r"\1.downsample.0.\2"),
+    (re.compile(r"^backbone\.(layer\d+\.\d+)\.downsample\.bn\.(.+)$"), r"\1.downsample.1.\2"),
+    (re.compile(r"^cls_head\.fc_cls\.(weight|bias)$"), r"fc.\1"),
+]
+
+
+def _read_mmaction2(path: Path, sd: dict[str, torch.Tensor], records: dict[str, Any]
+                    ) -> tuple[dict[str, torch.Tensor], CheckpointInfo]:
+    info = CheckpointInfo(str(path), "mmaction2")
+    keys = list(sd)
+    _refuse_variants(path, keys, "backbone.", "an mmaction2 checkpoint")
+    out, unknown = {}, []
+    for k, v in sd.items():
+        if k in ("data_preprocessor.mean", "data_preprocessor.std"):
+            info.ignored[k] = f"the input's {k.rsplit('.', 1)[1]} {[round(x, 3) for x in v.flatten().tolist()]}, " \
+                              "preprocessing, not a weight"
+            continue
+        for rx, repl in _MM_PATTERNS:
+            if rx.match(k):
+                out[rx.sub(repl, k)] = v
+                break
+        else:
+            unknown.append(k)
+    if unknown:
+        raise UnsupportedCheckpoint(f"{path}: keys tsamlib does not know in an mmaction2 ResNet/ResNetTSM: "
+                                    f"{unknown[:5]}{' ...' if len(unknown) > 5 else ''}")
+    _refuse_inputs(path, out)
+    meta = records.get("meta") if isinstance(records.get("meta"), dict) else {}
+    info.records = {k: v for k, v in meta.items() if k not in ("cfg", "config")}
+    shifted = shifted_blocks(keys, ".conv1.conv.net.")
+    stated = "tensors (ResNetTSM's shift '.conv1.conv.net')"
+    info.settings["shift_depth"] = 1 if any(shifted.values()) else 0
+    info.sources["shift_depth"] = stated + ": TSM shifts 1 segment" if any(shifted.values()) else \
+        "tensors (no shift: a TSN ResNet)"
+    info.settings["shift_pad"], info.sources["shift_pad"] = "zero", "mmaction2's TSM shift (zeros at the border)"
+    info.preprocessing = dict(video_norm="imagenet", resize=256, img_size=224, valid_view="center_crop")
+    if "data_preprocessor.mean" in sd:
+        info.preprocessing["mean_255"] = [round(x, 3) for x in sd["data_preprocessor.mean"].flatten().tolist()]
+    _shape_info(info, out, shifted, stated)
+    cfg_text = meta.get("cfg") or meta.get("config")
+    if isinstance(cfg_text, str):
+        _apply_mmaction2_config(info, mmaction2_config(cfg_text))
+    classes = (meta.get("dataset_meta") or {}).get("classes") if isinstance(meta.get("dataset_meta"), dict) else None
+    if isinstance(classes, (list, tuple)) and all(isinstance(c, str) for c in classes):
+        info.classes = list(classes)
+    info.name_hints = name_hints(path.name)
+    return out, info
+
+
+def _apply_mmaction2_config(info: CheckpointInfo, cfg: dict[str, dict[str, Any]]) -> None:
+    """The settings an mmaction2 config states, checked against the tensors."""
+    backbone, head, test = cfg.get("backbone", {}), cfg.get("cls_head", {}), cfg.get("test_frames", {})
+    info.records["config"] = {k: v for k, v in dict(backbone=backbone, cls_head=head, test_frames=test).items() if v}
+    src = "meta cfg"
+    if backbone.get("type") == "ResNetTSM":
+        for name, default in (("num_segments", 8), ("shift_div", 8), ("shift_place", "blockres"), ("is_shift", True),
+                              ("temporal_pool", False)):
+            if name not in backbone:
+                backbone[name] = default
+                src_of = f"meta cfg (ResNetTSM's default {name}={default!r})"
+            else:
+                src_of = f"meta cfg (backbone {name}={backbone[name]!r})"
+            if name == "num_segments":
+                info.settings["n_frames"], info.sources["n_frames"] = int(backbone[name]), src_of
+            elif name == "shift_div" and info.settings.get("shift_depth"):
+                info.settings["f_div"], info.sources["f_div"] = int(backbone[name]), src_of
+        if backbone["temporal_pool"]:
+            raise UnsupportedCheckpoint(f"{info.path}: its config sets temporal_pool=True (temporal pooling after "
+                                        "layer1): tsamlib does not build it.")
+    if isinstance(backbone.get("depth"), int) and info.arch_text and f"ResNet-{backbone['depth']} " not in \
+            info.arch_text + " ":
+        raise UnsupportedCheckpoint(f"{info.path}: its config says depth={backbone['depth']} but its tensors are a "
+                                    f"{info.arch_text}.")
+    if isinstance(head.get("num_classes"), int) and info.num_classes not in (None, head["num_classes"]):
+        raise UnsupportedCheckpoint(f"{info.path}: its config says num_classes={head['num_classes']} but its "
+                                    f"classifier has {info.num_classes} rows.")
+    if isinstance(head.get("dropout_ratio"), (int, float)):
+        info.settings["dropout"] = float(head["dropout_ratio"])
+        info.sources["dropout"] = f"{src} (cls_head dropout_ratio)"
+    if head.get("average_clips"):
+        info.preprocessing["average_clips"] = head["average_clips"]
+    if test:
+        info.preprocessing["test_views"] = test
+
+
+def _read_tsamlib(path: Path, sd: dict[str, torch.Tensor], records: dict[str, Any]
+                  ) -> tuple[dict[str, torch.Tensor], CheckpointInfo]:
+    info = CheckpointInfo(str(path), "tsamlib", records={k: v for k, v in records.items() if k in ("epoch", "top1")})
+    out = {}
+    for k, v in sd.items():
+        if not (k.startswith("backbone.") or k.startswith("fc.")):
+            raise UnsupportedCheckpoint(f"{path}: a key outside a TSAM model's backbone.*/fc.*: {k!r}")
+        out[k[len("backbone."):].replace(".conv1.net.", ".conv1.") if k.startswith("backbone.") else k] = v
+    _shape_info(info, out, shifted_blocks(sd, ".conv1.net."), "tensors (tsamlib's shifted convs '.conv1.net')")
+    params = path.parent.parent / "params.json" if path.parent.name == "checkpoints" else None
+    if params is not None and params.is_file():
+        _apply_params(info, json.loads(params.read_text(encoding="utf-8")), f"the run's {params.name}")
+    return out, info
+
+
+def _apply_params(info: CheckpointInfo, params: dict[str, Any], where: str) -> None:
+    """Settings from a run's ``params.json`` or a package's ``config.json``, checked against the tensors."""
+    from ..config import MODEL_SETTINGS, RunConfig
+    cfg = RunConfig.of({k: v for k, v in params.items() if k not in ("run_id",)})
+    kwargs = cfg.model_kwargs()
+    for name in MODEL_SETTINGS:
+        if name in ("n_insert", "m_insert") and name in info.settings and info.settings[name] != kwargs[name] \
+                and any(info.shifted.values()):
+            raise UnsupportedCheckpoint(f"{info.path}: {where} says {name}={kwargs[name]} but its shifted convs "
+                                        f"give {info.settings[name]}.")
+        info.settings[name], info.sources[name] = kwargs[name], where
+    if info.arch is None or cfg.arch != info.arch:
+        info.arch = cfg.arch   # timm variants (resnet10t, resnet50d) are known by name only here
+        info.sources["arch"] = where
+    info.preprocessing = dict(video_norm=cfg.switches()["video_norm"], resize=cfg.resize, img_size=cfg.img_size,
+                              valid_view=cfg.switches()["valid_view"])
+    if cfg.audio:
+        info.preprocessing.update(n_mels=cfg.n_mels, audio_frontend=cfg.switches()["audio_frontend"])
+
+
+def _read_package(folder: Path) -> tuple[dict[str, torch.Tensor], CheckpointInfo]:
+    missing = [f for f in PACKAGE_FILES if not (folder / f).is_file()]
+    if missing:
+        raise UnsupportedCheckpoint(f"{folder} is a folder without {' and '.join(missing)}: a tsamlib package holds "
+                                    f"{' and '.join(PACKAGE_FILES)} (python -m tsamlib checkpoint convert writes "
+                                    "one); give a checkpoint file or such a folder.")
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UnsupportedCheckpoint(f"{folder / 'config.json'} cannot be read as JSON ({e}).") from None
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+        raise UnsupportedCheckpoint(f"{folder / 'config.json'} holds no 'model' object of settings: not a tsamlib "
+                                    "package config.")
+    sd = _load_raw(folder / "model.safetensors")
+    out, info = _read_tsamlib(folder / "model.safetensors", sd, {})
+    info.path, info.format = str(folder), "package"
+    _apply_params(info, {"arch": config.get("arch", info.arch), **config["model"],
+                         **{k: v for k, v in (config.get("preprocessing") or {}).items()
+                            if k in ("img_size", "resize", "video_norm", "valid_view", "n_mels", "audio_frontend")}},
+                  "the package's config.json")
+    if isinstance(config.get("classes"), list):
+        info.classes = [str(c) for c in config["classes"]]
+    info.records = {k: config[k] for k in ("source", "metrics") if k in config}
+    return out, info
+
+
+def _read_backbone(path: Path, sd: dict[str, torch.Tensor], records: dict[str, Any]
+                   ) -> tuple[dict[str, torch.Tensor], CheckpointInfo]:
+    info = CheckpointInfo(str(path), "backbone", records={k: v for k, v in records.items() if not _is_state(v)})
+    out = {}
+    for k, v in sd.items():
+        k = {"classifier.weight": "fc.weight", "classifier.bias": "fc.bias", "head.fc.weight": "fc.weight",
+             "head.fc.bias": "fc.bias"}.get(k, k)
+        out[k] = v
+    _shape_info(info, out, None, "")
+    return out, info
+
+
+# ----------------------------------------------------------------------------------------------- hints, configs
+def name_hints(name: str) -> dict[str, Any]:
+    """Settings a TSM- or mmaction2-style file name claims: ``..._resnet50_shift8_blockres_avg_segment8_e50.pth``
+    -> arch, f_div 8, n_frames 8; ``tsm_..._r50_..._1x1x8_...`` -> arch, n_frames 8. For warnings only."""
+    out: dict[str, Any] = {}
+    if name.startswith("TSM_"):
+        for rx, key, conv in ((r"_(resnet\d+|mobilenetv2|BNInception)_", "arch", str),
+                              (r"_shift(\d+)_", "f_div", int), (r"_segment(\d+)", "n_frames", int)):
+            m = re.search(rx, name)
+            if m:
+                out[key] = conv(m.group(1))
+    elif re.match(r"(tsm|tsn)_", name):
+        m = re.search(r"-r(\d+)[_-]", name)
+        if m:
+            out["arch"] = f"resnet{m.group(1)}"
+        m = re.search(r"[_-]1x1x(\d+)", name)
+        if m:
+            out["n_frames"] = int(m.group(1))
+    return out
+
+
+_MM_TYPES = {"ResNetTSM": "backbone", "ResNet": "backbone", "TSMHead": "cls_head", "TSNHead": "cls_head"}
+
+
+def mmaction2_config(text: str) -> dict[str, dict[str, Any]]:
+    """Literal settings of an mmaction2 config's text (``meta["cfg"]``), parsed, never executed: ``backbone`` and
+    ``cls_head`` (their ``dict(type=...)`` keywords that are literals) and ``test_frames`` (the ``SampleFrames``
+    step of ``test_pipeline``, else ``val_pipeline``). Empty dicts where the text says nothing (or is not Python)."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for node in ast.walk(tree):
+        d = _literal_dict(node)
+        if d and d.get("type") in _MM_TYPES and _MM_TYPES[d["type"]] not in out:
+            out[_MM_TYPES[d["type"]]] = d
+    for wanted in ("test_pipeline", "val_pipeline"):
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == wanted for t in node.targets):
+                for sub in ast.walk(node.value):
+                    d = _literal_dict(sub)
+                    if d and d.get("type") == "SampleFrames":
+                        out.setdefault("test_frames", {k: v for k, v in d.items() if k != "type"})
+    return out
+
+
+def _literal_dict(node: ast.AST) -> dict[str, Any] | None:
+    """The literal items of ``dict(a=1, ...)`` or ``{'a': 1, ...}`` (values that are not literals left out)."""
+    items: list[tuple[str, ast.AST]] = []
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict":
+        items = [(kw.arg, kw.value) for kw in node.keywords if kw.arg]
+    elif isinstance(node, ast.Dict):
+        items = [(k.value, v) for k, v in zip(node.keys, node.values)
+                 if isinstance(k, ast.Constant) and isinstance(k.value, str)]
+    if not items:
+        return None
+    out = {}
+    for k, v in items:
+        try:
+            out[k] = ast.literal_eval(v)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+    return out

@@ -3,7 +3,7 @@
 Commands: ``index {kinetics400,something-v1,list,folder}`` builds a manifest CSV; ``synth`` writes a
 synthetic dataset; ``prepare`` converts a manifest's clips to JPEG frame folders + ``.wav``; ``train`` trains one
 run (:mod:`tsamlib.cli.train`); ``notebooks`` runs the notebooks in order; ``runs``, ``evaluate`` and ``predict``
-list, score and use finished runs. To add a
+list, score and use finished runs; ``checkpoint`` inspects and converts checkpoint files (:mod:`tsamlib.cli.checkpoint`). To add a
 command, write ``add_<name>(subparsers)`` that registers a parser with ``set_defaults(func=cmd_<name>)`` and put
 it in ``COMMANDS``; import heavy modules inside ``cmd_<name>``.
 """
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .cli.args import number
+from .cli.checkpoint import add_checkpoint
 from .cli.train import add_train
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -368,7 +369,8 @@ def add_export(sub: argparse._SubParsersAction) -> None:
 
 COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "index": add_index, "synth": add_synth, "notebooks": add_notebooks, "runs": add_runs, "predict": add_predict,
-    "evaluate": add_evaluate, "prepare": add_prepare, "train": add_train, "export": add_export}
+    "evaluate": add_evaluate, "prepare": add_prepare, "train": add_train, "export": add_export,
+    "checkpoint": add_checkpoint}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -57,7 +57,8 @@ def test_tsm_checkpoint_states_what_its_tensors_and_records_hold(tsm_r18):
     _, path = tsm_r18
     info = inspect_checkpoint(path)
     assert (info.format, info.arch, info.num_classes) == ("tsm", "resnet18", 5)
-    assert info.settings == dict(shift_depth=1, shift_pad="zero", n_insert=1, m_insert=0)   # never from the name
+    assert info.settings == dict(shift_depth=1, shift_pad="zero", audio=False, shift_direction="bidirectional",
+                                 n_insert=1, m_insert=0)   # never from the name
     assert info.name_hints == dict(arch="resnet18", f_div=8, n_frames=8)
     assert info.records == dict(epoch=50, arch="resnet18", best_prec1=71.2)
     text = "\n".join(info.describe())
@@ -151,7 +152,8 @@ def test_mismatches_are_refused_naming_both_values(tsm_r18, mm_tsm_r18):
     with pytest.warns(UserWarning, match=r"the file name says n_frames=8 but this model has n_frames=6"):
         create_tsam("resnet18", num_classes=5, n_frames=6, pretrained=tsm)
     with pytest.raises(ValueError, match=r"does not record n_frames and f_div \(tsm format\): give n_frames=, "
-                                         r"f_div= \(its file name says n_frames=8, f_div=8\)"):
+                                         r"f_div= \(CLI: --n-frames N --f-div N\); its file name says n_frames=8, "
+                                         r"f_div=8"):
         create_tsam_from(tsm)
 
 

@@ -49,7 +49,7 @@ def test_paper_scale_params_are_the_report_configs():
     assert len(g) == 18 and all(e.reason is None for e in g)
     k = next(e.params for e in g if e.row.key == "tsam-16-av-in21k")
     assert k == dict(dataset="k400.csv", n_frames=16, audio=True, shift_depth=4, f_div=4, n_insert=2, m_insert=0,
-                     shift_direction="bidirectional",
+                     shift_direction="bidirectional", pretrained_match="strict",
                      pretrained="in21k", arch="resnet50", img_size=224, resize=256, n_mels=224, flip=True, epochs=50,
                      lr=0.05,
                      recipe="paper", lr_decay=[[0.2, 5], [0.01, 30], [0.002, 45]], batch_size=64, sync_bn=False,

@@ -383,6 +383,7 @@ def _read_tsm(path: Path, sd: dict[str, torch.Tensor], records: dict[str, Any]
     else:
         info.settings["shift_depth"], info.sources["shift_depth"] = 0, "tensors (no shift wrapper: a TSN)"
     info.settings["shift_pad"], info.sources["shift_pad"] = "zero", "TSM's shift (zeros at the clip's border)"
+    _rgb_model(info, "TSM's")
     if isinstance(records.get("arch"), str):
         info.records["arch"] = records["arch"]
     info.preprocessing = dict(video_norm="imagenet", resize=256, img_size=224, valid_view="center_crop")
@@ -390,6 +391,13 @@ def _read_tsm(path: Path, sd: dict[str, torch.Tensor], records: dict[str, Any]
     _check_record_arch(info, records.get("arch"))
     info.name_hints = name_hints(path.name)
     return out, info
+
+
+def _rgb_model(info: CheckpointInfo, whose: str) -> None:
+    """TSM and mmaction2 models: RGB frames only, a shift both ways."""
+    info.settings.update(audio=False, shift_direction="bidirectional")
+    info.sources.update(audio=f"{whose} model (RGB frames, no audio frame)",
+                        shift_direction=f"{whose} shift (from the past and the future)")
 
 
 def _check_record_arch(info: CheckpointInfo, arch: Any) -> None:
@@ -438,6 +446,7 @@ def _read_mmaction2(path: Path, sd: dict[str, torch.Tensor], records: dict[str, 
     info.sources["shift_depth"] = stated + ": TSM shifts 1 segment" if any(shifted.values()) else \
         "tensors (no shift: a TSN ResNet)"
     info.settings["shift_pad"], info.sources["shift_pad"] = "zero", "mmaction2's TSM shift (zeros at the border)"
+    _rgb_model(info, "mmaction2's")
     info.preprocessing = dict(video_norm="imagenet", resize=256, img_size=224, valid_view="center_crop")
     if "data_preprocessor.mean" in sd:
         info.preprocessing["mean_255"] = [round(x, 3) for x in sd["data_preprocessor.mean"].flatten().tolist()]

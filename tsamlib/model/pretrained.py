@@ -90,8 +90,9 @@ class LoadReport:
             out.update(arch=info.arch, num_classes=info.num_classes, settings=info.settings, sources=info.sources,
                        not_weights=info.ignored,
                        records={k: v for k, v in info.records.items() if isinstance(v, (int, float, str, bool))})
-            if Path(self.source).is_file():
-                out["sha256"] = _sha256(Path(self.source))
+            weights = Path(self.source) / PACKAGE_FILES[0] if Path(self.source).is_dir() else Path(self.source)
+            if weights.is_file():
+                out["sha256"] = _sha256(weights)   # of the weights themselves: a package's model.safetensors
         if self.notes:
             out["differences_taken"] = self.notes
         return out

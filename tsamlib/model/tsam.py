@@ -110,21 +110,20 @@ class TSAM(nn.Module):
 
 
 def check_model_settings(arch: str, *, pretrained: str | os.PathLike | None = None,
-                         pretrained_match: str = "strict", **settings) -> None:
+                         pretrained_match: str = "strict", num_classes: int = 2, **settings) -> LoadReport | None:
     """Every model setting checked without building anything real: ``arch`` is a timm model, the shift fits its
     layers (``f_div``, ``shift_depth``, ``n_frames``), ``pretrained`` names weights that exist (a file, a package
     folder, a timm tag, ``in1k``/``in21k``), and a checkpoint file fits this model (its tensors and the settings it
     states, as :func:`create_tsam` will check them). Built on the meta device (no memory for the model, milliseconds
     beyond reading the file); ValueError or FileNotFoundError naming the setting, as :func:`create_tsam` would raise
-    them later."""
+    them later. Returns what a checkpoint file would load (None for other ``pretrained``)."""
     how = resolve_pretrained(pretrained, arch)
     with torch.device("meta"):
-        model = create_tsam(arch, num_classes=2, pretrained=None, **settings)
-    if how is not None and how[0] == "file":
-        with torch.device("meta"):
-            head = nn.Linear(model.num_features, 2)
-        load_pretrained(model.backbone, head, how[1], arch=arch, settings=_model_settings(model),
-                        match=pretrained_match, copy=False)
+        model = create_tsam(arch, num_classes=num_classes, pretrained=None, **settings)
+    if how is None or how[0] != "file":
+        return None
+    return load_pretrained(model.backbone, model.fc, how[1], arch=arch, settings=_model_settings(model),
+                           match=pretrained_match, copy=False)
 
 
 def _model_settings(model: "TSAM") -> dict[str, Any]:
@@ -191,8 +190,9 @@ def create_tsam_from(pretrained: str | os.PathLike, **overrides: Any) -> TSAM:
         if need:
             hints = {n: info.name_hints[n] for n in need if n in info.name_hints}
             raise ValueError(f"{pretrained} does not record {' and '.join(need)} ({info.format} format): give "
-                             + ", ".join(f"{n}=" for n in need)
-                             + (f" (its file name says {', '.join(f'{k}={v}' for k, v in hints.items())})"
+                             + ", ".join(f"{n}=" for n in need) + " (CLI: "
+                             + " ".join(f"--{n.replace('_', '-')} N" for n in need) + ")"
+                             + (f"; its file name says {', '.join(f'{k}={v}' for k, v in hints.items())}"
                                 if hints else ""))
     arch = kwargs.pop("arch")
     return create_tsam(arch, pretrained=pretrained, **kwargs)

@@ -86,14 +86,15 @@ def package_and_run(files, tmp_path_factory):
                                               ("package", "package", []), ("run", "tsamlib", [])])
 def test_train_fine_tunes_from_each_format_on_the_default_dataset(files, package_and_run, tmp_path, capsys, name,
                                                                   fmt, extra):
-    source = {"package": package_and_run[0], "run": package_and_run[1]}.get(name, files / name)
+    source = {"package": package_and_run[0], "run": package_and_run[1].parent.parent}.get(name, files / name)
     code = main(["train", "--pretrained", str(source), "--arch", "resnet18", "--n-frames", "4", "--img-size", "32",
                  "--resize", "36", "--epochs", "1", "--runs-root", str(tmp_path), "--run-id", "ft", *extra])
     out, err = capsys.readouterr()
     assert code == 0, err
     m = json.loads((tmp_path / "ft" / "metrics.json").read_text())
     rec = m["pretrained"]
-    assert m["finished"] and rec["format"] == fmt and rec["source"] == str(source) and not rec["missing"]
+    weights = source / "checkpoints" / "model.pth" if name == "run" else source   # a run folder: its final weights
+    assert m["finished"] and rec["format"] == fmt and rec["source"] == str(weights) and not rec["missing"]
     assert json.loads((tmp_path / "ft" / "params.json").read_text())["pretrained"] == str(source)
     if name == "run":   # the same dataset: its classifier fits and is kept
         assert rec["head"] == "loaded"

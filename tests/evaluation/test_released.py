@@ -163,3 +163,22 @@ def test_notebook_06_on_the_real_clips(kinetics_clips, tmp_path, monkeypatch):
     assert rec["settings"]["n_frames"] == 6 and rec["authors"]["protocol"]["n_passes"] == 3
     assert rec["num_classes"] == 2 and "2 outputs (the evaluation manifest's classes)" in text   # the clips' 0/1
     assert not (ROOT / "results" / "released" / records[0].name).exists()   # a stand-in's record stays in work_dir
+
+
+def test_a_tsm_family_file_is_scored_with_the_settings_it_states(files, tmp_path):
+    """settings=None / a dict without arch: the model the file states; what it does not record must be given."""
+    from tsm_family_like import TSMRepoModel, save_like_tsm
+    _, _, manifest, d = files
+    torch.manual_seed(3)
+    ckpt = tmp_path / "TSM_tiny_RGB_resnet18_shift8_blockres_avg_segment4_e1.pth"
+    save_like_tsm(trained_like(TSMRepoModel(N_CLASSES, 4, "resnet18", shift_div=8)), ckpt, "resnet18")
+    with pytest.raises(ValueError, match=r"does not record n_frames, f_div \(tsm format\): pass them, e.g. "
+                                         r"n_frames=4, f_div=8 \(what its file name says"):
+        evaluate_checkpoint(ckpt, manifest, settings=None, protocols=("views",), write=False, progress=False)
+    common = dict(protocols=("views",), n_clips=1, n_crops=1, cache_dir=d / "mel", write=False, progress=False)
+    got = evaluate_checkpoint(ckpt, manifest, settings=dict(n_frames=4, f_div=8, img_size=32, resize=36), **common)
+    assert got["settings"]["arch"] == "resnet18" and got["settings"]["video_norm"] == "imagenet"
+    assert got["load_report"].layout == "tsm" and got["num_classes"] == N_CLASSES
+    explicit = dict(arch="resnet18", n_frames=4, f_div=8, shift_depth=1, img_size=32, resize=36, audio=False)
+    want = evaluate_checkpoint(ckpt, manifest, settings=explicit, **common)
+    torch.testing.assert_close(got["views"]["probs"], want["views"]["probs"])

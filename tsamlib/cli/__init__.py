@@ -3,6 +3,8 @@ notebooks' Jupyter kernel (imports every layer below, lazily).
 
     notebooks   the main job: notebooks 01 -> 04 (or any) executed in order through papermill
     kernel      the Jupyter kernel the notebooks run on (quiet about loopback sockets)
+    train       ``python -m tsamlib train``: a flag for every RunConfig setting
+    checkpoint  ``python -m tsamlib checkpoint inspect / convert``: any TSM-family checkpoint
 """
 from .._lazy import lazy_exports
 

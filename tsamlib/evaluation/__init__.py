@@ -5,7 +5,8 @@ interpreted, videos predicted (imports ``model``, ``data``, ``runs``, ``config``
     scoring     the protocols on a model and settings given directly
     interpret   fastai's ClassificationInterpretation over stored probabilities, top losses with frames
     predict     top-k classes of one video with a run's model
-    released    the authors' released checkpoints (or any file ``create_tsam`` loads) on a manifest
+    released    the authors' released checkpoints (or any TSM-family file ``create_tsam`` loads) on a manifest
+    package     any checkpoint as a portable package: model.safetensors, config.json, a model card
     export      a run to ONNX, checked with onnxruntime on real clips before it is written
     stream      a video classified frame by frame with a causal run (the top classes after every frame)
 """
@@ -19,6 +20,7 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     ".predict": ["predict", "clip_views"],
     ".export": ["export_onnx", "ExportReport", "ExportCheckError"],
     ".stream": ["stream_video", "StreamStep", "stream_times"],
-    ".released": ["RELEASED", "released_settings", "evaluate_checkpoint", "summary_table", "build_model",
-                  "example_clips_manifest"],
+    ".released": ["RELEASED", "released_settings", "file_settings", "evaluate_checkpoint", "summary_table",
+                  "build_model", "example_clips_manifest"],
+    ".package": ["convert_checkpoint", "model_card"],
 })

@@ -38,7 +38,7 @@ from ..runs.fileio import atomic_write_json, mel_cache_dir, relative_to_repo, re
 from ..runs.provenance import environment_info
 from .scoring import authors_metrics, eval_record, score_authors, score_views
 
-__all__ = ["RELEASED", "SETTING_NAMES", "released_settings", "checkpoint_classes", "build_model",
+__all__ = ["RELEASED", "SETTING_NAMES", "released_settings", "file_settings", "checkpoint_classes", "build_model",
            "example_clips_manifest", "released_result_path", "evaluate_checkpoint", "summary_table"]
 
 _TSAM_BITBUCKET = ("https://bitbucket.org/AlexeyAntonov74/resnet50_pretrained_weights/raw/"
@@ -75,6 +75,23 @@ def released_settings(name: str = "kinetics400", **overrides: Any) -> dict[str, 
     if name not in RELEASED:
         raise ValueError(f"released={name!r}: choose one of {list(RELEASED)}.")
     return _checked({**RELEASED[name]["settings"], **{k: v for k, v in overrides.items() if v is not None}})
+
+
+def file_settings(checkpoint: str | os.PathLike, **overrides: Any) -> dict[str, Any]:
+    """The evaluation settings a checkpoint file states (:func:`~tsamlib.model.formats.inspect_checkpoint`: arch,
+    model settings, its source pipeline's sizes and input values), ``overrides`` on top, checked. What a file does
+    not record (TSM's ``n_frames``, ``f_div``) must be among ``overrides``: ValueError naming it."""
+    info = inspect_checkpoint(checkpoint)
+    settings = {k: v for k, v in info.model_kwargs().items() if k in SETTING_NAMES}
+    settings.update({k: v for k, v in info.preprocessing.items() if k in SETTING_NAMES})
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    need = [n for n in ("arch", "n_frames") + (("f_div",) if settings.get("shift_depth", 1) else ())
+            if n not in settings]
+    if need:
+        raise ValueError(f"{checkpoint} does not record {', '.join(need)} ({info.format} format): pass them, e.g. "
+                         + ", ".join(f"{n}={info.name_hints.get(n, '...')!r}" for n in need)
+                         + (" (what its file name says; the name is not read as a setting)" if info.name_hints else ""))
+    return _checked(settings)
 
 
 def _checked(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -166,7 +183,7 @@ def _summary(views: dict | None, authors: dict | None) -> list[dict[str, Any]]:
 
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, manifest: str | os.PathLike, split: str = "valid",
-                        settings: str | Mapping[str, Any] = "kinetics400",
+                        settings: str | Mapping[str, Any] | None = "kinetics400",
                         protocols: tuple[str, ...] = ("views", "authors"),
                         n_clips: int = 2, n_crops: int = 3, n_passes: int = 10, seed: int = 0, batch_size: int = 8,
                         num_workers: int = 0, cache_dir: str | os.PathLike | None = "default",
@@ -175,7 +192,9 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, manifest: str | os.PathLi
     """Score the model in ``checkpoint`` on ``manifest``'s ``split`` with the fixed protocol (``n_clips x
     n_crops``) and the authors' (``n_passes``, ``seed``), as ``protocols`` lists.
 
-    ``settings``: a name of :data:`RELEASED` or a dict of :data:`SETTING_NAMES` (see :func:`released_settings`).
+    ``settings``: a name of :data:`RELEASED`, a dict of :data:`SETTING_NAMES` (see :func:`released_settings`), or
+    None: what the file states (:func:`file_settings`; a TSM-repository file also needs ``n_frames``/``f_div``, give
+    them as a dict: ``{"n_frames": 8, "f_div": 8}`` is then read on top of the file's).
     Returns ``views`` and ``authors`` (the :func:`~tsamlib.evaluation.scoring.score_views` / ``score_authors`` results,
     None when not run), ``summary`` (one row per figure, the best-of-n one last and labelled, with 95 % Wilson
     intervals), ``settings``, ``num_classes``, ``load_report`` and ``path`` (the record; None when ``write=False``).
@@ -205,7 +224,10 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, manifest: str | os.PathLi
     name = settings if isinstance(settings, str) else released
     if name is not None and name not in RELEASED:
         raise ValueError(f"released={name!r}: choose one of {list(RELEASED)}.")
-    settings = released_settings(settings) if isinstance(settings, str) else _checked(settings)
+    if settings is None or (isinstance(settings, Mapping) and "arch" not in settings):
+        settings = file_settings(checkpoint, **(settings or {}))
+    else:
+        settings = released_settings(settings) if isinstance(settings, str) else _checked(settings)
     num_classes = checkpoint_classes(checkpoint)
     if int(part["label"].max()) >= num_classes:
         raise ValueError(f"manifest {manifest} has labels up to {int(part['label'].max())} in split {split!r} but "

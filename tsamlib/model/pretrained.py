@@ -13,7 +13,8 @@ what it holds is :mod:`tsamlib.model.formats`' to tell.
 - a timm tag such as ``"resnet50.a1_in1k"``: loaded through timm (hub cache or network);
 - a local file (``.pth``/``.pt``/``.bin``/``.tar``/``.ckpt``/``.safetensors``), read with ``weights_only=True``:
   a TSM-repository, mmaction2, TSAM-authors' or tsamlib checkpoint, or an image model's state dict;
-- a package folder written by ``python -m tsamlib checkpoint convert`` (``model.safetensors`` + ``config.json``).
+- a package folder written by ``python -m tsamlib checkpoint convert`` (``model.safetensors`` + ``config.json``), or
+  a run folder (its final weights, ``checkpoints/model.pth``, with the run's settings).
 
 A video model's file must fit the model asked for: every tensor has its place (a classifier of another size is
 replaced by a new one, and the report says so), and each setting the file states (frames, shift depth, ``f_div``,
@@ -154,6 +155,12 @@ def resolve_pretrained(pretrained: str | os.PathLike | None, arch: str) -> tuple
             f"{IN21K_FILENAME} (MIIL ImageNet-21K-P, the report's choice) in one of "
             f"{[str(d) for d in weight_dirs()]} or set TSAM_WEIGHTS to its folder; or pass a checkpoint path.")
     if Path(p).is_dir():
+        if (Path(p) / "params.json").is_file():   # a run folder: its final weights
+            weights = Path(p) / "checkpoints" / "model.pth"
+            if not weights.is_file():
+                raise FileNotFoundError(f"run folder {p!r} has no checkpoints/model.pth (an unfinished run, or a fresh "
+                                        "clone: weights are never committed); train it to the end first.")
+            return ("file", str(weights))
         missing = [f for f in PACKAGE_FILES if not (Path(p) / f).is_file()]
         if missing:
             raise FileNotFoundError(f"pretrained folder {p!r} has no {' and '.join(missing)}: a folder must be a "

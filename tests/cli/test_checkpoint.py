@@ -3,7 +3,7 @@ import json
 
 import pytest
 import torch
-from authors_like import SETTINGS, AuthorsModel, save_like_authors, trained_like
+from authors_like import SETTINGS, AuthorsModel, trained_like
 from tsm_family_like import MMRecognizer, TSMRepoModel, mmaction2_cfg_text, save_like_mmaction2, save_like_tsm
 
 from tsamlib.__main__ import main
@@ -44,7 +44,8 @@ def test_inspect_prints_what_the_file_holds(files, capsys):
     (lambda p: p.write_text("hello"), "cannot be read weights-only"),
     (lambda p: torch.save({"state_dict": {"module.base_model.features.0.0.weight": torch.zeros(1)}}, p),
      "MobileNetV2"),
-    (lambda p: torch.save({"weights": [1, 2]}, p), "holds no state dict of tensors"),
+    (lambda p: torch.save({"weights": [1, 2]}, p), "holds 1 values that are not tensors (first: 'weights', a list)"),
+    (lambda p: torch.save([1, 2], p), "holds no state dict of tensors"),
 ])
 def test_inspect_names_a_bad_file_in_one_line(tmp_path, capsys, make, says):
     path = tmp_path / "bad.pth"

@@ -1,5 +1,6 @@
 """``checkpoint convert``: a package (safetensors, config.json, a model card) of each format, read back exactly."""
 import json
+import re
 
 import pytest
 import torch
@@ -70,8 +71,8 @@ def test_mmaction2_and_authors_files_convert(tmp_path):
     _same_logits(create_tsam_from(out), mm, 4)
     authors = trained_like(AuthorsModel("resnet18", num_classes=5, **SETTINGS))
     save_like_authors(authors, tmp_path / "resnet18_x.ckpt.pth.tar")
-    with pytest.raises(ValueError, match="n_frames and f_div"):
-        convert_checkpoint(tmp_path / "resnet18_x.ckpt.pth.tar", tmp_path / "au")
+    with pytest.raises(ValueError, match=r"does not record n_frames, audio, shift_depth and f_div \(authors format\)"):
+        convert_checkpoint(tmp_path / "resnet18_x.ckpt.pth.tar", tmp_path / "au")   # their files record none
     out = convert_checkpoint(tmp_path / "resnet18_x.ckpt.pth.tar", tmp_path / "au", audio=True,
                              **{k: v for k, v in SETTINGS.items() if k != "n_insert" and k != "m_insert"})
     config = json.loads((out / "config.json").read_text())
@@ -117,3 +118,88 @@ def test_train_from_a_package_keeps_the_backbone(tmp_path):
     model = create_tsam("resnet18", num_classes=3, n_frames=4, pretrained=out)
     assert model.load_report.head == "replaced" and model.load_report.layout == "package"
     assert torch.equal(model.backbone.layer4[1].conv2.weight, ref.base_model.layer4[1].conv2.weight)
+
+
+@pytest.fixture(scope="module")
+def tsm_file(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tsmsrc")
+    torch.manual_seed(6)
+    path = root / "TSM_k_RGB_resnet18_shift8_blockres_avg_segment4_e1.pth"
+    save_like_tsm(trained_like(TSMRepoModel(5, 4, "resnet18", shift_div=8)), path, "resnet18", best_prec1=70.0)
+    return path
+
+
+def test_overwrite_replaces_only_a_package_and_never_the_source(tsm_file, tmp_path, monkeypatch):
+    args = dict(n_frames=4, f_div=8)
+    keep = tmp_path / "mine"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("important")
+    with pytest.raises(FileExistsError, match="other files than a tsamlib package: nothing there is replaced"):
+        convert_checkpoint(tsm_file, keep, overwrite=True, **args)
+    assert (keep / "notes.txt").read_text() == "important"
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(FileExistsError, match="is a file"):
+        convert_checkpoint(tsm_file, tmp_path / "afile", overwrite=True, **args)
+    with pytest.raises(ValueError, match="is the source or holds it"):
+        convert_checkpoint(tsm_file, tsm_file.parent, overwrite=True, **args)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="is the current folder"):
+        convert_checkpoint(tsm_file, "", overwrite=True, **args)
+    assert (tmp_path / "afile").read_text() == "x" and (keep / "notes.txt").is_file()
+    out = convert_checkpoint(tsm_file, tmp_path / "pkg", **args)
+    before = (out / "config.json").read_text()
+    import tsamlib.evaluation.package as package
+
+    def broken_card(config):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(package, "model_card", broken_card)
+    with pytest.raises(OSError, match=r"writing the package .*pkg failed \(No space left on device\): nothing was "
+                                      r"replaced"):
+        convert_checkpoint(tsm_file, out, overwrite=True, name="new", **args)
+    assert (out / "config.json").read_text() == before and not list(tmp_path.glob(".pkg.*"))   # the old one stays
+    monkeypatch.undo()
+    convert_checkpoint(tsm_file, out, overwrite=True, name="new", **args)
+    assert json.loads((out / "config.json").read_text())["name"] == "new" and not list(tmp_path.glob(".pkg.*"))
+
+
+def test_a_package_holds_the_files_own_classifier_and_finite_weights(tsm_file, tmp_path):
+    with pytest.raises(ValueError, match=r"its classifier \(5 classes\) is not this model's \(10 outputs\).*not "
+                                         r"converted with a new, untrained head"):
+        convert_checkpoint(tsm_file, tmp_path / "a", n_frames=4, f_div=8, num_classes=10)
+    raw = torch.load(tsm_file, weights_only=True)
+    raw["state_dict"]["module.base_model.layer1.0.conv2.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(raw, tmp_path / "nan.pth")
+    with pytest.raises(ValueError, match=r"holds 1 tensors with NaN or infinite values \(first: "
+                                         r"backbone.layer1.0.conv2.weight\)"):
+        convert_checkpoint(tmp_path / "nan.pth", tmp_path / "b", n_frames=4, f_div=8)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("classes, says", [([], "classes is empty"), (["a", "b", "a", "c", "d"], "repeated ['a']"),
+                                           ("abcde", "a list of non-empty names"), (["a", "b"], "2 class names (given)")])
+def test_class_names_are_checked(tsm_file, tmp_path, classes, says):
+    with pytest.raises(ValueError, match=re.escape(says)):
+        convert_checkpoint(tsm_file, tmp_path / "c", n_frames=4, f_div=8, classes=classes)
+
+
+def test_run_records_edited_by_hand_and_weights_of_a_file(tsm_file, tmp_path):
+    from tsamlib.data.datasets import dataset_manifest
+    run = finished_run(tmp_path / "runs", dataset_manifest("default", build_missing=True), run_id="r2", n_frames=4)
+    with pytest.raises(ValueError, match="chooses among a run's weights"):
+        convert_checkpoint(tsm_file, tmp_path / "w", weights="best", n_frames=4, f_div=8)
+    with pytest.raises(ValueError, match="weights='middle'"):
+        convert_checkpoint(run, tmp_path / "w", weights="middle")
+    (run / "metrics.json").write_text(json.dumps(dict(finished=True, final=[1, 2])))
+    convert_checkpoint(run, tmp_path / "w1")   # a final that is not an object: no number claimed, no crash
+    (run / "eval_valid_2x3.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"eval_valid_2x3.json holds a JSON list, not the object tsamlib writes"):
+        convert_checkpoint(run, tmp_path / "w2")
+
+
+def test_a_killed_conversion_leaves_nothing_the_next_one_keeps(tsm_file, tmp_path):
+    stale = tmp_path / ".pkg.999999.deadbeef.tmp"   # no such process
+    stale.mkdir()
+    (stale / "model.safetensors").write_bytes(b"half")
+    convert_checkpoint(tsm_file, tmp_path / "pkg", n_frames=4, f_div=8)
+    assert not stale.exists()

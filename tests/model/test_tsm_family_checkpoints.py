@@ -4,6 +4,8 @@ The source models (the TSM repository's TSN/TSM on a torchvision ResNet, mmactio
 names) are re-created in ``tests/tsm_family_like.py`` and saved as their training scripts save them; tsamlib's
 timm-based model must give the same logits in eval mode on the same input.
 """
+import re
+
 import pytest
 import torch
 from authors_like import trained_like
@@ -106,7 +108,8 @@ def test_tsm_trained_without_dropout_and_tsn_files(tmp_path):
 def test_mmaction2_tsm_checkpoint_gives_its_logits_with_settings_from_meta(mm_tsm_r18):
     ref, path = mm_tsm_r18
     raw = torch.load(path, weights_only=True)
-    assert "backbone.layer1.0.conv1.conv.net.weight" in raw["state_dict"] and "cls_head.fc_cls.weight" in raw["state_dict"]
+    keys = raw["state_dict"]
+    assert "backbone.layer1.0.conv1.conv.net.weight" in keys and "cls_head.fc_cls.weight" in keys
     info = inspect_checkpoint(path)
     assert (info.format, info.arch, info.num_classes, info.classes) == ("mmaction2", "resnet18", 5, list("abcde"))
     assert info.settings["n_frames"] == 6 and info.settings["f_div"] == 4 and info.settings["shift_depth"] == 1
@@ -227,7 +230,8 @@ def test_truncated_and_code_running_files_are_named_and_never_executed(tmp_path,
     marker = tmp_path / "code-ran"
     raw = torch.load(path, weights_only=True)
     torch.save({**raw, "args": Trap(marker)}, tmp_path / "TSM_trap.pth")
-    with pytest.raises(CheckpointError, match=r"a pickle that needs \w+: objects, not only weights, so it was not unpickled"):
+    with pytest.raises(CheckpointError, match=r"a pickle that needs \w+: objects, not only weights, so it was not "
+                                              r"unpickled"):
         inspect_checkpoint(tmp_path / "TSM_trap.pth")
     assert not marker.exists()
 
@@ -265,9 +269,10 @@ def test_helpers_read_rules_names_and_configs():
     assert cfg["backbone"]["num_segments"] == 16 and cfg["cls_head"]["num_classes"] == 400
     assert cfg["test_frames"]["num_clips"] == 16 and cfg["test_frames"]["twice_sample"] is True
     assert mmaction2_config("this is not python (") == {}
-    assert mmaction2_config("import os\nos.system('touch x')\nmodel = dict(backbone=dict(type='ResNetTSM', "
-                            "depth=50, num_segments=__import__('os').getpid()))")["backbone"] == dict(
-        type="ResNetTSM", depth=50)   # literals only: a call is left out, never run
+    backbone = mmaction2_config("import os\nos.system('touch x')\nmodel = dict(backbone=dict(type='ResNetTSM', "
+                                "depth=50, num_segments=__import__('os').getpid()))")["backbone"]
+    assert backbone["type"] == "ResNetTSM" and backbone["depth"] == 50   # literals only: a call is never run
+    assert not isinstance(backbone["num_segments"], int)                 # ... it is known to be set, not read
 
 
 def test_read_checkpoint_returns_timm_names(tsm_r18, mm_tsm_r18):
@@ -276,3 +281,82 @@ def test_read_checkpoint_returns_timm_names(tsm_r18, mm_tsm_r18):
         ours = create_tsam("resnet18", num_classes=5, n_frames=8).state_dict()
         want = {k.replace("backbone.", "", 1).replace(".conv1.net.", ".conv1.") for k in ours}
         assert set(sd) == want, info.format
+
+
+@pytest.mark.parametrize("setting, says", [
+    ("num_segments=[4]", "backbone num_segments=[4], which is not a valid num_segments"),
+    ("num_segments=None", "num_segments=None"), ("num_segments=4.7", "num_segments=4.7"),
+    ("num_segments=True", "num_segments=True"), ("num_segments='four'", "num_segments='four'"),
+    ("shift_div=0", "shift_div=0"), ("temporal_pool='no'", "temporal_pool='no'"),
+])
+def test_mmaction2_config_values_that_no_model_has_are_refused(tmp_path, setting, says):
+    torch.manual_seed(7)
+    text = mmaction2_cfg_text(18, 3, 4).replace("num_segments=4)", f"num_segments=4, {setting})", 1)
+    text = text.replace("num_segments=4, num_segments=", "num_segments=")   # the setting replaces the default one
+    save_like_mmaction2(MMRecognizer(18, 3, 4), tmp_path / "mm.pth", text)
+    with pytest.raises(UnsupportedCheckpoint, match=re.escape(says)):
+        inspect_checkpoint(tmp_path / "mm.pth")
+
+
+def test_mmaction2_config_expressions_and_huge_texts_are_not_read(tmp_path):
+    mm = MMRecognizer(18, 3, 4)
+    text = mmaction2_cfg_text(18, 3, 4).replace("num_segments=4)", "num_segments=clips_per_video)", 1)
+    save_like_mmaction2(mm, tmp_path / "expr.pth", text)
+    info = inspect_checkpoint(tmp_path / "expr.pth")
+    assert "n_frames" not in info.settings and info.settings["f_div"] == 8   # set by an expression: not guessed
+    save_like_mmaction2(mm, tmp_path / "huge.pth", mmaction2_cfg_text(18, 3, 4) + "\n# x" * 400_000)
+    info = inspect_checkpoint(tmp_path / "huge.pth")
+    assert info.records["config"].startswith("not read: 1,6") and "n_frames" not in info.settings
+    text = mmaction2_cfg_text(18, 3, 4).replace("dropout_ratio=0.5", "dropout_ratio=5")
+    save_like_mmaction2(mm, tmp_path / "drop.pth", text)
+    with pytest.raises(UnsupportedCheckpoint, match="cls_head dropout_ratio=5"):
+        inspect_checkpoint(tmp_path / "drop.pth")
+
+
+def test_a_package_config_edited_by_hand_is_refused_naming_it(tmp_path, tsm_r18):
+    import json
+
+    from tsamlib.evaluation.package import convert_checkpoint
+    _, path = tsm_r18
+    pkg = convert_checkpoint(path, tmp_path / "pkg", n_frames=8, f_div=8)
+    good = json.loads((pkg / "config.json").read_text())
+
+    def edited(change):
+        cfg = json.loads(json.dumps(good))
+        change(cfg)
+        (pkg / "config.json").write_text(json.dumps(cfg) if not isinstance(cfg, str) else cfg)
+        return pkg
+
+    cases = [(lambda c: c.update(preprocessing=[1]), "preprocessing of the wrong type"),
+             (lambda c: c.update(metrics="oops"), "metrics of the wrong type"),
+             (lambda c: c.update(classes=[[1], None, "a", "b", "c"]), "classes of the wrong type"),
+             (lambda c: c.update(num_classes=7), "num_classes says 7 classes but the classifier"),
+             (lambda c: c.update(model={}), "'model' lacks"),
+             (lambda c: c["model"].update(n_frames=0), "config.json: n_frames=0 is out of range"),
+             (lambda c: c.update(arch="resnet9000"), "config.json says arch='resnet9000' but the tensors are a "
+                                                     "ResNet-18")]
+    for change, says in cases:
+        with pytest.raises(UnsupportedCheckpoint, match=re.escape(says)):
+            inspect_checkpoint(edited(change))
+    (pkg / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(UnsupportedCheckpoint, match="nested too deeply"):
+        inspect_checkpoint(pkg)
+
+
+def test_odd_state_dicts_and_run_folders(tmp_path, tsm_r18):
+    _, path = tsm_r18
+    sd = torch.load(path, weights_only=True)["state_dict"]
+    torch.save({**sd, "module.base_model.note": "hello"}, tmp_path / "odd.pth")
+    with pytest.raises(UnsupportedCheckpoint, match=r"1 values that are not tensors \(first: "
+                                                    r"'module.base_model.note', a str\)"):
+        inspect_checkpoint(tmp_path / "odd.pth")
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "params.json").write_text('{"arch": "resnet18", "n_frames": 8}')
+    with pytest.raises(UnsupportedCheckpoint, match="run folder .* has no checkpoints/model.pth"):
+        inspect_checkpoint(run)
+    torch.save(create_tsam("resnet18", num_classes=3, n_frames=8).state_dict(), run / "checkpoints" / "model.pth")
+    assert inspect_checkpoint(run).format == "tsamlib"   # a run folder is read as its final weights
+    (run / "params.json").write_text("[1]")
+    with pytest.raises(UnsupportedCheckpoint, match="holds a JSON list, not an object of settings"):
+        inspect_checkpoint(run / "checkpoints" / "model.pth")

@@ -31,6 +31,9 @@ def _files(tmp_path):
     torch.save({"w": torch.ones(3)}, tmp_path / "good.pth")
     good = (tmp_path / "good.pth").read_bytes()
     (tmp_path / "truncated.pth").write_bytes(good[: len(good) // 2])
+    torch.save({"w": torch.zeros(100_000)}, tmp_path / "big.pth")
+    (tmp_path / "cut_zip.pth").write_bytes((tmp_path / "big.pth").read_bytes()[:10_000])   # its index cut off
+    os.mkfifo(tmp_path / "fifo.pth")   # reading it would block forever
     return marker
 
 
@@ -38,7 +41,8 @@ def _files(tmp_path):
     ("empty", r"is empty \(0 bytes\)"), ("text", r"holds text, not a checkpoint \(it starts 'model weights, honest'\)"),
     ("garbage", "holds bytes that are not a PyTorch checkpoint"), ("truncated", "is truncated or corrupt"),
     ("evil", r"holds a pickle that needs posix.mkdir: objects, not only weights, so it was not unpickled"),
-    ("evil_plain", r"holds a pickle that needs posix.mkdir"), ("missing", "does not exist")])
+    ("evil_plain", r"holds a pickle that needs posix.mkdir"), ("missing", "does not exist"),
+    ("cut_zip", r"\(10000 bytes\) is truncated or corrupt"), ("fifo", "is not a regular file")])
 def test_every_bad_file_is_named_and_never_unpickled(tmp_path, name, holds):
     marker = _files(tmp_path)
     with pytest.raises(CheckpointError, match=holds) as e:

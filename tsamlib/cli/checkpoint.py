@@ -59,6 +59,7 @@ def add_checkpoint(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--name", default=None, help="the model's name in the card (default: the folder's name)")
     c.add_argument("--weights", choices=("last", "best"), default=None, help="a run's last or best-epoch weights "
                    "(default: the run's eval_weights)")
+    c.add_argument("--runs-root", default=None, help="where to look up a run id (default results/runs)")
     c.add_argument("--overwrite", action="store_true", help="replace an existing package folder")
     c.set_defaults(func=cmd_convert)
 
@@ -66,15 +67,13 @@ def add_checkpoint(sub: argparse._SubParsersAction) -> None:
 def _inspect(path: str) -> dict[str, Any]:
     """What ``inspect`` shows: the file's info, and what would load into the model it states (a dry run on the
     meta device; settings it does not record filled from its name's hints or defaults, and said so)."""
-    from ..model.formats import inspect_checkpoint
+    from ..model.formats import inspect_checkpoint, not_recorded
     from ..model.tsam import check_model_settings
 
     info = inspect_checkpoint(path)
     kwargs = info.model_kwargs()
-    assumed = {}
-    for name, default in (("n_frames", 8), ("f_div", 8)):
-        if name not in kwargs:
-            assumed[name] = info.name_hints.get(name, default)
+    defaults = dict(n_frames=8, f_div=8, shift_depth=1, audio=False)
+    assumed = {n: info.name_hints.get(n, defaults[n]) for n in not_recorded(info.format, kwargs)}
     arch = kwargs.pop("arch", None)
     would = None
     if arch is not None:
@@ -127,7 +126,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     source = Path(args.source)
     if not source.exists():
         try:   # a run id
-            source = resolve_run(args.source)
+            source = resolve_run(args.source, args.runs_root)
         except FileNotFoundError:
             print(f"error: {args.source} is neither a file, a folder nor a run id (python -m tsamlib runs lists "
                   "the runs)", file=sys.stderr)
@@ -137,7 +136,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
     try:
         classes = None
         if args.classes:
-            classes = [ln.strip() for ln in Path(args.classes).read_text(encoding="utf-8").splitlines() if ln.strip()]
+            try:
+                text = Path(args.classes).read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                raise ValueError(f"--classes {args.classes} is not UTF-8 text (one class name per line)") from None
+            classes = [ln.strip() for ln in text.splitlines() if ln.strip()]
+            if not classes:
+                raise ValueError(f"--classes {args.classes} holds no class names (one per line, line i = output i)")
         out = convert_checkpoint(source, args.out, classes=classes, dataset=args.dataset, name=args.name,
                                  overwrite=args.overwrite, weights=args.weights, **overrides)
     except (UnsupportedCheckpoint, CheckpointError, ValueError, OSError) as e:

@@ -34,7 +34,7 @@ import torch
 from ..config import MODEL_SETTINGS, RunConfig
 from ..data.datasets import dataset_manifest
 from ..data.manifest import manifest_vocab, read_table
-from ..model.formats import CheckpointInfo, inspect_checkpoint
+from ..model.formats import PACKAGE_FILES, CheckpointInfo
 from ..model.tsam import TSAM, create_tsam_from
 from ..runs.fileio import atomic_path, atomic_write_json, read_json, relative_to_repo, writable_folder
 from ..runs.folder import is_finished, open_run
@@ -50,6 +50,8 @@ def run_checkpoint(run_dir: str | os.PathLike, weights: str | None = None) -> Pa
     """The weights file of a finished run: ``checkpoints/model.pth`` (last epoch) or ``best.pth`` (best validation
     epoch); ``weights=None``: the run's ``eval_weights``."""
     run_dir = Path(run_dir)
+    if weights not in (None, "last", "best"):
+        raise ValueError(f"weights={weights!r}: choose 'last' or 'best' (or None: the run's eval_weights).")
     if not is_finished(run_dir):
         raise ValueError(f"run {run_dir} is not finished (metrics.json): only a finished run's weights are converted.")
     cfg = RunConfig.of(open_run(run_dir).params)
@@ -68,26 +70,36 @@ def _run_dir_of(path: Path) -> Path | None:
 
 def _run_classes_and_metrics(run_dir: Path) -> tuple[list[str] | None, list[dict[str, Any]], str | None]:
     """The class names of a run's dataset (None when its manifest is not here), its recorded top-1, its dataset."""
-    params = read_json(run_dir / "params.json")
+    params = _json_object(run_dir / "params.json")
     classes = None
     try:
         classes = manifest_vocab(read_table(dataset_manifest(params.get("dataset", "default"))))
     except (OSError, ValueError):
         pass
     metrics = []
-    final = (read_json(run_dir / "metrics.json").get("final") or {}) if (run_dir / "metrics.json").is_file() else {}
+    final = _json_object(run_dir / "metrics.json").get("final") if (run_dir / "metrics.json").is_file() else {}
+    final = final if isinstance(final, dict) else {}
     for name in ("top1", "top5"):
         if isinstance(final.get(name), (int, float)):
             metrics.append(dict(name=name.replace("top", "top-"), value=round(100 * final[name], 2), unit="%",
                                 source=f"this run's metrics.json (final validation, the run's own view; "
                                        f"{relative_to_repo(run_dir)})", measured_here=True))
     for ev in sorted(run_dir.glob("eval_*.json")):
-        rec = read_json(ev)
-        if isinstance(rec.get("top1"), (int, float)):
+        rec = _json_object(ev)
+        if isinstance(rec.get("top1"), (int, float)) and not isinstance(rec.get("top1"), bool):
             metrics.append(dict(name=f"top-1 ({ev.stem.removeprefix('eval_')})", value=round(100 * rec["top1"], 2),
                                 unit="%", source=f"{ev.name} (tsamlib's fixed-view evaluation of this run)",
                                 measured_here=True))
     return classes, metrics, str(params.get("dataset")) if params.get("dataset") else None
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    """A run's JSON record, which must be an object: ValueError naming the file otherwise."""
+    rec = read_json(path)
+    if not isinstance(rec, dict):
+        raise ValueError(f"{path} holds a JSON {type(rec).__name__}, not the object tsamlib writes there: the run "
+                         "folder was edited by hand; restore the file or train the run again.")
+    return rec
 
 
 def _recorded_metrics(info: CheckpointInfo) -> list[dict[str, Any]]:
@@ -133,12 +145,19 @@ def convert_checkpoint(source: str | os.PathLike, out: str | os.PathLike, *, cla
     source, out = Path(source), Path(out)
     if source.is_dir() and (source / "params.json").is_file():
         source = run_checkpoint(source, weights)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise FileExistsError(f"{out} exists and is not an empty folder: give a new --out, or overwrite=True (CLI "
-                              "--overwrite) to replace it.")
-    writable_folder(out.absolute().parent, "write the package to a folder you can write (--out)")
+    elif weights is not None:
+        raise ValueError(f"weights={weights!r} (--weights) chooses among a run's weights; {source} is not a run "
+                         "folder.")
+    _check_destination(source, out, overwrite)
+    classes = _checked_classes(classes)
     model = create_tsam_from(source, **overrides).eval()
-    info: CheckpointInfo = model.load_report.info
+    report = model.load_report
+    info: CheckpointInfo = report.info
+    if report.head != "loaded":
+        raise ValueError(f"{source}: its classifier ({info.num_classes or 'none'} classes) is not this model's "
+                         f"({model.fc.out_features} outputs): a package holds the file's whole model, so it is not "
+                         "converted with a new, untrained head (fine-tune with train --pretrained instead).")
+    _check_finite(model, source)
     run_dir = _run_dir_of(source) if info.format == "tsamlib" else None
     metrics = _recorded_metrics(info)
     if run_dir is not None:
@@ -148,10 +167,11 @@ def convert_checkpoint(source: str | os.PathLike, out: str | os.PathLike, *, cla
         dataset = dataset or run_dataset
     if info.format == "package":
         metrics += (info.records.get("metrics") or [])
+    where = "given" if classes else "the file's"
     classes = classes or info.classes
     if classes is not None and len(classes) != model.fc.out_features:
-        raise ValueError(f"{len(classes)} class names for a classifier of {model.fc.out_features} outputs: give one "
-                         "name per output, in the order of the outputs.")
+        raise ValueError(f"{len(classes)} class names ({where}) for a classifier of {model.fc.out_features} outputs: "
+                         "give one name per output, in the order of the outputs (--classes FILE).")
     config = dict(
         tsamlib_package=PACKAGE_VERSION, name=name or out.name, arch=overrides.get("arch", info.arch),
         num_classes=model.fc.out_features, classes=classes, dataset=dataset,
@@ -166,14 +186,82 @@ def convert_checkpoint(source: str | os.PathLike, out: str | os.PathLike, *, cla
     return _write_package(model, config, out, overwrite)
 
 
+def _is_package(folder: Path) -> bool:
+    """A folder that ``convert`` wrote: the package's files and nothing else."""
+    names = {p.name for p in folder.iterdir()}
+    if not set(PACKAGE_FILES) <= names or not names <= set(PACKAGE_FILES) | {"README.md"}:
+        return False
+    try:
+        return isinstance(json.loads((folder / "config.json").read_text(encoding="utf-8")).get("tsamlib_package"), int)
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return False
+
+
+def _check_destination(source: Path, out: Path, overwrite: bool) -> None:
+    """``out`` must be new, an empty folder, or (with ``overwrite``) a package written before; never a file, a
+    folder of other things, the source or a folder holding it."""
+    src, dst = source.resolve(), out.resolve()
+    if dst == Path.cwd().resolve() or dst == Path(dst.anchor):
+        raise ValueError(f"--out {str(out)!r} is the current folder (or the root): give the package a folder of its "
+                         "own, e.g. --out packages/my-model.")
+    if dst == src or dst in src.parents:
+        raise ValueError(f"--out {out} is the source or holds it ({source}): write the package elsewhere.")
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file: give a folder for the package.")
+    if out.is_dir() and any(out.iterdir()):
+        if not _is_package(out):
+            raise FileExistsError(f"{out} holds other files than a tsamlib package: nothing there is replaced, not "
+                                  "even with --overwrite; give a new --out.")
+        if not overwrite:
+            raise FileExistsError(f"{out} holds a package already: give a new --out, or overwrite=True (CLI "
+                                  "--overwrite) to replace it.")
+    writable_folder(dst.parent, "write the package to a folder you can write (--out)")
+    for stale in dst.parent.glob(f".{dst.name}.*.tmp"):   # left by a convert that was killed
+        pid = stale.name.removeprefix(f".{dst.name}.").split(".")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _checked_classes(classes: Any) -> list[str] | None:
+    if classes is None:
+        return None
+    if isinstance(classes, str) or not all(isinstance(c, str) and c.strip() for c in classes):
+        raise ValueError("classes must be a list of non-empty names, one per output (--classes FILE: one per line).")
+    classes = [c.strip() for c in classes]
+    if not classes:
+        raise ValueError("classes is empty: give one name per output (--classes FILE: one per line), or leave it out.")
+    dup = sorted({c for c in classes if classes.count(c) > 1})
+    if dup:
+        raise ValueError(f"class names must be unique (output i is class i): repeated {dup[:5]}.")
+    return classes
+
+
+def _check_finite(model: TSAM, source: Path) -> None:
+    bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"{source} holds {len(bad)} tensors with NaN or infinite values (first: {bad[0]}): a broken "
+                         "checkpoint is not packaged.")
+
+
 def _write_package(model: TSAM, config: dict[str, Any], out: Path, overwrite: bool) -> Path:
     """Assemble the package beside ``out``, check it reads back to the same logits, then move it into place."""
     from safetensors.torch import save
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    os.mkdir(tmp)   # with the umask's permissions, as the folder a user makes
+    old = None
     try:
+        os.mkdir(tmp)   # with the umask's permissions, as the folder a user makes
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         with atomic_path(tmp / "model.safetensors", fsync=True) as t:
             t.write_bytes(save(state, metadata={"format": "pt", "tsamlib_package": str(PACKAGE_VERSION)}))
@@ -181,14 +269,24 @@ def _write_package(model: TSAM, config: dict[str, Any], out: Path, overwrite: bo
         with atomic_path(tmp / "README.md", fsync=True) as t:
             t.write_text(model_card(config), encoding="utf-8")
         _check_package(model, tmp)
-        if out.exists():
-            if not overwrite and any(out.iterdir()):
-                raise FileExistsError(f"{out} appeared while the package was written: nothing replaced.")
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        if out.is_dir() and any(out.iterdir()):   # a package written before (checked): aside until the new one is in
+            old = out.parent / f".{out.name}.{os.getpid()}.old.tmp"
+            os.replace(out, old)
+        elif out.is_dir():
+            out.rmdir()
         os.replace(tmp, out)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not out.exists():
+            os.replace(old, out)   # the package that was there stays
+        raise OSError(e.errno, f"writing the package {out} failed ({e.strerror or e}): nothing was replaced") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not out.exists():
+            os.replace(old, out)
         raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return out
 
 
@@ -204,7 +302,7 @@ def _check_package(model: TSAM, folder: Path) -> None:
     with torch.no_grad():
         a, b = model(video, audio), again(video, audio)
     if not torch.equal(a, b):
-        raise RuntimeError(f"the package in {folder} does not give the converted model's logits (largest difference "
+        raise RuntimeError(f"the package read back does not give the converted model's logits (largest difference "
                            f"{(a - b).abs().max().item():.3g}): nothing written.")
 
 

@@ -32,7 +32,7 @@ from fastai.torch_core import default_device
 
 from ..config import DATA_SWITCHES, MODEL_SETTINGS, RunConfig
 from ..data.manifest import manifest_vocab, read_table
-from ..model.formats import inspect_checkpoint
+from ..model.formats import inspect_checkpoint, not_recorded
 from ..model.tsam import TSAM, create_tsam
 from ..runs.fileio import atomic_write_json, mel_cache_dir, relative_to_repo, repo_root
 from ..runs.provenance import environment_info
@@ -85,8 +85,7 @@ def file_settings(checkpoint: str | os.PathLike, **overrides: Any) -> dict[str, 
     settings = {k: v for k, v in info.model_kwargs().items() if k in SETTING_NAMES}
     settings.update({k: v for k, v in info.preprocessing.items() if k in SETTING_NAMES})
     settings.update({k: v for k, v in overrides.items() if v is not None})
-    need = [n for n in ("arch", "n_frames") + (("f_div",) if settings.get("shift_depth", 1) else ())
-            if n not in settings]
+    need = (["arch"] if "arch" not in settings else []) + not_recorded(info.format, settings)
     if need:
         raise ValueError(f"{checkpoint} does not record {', '.join(need)} ({info.format} format): pass them, e.g. "
                          + ", ".join(f"{n}={info.name_hints.get(n, '...')!r}" for n in need)

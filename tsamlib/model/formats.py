@@ -52,6 +52,7 @@ import torch
 from ..runs.loader import safe_load
 
 __all__ = ["FORMATS", "VIDEO_FORMATS", "AUTHORS_LAYOUT", "AUTHORS_PARTS", "PACKAGE_FILES", "CheckpointInfo",
+           "not_recorded", "checkpoint_file",
            "UnsupportedCheckpoint", "read_checkpoint", "inspect_checkpoint", "authors_key", "authors_safe_globals",
            "resnet_arch", "insert_rule", "shifted_blocks", "name_hints", "mmaction2_config"]
 
@@ -61,6 +62,16 @@ AUTHORS_LAYOUT = "authors"
 AUTHORS_PARTS = ("nn_input", "nn_backbone", "last_fc")
 PACKAGE_FILES = ("model.safetensors", "config.json")
 _CONTAINERS = ("state_dict", "model", "state_dict_ema", "model_state")
+_MAX_CFG_CHARS = 1_000_000   # an mmaction2 config is a few kB; a larger text is not parsed (time, memory)
+
+
+def not_recorded(fmt: str, settings: dict[str, Any]) -> list[str]:
+    """The settings a video model needs that ``settings`` (what a file of format ``fmt`` states, and what was
+    given) lack: frames, audio, shift depth, and ``f_div`` unless there is no shift. Empty for an image model."""
+    if fmt not in VIDEO_FORMATS:
+        return []
+    need = ["n_frames", "audio", "shift_depth"] + ([] if settings.get("shift_depth") == 0 else ["f_div"])
+    return [n for n in need if n not in settings]
 # The ResNets of torchvision (and timm's equal ones): blocks per stage and block type -> name.
 _RESNETS = {((2, 2, 2, 2), False): "resnet18", ((3, 4, 6, 3), False): "resnet34", ((3, 4, 6, 3), True): "resnet50",
             ((3, 4, 23, 3), True): "resnet101", ((3, 8, 36, 3), True): "resnet152"}
@@ -111,11 +122,12 @@ class CheckpointInfo:
         if self.shifted:
             blocks = "; ".join(f"layer{s}: {', '.join(map(str, b)) or '-'}" for s, b in sorted(self.shifted.items()))
             lines.append(f"shifted blocks: {blocks if any(self.shifted.values()) else 'none (no shift wrapper)'}")
+        missing = not_recorded(self.format, self.settings)
         for name in ("n_frames", "audio", "shift_depth", "f_div", "shift_pad", "shift_direction", "n_insert",
                      "m_insert", "dropout"):
             if name in self.settings:
                 lines.append(f"{name}: {self.settings[name]!r}  (from {self.sources.get(name, '?')})")
-            elif name in ("n_frames", "f_div") and self.settings.get("shift_depth", 1) != 0:
+            elif name in missing:
                 hint = self.name_hints.get(name)
                 lines.append(f"{name}: not recorded in the file"
                              + (f" (its name says {hint}: give {name}={hint} if that is right)" if hint else
@@ -165,9 +177,23 @@ def authors_key(key: str) -> str:
     return key
 
 
+def checkpoint_file(path: str | os.PathLike) -> Path:
+    """``path``, or for a run folder (one holding ``params.json``) its final weights ``checkpoints/model.pth``."""
+    path = Path(path)
+    if path.is_dir() and (path / "params.json").is_file():
+        weights = path / "checkpoints" / "model.pth"
+        if not weights.is_file():
+            raise UnsupportedCheckpoint(f"run folder {path} has no checkpoints/model.pth (an unfinished run, or a "
+                                        "fresh clone: weights are never committed); train it to the end first.")
+        return weights
+    return path
+
+
 def _load_raw(path: Path) -> Any:
     """The object a file holds, read safely (safetensors, or ``weights_only=True`` with numpy scalars allowed)."""
     if path.suffix == ".safetensors":
+        if not path.is_file():
+            raise UnsupportedCheckpoint(f"{path} {'is not a regular file' if path.exists() else 'does not exist'}.")
         from safetensors import SafetensorError
         from safetensors.torch import load_file
         try:
@@ -183,7 +209,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], C
     states (:class:`CheckpointInfo`). Read safely; the format is told from the keys. :class:`UnsupportedCheckpoint`
     (a ValueError) names a model tsamlib does not build; :class:`~tsamlib.runs.loader.CheckpointError` a file that
     cannot be read weights-only."""
-    path = Path(path)
+    path = checkpoint_file(path)
     if path.is_dir():
         return _read_package(path)
     raw = _load_raw(path)
@@ -198,9 +224,13 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], C
                 sd = raw[key]
                 records = {k: v for k, v in raw.items() if k != key and not _is_state(v)}
                 break
-    if not isinstance(sd, dict) or not sd or not all(torch.is_tensor(v) for v in sd.values()):
+    if not isinstance(sd, dict) or not sd:
         keys = list(sd)[:10] if isinstance(sd, dict) else type(sd).__name__
         raise UnsupportedCheckpoint(f"{path} holds no state dict of tensors (top-level keys: {keys}).")
+    odd = [k for k, v in sd.items() if not torch.is_tensor(v)]
+    if odd:
+        raise UnsupportedCheckpoint(f"{path}: its state dict holds {len(odd)} values that are not tensors (first: "
+                                    f"{odd[0]!r}, a {type(sd[odd[0]]).__name__}): not a model's state_dict().")
     keys = list(sd)
     if all(k.startswith("module.") for k in keys):   # DataParallel / DistributedDataParallel
         sd = {k[len("module."):]: v for k, v in sd.items()}
@@ -354,6 +384,8 @@ def _read_authors(path: Path, raw: dict[str, Any]) -> tuple[dict[str, torch.Tens
     keys = [f"{part}.{k}" for part, part_sd in parts.items() for k in part_sd]
     sd = {authors_key(f"{part}.{k}"): v for part, part_sd in parts.items() for k, v in part_sd.items()}
     info.settings["shift_pad"], info.sources["shift_pad"] = "keep", "the authors' code (its shift keeps the border)"
+    info.settings["shift_direction"] = "bidirectional"
+    info.sources["shift_direction"] = "the authors' code (from the past and the future)"
     _shape_info(info, sd, shifted_blocks(keys, ".conv1.layer."), "tensors (their shifted convs '.conv1.layer')")
     return sd, info
 
@@ -452,7 +484,9 @@ def _read_mmaction2(path: Path, sd: dict[str, torch.Tensor], records: dict[str, 
         info.preprocessing["mean_255"] = [round(x, 3) for x in sd["data_preprocessor.mean"].flatten().tolist()]
     _shape_info(info, out, shifted, stated)
     cfg_text = meta.get("cfg") or meta.get("config")
-    if isinstance(cfg_text, str):
+    if isinstance(cfg_text, str) and len(cfg_text) > _MAX_CFG_CHARS:
+        info.records["config"] = f"not read: {len(cfg_text):,} characters (a config is a few thousand)"
+    elif isinstance(cfg_text, str):
         _apply_mmaction2_config(info, mmaction2_config(cfg_text))
     classes = (meta.get("dataset_meta") or {}).get("classes") if isinstance(meta.get("dataset_meta"), dict) else None
     if isinstance(classes, (list, tuple)) and all(isinstance(c, str) for c in classes):
@@ -461,40 +495,62 @@ def _read_mmaction2(path: Path, sd: dict[str, torch.Tensor], records: dict[str, 
     return out, info
 
 
+_NOT_LITERAL = object()   # a config value that is an expression, not a literal: never evaluated, never guessed
+
+
+def _cfg_value(info: CheckpointInfo, part: str, cfg: dict[str, Any], name: str, default: Any, ok) -> tuple[Any, str]:
+    """A value of the config (``default`` where it sets none: the mmaction2 class's own default) and its source;
+    ``_NOT_LITERAL`` for an expression; UnsupportedCheckpoint for a value ``ok`` refuses."""
+    if name not in cfg:
+        return default, f"meta cfg ({cfg.get('type')}'s default {name}={default!r})"
+    v = cfg[name]
+    if v is _NOT_LITERAL:
+        return v, ""
+    if not ok(v):
+        raise UnsupportedCheckpoint(f"{info.path}: its meta cfg sets {part} {name}={v!r}, which is not a valid "
+                                    f"{name}: the file's record contradicts a model mmaction2 could build.")
+    return v, f"meta cfg ({part} {name}={v!r})"
+
+
+def _positive_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
 def _apply_mmaction2_config(info: CheckpointInfo, cfg: dict[str, dict[str, Any]]) -> None:
-    """The settings an mmaction2 config states, checked against the tensors."""
+    """The settings an mmaction2 config states, checked against the tensors. A value that is an expression is not
+    read (the setting stays unrecorded)."""
     backbone, head, test = cfg.get("backbone", {}), cfg.get("cls_head", {}), cfg.get("test_frames", {})
-    info.records["config"] = {k: v for k, v in dict(backbone=backbone, cls_head=head, test_frames=test).items() if v}
-    src = "meta cfg"
+    plain = lambda d: {k: v for k, v in d.items() if v is not _NOT_LITERAL}  # noqa: E731
+    info.records["config"] = {k: plain(v) for k, v in dict(backbone=backbone, cls_head=head, test_frames=test).items()
+                              if v}
     if backbone.get("type") == "ResNetTSM":
-        for name, default in (("num_segments", 8), ("shift_div", 8), ("shift_place", "blockres"), ("is_shift", True),
-                              ("temporal_pool", False)):
-            if name not in backbone:
-                backbone[name] = default
-                src_of = f"meta cfg (ResNetTSM's default {name}={default!r})"
-            else:
-                src_of = f"meta cfg (backbone {name}={backbone[name]!r})"
-            if name == "num_segments":
-                info.settings["n_frames"], info.sources["n_frames"] = int(backbone[name]), src_of
-            elif name == "shift_div" and info.settings.get("shift_depth"):
-                info.settings["f_div"], info.sources["f_div"] = int(backbone[name]), src_of
-        if backbone["temporal_pool"]:
+        pool, _ = _cfg_value(info, "backbone", backbone, "temporal_pool", False, lambda v: isinstance(v, bool))
+        if pool is True:
             raise UnsupportedCheckpoint(f"{info.path}: its config sets temporal_pool=True (temporal pooling after "
                                         "layer1): tsamlib does not build it.")
-    if isinstance(backbone.get("depth"), int) and info.arch_text and f"ResNet-{backbone['depth']} " not in \
-            info.arch_text + " ":
-        raise UnsupportedCheckpoint(f"{info.path}: its config says depth={backbone['depth']} but its tensors are a "
+        frames, src = _cfg_value(info, "backbone", backbone, "num_segments", 8, _positive_int)
+        if frames is not _NOT_LITERAL:
+            info.settings["n_frames"], info.sources["n_frames"] = frames, src
+        div, src = _cfg_value(info, "backbone", backbone, "shift_div", 8, lambda v: _positive_int(v) and v >= 2)
+        if div is not _NOT_LITERAL and info.settings.get("shift_depth"):
+            info.settings["f_div"], info.sources["f_div"] = div, src
+    depth = backbone.get("depth")
+    if _positive_int(depth) and info.arch_text and f"ResNet-{depth} " not in info.arch_text + " ":
+        raise UnsupportedCheckpoint(f"{info.path}: its config says depth={depth} but its tensors are a "
                                     f"{info.arch_text}.")
-    if isinstance(head.get("num_classes"), int) and info.num_classes not in (None, head["num_classes"]):
-        raise UnsupportedCheckpoint(f"{info.path}: its config says num_classes={head['num_classes']} but its "
+    classes = head.get("num_classes")
+    if _positive_int(classes) and info.num_classes not in (None, classes):
+        raise UnsupportedCheckpoint(f"{info.path}: its config says num_classes={classes} but its "
                                     f"classifier has {info.num_classes} rows.")
-    if isinstance(head.get("dropout_ratio"), (int, float)):
-        info.settings["dropout"] = float(head["dropout_ratio"])
-        info.sources["dropout"] = f"{src} (cls_head dropout_ratio)"
-    if head.get("average_clips"):
+    if "dropout_ratio" in head:
+        p, src = _cfg_value(info, "cls_head", head, "dropout_ratio", None,
+                            lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1)
+        if p is not _NOT_LITERAL:
+            info.settings["dropout"], info.sources["dropout"] = float(p), src
+    if isinstance(head.get("average_clips"), str):
         info.preprocessing["average_clips"] = head["average_clips"]
     if test:
-        info.preprocessing["test_views"] = test
+        info.preprocessing["test_views"] = plain(test)
 
 
 def _read_tsamlib(path: Path, sd: dict[str, torch.Tensor], records: dict[str, Any]
@@ -512,10 +568,16 @@ def _read_tsamlib(path: Path, sd: dict[str, torch.Tensor], records: dict[str, An
     return out, info
 
 
-def _apply_params(info: CheckpointInfo, params: dict[str, Any], where: str) -> None:
-    """Settings from a run's ``params.json`` or a package's ``config.json``, checked against the tensors."""
+def _apply_params(info: CheckpointInfo, params: Any, where: str) -> None:
+    """Settings from a run's ``params.json`` or a package's ``config.json``, checked against the tensors; a value
+    out of range or of the wrong type is refused naming the file."""
     from ..config import MODEL_SETTINGS, RunConfig
-    cfg = RunConfig.of({k: v for k, v in params.items() if k not in ("run_id",)})
+    if not isinstance(params, dict):
+        raise UnsupportedCheckpoint(f"{where} holds a JSON {type(params).__name__}, not an object of settings.")
+    try:
+        cfg = RunConfig.of({k: v for k, v in params.items() if k not in ("run_id",)})
+    except (ValueError, TypeError) as e:
+        raise UnsupportedCheckpoint(f"{where}: {e}") from None
     kwargs = cfg.model_kwargs()
     for name in MODEL_SETTINGS:
         if name in ("n_insert", "m_insert") and name in info.settings and info.settings[name] != kwargs[name] \
@@ -523,7 +585,10 @@ def _apply_params(info: CheckpointInfo, params: dict[str, Any], where: str) -> N
             raise UnsupportedCheckpoint(f"{info.path}: {where} says {name}={kwargs[name]} but its shifted convs "
                                         f"give {info.settings[name]}.")
         info.settings[name], info.sources[name] = kwargs[name], where
-    if info.arch is None or cfg.arch != info.arch:
+    if info.arch is not None and cfg.arch != info.arch:
+        raise UnsupportedCheckpoint(f"{where} says arch={cfg.arch!r} but the tensors are a {info.arch_text} "
+                                    f"({info.arch!r}).")
+    if info.arch is None:
         info.arch = cfg.arch   # timm variants (resnet10t, resnet50d) are known by name only here
         info.sources["arch"] = where
     info.preprocessing = dict(video_norm=cfg.switches()["video_norm"], resize=cfg.resize, img_size=cfg.img_size,
@@ -533,27 +598,48 @@ def _apply_params(info: CheckpointInfo, params: dict[str, Any], where: str) -> N
 
 
 def _read_package(folder: Path) -> tuple[dict[str, torch.Tensor], CheckpointInfo]:
+    from ..config import MODEL_SETTINGS
     missing = [f for f in PACKAGE_FILES if not (folder / f).is_file()]
     if missing:
         raise UnsupportedCheckpoint(f"{folder} is a folder without {' and '.join(missing)}: a tsamlib package holds "
                                     f"{' and '.join(PACKAGE_FILES)} (python -m tsamlib checkpoint convert writes "
-                                    "one); give a checkpoint file or such a folder.")
+                                    "one), a run folder params.json; give a checkpoint file or such a folder.")
+    where = folder / "config.json"
     try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise UnsupportedCheckpoint(f"{folder / 'config.json'} cannot be read as JSON ({e}).") from None
+        config = json.loads(where.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as e:
+        why = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+        raise UnsupportedCheckpoint(f"{where} cannot be read as JSON ({why}).") from None
     if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
-        raise UnsupportedCheckpoint(f"{folder / 'config.json'} holds no 'model' object of settings: not a tsamlib "
-                                    "package config.")
+        raise UnsupportedCheckpoint(f"{where} holds no 'model' object of settings: not a tsamlib package config.")
+    lacking = [k for k in MODEL_SETTINGS if k not in config["model"]]
+    if lacking:
+        raise UnsupportedCheckpoint(f"{where}: 'model' lacks {lacking}: a package records every model setting "
+                                    "(write it again with python -m tsamlib checkpoint convert).")
+    kinds = dict(preprocessing=dict, metrics=list, source=dict, classes=list)
+    bad = [k for k, t in kinds.items() if config.get(k) is not None and not isinstance(config[k], t)]
+    bad += ["metrics"] if isinstance(config.get("metrics"), list) and not all(
+        isinstance(m, dict) for m in config["metrics"]) else []
+    bad += ["classes"] if isinstance(config.get("classes"), list) and not all(
+        isinstance(c, str) for c in config["classes"]) else []
+    if bad:
+        raise UnsupportedCheckpoint(f"{where}: {', '.join(sorted(set(bad)))} of the wrong type (preprocessing and "
+                                    "source: objects; metrics: a list of objects; classes: a list of names).")
     sd = _load_raw(folder / "model.safetensors")
     out, info = _read_tsamlib(folder / "model.safetensors", sd, {})
     info.path, info.format = str(folder), "package"
+    pre = config.get("preprocessing") or {}
     _apply_params(info, {"arch": config.get("arch", info.arch), **config["model"],
-                         **{k: v for k, v in (config.get("preprocessing") or {}).items()
+                         **{k: v for k, v in pre.items()
                             if k in ("img_size", "resize", "video_norm", "valid_view", "n_mels", "audio_frontend")}},
-                  "the package's config.json")
-    if isinstance(config.get("classes"), list):
-        info.classes = [str(c) for c in config["classes"]]
+                  f"the package's {where.name}")
+    for name, value in (("num_classes", info.num_classes), ("classes", info.num_classes)):
+        stated = config.get(name)
+        count = len(stated) if isinstance(stated, list) else stated
+        if count is not None and count != value:
+            raise UnsupportedCheckpoint(f"{where}: {name} says {count} classes but the classifier in "
+                                        f"model.safetensors has {value} rows.")
+    info.classes = config.get("classes")
     info.records = {k: config[k] for k in ("source", "metrics") if k in config}
     return out, info
 
@@ -596,11 +682,12 @@ _MM_TYPES = {"ResNetTSM": "backbone", "ResNet": "backbone", "TSMHead": "cls_head
 
 def mmaction2_config(text: str) -> dict[str, dict[str, Any]]:
     """Literal settings of an mmaction2 config's text (``meta["cfg"]``), parsed, never executed: ``backbone`` and
-    ``cls_head`` (their ``dict(type=...)`` keywords that are literals) and ``test_frames`` (the ``SampleFrames``
-    step of ``test_pipeline``, else ``val_pipeline``). Empty dicts where the text says nothing (or is not Python)."""
+    ``cls_head`` (their ``dict(type=...)`` keywords; one that is not a literal is held as a marker, never evaluated)
+    and ``test_frames`` (the ``SampleFrames`` step of ``test_pipeline``, else ``val_pipeline``). Empty dicts where
+    the text says nothing (or is not Python)."""
     try:
         tree = ast.parse(text)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
         return {}
     out: dict[str, dict[str, Any]] = {}
     for node in ast.walk(tree):
@@ -618,7 +705,8 @@ def mmaction2_config(text: str) -> dict[str, dict[str, Any]]:
 
 
 def _literal_dict(node: ast.AST) -> dict[str, Any] | None:
-    """The literal items of ``dict(a=1, ...)`` or ``{'a': 1, ...}`` (values that are not literals left out)."""
+    """The literal items of ``dict(a=1, ...)`` or ``{'a': 1, ...}`` (a value that is not a literal:
+    ``_NOT_LITERAL``)."""
     items: list[tuple[str, ast.AST]] = []
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict":
         items = [(kw.arg, kw.value) for kw in node.keywords if kw.arg]
@@ -632,5 +720,5 @@ def _literal_dict(node: ast.AST) -> dict[str, Any] | None:
         try:
             out[k] = ast.literal_eval(v)
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            continue
+            out[k] = _NOT_LITERAL   # an expression: known to be set, never evaluated
     return out

@@ -40,7 +40,7 @@ from torch import nn
 
 from ..config import RunConfig
 from .formats import (AUTHORS_LAYOUT, PACKAGE_FILES, VIDEO_FORMATS, CheckpointInfo, UnsupportedCheckpoint,
-                      read_checkpoint)
+                      checkpoint_file, read_checkpoint)
 
 __all__ = ["IN21K_FILENAME", "AUTHORS_LAYOUT", "PRETRAINED_MATCHES", "LoadReport", "resolve_pretrained",
            "canonical_key", "check_fits", "fit_tensors", "load_backbone_weights", "load_pretrained", "weight_dirs",
@@ -156,11 +156,7 @@ def resolve_pretrained(pretrained: str | os.PathLike | None, arch: str) -> tuple
             f"{[str(d) for d in weight_dirs()]} or set TSAM_WEIGHTS to its folder; or pass a checkpoint path.")
     if Path(p).is_dir():
         if (Path(p) / "params.json").is_file():   # a run folder: its final weights
-            weights = Path(p) / "checkpoints" / "model.pth"
-            if not weights.is_file():
-                raise FileNotFoundError(f"run folder {p!r} has no checkpoints/model.pth (an unfinished run, or a fresh "
-                                        "clone: weights are never committed); train it to the end first.")
-            return ("file", str(weights))
+            return ("file", str(checkpoint_file(p)))
         missing = [f for f in PACKAGE_FILES if not (Path(p) / f).is_file()]
         if missing:
             raise FileNotFoundError(f"pretrained folder {p!r} has no {' and '.join(missing)}: a folder must be a "

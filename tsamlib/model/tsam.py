@@ -20,7 +20,7 @@ import timm
 import torch
 from torch import Tensor, nn
 
-from .formats import inspect_checkpoint
+from .formats import inspect_checkpoint, not_recorded
 from .pretrained import LoadReport, load_pretrained, resolve_pretrained
 from .shift import insert_temporal_shift, shift_kernel
 from .shift_reference import check_shift_direction, check_shift_pad, check_shift_settings
@@ -151,6 +151,10 @@ def create_tsam(arch: str = "resnet50", *, num_classes: int = 400, n_frames: int
     package): the settings it states must equal these, else a ValueError names both (``pretrained_match="weights"``
     takes its weights into another model on purpose); :func:`create_tsam_from` builds the model a file states.
     """
+    for name, value in dict(n_frames=n_frames, shift_depth=shift_depth, f_div=f_div, n_insert=n_insert,
+                            m_insert=m_insert, num_classes=num_classes).items():
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"{name}={value!r} must be an integer.")
     if n_frames < 1:
         raise ValueError(f"n_frames={n_frames} must be >= 1.")
     check_shift_settings(n_frames, shift_depth, f_div)  # fail early, before building
@@ -181,18 +185,19 @@ def create_tsam_from(pretrained: str | os.PathLike, **overrides: Any) -> TSAM:
                                  f_div=8)
     """
     info = inspect_checkpoint(pretrained)
-    kwargs = {**info.model_kwargs(), **overrides}
+    kwargs = {**info.model_kwargs(), **{k: v for k, v in overrides.items() if v is not None}}
     if "arch" not in kwargs or "num_classes" not in kwargs:
         what = "arch" if "arch" not in kwargs else "num_classes"
         raise ValueError(f"{pretrained} does not say its {what} ({info.arch_text or info.format}): give {what}=.")
-    if info.format != "backbone" and kwargs.get("shift_depth", 1):
-        need = [n for n in ("n_frames", "f_div") if n not in kwargs]
-        if need:
-            hints = {n: info.name_hints[n] for n in need if n in info.name_hints}
-            raise ValueError(f"{pretrained} does not record {' and '.join(need)} ({info.format} format): give "
-                             + ", ".join(f"{n}=" for n in need) + " (CLI: "
-                             + " ".join(f"--{n.replace('_', '-')} N" for n in need) + ")"
-                             + (f"; its file name says {', '.join(f'{k}={v}' for k, v in hints.items())}"
-                                if hints else ""))
+    need = not_recorded(info.format, kwargs)
+    if need:
+        hints = {n: info.name_hints[n] for n in need if n in info.name_hints}
+        names = ", ".join(need[:-1]) + " and " + need[-1] if len(need) > 1 else need[0]
+        raise ValueError(f"{pretrained} does not record {names} ({info.format} format): give "
+                         + ", ".join(f"{n}=" for n in need) + " (CLI: "
+                         + " ".join(f"--{n.replace('_', '-')} N" if n != "audio" else "--audio/--no-audio"
+                                    for n in need) + ")"
+                         + (f"; its file name says {', '.join(f'{k}={v}' for k, v in hints.items())}"
+                            if hints else ""))
     arch = kwargs.pop("arch")
     return create_tsam(arch, pretrained=pretrained, **kwargs)

@@ -6,6 +6,7 @@ A file that would need code to be unpickled is never unpickled, and no message s
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 import warnings
@@ -48,8 +49,11 @@ def safe_load(path: str | os.PathLike, allowed_globals: Sequence[Any] = (), hint
     message suggests loading it another way), with ``hint`` saying what to do."""
     path = Path(path)
     try:
+        if not path.is_file():   # a FIFO would block forever, a device would read without end
+            raise CheckpointError(f"{path} {'is not a regular file' if path.exists() else 'does not exist'}", hint)
         size = path.stat().st_size
-        head = path.open("rb").read(512)
+        with path.open("rb") as f:
+            head = f.read(512)
     except FileNotFoundError:
         raise CheckpointError(f"{path} does not exist", hint) from None
     except OSError as e:
@@ -65,6 +69,9 @@ def safe_load(path: str | os.PathLike, allowed_globals: Sequence[Any] = (), hint
         raise CheckpointError(f"{path} ({size} bytes) is truncated or corrupt ({type(e).__name__}: {why})",
                               hint) from None
     except OSError as e:
+        if e.errno == errno.EINVAL:   # the zip reader seeking past the end of a cut file
+            raise CheckpointError(f"{path} ({size} bytes) is truncated or corrupt (its archive ends early)",
+                                  hint) from None
         raise CheckpointError(f"{path} cannot be read ({e.strerror or e})", hint) from None
     except Exception as e:  # noqa: BLE001  (UnpicklingError, KeyError, ValueError: what the bytes are is named)
         code = _GLOBAL.search(str(e))

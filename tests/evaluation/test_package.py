@@ -164,20 +164,22 @@ def test_overwrite_replaces_only_a_package_and_never_the_source(tsm_file, tmp_pa
 
 
 def test_a_package_holds_the_files_own_classifier_and_finite_weights(tsm_file, tmp_path):
-    with pytest.raises(ValueError, match=r"its classifier \(5 classes\) is not this model's \(10 outputs\).*not "
-                                         r"converted with a new, untrained head"):
+    with pytest.raises(ValueError, match=r"its classifier does not fit this model's \(10 outputs: "
+                                         r"fc.weight \(5, 512\)->\(10, 512\).*not converted with a new, "
+                                         r"untrained head"):
         convert_checkpoint(tsm_file, tmp_path / "a", n_frames=4, f_div=8, num_classes=10)
     raw = torch.load(tsm_file, weights_only=True)
     raw["state_dict"]["module.base_model.layer1.0.conv2.weight"][0, 0, 0, 0] = float("nan")
     torch.save(raw, tmp_path / "nan.pth")
     with pytest.raises(ValueError, match=r"holds 1 tensors with NaN or infinite values \(first: "
-                                         r"backbone.layer1.0.conv2.weight\)"):
+                                         r"layer1.0.conv2.weight\)"):
         convert_checkpoint(tmp_path / "nan.pth", tmp_path / "b", n_frames=4, f_div=8)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 @pytest.mark.parametrize("classes, says", [([], "classes is empty"), (["a", "b", "a", "c", "d"], "repeated ['a']"),
-                                           ("abcde", "a list of non-empty names"), (["a", "b"], "2 class names (given)")])
+                                           ("abcde", "a list of non-empty names"),
+                                           (["a", "b"], "2 class names (given)")])
 def test_class_names_are_checked(tsm_file, tmp_path, classes, says):
     with pytest.raises(ValueError, match=re.escape(says)):
         convert_checkpoint(tsm_file, tmp_path / "c", n_frames=4, f_div=8, classes=classes)
@@ -203,3 +205,31 @@ def test_a_killed_conversion_leaves_nothing_the_next_one_keeps(tsm_file, tmp_pat
     (stale / "model.safetensors").write_bytes(b"half")
     convert_checkpoint(tsm_file, tmp_path / "pkg", n_frames=4, f_div=8)
     assert not stale.exists()
+
+
+def test_files_put_in_out_while_a_convert_runs_are_never_replaced(tsm_file, tmp_path, monkeypatch):
+    import tsamlib.evaluation.package as package
+    real = package._check_package
+    out = tmp_path / "new"
+
+    def meanwhile(model, folder):   # another program fills --out while the package is being written
+        real(model, folder)
+        out.mkdir()
+        (out / "thesis.txt").write_text("precious")
+
+    monkeypatch.setattr(package, "_check_package", meanwhile)
+    with pytest.raises(FileExistsError, match="was filled while the package was written"):
+        convert_checkpoint(tsm_file, out, n_frames=4, f_div=8, overwrite=True)
+    assert (out / "thesis.txt").read_text() == "precious" and not list(tmp_path.glob(".new.*"))
+
+
+def test_an_old_package_left_aside_by_a_kill_comes_back(tsm_file, tmp_path):
+    out = convert_checkpoint(tsm_file, tmp_path / "pkg", n_frames=4, f_div=8)
+    aside = tmp_path / ".pkg.999999.old.tmp"   # killed between moving it aside and moving the new one in
+    out.rename(aside)
+    (tmp_path / "link").symlink_to(aside)
+    with pytest.raises(ValueError, match="is a symbolic link"):
+        convert_checkpoint(tsm_file, tmp_path / "link", n_frames=4, f_div=8, overwrite=True)
+    with pytest.raises(FileExistsError, match="holds a package already"):
+        convert_checkpoint(tsm_file, out, n_frames=4, f_div=8)   # it was put back first, then kept
+    assert (out / "model.safetensors").is_file() and not aside.exists()

@@ -246,7 +246,7 @@ def test_a_tsamlib_run_checkpoint_states_the_runs_settings(tmp_path):
                                                      dataset="default", img_size=32, resize=36)))
     info = inspect_checkpoint(run / "checkpoints" / "model.pth")
     assert info.format == "tsamlib" and info.settings["shift_depth"] == 2 and info.settings["audio"] is True
-    assert info.sources["n_frames"] == "the run's params.json" and info.preprocessing["img_size"] == 32
+    assert info.sources["n_frames"].startswith("the run's params.json (") and info.preprocessing["img_size"] == 32
     with pytest.raises(ValueError, match=r"trained with audio=True .*this model has audio=False"):
         create_tsam("resnet18", num_classes=4, n_frames=6, shift_depth=2, f_div=4, pretrained=run / "checkpoints" /
                     "model.pth")
@@ -332,8 +332,8 @@ def test_a_package_config_edited_by_hand_is_refused_naming_it(tmp_path, tsm_r18)
              (lambda c: c.update(classes=[[1], None, "a", "b", "c"]), "classes of the wrong type"),
              (lambda c: c.update(num_classes=7), "num_classes says 7 classes but the classifier"),
              (lambda c: c.update(model={}), "'model' lacks"),
-             (lambda c: c["model"].update(n_frames=0), "config.json: n_frames=0 is out of range"),
-             (lambda c: c.update(arch="resnet9000"), "config.json says arch='resnet9000' but the tensors are a "
+             (lambda c: c["model"].update(n_frames=0), "config.json): n_frames=0 is out of range"),
+             (lambda c: c.update(arch="resnet9000"), "config.json) says arch='resnet9000' but the tensors are a "
                                                      "ResNet-18")]
     for change, says in cases:
         with pytest.raises(UnsupportedCheckpoint, match=re.escape(says)):
@@ -360,3 +360,15 @@ def test_odd_state_dicts_and_run_folders(tmp_path, tsm_r18):
     (run / "params.json").write_text("[1]")
     with pytest.raises(UnsupportedCheckpoint, match="holds a JSON list, not an object of settings"):
         inspect_checkpoint(run / "checkpoints" / "model.pth")
+
+
+def test_non_finite_weights_and_odd_keys_are_refused_before_training(tmp_path, tsm_r18):
+    _, path = tsm_r18
+    raw = torch.load(path, weights_only=True)
+    raw["state_dict"]["module.base_model.layer1.0.conv1.net.weight"][0, 0, 0, 0] = float("inf")
+    torch.save(raw, tmp_path / "inf.pth")
+    with pytest.raises(ValueError, match=r"1 tensors with NaN or infinite values \(first: layer1.0.conv1.weight\)"):
+        check_model_settings("resnet18", pretrained=tmp_path / "inf.pth", n_frames=8)   # what train checks first
+    torch.save({5: torch.zeros(1), "a": torch.zeros(1)}, tmp_path / "keys.pth")
+    with pytest.raises(UnsupportedCheckpoint, match="keys that are not names"):
+        inspect_checkpoint(tmp_path / "keys.pth")

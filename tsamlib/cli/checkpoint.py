@@ -136,8 +136,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
     try:
         classes = None
         if args.classes:
+            where = Path(args.classes)
+            why = ("no such file" if not where.exists() else "not a regular file" if not where.is_file()  # a pipe
+                   else "over 10 MB, not a list of names" if where.stat().st_size > 10_000_000 else None)  # a device
+            if why:
+                raise ValueError(f"--classes {where}: {why} (one class name per line)")
             try:
-                text = Path(args.classes).read_text(encoding="utf-8")
+                text = where.read_text(encoding="utf-8-sig")   # a byte-order mark is not part of the first name
             except UnicodeDecodeError:
                 raise ValueError(f"--classes {args.classes} is not UTF-8 text (one class name per line)") from None
             classes = [ln.strip() for ln in text.splitlines() if ln.strip()]

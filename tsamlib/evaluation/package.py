@@ -37,7 +37,7 @@ from ..data.manifest import manifest_vocab, read_table
 from ..model.formats import PACKAGE_FILES, CheckpointInfo
 from ..model.tsam import TSAM, create_tsam_from
 from ..runs.fileio import atomic_path, atomic_write_json, read_json, relative_to_repo, writable_folder
-from ..runs.folder import is_finished, open_run
+from ..runs.folder import is_finished
 from ..runs.provenance import environment_info
 
 __all__ = ["PACKAGE_VERSION", "convert_checkpoint", "run_checkpoint", "model_card"]
@@ -52,9 +52,14 @@ def run_checkpoint(run_dir: str | os.PathLike, weights: str | None = None) -> Pa
     run_dir = Path(run_dir)
     if weights not in (None, "last", "best"):
         raise ValueError(f"weights={weights!r}: choose 'last' or 'best' (or None: the run's eval_weights).")
-    if not is_finished(run_dir):
+    metrics = _json_object(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
+    if not metrics.get("finished") or not is_finished(run_dir):
         raise ValueError(f"run {run_dir} is not finished (metrics.json): only a finished run's weights are converted.")
-    cfg = RunConfig.of(open_run(run_dir).params)
+    params = _json_object(run_dir / "params.json")
+    try:
+        cfg = RunConfig.of(params)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{run_dir / 'params.json'}: {e}") from None
     weights = weights or cfg.switches()["eval_weights"]
     path = run_dir / "checkpoints" / ("model.pth" if weights == "last" else "best.pth")
     if not path.is_file():
@@ -154,10 +159,10 @@ def convert_checkpoint(source: str | os.PathLike, out: str | os.PathLike, *, cla
     report = model.load_report
     info: CheckpointInfo = report.info
     if report.head != "loaded":
-        raise ValueError(f"{source}: its classifier ({info.num_classes or 'none'} classes) is not this model's "
-                         f"({model.fc.out_features} outputs): a package holds the file's whole model, so it is not "
-                         "converted with a new, untrained head (fine-tune with train --pretrained instead).")
-    _check_finite(model, source)
+        theirs = ", ".join(report.skipped_classifier) or "no classifier"
+        raise ValueError(f"{source}: its classifier does not fit this model's ({model.fc.out_features} outputs: "
+                         f"{theirs}): a package holds the file's whole model, so it is not converted with a new, "
+                         "untrained head (fine-tune with train --pretrained instead).")
     run_dir = _run_dir_of(source) if info.format == "tsamlib" else None
     metrics = _recorded_metrics(info)
     if run_dir is not None:
@@ -179,7 +184,7 @@ def convert_checkpoint(source: str | os.PathLike, out: str | os.PathLike, *, cla
         preprocessing=_preprocessing(info, model),
         source=dict(path=str(source), format=info.format, sha256=model.load_report.record().get("sha256"),
                     records={k: v for k, v in info.records.items() if k not in ("metrics",)},
-                    settings_from={k: info.sources.get(k, "given to convert" if k in overrides else "default")
+                    settings_from={k: "given to convert" if k in overrides else info.sources.get(k, "default")
                                    for k in MODEL_SETTINGS},
                     not_weights=info.ignored),
         metrics=metrics, provenance=environment_info())
@@ -200,7 +205,18 @@ def _is_package(folder: Path) -> bool:
 def _check_destination(source: Path, out: Path, overwrite: bool) -> None:
     """``out`` must be new, an empty folder, or (with ``overwrite``) a package written before; never a file, a
     folder of other things, the source or a folder holding it."""
+    if out.is_symlink():
+        raise ValueError(f"--out {out} is a symbolic link: give the real folder (the link would be replaced, not "
+                         "what it points to).")
     src, dst = source.resolve(), out.resolve()
+    for stale in dst.parent.glob(f".{dst.name}.*.tmp"):   # left by a convert that was killed
+        pid = stale.name.removeprefix(f".{dst.name}.").split(".")[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        if stale.name.endswith(".old.tmp") and not dst.exists():
+            os.replace(stale, dst)   # killed between its two renames: the package that was there comes back
+        else:
+            shutil.rmtree(stale, ignore_errors=True)
     if dst == Path.cwd().resolve() or dst == Path(dst.anchor):
         raise ValueError(f"--out {str(out)!r} is the current folder (or the root): give the package a folder of its "
                          "own, e.g. --out packages/my-model.")
@@ -216,10 +232,6 @@ def _check_destination(source: Path, out: Path, overwrite: bool) -> None:
             raise FileExistsError(f"{out} holds a package already: give a new --out, or overwrite=True (CLI "
                                   "--overwrite) to replace it.")
     writable_folder(dst.parent, "write the package to a folder you can write (--out)")
-    for stale in dst.parent.glob(f".{dst.name}.*.tmp"):   # left by a convert that was killed
-        pid = stale.name.removeprefix(f".{dst.name}.").split(".")[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(stale, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:
@@ -246,13 +258,6 @@ def _checked_classes(classes: Any) -> list[str] | None:
     return classes
 
 
-def _check_finite(model: TSAM, source: Path) -> None:
-    bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
-    if bad:
-        raise ValueError(f"{source} holds {len(bad)} tensors with NaN or infinite values (first: {bad[0]}): a broken "
-                         "checkpoint is not packaged.")
-
-
 def _write_package(model: TSAM, config: dict[str, Any], out: Path, overwrite: bool) -> Path:
     """Assemble the package beside ``out``, check it reads back to the same logits, then move it into place."""
     from safetensors.torch import save
@@ -269,16 +274,19 @@ def _write_package(model: TSAM, config: dict[str, Any], out: Path, overwrite: bo
         with atomic_path(tmp / "README.md", fsync=True) as t:
             t.write_text(model_card(config), encoding="utf-8")
         _check_package(model, tmp)
-        if out.is_dir() and any(out.iterdir()):   # a package written before (checked): aside until the new one is in
-            old = out.parent / f".{out.name}.{os.getpid()}.old.tmp"
+        if out.is_dir() and any(out.iterdir()):   # checked again: something may have arrived while we wrote
+            if not overwrite or not _is_package(out):
+                raise FileExistsError(f"{out} was filled while the package was written (another convert, or files "
+                                      "put there): nothing there was replaced; give a new --out.")
+            old = out.parent / f".{out.name}.{os.getpid()}.old.tmp"   # aside until the new one is in
             os.replace(out, old)
-        elif out.is_dir():
-            out.rmdir()
-        os.replace(tmp, out)
+        os.replace(tmp, out)   # onto an empty folder only: one filled meanwhile fails (ENOTEMPTY), losing nothing
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None and not out.exists():
             os.replace(old, out)   # the package that was there stays
+        if isinstance(e, FileExistsError):
+            raise
         raise OSError(e.errno, f"writing the package {out} failed ({e.strerror or e}): nothing was replaced") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

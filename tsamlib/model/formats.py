@@ -198,7 +198,7 @@ def _load_raw(path: Path) -> Any:
         from safetensors.torch import load_file
         try:
             return load_file(str(path), device="cpu")
-        except (SafetensorError, OSError) as e:
+        except (SafetensorError, OSError, RuntimeError) as e:   # RuntimeError: a file too large to map
             raise UnsupportedCheckpoint(f"{path} is not a readable safetensors file ({e})") from None
     return safe_load(path, authors_safe_globals(), hint="save weights with torch.save(model.state_dict(), ...) or "
                      "as .safetensors")
@@ -227,6 +227,10 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], C
     if not isinstance(sd, dict) or not sd:
         keys = list(sd)[:10] if isinstance(sd, dict) else type(sd).__name__
         raise UnsupportedCheckpoint(f"{path} holds no state dict of tensors (top-level keys: {keys}).")
+    bad_keys = [k for k in sd if not isinstance(k, str)]
+    if bad_keys:
+        raise UnsupportedCheckpoint(f"{path}: its state dict has keys that are not names (first: {bad_keys[0]!r}): not "
+                                    "a model's state_dict().")
     odd = [k for k, v in sd.items() if not torch.is_tensor(v)]
     if odd:
         raise UnsupportedCheckpoint(f"{path}: its state dict holds {len(odd)} values that are not tensors (first: "
@@ -487,7 +491,10 @@ def _read_mmaction2(path: Path, sd: dict[str, torch.Tensor], records: dict[str, 
     if isinstance(cfg_text, str) and len(cfg_text) > _MAX_CFG_CHARS:
         info.records["config"] = f"not read: {len(cfg_text):,} characters (a config is a few thousand)"
     elif isinstance(cfg_text, str):
-        _apply_mmaction2_config(info, mmaction2_config(cfg_text))
+        parsed = mmaction2_config(cfg_text)
+        _apply_mmaction2_config(info, parsed)
+        if not parsed:
+            info.records["config"] = "not read: its text is not Python an mmaction2 config is written in"
     classes = (meta.get("dataset_meta") or {}).get("classes") if isinstance(meta.get("dataset_meta"), dict) else None
     if isinstance(classes, (list, tuple)) and all(isinstance(c, str) for c in classes):
         info.classes = list(classes)
@@ -564,7 +571,12 @@ def _read_tsamlib(path: Path, sd: dict[str, torch.Tensor], records: dict[str, An
     _shape_info(info, out, shifted_blocks(sd, ".conv1.net."), "tensors (tsamlib's shifted convs '.conv1.net')")
     params = path.parent.parent / "params.json" if path.parent.name == "checkpoints" else None
     if params is not None and params.is_file():
-        _apply_params(info, json.loads(params.read_text(encoding="utf-8")), f"the run's {params.name}")
+        try:
+            recorded = json.loads(params.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as e:
+            raise UnsupportedCheckpoint(f"the run's params.json ({params}) cannot be read as JSON ({str(e)[:100]}).") \
+                from None
+        _apply_params(info, recorded, f"the run's params.json ({params})")
     return out, info
 
 
@@ -632,7 +644,7 @@ def _read_package(folder: Path) -> tuple[dict[str, torch.Tensor], CheckpointInfo
     _apply_params(info, {"arch": config.get("arch", info.arch), **config["model"],
                          **{k: v for k, v in pre.items()
                             if k in ("img_size", "resize", "video_norm", "valid_view", "n_mels", "audio_frontend")}},
-                  f"the package's {where.name}")
+                  f"the package's config.json ({where})")
     for name, value in (("num_classes", info.num_classes), ("classes", info.num_classes)):
         stated = config.get(name)
         count = len(stated) if isinstance(stated, list) else stated

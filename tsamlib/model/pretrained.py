@@ -163,6 +163,8 @@ def resolve_pretrained(pretrained: str | os.PathLike | None, arch: str) -> tuple
                                     "package written by `python -m tsamlib checkpoint convert`; or give a file.")
         return ("file", p)
     if p.endswith(CHECKPOINT_SUFFIXES) or Path(p).exists() or os.sep in p:
+        if Path(p).exists() and not Path(p).is_file():
+            raise ValueError(f"pretrained {p!r} is not a regular file (a pipe or a device): give a checkpoint file.")
         if not Path(p).is_file():
             raise FileNotFoundError(f"pretrained checkpoint {p!r} does not exist; give an existing .pth/.pt/"
                                     ".safetensors file, a package folder, a timm tag like 'resnet50.a1_in1k', "
@@ -289,6 +291,10 @@ def load_pretrained(backbone: nn.Module, head: nn.Linear, path: str, *, arch: st
     replaced); an image model's may leave tensors out, reported. ``copy=False`` checks only (a model on the meta
     device: shapes, no memory)."""
     state_dict, info = read_checkpoint(path)
+    broken = [k for k, v in state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        raise ValueError(f"{path} holds {len(broken)} tensors with NaN or infinite values (first: {broken[0]}): a "
+                         "broken checkpoint (a diverged run?) is not loaded.")
     notes = check_fits(info, arch=arch, settings=settings, match=match)
     report = LoadReport(path, layout=info.format, info=info, notes=notes)
     if info.format in VIDEO_FORMATS:

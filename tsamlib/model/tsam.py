@@ -155,6 +155,8 @@ def create_tsam(arch: str = "resnet50", *, num_classes: int = 400, n_frames: int
                             m_insert=m_insert, num_classes=num_classes).items():
         if not isinstance(value, int) or isinstance(value, bool):
             raise ValueError(f"{name}={value!r} must be an integer.")
+    if not isinstance(audio, bool):
+        raise ValueError(f"audio={audio!r} must be True or False.")
     if n_frames < 1:
         raise ValueError(f"n_frames={n_frames} must be >= 1.")
     check_shift_settings(n_frames, shift_depth, f_div)  # fail early, before building

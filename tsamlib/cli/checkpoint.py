@@ -86,17 +86,14 @@ def _inspect(path: str) -> dict[str, Any]:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from ..model.formats import UnsupportedCheckpoint
-    from ..runs.loader import CheckpointError
-
-    try:
+    try:   # UnsupportedCheckpoint and CheckpointError are ValueErrors
         out = _inspect(args.file)
-    except (UnsupportedCheckpoint, CheckpointError, ValueError, OSError) as e:
+    except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     info, would = out["info"], out["would_load"]
     if args.json:
-        record = {k: v for k, v in vars(info).items()}
+        record = dict(vars(info))
         record["would_load"] = would
         print(json.dumps(record, indent=2, default=str))
         return 0
@@ -119,9 +116,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from ..evaluation.package import convert_checkpoint
-    from ..model.formats import UnsupportedCheckpoint
     from ..runs.folder import resolve_run
-    from ..runs.loader import CheckpointError
 
     source = Path(args.source)
     if not source.exists():
@@ -150,7 +145,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
                 raise ValueError(f"--classes {args.classes} holds no class names (one per line, line i = output i)")
         out = convert_checkpoint(source, args.out, classes=classes, dataset=args.dataset, name=args.name,
                                  overwrite=args.overwrite, weights=args.weights, **overrides)
-    except (UnsupportedCheckpoint, CheckpointError, ValueError, OSError) as e:
+    except (ValueError, OSError) as e:   # UnsupportedCheckpoint and CheckpointError are ValueErrors
         print(f"error: {e}", file=sys.stderr)
         return 2
     files = ", ".join(f"{p.name} ({p.stat().st_size:,} bytes)" for p in sorted(Path(out).iterdir()))

@@ -34,10 +34,10 @@ import torch
 from ..config import MODEL_SETTINGS, RunConfig
 from ..data.datasets import dataset_manifest
 from ..data.manifest import manifest_vocab, read_table
+from ..data.probe import pid_alive
 from ..model.formats import PACKAGE_FILES, CheckpointInfo
 from ..model.tsam import TSAM, create_tsam_from
 from ..runs.fileio import atomic_path, atomic_write_json, read_json, relative_to_repo, writable_folder
-from ..runs.folder import is_finished
 from ..runs.provenance import environment_info
 
 __all__ = ["PACKAGE_VERSION", "convert_checkpoint", "run_checkpoint", "model_card"]
@@ -53,7 +53,7 @@ def run_checkpoint(run_dir: str | os.PathLike, weights: str | None = None) -> Pa
     if weights not in (None, "last", "best"):
         raise ValueError(f"weights={weights!r}: choose 'last' or 'best' (or None: the run's eval_weights).")
     metrics = _json_object(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
-    if not metrics.get("finished") or not is_finished(run_dir):
+    if not metrics.get("finished"):
         raise ValueError(f"run {run_dir} is not finished (metrics.json): only a finished run's weights are converted.")
     params = _json_object(run_dir / "params.json")
     try:
@@ -211,7 +211,7 @@ def _check_destination(source: Path, out: Path, overwrite: bool) -> None:
     src, dst = source.resolve(), out.resolve()
     for stale in dst.parent.glob(f".{dst.name}.*.tmp"):   # left by a convert that was killed
         pid = stale.name.removeprefix(f".{dst.name}.").split(".")[0]
-        if not pid.isdigit() or _alive(int(pid)):
+        if not pid.isdigit() or pid_alive(int(pid)):
             continue
         if stale.name.endswith(".old.tmp") and not dst.exists():
             os.replace(stale, dst)   # killed between its two renames: the package that was there comes back
@@ -232,16 +232,6 @@ def _check_destination(source: Path, out: Path, overwrite: bool) -> None:
             raise FileExistsError(f"{out} holds a package already: give a new --out, or overwrite=True (CLI "
                                   "--overwrite) to replace it.")
     writable_folder(dst.parent, "write the package to a folder you can write (--out)")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _checked_classes(classes: Any) -> list[str] | None:
@@ -281,17 +271,13 @@ def _write_package(model: TSAM, config: dict[str, Any], out: Path, overwrite: bo
             old = out.parent / f".{out.name}.{os.getpid()}.old.tmp"   # aside until the new one is in
             os.replace(out, old)
         os.replace(tmp, out)   # onto an empty folder only: one filled meanwhile fails (ENOTEMPTY), losing nothing
-    except OSError as e:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None and not out.exists():
             os.replace(old, out)   # the package that was there stays
-        if isinstance(e, FileExistsError):
-            raise
-        raise OSError(e.errno, f"writing the package {out} failed ({e.strerror or e}): nothing was replaced") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and not out.exists():
-            os.replace(old, out)
+        if isinstance(e, OSError) and not isinstance(e, FileExistsError):
+            raise OSError(e.errno, f"writing the package {out} failed ({e.strerror or e}): nothing was "
+                                   "replaced") from None
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

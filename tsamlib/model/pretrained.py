@@ -276,12 +276,24 @@ def load_backbone_weights(backbone: nn.Module, head: nn.Linear | None, state_dic
     (a new one when ``None``)."""
     report = LoadReport(source) if report is None else report
     target = _targets(backbone, head)
-    pairs, report.missing, report.unexpected, report.skipped_classifier = fit_tensors(target, state_dict, source)
+    pairs = _fit(target, state_dict, report)
+    _copy(target, state_dict, pairs)
+    return report
+
+
+def _fit(target: dict[str, torch.Tensor], state_dict: dict[str, torch.Tensor],
+         report: LoadReport) -> list[tuple[str, str]]:
+    """:func:`fit_tensors` into ``report`` (missing, unexpected, replaced classifier, loaded); the pairs to copy."""
+    pairs, report.missing, report.unexpected, report.skipped_classifier = fit_tensors(target, state_dict,
+                                                                                       report.source)
+    report.loaded = len(pairs)
+    return pairs
+
+
+def _copy(target: dict[str, torch.Tensor], state_dict: dict[str, torch.Tensor], pairs: list[tuple[str, str]]) -> None:
     with torch.no_grad():
         for k, ck in pairs:
             target[ck].copy_(state_dict[k])
-    report.loaded = len(pairs)
-    return report
 
 
 def load_pretrained(backbone: nn.Module, head: nn.Linear, path: str, *, arch: str, settings: dict[str, Any],
@@ -297,21 +309,17 @@ def load_pretrained(backbone: nn.Module, head: nn.Linear, path: str, *, arch: st
                          "broken checkpoint (a diverged run?) is not loaded.")
     notes = check_fits(info, arch=arch, settings=settings, match=match)
     report = LoadReport(path, layout=info.format, info=info, notes=notes)
-    if info.format in VIDEO_FORMATS:
-        _, missing, unexpected, _ = fit_tensors(_targets(backbone, head), state_dict, path)
-        if missing or unexpected:
-            what = f"a {info.arch_text}" if info.arch_text else "another backbone"
-            raise ValueError(f"{path} ({info.format} format) holds {what}, which does not fit arch={arch!r}: "
-                             f"{len(missing)} tensors of the model missing ({', '.join(missing[:4])}), "
-                             f"{len(unexpected)} of the file without a place ({', '.join(unexpected[:4])}); build "
-                             f"it with the arch the file was trained with" +
-                             (f" (arch={info.arch!r})." if info.arch else "."))
+    target = _targets(backbone, head)
+    pairs = _fit(target, state_dict, report)
+    if info.format in VIDEO_FORMATS and (report.missing or report.unexpected):   # before anything is copied
+        what = f"a {info.arch_text}" if info.arch_text else "another backbone"
+        raise ValueError(f"{path} ({info.format} format) holds {what}, which does not fit arch={arch!r}: "
+                         f"{len(report.missing)} tensors of the model missing ({', '.join(report.missing[:4])}), "
+                         f"{len(report.unexpected)} of the file without a place ({', '.join(report.unexpected[:4])}); "
+                         "build it with the arch the file was trained with"
+                         + (f" (arch={info.arch!r})." if info.arch else "."))
     if copy:
-        load_backbone_weights(backbone, head, state_dict, source=path, report=report)
-    else:
-        pairs, report.missing, report.unexpected, report.skipped_classifier = fit_tensors(
-            _targets(backbone, head), state_dict, path)
-        report.loaded = len(pairs)
+        _copy(target, state_dict, pairs)
     if report.loaded == 0:
         raise ValueError(f"no tensor of {path} matches {arch}: {report}")
     return report

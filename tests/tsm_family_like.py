@@ -180,8 +180,11 @@ class MMRecognizer(nn.Module):
         return self.cls_head(self.backbone(video.reshape((-1,) + video.shape[-3:])))
 
 
-def mmaction2_cfg_text(depth, num_classes, num_segments, tsm=True, shift_div=8, test_clips=None):
-    """A config as mmengine's ``pretty_text`` renders it (Python source; tsamlib reads literals only)."""
+def mmaction2_cfg_text(depth, num_classes, num_segments, tsm=True, shift_div=8, test_clips=None,
+                       test_views="twice_sample=True), dict(type='DecordDecode'), "
+                                  "dict(type='Resize', scale=(-1, 256)), dict(type='ThreeCrop', crop_size=256"):
+    """A config as mmengine's ``pretty_text`` renders it (Python source; tsamlib reads literals only); ``test_views``:
+    the test pipeline from SampleFrames' last keywords to the crop step's."""
     clips, channels = test_clips or num_segments, 512 if depth < 50 else 2048
     backbone = (f"dict(type='ResNetTSM', pretrained='torchvision://resnet{depth}', depth={depth}, norm_eval=False, "
                 f"shift_div={shift_div}, num_segments={num_segments})" if tsm else
@@ -200,8 +203,7 @@ def mmaction2_cfg_text(depth, num_classes, num_segments, tsm=True, shift_div=8, 
         "train_pipeline = [dict(type='DecordInit', io_backend='disk'), dict(type='SampleFrames', clip_len=1, "
         f"frame_interval=1, num_clips={num_segments}), dict(type='DecordDecode')]",
         "test_pipeline = [dict(type='DecordInit', io_backend='disk'), dict(type='SampleFrames', clip_len=1, "
-        f"frame_interval=1, num_clips={clips}, test_mode=True, twice_sample=True), dict(type='DecordDecode'), "
-        "dict(type='Resize', scale=(-1, 256)), dict(type='ThreeCrop', crop_size=256), "
+        f"frame_interval=1, num_clips={clips}, test_mode=True, {test_views}), "
         "dict(type='FormatShape', input_format='NCHW'), dict(type='PackActionInputs')]",
         "work_dir = './work_dirs/tsm'",
     ])

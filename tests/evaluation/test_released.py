@@ -145,24 +145,31 @@ def test_export_in_the_authors_layout_round_trips(files, tmp_path):
 
 
 def test_notebook_06_on_the_real_clips(kinetics_clips, tmp_path, monkeypatch):
+    """Stand-ins in the three layouts, each scored with its own protocols and ours on the real clips."""
     monkeypatch.delenv("MPLBACKEND", raising=False)
     out = tmp_path / "06.ipynb"
     pm.execute_notebook(str(ROOT / "notebooks" / "06_released_checkpoint.ipynb"), str(out), kernel_name="python3",
                         cwd=str(ROOT), progress_bar=False,
                         parameters=dict(clips_dir=str(kinetics_clips), work_dir=str(tmp_path / "work"),
-                                        arch="resnet10t", n_frames=6, img_size=32, resize=36, n_mels=32, n_clips=1,
+                                        arch="resnet18", n_frames=6, img_size=32, resize=36, n_mels=32, n_clips=1,
                                         n_crops=1, n_passes=3))
     text = "\n".join(str(o.get("text", "")) + json.dumps(o.get("data", {}))
                      for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code" for o in c.outputs)
     assert "no released checkpoint was given" in text and "random weights" in text
     assert "selected on the evaluation set" in text and "means nothing" in text
-    records = list((tmp_path / "work").glob("*.json"))
-    assert [p.name for p in records] == ["stand-in_random_resnet10t_kinetics400_kinetics-clips_valid.json"]
-    rec = json.loads(records[0].read_text())
+    assert "2 outputs (the evaluation manifest's classes)" in text   # the clips' 0/1
+    records = {json.loads(p.read_text())["format"]: json.loads(p.read_text())
+               for p in (tmp_path / "work").glob("*.json")}
+    assert sorted(records) == ["authors", "mmaction2", "tsm"]
+    rec = records["authors"]
     assert rec["layout"] == "authors" and "random weights" in rec["note"] and rec["views"]["metrics"]["n_videos"] == 4
     assert rec["settings"]["n_frames"] == 6 and rec["authors"]["protocol"]["n_passes"] == 3
-    assert rec["num_classes"] == 2 and "2 outputs (the evaluation manifest's classes)" in text   # the clips' 0/1
-    assert not (ROOT / "results" / "released" / records[0].name).exists()   # a stand-in's record stays in work_dir
+    assert rec["num_classes"] == 2
+    assert sorted(records["tsm"]["others"]) == ["tsm", "tsm_dense"] and records["tsm"]["authors"] is None
+    assert records["tsm"]["others"]["tsm_dense"]["protocol"]["views_per_video"] == 30
+    mm = records["mmaction2"]["others"]["mmaction2"]["protocol"]
+    assert mm["source"] == "the file's meta cfg test_pipeline" and mm["img_size"] == 32
+    assert not any((ROOT / "results" / "released" / p.name).exists() for p in (tmp_path / "work").glob("*.json"))
 
 
 def test_a_tsm_family_file_is_scored_with_the_settings_it_states(files, tmp_path):

@@ -372,3 +372,40 @@ def test_non_finite_weights_and_odd_keys_are_refused_before_training(tmp_path, t
     torch.save({5: torch.zeros(1), "a": torch.zeros(1)}, tmp_path / "keys.pth")
     with pytest.raises(UnsupportedCheckpoint, match="keys that are not names"):
         inspect_checkpoint(tmp_path / "keys.pth")
+
+
+@pytest.mark.parametrize("depth,k", [(18, 1), (50, 0)])
+def test_a_tsam_saved_in_tsm_and_mmaction2_layouts_loads_into_their_models(tmp_path, depth, k):
+    """save_tsm_checkpoint / save_mmaction2_checkpoint: the source repositories' own models (re-created here) load
+    the file strictly and give tsamlib's logits; tsamlib reads both back to the same model."""
+    from tsamlib.model.pretrained import save_mmaction2_checkpoint, save_tsm_checkpoint
+    torch.manual_seed(4)
+    model = trained_like(create_tsam(f"resnet{depth}", num_classes=5, n_frames=4, shift_depth=k, f_div=8,
+                                     pretrained=None)).eval()
+    video = torch.randn(2, 4, 3, 32, 32)
+    want = _logits(model, video)
+    tsm = torch.load(save_tsm_checkpoint(model, tmp_path / "tsm.pth", epoch=3), weights_only=True)
+    ref = TSMRepoModel(5, 4, f"resnet{depth}", is_shift=k == 1, shift_div=8)
+    ref.load_state_dict({key[len("module."):]: v for key, v in tsm["state_dict"].items()})   # strict
+    torch.testing.assert_close(_logits(ref, video), want, atol=1e-5, rtol=1e-4)
+    assert tsm["arch"] == f"resnet{depth}" and tsm["epoch"] == 3
+    mm = torch.load(save_mmaction2_checkpoint(model, tmp_path / "mm.pth", classes=list("abcde")), weights_only=True)
+    ref = MMRecognizer(depth, 5, 4, tsm=k == 1, shift_div=8)
+    ref.load_state_dict(mm["state_dict"])                                                         # strict
+    torch.testing.assert_close(_logits(ref, video), want, atol=1e-5, rtol=1e-4)
+    info = inspect_checkpoint(tmp_path / "mm.pth")
+    assert info.format == "mmaction2" and info.classes == list("abcde")
+    assert info.preprocessing["test_crop"] == {"type": "CenterCrop", "crop_size": 224}
+    again = create_tsam_from(tmp_path / "mm.pth", audio=False, **({} if k else dict(n_frames=4)))
+    torch.testing.assert_close(_logits(again, video), want)
+
+
+def test_models_their_code_cannot_build_are_not_written_in_their_layouts(tmp_path):
+    from tsamlib.model.pretrained import save_mmaction2_checkpoint, save_tsm_checkpoint
+    for kw, says in ((dict(shift_depth=2), "shift depth 2"), (dict(audio=True), "an audio frame"),
+                     (dict(shift_pad="keep"), "'keep' borders"), (dict(n_insert=2), "i % 2 == 0 (theirs: i % 1 == 0)")):
+        model = create_tsam("resnet18", num_classes=3, n_frames=4, pretrained=None, **kw)
+        for save in (save_tsm_checkpoint, save_mmaction2_checkpoint):
+            with pytest.raises(ValueError, match=re.escape(says)):
+                save(model, tmp_path / "x.pth")
+    assert not (tmp_path / "x.pth").exists()

@@ -46,7 +46,7 @@ from .manifest import split_rows as _split
 from .probe import single_thread
 from .skiplog import SkipLog
 from .transforms import AUTHORS_GRAYSCALE_P, ClipTransform, denormalize, norm_stats
-from .video import load_clip
+from .video import load_clip, load_views
 
 __all__ = ["limit_threads", "SampleDropped", "NoAudioError", "VideoDataset", "TSAMDataLoader", "TSAMDataLoaders",
            "video_dataloaders", "clip_views_dataset", "video_views", "views_dataloader", "show_clip_batch"]
@@ -361,7 +361,8 @@ def clip_views_dataset(manifest, split: str = "test", n_clips: int = 1, n_crops:
                        audio: bool = False, img_size: int = 224, resize: int = 256, n_mels: int = 224,
                        sample_rate: int = DEFAULT_SR, mean=None, std=None, cache_dir=None,
                        replace_bad: bool = False, video_norm: str = "imagenet", audio_frontend: str = "tsamlib",
-                       missing_audio: str = "silent", valid_view: str = "center_crop") -> VideoDataset:
+                       missing_audio: str = "silent", valid_view: str = "center_crop",
+                       crop_layout: str = "tsamlib") -> VideoDataset:
     """Every (clip, crop) view of every video of `split`: item `v` is view `ds.views[v] = (row, clip, crop)`.
 
     Average the softmax over the views of a row for the multi-view score. Bad files raise by default
@@ -370,24 +371,23 @@ def clip_views_dataset(manifest, split: str = "test", n_clips: int = 1, n_crops:
     part = _split(usable_rows(df, audio, missing_audio)[0], split)
     views = [(r, c, k) for r in range(len(part)) for c in range(n_clips) for k in range(n_crops)]
     mean, std = _mean_std(video_norm, mean, std)
-    tfm = ClipTransform(img_size, resize, train=False, n_crops=n_crops, mean=mean, std=std, valid_view=valid_view)
+    tfm = ClipTransform(img_size, resize, train=False, n_crops=n_crops, mean=mean, std=std, valid_view=valid_view,
+                        crop_layout=crop_layout)
     af = _audio_frame(audio, img_size, n_mels, sample_rate, cache_dir, audio_frontend)
     return VideoDataset(part, n_frames, "test", tfm, af, views=views, n_clips=n_clips, replace_bad=replace_bad,
                         split=split, drop_silent=audio and missing_audio == "drop")
 
 
 def video_views(path, n_frames: int, n_clips: int, n_crops: int, tfm: ClipTransform,
-                audio: AudioFrame | None = None, drop_silent: bool = False
+                audio: AudioFrame | None = None, drop_silent: bool = False, sampling: str = "segments"
                 ) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
-    """All ``n_clips x n_crops`` test views of one video, clip-major: each clip is decoded once and its crops
-    are cut from it; the audio frame is computed once and repeated. Returns video ``(V, T, 3, S, S)``, audio
-    ``(V, 1, 3, S, S)`` or None, and whether the file has sound (``drop_silent``: no sound raises
-    :class:`NoAudioError`)."""
+    """All ``n_clips x n_crops`` test views of one video, clip-major: the clips (placed as ``sampling`` says,
+    :func:`~tsamlib.data.video.view_indices`) are decoded in one read and their crops cut from them; the audio
+    frame is computed once and repeated. Returns video ``(V, T, 3, S, S)``, audio ``(V, 1, 3, S, S)`` or None, and
+    whether the file has sound (``drop_silent``: no sound raises :class:`NoAudioError`)."""
     rng = np.random.default_rng(0)  # test sampling and test transforms draw nothing from it
-    views = []
-    for clip in range(n_clips):
-        frames, _ = load_clip(path, n_frames, "test", rng, clip_index=clip, n_clips=n_clips)
-        views += [tfm(frames, rng, crop_index=crop) for crop in range(n_crops)]
+    clips, _ = load_views(path, n_frames, n_clips, sampling)
+    views = [tfm(frames, rng, crop_index=crop) for frames in clips for crop in range(n_crops)]
     video = torch.stack(views)
     if audio is None:
         return video, None, True

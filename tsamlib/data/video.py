@@ -7,6 +7,11 @@ A clip is ``T`` frames taken from ``T`` equal segments of a video (TSN / TSM pro
 - ``"test"``: ``n_clips`` evenly offset clips; clip ``i`` takes the frame at relative offset
   ``(i + 0.5) / n_clips`` inside each segment (``n_clips=1`` equals ``"valid"``).
 
+:func:`view_indices` gives every clip of a test protocol at once, also the TSM family's samplings
+(:data:`SAMPLINGS`): TSM's centre clip, the "twice" sample of TSM and mmaction2 (the centre clip and the
+clip at the segments' starts) and TSM's dense sample (I3D-style: frames ``64 // T`` apart, 10 clips);
+:func:`load_views` decodes them with one read.
+
 Videos with fewer than ``T`` frames repeat frames, still in temporal order.
 
 Sources are video files (read through decord, ``num_threads=1``, only the needed frames) or
@@ -28,9 +33,13 @@ from .probe import IMAGE_EXTENSIONS as FRAME_EXTENSIONS  # one definition (probe
 from .probe import short_error
 
 __all__ = ["VideoReadError", "segment_indices", "is_frame_folder", "list_frames", "count_frames",
-           "read_frames", "load_clip", "FRAME_EXTENSIONS", "prefetch"]
+           "read_frames", "load_clip", "load_views", "view_indices", "FRAME_EXTENSIONS", "prefetch", "SAMPLINGS"]
 
 MODES = ("train", "valid", "test")
+# How the clips of a test protocol are placed (view_indices): ours, TSM's centre clip, TSM's and mmaction2's
+# "twice" sample (2 clips), TSM's dense sample (I3D-style, 10 clips in the TSM test).
+SAMPLINGS = ("segments", "tsm", "twice", "dense")
+DENSE_SPAN = 64   # TSM's dense sample spans 64 frames: T frames 64 // T apart
 
 
 class VideoReadError(RuntimeError):
@@ -60,6 +69,42 @@ def segment_indices(n_frames_in_video: int, n_segments: int, mode: str = "valid"
     # segment s covers [s*n/t, (s+1)*n/t); floor of a position in it is a frame of that segment
     idx = np.floor((np.arange(t) + offsets) * n / t).astype(np.int64)
     return np.clip(idx, 0, n - 1)
+
+
+def view_indices(n_frames_in_video: int, n_segments: int, n_clips: int = 1, sampling: str = "segments"
+                 ) -> np.ndarray:
+    """Frame indices ``(n_clips, T)`` of every test clip of a video, as ``sampling`` places them:
+
+    - ``"segments"``: clip ``i`` at offset ``(i + 0.5) / n_clips`` in each segment (``"test"`` of
+      :func:`segment_indices`);
+    - ``"tsm"``: TSM's test clip (``n_clips=1``): the centre of each segment, ``int(tick / 2 + tick * s)`` with
+      ``tick = n / T``; a video of at most T frames gives its first frame T times, as theirs;
+    - ``"twice"``: TSM's and mmaction2's ``twice_sample`` (``n_clips=2``): the centre clip, then the clip at each
+      segment's start, ``int(tick * s)``;
+    - ``"dense"``: TSM's dense sample: T frames ``64 // T`` apart (modulo the length), the ``n_clips`` clips
+      starting at ``linspace(0, max(1, n - 63) - 1, n_clips)`` (integers).
+    """
+    n, t = int(n_frames_in_video), int(n_segments)
+    if n < 1 or t < 1 or n_clips < 1:
+        raise ValueError(f"view_indices needs n_frames_in_video, n_segments and n_clips >= 1, got {n}, {t}, {n_clips}")
+    if sampling == "segments":
+        return np.stack([segment_indices(n, t, "test", clip_index=i, n_clips=n_clips) for i in range(n_clips)])
+    tick, s = n / float(t), np.arange(t)
+    if sampling == "tsm" or sampling == "twice":
+        want = 1 if sampling == "tsm" else 2
+        if n_clips != want:
+            raise ValueError(f"sampling={sampling!r} has {want} clip{'s' * (want > 1)}, got n_clips={n_clips}")
+        centre = np.array([int(tick / 2.0 + tick * x) for x in s]) if n > t or sampling == "twice" else np.zeros(t)
+        clips = [centre] + ([np.array([int(tick * x) for x in s])] if sampling == "twice" else [])
+        return np.clip(np.stack(clips), 0, n - 1).astype(np.int64)
+    if sampling == "dense":
+        if t > DENSE_SPAN:
+            raise ValueError(f"dense sampling spans {DENSE_SPAN} frames: it takes at most {DENSE_SPAN} frames per "
+                             f"clip, got {t}")
+        stride, last = DENSE_SPAN // t, max(1, 1 + n - DENSE_SPAN) - 1
+        starts = np.linspace(0, last, num=n_clips, dtype=int)
+        return np.stack([(s * stride + a) % n for a in starts]).astype(np.int64)
+    raise ValueError(f"sampling={sampling!r}: choose one of {list(SAMPLINGS)}")
 
 
 def is_frame_folder(path: str | Path) -> bool:
@@ -177,10 +222,13 @@ def _decord_clip(path: Path, sample) -> tuple[torch.Tensor, np.ndarray]:
 
 
 def load_clip(path: str | Path, n_segments: int, mode: str = "valid", rng: np.random.Generator | None = None,
-              clip_index: int = 0, n_clips: int = 1) -> tuple[torch.Tensor, np.ndarray]:
-    """Sample and decode one clip: uint8 frames `(T, H, W, 3)` and the frame indices used."""
+              clip_index: int = 0, n_clips: int = 1, sample=None) -> tuple[torch.Tensor, np.ndarray]:
+    """Sample and decode one clip: uint8 frames `(T, H, W, 3)` and the frame indices used. ``sample`` (frame count
+    -> indices) replaces the TSN sampling of ``mode`` (:func:`load_views`)."""
     path = Path(path)
-    sample = lambda n: segment_indices(n, n_segments, mode, rng=rng, clip_index=clip_index, n_clips=n_clips)
+    if sample is None:
+        sample = lambda n: segment_indices(n, n_segments, mode, rng=rng, clip_index=clip_index,  # noqa: E731
+                                           n_clips=n_clips)
     if is_frame_folder(path):
         frames = list_frames(path)
         idx = sample(len(frames))
@@ -196,6 +244,16 @@ def load_clip(path: str | Path, n_segments: int, mode: str = "valid", rng: np.ra
         raise VideoReadError(f"{e} [decord: {decord_error}]") from None
     idx = sample(len(frames))
     return torch.from_numpy(np.stack([frames[i] for i in idx])), idx
+
+
+def load_views(path: str | Path, n_segments: int, n_clips: int = 1, sampling: str = "segments"
+               ) -> tuple[torch.Tensor, np.ndarray]:
+    """Every test clip of :func:`view_indices`, decoded in one read (each frame once): uint8 frames
+    ``(n_clips, T, H, W, 3)`` and their indices ``(n_clips, T)``. A file decord fails on is read with PyAV, as in
+    :func:`load_clip`."""
+    sample = lambda n: view_indices(n, n_segments, n_clips, sampling).reshape(-1)   # noqa: E731
+    frames, idx = load_clip(path, n_segments, sample=sample)
+    return frames.view(n_clips, n_segments, *frames.shape[1:]), idx.reshape(n_clips, n_segments)
 
 
 def read_frames(path: str | Path, indices) -> torch.Tensor:

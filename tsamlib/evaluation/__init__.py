@@ -3,9 +3,10 @@ interpreted, videos predicted (imports ``model``, ``data``, ``runs``, ``config``
 
     views       a run evaluated with fixed views (or the authors' protocol), its interpretation
     scoring     the protocols on a model and settings given directly
+    protocols   the TSM family's test protocols (ours, TSM's 1-clip and dense 10x3, mmaction2's from its config)
     interpret   fastai's ClassificationInterpretation over stored probabilities, top losses with frames
     predict     top-k classes of one video with a run's model
-    released    the authors' released checkpoints (or any TSM-family file ``create_tsam`` loads) on a manifest
+    released    released checkpoints of the TSM family (the authors', TSM's, mmaction2's) on a manifest
     package     any checkpoint as a portable package: model.safetensors, config.json, a model card
     export      a run to ONNX, checked with onnxruntime on real clips before it is written
     stream      a video classified frame by frame with a causal run (the top classes after every frame)
@@ -16,11 +17,13 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     ".views": ["evaluate_run", "evaluate_views", "evaluate_authors", "load_run_model", "run_vocab", "eval_path",
                "authors_eval_path", "interpretation"],
     ".scoring": ["score_views", "score_authors", "per_class_accuracy", "eval_record"],
+    ".protocols": ["TestProtocol", "views_protocol", "tsm_protocol", "mmaction2_protocol", "file_protocols"],
     ".interpret": ["ViewsInterpretation", "learner_interpretation", "plot_top_losses"],
     ".predict": ["predict", "clip_views"],
     ".export": ["export_onnx", "ExportReport", "ExportCheckError"],
     ".stream": ["stream_video", "StreamStep", "stream_times"],
     ".released": ["RELEASED", "released_settings", "file_settings", "evaluate_checkpoint", "summary_table",
-                  "build_model", "example_clips_manifest"],
+                  "build_model", "example_clips_manifest", "stand_in_checkpoint", "checkpoint_settings",
+                  "STAND_IN_FORMATS"],
     ".package": ["convert_checkpoint", "model_card"],
 })

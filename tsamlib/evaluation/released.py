@@ -1,23 +1,29 @@
-"""Evaluate a checkpoint file, such as the authors' released models, on a manifest split with both protocols.
+"""Evaluate a released checkpoint of the TSM family on a manifest split, with its own test protocols and ours.
 
     res = evaluate_checkpoint("weights/resnet50_kinetics400.ckpt.pth.tar", "data/kinetics400.csv",
-                              settings="kinetics400")              # the settings of their released model
+                              settings="kinetics400")              # the settings of the authors' released model
+    res = evaluate_checkpoint("TSM_kinetics_RGB_resnet50_shift8_blockres_avg_segment8_e50.pth", "data/k400.csv",
+                              settings={"n_frames": 8, "f_div": 8})  # what a TSM file does not record
     summary_table(res)                                             # top-1/top-5 of each protocol, side by side
 
-No run folder is needed: the model is built from ``settings`` (a name of :data:`RELEASED` or a dict of model and data
-settings, checked as :class:`~tsamlib.config.RunConfig` checks them) with the classifier size found in the file,
-its weights come from the checkpoint (any layout :func:`~tsamlib.model.create_tsam` accepts: the authors', a
-tsamlib run's ``model.pth``, a plain state dict), and it is scored on ``manifest``'s ``split`` with
+No run folder is needed: the model is built from ``settings`` (a name of :data:`RELEASED`, a dict of model and data
+settings checked as :class:`~tsamlib.config.RunConfig` checks them, or, without ``arch``, what the file states with
+the dict on top) with the classifier size found in the file; its weights come from the checkpoint (any format
+:func:`~tsamlib.model.create_tsam` reads: the authors', the TSM repository's, mmaction2's, a tsamlib run or package),
+and it is scored on ``manifest``'s ``split`` with
 
 - the fixed protocol (:func:`~tsamlib.evaluation.scoring.score_views`: ``n_clips x n_crops`` views, mean of the
-  softmax), and
+  softmax);
+- the protocols of the code the file comes from (:mod:`tsamlib.evaluation.protocols`): TSM's 1-clip and dense 10x3
+  tests, mmaction2's from the ``test_pipeline`` of the config the file carries, and
 - the authors' protocol (:func:`~tsamlib.evaluation.scoring.score_authors`: ``n_passes`` random training-style passes,
   logits summed). Its honest figure uses all passes; their printed figure, the best over 1..n passes, is chosen on the
   very videos it is measured on: it is returned only beside the honest one and labelled so.
 
 Labels are the manifest's, taken as indices of the checkpoint's outputs (the authors' list files number the classes
 as their model does; check the class order of any other manifest). The record goes to
-``results/released/<checkpoint>_<manifest>_<split>.json`` (atomic, with provenance).
+``results/released/<checkpoint>_<manifest>_<split>.json`` (atomic, with provenance). :func:`stand_in_checkpoint`
+writes a file with random weights in one of the three layouts, to run all this without a released file.
 """
 from __future__ import annotations
 
@@ -28,18 +34,21 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import pandas as pd
+import torch
 from fastai.torch_core import default_device
 
 from ..config import DATA_SWITCHES, MODEL_SETTINGS, RunConfig
 from ..data.manifest import manifest_vocab, read_table
-from ..model.formats import inspect_checkpoint, not_recorded
+from ..model.formats import CheckpointInfo, inspect_checkpoint, not_recorded
 from ..model.tsam import TSAM, create_tsam
 from ..runs.fileio import atomic_write_json, mel_cache_dir, relative_to_repo, repo_root
 from ..runs.provenance import environment_info
+from .protocols import PROTOCOL_NAMES, file_protocols, protocol_named
 from .scoring import authors_metrics, eval_record, score_authors, score_views
 
-__all__ = ["RELEASED", "SETTING_NAMES", "released_settings", "file_settings", "checkpoint_classes", "build_model",
-           "example_clips_manifest", "released_result_path", "evaluate_checkpoint", "summary_table"]
+__all__ = ["RELEASED", "SETTING_NAMES", "STAND_IN_FORMATS", "released_settings", "file_settings",
+           "checkpoint_classes", "build_model", "stand_in_checkpoint", "checkpoint_settings", "example_clips_manifest",
+           "released_result_path", "evaluate_checkpoint", "summary_table"]
 
 _TSAM_BITBUCKET = ("https://bitbucket.org/AlexeyAntonov74/resnet50_pretrained_weights/raw/"
                    "cc2bc64184212a0c0b710ab27f78b54ec7c06adb/")
@@ -102,9 +111,11 @@ def _checked(settings: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in cfg.settings().items() if k in SETTING_NAMES}
 
 
-def checkpoint_classes(path: str | os.PathLike) -> int:
-    """The number of classes of the checkpoint's classifier (``last_fc`` / ``fc`` / ``new_fc`` / ``fc_cls`` ...)."""
-    info = inspect_checkpoint(path)
+def checkpoint_classes(path: str | os.PathLike | CheckpointInfo) -> int:
+    """The number of classes of the checkpoint's classifier (``last_fc`` / ``fc`` / ``new_fc`` / ``fc_cls`` ...);
+    ``path`` may be what :func:`~tsamlib.model.formats.inspect_checkpoint` read of it."""
+    info = path if isinstance(path, CheckpointInfo) else inspect_checkpoint(path)
+    path = info.path
     if info.num_classes is None:
         raise ValueError(f"{path} holds no classifier (no fc/last_fc/classifier weight among its {info.tensors} "
                          "tensors): a backbone alone cannot be evaluated; give a checkpoint of a whole trained model.")
@@ -116,6 +127,52 @@ def build_model(settings: Mapping[str, Any], num_classes: int, pretrained: str |
     from ``pretrained`` (None: random, as in training from scratch)."""
     cfg = RunConfig.from_params(_checked(settings))
     return create_tsam(cfg.arch, num_classes=num_classes, pretrained=pretrained, **cfg.model_kwargs())
+
+
+STAND_IN_FORMATS = ("authors", "tsm", "mmaction2")
+
+
+def stand_in_checkpoint(fmt: str, out_dir: str | os.PathLike, num_classes: int, *, released: str = "kinetics400",
+                        seed: int = 0, **overrides: Any) -> tuple[Path, dict[str, Any]]:
+    """A checkpoint with random weights (seeded) in the layout of ``fmt`` (:data:`STAND_IN_FORMATS`), written to
+    ``out_dir``, for running the released-checkpoint pipeline without a released file; returns its path and the
+    ``settings`` :func:`evaluate_checkpoint` takes for it. ``"authors"``: the model of :data:`RELEASED` ``released``
+    (``overrides`` on top); ``"tsm"`` / ``"mmaction2"``: a TSM (resnet50, 8 frames, f_div 8, 224 / 256 unless
+    ``overrides`` say otherwise) as their code saves it, the settings holding only what such a file does not record
+    (the file is read as a user's would be). Its accuracy is that of a guess."""
+    from ..model.pretrained import save_authors_checkpoint, save_mmaction2_checkpoint, save_tsm_checkpoint
+
+    if fmt not in STAND_IN_FORMATS:
+        raise ValueError(f"stand-in format {fmt!r}: choose one of {list(STAND_IN_FORMATS)}.")
+    out_dir, overrides = Path(out_dir), {k: v for k, v in overrides.items() if v is not None}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    if fmt == "authors":
+        settings = released_settings(released, **overrides)
+        path = out_dir / f"stand-in_random_{settings['arch']}_{released}.ckpt.pth.tar"
+        save_authors_checkpoint(build_model(settings, num_classes), path,
+                                data_state={"epoch": 0, "stand_in": "random weights"})
+        return path, settings
+    settings = _checked({**dict(arch="resnet50", n_frames=8, f_div=8, shift_depth=1, audio=False, img_size=224,
+                                resize=256), **overrides})
+    model = build_model(settings, num_classes)
+    a, t, f = settings["arch"], settings["n_frames"], settings["f_div"]
+    if fmt == "tsm":
+        path = save_tsm_checkpoint(model, out_dir / f"stand-in_random_TSM_{a}_shift{f}_blockres_segment{t}.pth")
+        return path, {k: settings[k] for k in ("n_frames", "f_div", "img_size", "resize")}
+    path = save_mmaction2_checkpoint(model, out_dir / f"stand-in_random_tsm_{a}_1x1x{t}.pth",
+                                     resize=settings["resize"], img_size=settings["img_size"])
+    return path, {k: settings[k] for k in ("audio", "img_size", "resize")}
+
+
+def checkpoint_settings(checkpoint: str | os.PathLike, released: str = "kinetics400",
+                        **overrides: Any) -> dict[str, Any]:
+    """The ``settings`` :func:`evaluate_checkpoint` takes for a file: the authors' own configuration for a file in
+    their layout (:func:`released_settings`: ``released`` with ``overrides``), else the ``overrides`` given (None
+    values dropped) on top of what the file states (:func:`file_settings` then reads it)."""
+    if inspect_checkpoint(checkpoint).format == "authors":
+        return released_settings(released, **overrides)
+    return {k: v for k, v in overrides.items() if v is not None}
 
 
 def example_clips_manifest(out: str | os.PathLike, root: str | os.PathLike | None = None) -> Path | None:
@@ -159,13 +216,18 @@ def _wilson(p: float, n: int) -> list[float] | None:
     return [max(0.0, centre - half / (1 + z * z / n)), min(1.0, centre + half / (1 + z * z / n))]
 
 
-def _summary(views: dict | None, authors: dict | None) -> list[dict[str, Any]]:
+def _summary(views: dict | None, authors: dict | None, others: Mapping[str, dict] | None = None
+             ) -> list[dict[str, Any]]:
     rows = []
     if views is not None:
         p = views["protocol"]
         rows.append(dict(protocol="fixed views", how=f"{p['n_clips']} clips x {p['n_crops']} crops, mean of softmax",
                          top1=views["top1"], top5=views["top5"], n_videos=views["n_videos"],
                          chosen="in advance"))
+    for name, r in (others or {}).items():
+        p = r["protocol"]
+        rows.append(dict(protocol=_OTHER_ROWS[name], how=p["description"], top1=r["top1"], top5=r["top5"],
+                         n_videos=r["n_videos"], chosen=f"in advance ({p['source']})"))
     if authors is not None:
         n = authors["protocol"]["n_passes"]
         rows.append(dict(protocol="authors' passes", how=f"{n} random training-style passes, logits summed",
@@ -181,21 +243,28 @@ def _summary(views: dict | None, authors: dict | None) -> list[dict[str, Any]]:
     return rows
 
 
+_OTHER_ROWS = {"tsm": "TSM's test (1 clip)", "tsm_dense": "TSM's dense test (10x3)", "mmaction2": "mmaction2's test"}
+
+
 def evaluate_checkpoint(checkpoint: str | os.PathLike, manifest: str | os.PathLike, split: str = "valid",
                         settings: str | Mapping[str, Any] | None = "kinetics400",
-                        protocols: tuple[str, ...] = ("views", "authors"),
+                        protocols: tuple[str, ...] | None = None,
                         n_clips: int = 2, n_crops: int = 3, n_passes: int = 10, seed: int = 0, batch_size: int = 8,
                         num_workers: int = 0, cache_dir: str | os.PathLike | None = "default",
                         out_dir: str | os.PathLike | None = None, write: bool = True, progress: bool = True,
                         note: str | None = None, released: str | None = None) -> dict[str, Any]:
-    """Score the model in ``checkpoint`` on ``manifest``'s ``split`` with the fixed protocol (``n_clips x
-    n_crops``) and the authors' (``n_passes``, ``seed``), as ``protocols`` lists.
+    """Score the model in ``checkpoint`` on ``manifest``'s ``split`` with the protocols ``protocols`` lists:
+    ``"views"`` (the fixed protocol, ``n_clips x n_crops``), ``"authors"`` (``n_passes``, ``seed``), ``"tsm"``,
+    ``"tsm_dense"``, ``"mmaction2"`` (:mod:`tsamlib.evaluation.protocols`). None: the fixed views and the
+    protocols of the code the file comes from (:func:`~tsamlib.evaluation.protocols.file_protocols`: the authors'
+    for theirs, TSM's two for the TSM repository's, mmaction2's, from its own config, for mmaction2's).
 
     ``settings``: a name of :data:`RELEASED`, a dict of :data:`SETTING_NAMES` (see :func:`released_settings`), or
     None: what the file states (:func:`file_settings`; a TSM-repository file also needs ``n_frames``/``f_div``, give
     them as a dict: ``{"n_frames": 8, "f_div": 8}`` is then read on top of the file's).
     Returns ``views`` and ``authors`` (the :func:`~tsamlib.evaluation.scoring.score_views` / ``score_authors`` results,
-    None when not run), ``summary`` (one row per figure, the best-of-n one last and labelled, with 95 % Wilson
+    None when not run), ``others`` (name -> result of TSM's and mmaction2's protocols), ``protocols`` (the names
+    run), ``summary`` (one row per figure, the best-of-n one last and labelled, with 95 % Wilson
     intervals), ``settings``, ``num_classes``, ``load_report`` and ``path`` (the record; None when ``write=False``).
     ``note`` is written into the record (e.g. that the weights are a stand-in), and ``released`` (the name of
     :data:`RELEASED` these settings come from, when given as a dict) with the figures the authors report.
@@ -203,9 +272,11 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, manifest: str | os.PathLi
     Raises FileNotFoundError for a missing checkpoint or manifest, ValueError for a split the manifest lacks,
     labels beyond the classifier, or a checkpoint whose tensors do not fit the model of ``settings``."""
     checkpoint, manifest = Path(checkpoint), Path(manifest)
-    bad = sorted(set(protocols) - {"views", "authors"})
-    if bad or not protocols:
-        raise ValueError(f"protocols={protocols!r}: choose among ['views', 'authors'].")
+    known = [*PROTOCOL_NAMES, "authors"]
+    if protocols is not None and (isinstance(protocols, str) or not protocols
+                                  or sorted(set(protocols) - set(known))):
+        raise ValueError(f"protocols={protocols!r}: a tuple of names among {known} (None: the fixed views and the "
+                         "file's own).")
     if not checkpoint.is_file():
         raise FileNotFoundError(
             f"checkpoint {checkpoint} not found: download the authors' file by hand ("
@@ -227,11 +298,13 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, manifest: str | os.PathLi
         settings = file_settings(checkpoint, **(settings or {}))
     else:
         settings = released_settings(settings) if isinstance(settings, str) else _checked(settings)
-    num_classes = checkpoint_classes(checkpoint)
+    info = inspect_checkpoint(checkpoint)
+    num_classes = checkpoint_classes(info)
     if int(part["label"].max()) >= num_classes:
         raise ValueError(f"manifest {manifest} has labels up to {int(part['label'].max())} in split {split!r} but "
                          f"the classifier of {checkpoint} has {num_classes} classes: evaluate it on the dataset it "
                          "was trained for, with the class numbering of its list files.")
+    protocols = tuple(dict.fromkeys(protocols or ("views", *file_protocols(info.format))))
     model = _load(checkpoint, settings, num_classes).to(default_device())
     report = model.load_report
     names = manifest_vocab(df)
@@ -241,10 +314,13 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, manifest: str | os.PathLi
                   num_workers=num_workers, cache_dir=cache_dir, progress=progress, vocab=vocab,
                   weights=relative_to_repo(checkpoint))
     views = score_views(n_clips=n_clips, n_crops=n_crops, **common) if "views" in protocols else None
+    others = {name: score_views(protocol=protocol_named(name, preprocessing=info.preprocessing,
+                                                        n_frames=settings["n_frames"]), **common)
+              for name in protocols if name not in ("views", "authors")}
     authors = score_authors(n_passes=n_passes, seed=seed, **common) if "authors" in protocols else None
-    summary = _summary(views, authors)
-    res = dict(views=views, authors=authors, summary=summary, settings=settings, num_classes=num_classes,
-               load_report=report, path=None)
+    summary = _summary(views, authors, others)
+    res = dict(views=views, authors=authors, others=others, protocols=protocols, summary=summary, settings=settings,
+               num_classes=num_classes, load_report=report, path=None)
     if write:
         record = dict(checkpoint=relative_to_repo(checkpoint), layout=report.layout or "plain state dict",
                       data_state=report.data_state, load_report=str(report), released=name,
@@ -253,6 +329,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, manifest: str | os.PathLi
                       evaluated_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), summary=summary,
                       views=eval_record(views) if views else None,
                       authors=eval_record(authors, authors_metrics(authors)) if authors else None,
+                      others={k: eval_record(v) for k, v in others.items()}, format=info.format,
                       environment=environment_info())
         res["path"] = atomic_write_json(released_result_path(checkpoint, manifest, split, out_dir), record)
     return res

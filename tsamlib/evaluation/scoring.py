@@ -30,6 +30,7 @@ from ..model.tsam import TSAM
 from ..runs.fileio import relative_to_repo
 from ..runs.notebook import progress as progress_bar
 from .interpret import ViewsInterpretation
+from .protocols import AGGREGATIONS, TestProtocol, protocol_named
 
 __all__ = ["AUTHORS_EVAL_SCALES", "score_views", "score_authors", "authors_metrics", "per_class_accuracy",
            "eval_record"]
@@ -39,10 +40,10 @@ AUTHORS_EVAL_SCALES = tuple(round(1 - 0.01 * i, 2) for i in range(11))
 
 
 class _SafeVideoViews(torch.utils.data.Dataset):
-    """All views of each video of a `clip_views_dataset` (one decode per clip); a failed load gives zeros and
+    """All views of each video of a `clip_views_dataset` (one decode per video); a failed load gives zeros and
     ``ok=False``."""
-    def __init__(self, ds, n_clips: int, n_crops: int):
-        self.ds, self.n_clips, self.n_crops = ds, n_clips, n_crops
+    def __init__(self, ds, n_clips: int, n_crops: int, sampling: str = "segments"):
+        self.ds, self.n_clips, self.n_crops, self.sampling = ds, n_clips, n_crops, sampling
 
     def __len__(self) -> int:
         return len(self.ds.paths)
@@ -51,7 +52,7 @@ class _SafeVideoViews(torch.utils.data.Dataset):
         path, ds = self.ds.paths[r], self.ds
         try:
             video, audio, _ = video_views(path, ds.n_frames, self.n_clips, self.n_crops, ds.tfm, ds.audio,
-                                          drop_silent=ds.drop_silent)
+                                          drop_silent=ds.drop_silent, sampling=self.sampling)
             ok = True
         except Exception as e:
             ds.log.record(path, f"{type(e).__name__}: {str(e).replace(path + ': ', '')}")
@@ -87,21 +88,30 @@ def _excluded(manifest, split: str, cfg: RunConfig) -> dict[str, str]:
 def score_views(model: TSAM, cfg: RunConfig | Mapping[str, Any], manifest: str | os.PathLike, split: str = "valid",
                 n_clips: int = 2, n_crops: int = 3, batch_size: int = 8, num_workers: int = 0,
                 cache_dir: str | os.PathLike | None = None, progress: bool = True, vocab: list[str] | None = None,
-                weights: str = "the model given") -> dict[str, Any]:
+                weights: str = "the model given", protocol: TestProtocol | str | None = None) -> dict[str, Any]:
     """The fixed multi-view protocol of :func:`tsamlib.evaluation.views.evaluate_views` (described there), same result
     keys, on ``model`` (on its device) with the run's settings ``cfg`` (a :class:`RunConfig` or the run's recorded
     ``params.json``: its views take :meth:`RunConfig.views_kwargs`) on ``manifest``'s ``split``. ``vocab`` (one
     name per model output) defaults to the manifest's classes. ``batch_size`` (views per batch) and
-    ``num_workers`` change the speed, not the result. Writes nothing."""
+    ``num_workers`` change the speed, not the result. ``protocol`` (a
+    :class:`~tsamlib.evaluation.protocols.TestProtocol` or one of its names: TSM's, mmaction2's) replaces the
+    ``n_clips x n_crops`` views and their mean softmax by its views and combination. Writes nothing."""
     model.eval()
     cfg, vocab = RunConfig.of(cfg), _check_vocab(model, manifest, vocab)
+    proto = protocol_named(protocol if protocol is not None else "views", n_clips=n_clips, n_crops=n_crops,
+                           n_frames=cfg.n_frames)
     sw, dev = cfg.switches(), next(model.parameters()).device
     excluded = _excluded(manifest, split, cfg)
-    ds = clip_views_dataset(manifest, split, n_clips, n_crops, **cfg.views_kwargs(), cache_dir=cache_dir,
-                            replace_bad=False)
-    n_views = n_clips * n_crops  # batch_size counts views: whole videos of n_views views each go in a batch
-    dl = torch.utils.data.DataLoader(_SafeVideoViews(ds, n_clips, n_crops), batch_size=max(1, batch_size // n_views),
-                                     shuffle=False, num_workers=num_workers, worker_init_fn=_worker_init)
+    crop, short = proto.sizes(cfg.img_size, cfg.resize)
+    kw = {**cfg.views_kwargs(), "img_size": crop, "resize": short}
+    if proto.name != "views":
+        kw["valid_view"] = "center_crop"     # the protocol's own crops, never the run's short-side validation view
+    ds = clip_views_dataset(manifest, split, proto.n_clips, proto.n_crops, **kw, cache_dir=cache_dir,
+                            replace_bad=False, crop_layout=proto.crop_layout)
+    n_views = proto.views_per_video  # batch_size counts views: whole videos of n_views views each go in a batch
+    dl = torch.utils.data.DataLoader(_SafeVideoViews(ds, proto.n_clips, proto.n_crops, proto.sampling),
+                                     batch_size=max(1, batch_size // n_views), shuffle=False, num_workers=num_workers,
+                                     worker_init_fn=_worker_init)
     n_videos, c = len(ds.paths), len(vocab)
     sums, counts = torch.zeros(n_videos, c, dtype=torch.float64), torch.zeros(n_videos, dtype=torch.long)
     bad_rows: set[int] = set()
@@ -111,15 +121,16 @@ def score_views(model: TSAM, cfg: RunConfig | Mapping[str, Any], manifest: str |
     for *x, rows, ok in bar:
         b = len(rows)
         logits = model(*[t.flatten(0, 1).to(dev) for t in x]).float().cpu()
-        probs = F.softmax(logits, dim=1).double().view(b, n_views, -1)
+        scores = (F.softmax(logits, dim=1) if proto.aggregation == "prob" else logits).double().view(b, n_views, -1)
         bad_rows.update(rows[~ok].tolist())
-        sums.index_add_(0, rows[ok], probs[ok].sum(1))
+        sums.index_add_(0, rows[ok], scores[ok].sum(1))
         counts.index_add_(0, rows[ok], torch.full((int(ok.sum()),), n_views, dtype=torch.long))
     wall = time.perf_counter() - t0
     reasons = ds.log.skipped()
     failed = {ds.paths[r]: reasons.get(ds.paths[r], "failed to load") for r in sorted(bad_rows)}
     keep = torch.tensor([r not in bad_rows for r in range(n_videos)])
-    probs = (sums[keep] / counts[keep, None]).float()
+    mean = sums[keep] / counts[keep, None]
+    probs = (mean if proto.aggregation == "prob" else F.softmax(mean, dim=1)).float()  # same argmax as the mean
     labels = torch.tensor(ds.labels)[keep]
     paths = [p for p, k in zip(ds.paths, keep.tolist()) if k]
     labelled = bool(len(labels)) and bool((labels >= 0).all())
@@ -128,13 +139,19 @@ def score_views(model: TSAM, cfg: RunConfig | Mapping[str, Any], manifest: str |
         top1 = float(_topk_correct(probs, labels, 1).float().mean())
         top5 = float(_topk_correct(probs, labels, 5).float().mean())
         loss = float(-probs.gather(1, labels[:, None]).clamp_min(1e-12).log().mean())
-    protocol = dict(split=split, n_clips=n_clips, n_crops=n_crops, views_per_video=n_clips * n_crops,
-                    aggregation="mean of softmax over all views", n_frames=cfg.n_frames,
-                    img_size=cfg.img_size, resize=cfg.resize, audio=cfg.audio,
-                    clip_sampling="frame at offset (clip + 0.5) / n_clips in each of n_frames segments",
-                    crops="centre" if n_crops == 1 else "start/centre/end along the long side",
+    if proto.name == "views":
+        sampling = "frame at offset (clip + 0.5) / n_clips in each of n_frames segments"
+        crops = "centre" if proto.n_crops == 1 else "start/centre/end along the long side"
+    else:
+        sampling, crops = proto.clips_text(), proto.crops_text()
+    protocol = dict(split=split, n_clips=proto.n_clips, n_crops=proto.n_crops, views_per_video=n_views,
+                    aggregation=f"{AGGREGATIONS[proto.aggregation]} over all views", n_frames=cfg.n_frames,
+                    img_size=crop, resize=short, audio=cfg.audio, clip_sampling=sampling, crops=crops,
                     manifest=relative_to_repo(manifest), weights=weights,
                     **{k: sw[k] for k in ("preset", "video_norm", "valid_view", "audio_frontend", "missing_audio")})
+    if proto.name != "views":
+        protocol.update(name=proto.name, source=proto.source, notes=list(proto.notes), valid_view="center_crop",
+                        description=proto.describe(), crop_layout=proto.crop_layout, sampling=proto.sampling)
     res = dict(top1=top1, top5=top5, loss=loss, probs=probs, labels=labels, paths=paths,
                n_views=counts[keep], vocab=vocab, protocol=protocol, n_videos=int(keep.sum()),
                n_failed=len(failed), failed=failed, n_excluded=len(excluded), excluded=excluded,

@@ -20,7 +20,7 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     ".shift_reference": ["SHIFT_PADS", "SHIFT_DIRECTIONS", "shift_fold", "check_shift_pad", "check_shift_direction",
                          "check_shift_settings", "check_shift", "check_shift_input", "shift_into"],
     ".pretrained": ["resolve_pretrained", "load_backbone_weights", "LoadReport", "check_fits",
-                    "save_authors_checkpoint"],
+                    "save_authors_checkpoint", "save_tsm_checkpoint", "save_mmaction2_checkpoint"],
     ".formats": ["read_checkpoint", "inspect_checkpoint", "CheckpointInfo", "UnsupportedCheckpoint", "FORMATS"],
     ".complexity": ["count_params", "count_macs", "model_complexity", "temporal_reach"],
 })

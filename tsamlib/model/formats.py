@@ -558,6 +558,9 @@ def _apply_mmaction2_config(info: CheckpointInfo, cfg: dict[str, dict[str, Any]]
         info.preprocessing["average_clips"] = head["average_clips"]
     if test:
         info.preprocessing["test_views"] = plain(test)
+        for step in ("test_resize", "test_crop"):
+            if cfg.get(step):
+                info.preprocessing[step] = plain(cfg[step])
 
 
 def _read_tsamlib(path: Path, sd: dict[str, torch.Tensor], records: dict[str, Any]
@@ -695,8 +698,8 @@ _MM_TYPES = {"ResNetTSM": "backbone", "ResNet": "backbone", "TSMHead": "cls_head
 def mmaction2_config(text: str) -> dict[str, dict[str, Any]]:
     """Literal settings of an mmaction2 config's text (``meta["cfg"]``), parsed, never executed: ``backbone`` and
     ``cls_head`` (their ``dict(type=...)`` keywords; one that is not a literal is held as a marker, never evaluated)
-    and ``test_frames`` (the ``SampleFrames`` step of ``test_pipeline``, else ``val_pipeline``). Empty dicts where
-    the text says nothing (or is not Python)."""
+    and ``test_frames``, ``test_resize``, ``test_crop`` (the ``SampleFrames``, ``Resize`` and crop steps of
+    ``test_pipeline``, else ``val_pipeline``). Empty dicts where the text says nothing (or is not Python)."""
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError, MemoryError, RecursionError):
@@ -706,13 +709,19 @@ def mmaction2_config(text: str) -> dict[str, dict[str, Any]]:
         d = _literal_dict(node)
         if d and d.get("type") in _MM_TYPES and _MM_TYPES[d["type"]] not in out:
             out[_MM_TYPES[d["type"]]] = d
+    steps = {"SampleFrames": "test_frames", "Resize": "test_resize", "CenterCrop": "test_crop",
+             "ThreeCrop": "test_crop", "TenCrop": "test_crop"}
     for wanted in ("test_pipeline", "val_pipeline"):
         for node in ast.walk(tree):
             if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == wanted for t in node.targets):
+                found: dict[str, dict[str, Any]] = {}
                 for sub in ast.walk(node.value):
                     d = _literal_dict(sub)
-                    if d and d.get("type") == "SampleFrames":
-                        out.setdefault("test_frames", {k: v for k, v in d.items() if k != "type"})
+                    if d and d.get("type") in steps:
+                        found.setdefault(steps[d["type"]], d if d["type"] != "SampleFrames"
+                                         else {k: v for k, v in d.items() if k != "type"})
+                if "test_frames" in found and "test_frames" not in out:   # one pipeline's steps, test's first
+                    out.update(found)
     return out
 
 

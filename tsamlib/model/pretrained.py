@@ -25,7 +25,8 @@ claims gives a warning, never a value.
 
 :func:`save_authors_checkpoint` writes a tsamlib model in the authors' layout (keys named as their model names
 them), e.g. to hand weights trained here to their code, or to exercise the released-checkpoint pipeline
-(:mod:`tsamlib.evaluation.released`, notebook 06) without their file.
+(:mod:`tsamlib.evaluation.released`, notebook 06) without their file; :func:`save_tsm_checkpoint` and
+:func:`save_mmaction2_checkpoint` write a TSM or TSN in the TSM repository's and mmaction2's layouts.
 """
 from __future__ import annotations
 
@@ -40,11 +41,12 @@ from torch import nn
 
 from ..config import RunConfig
 from .formats import (AUTHORS_LAYOUT, PACKAGE_FILES, VIDEO_FORMATS, CheckpointInfo, UnsupportedCheckpoint,
-                      checkpoint_file, read_checkpoint)
+                      checkpoint_file, read_checkpoint, resnet_arch)
 
 __all__ = ["IN21K_FILENAME", "AUTHORS_LAYOUT", "PRETRAINED_MATCHES", "LoadReport", "resolve_pretrained",
            "canonical_key", "check_fits", "fit_tensors", "load_backbone_weights", "load_pretrained", "weight_dirs",
-           "authors_model_state", "save_authors_checkpoint", "UnsupportedCheckpoint"]
+           "authors_model_state", "save_authors_checkpoint", "save_tsm_checkpoint", "save_mmaction2_checkpoint",
+           "UnsupportedCheckpoint"]
 
 IN21K_FILENAME = "resnet50_miil_21k.pth"
 TV_IN1K_ARCHS = {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152"}
@@ -352,4 +354,112 @@ def save_authors_checkpoint(model: nn.Module, path: str | os.PathLike,
               "optimizer_state_dict": optimizer.state_dict() if optimizer is not None else {}}
     with atomic_path(path, fsync=True) as tmp:
         torch.save(record, tmp)
+    return Path(path)
+
+
+def _tsm_or_tsn(model: nn.Module, fmt: str) -> bool:
+    """True for a TSM, False for a TSN; ValueError naming what ``fmt``'s code could not build."""
+    why = []
+    if getattr(model, "audio", False):
+        why.append("an audio frame")
+    k = getattr(model, "shift_depth", None)
+    if k not in (0, 1):
+        why.append(f"shift depth {k} (TSM shifts 1 segment)")
+    if k == 1:
+        if model.shift_pad != "zero" or model.shift_direction != "bidirectional":
+            why.append(f"a {model.shift_direction} shift with {model.shift_pad!r} borders (TSM's: bidirectional, "
+                       "zeros)")
+        stages = [len(getattr(model.backbone, f"layer{s}")) for s in range(1, 5)]
+        n_round = 2 if stages[2] >= 23 else 1     # TSM's and mmaction2's 'blockres': every block, every 2nd if deep
+        if (model.n_insert, model.m_insert) != (n_round, 0):
+            why.append(f"the shift in the blocks i with i % {model.n_insert} == {model.m_insert} (theirs: "
+                       f"i % {n_round} == 0)")
+    if why:
+        raise ValueError(f"this model has {', '.join(why)}: {fmt}'s code cannot build it; save it with tsamlib "
+                         "(a run's model.pth, or `checkpoint convert` for a package) instead.")
+    return k == 1
+
+
+def _unshifted(key: str, shifted: bool) -> str:
+    """A TSN's convs carry no shift wrapper in TSM's and mmaction2's files (tsamlib's k=0 model keeps one)."""
+    return key if shifted else key.replace(".conv1.net.", ".conv1.")
+
+
+def save_tsm_checkpoint(model: nn.Module, path: str | os.PathLike, *, epoch: int = 0,
+                        best_prec1: float | None = None) -> Path:
+    """Write a TSM (shift depth 1, zeros at the borders) or TSN (no shift) as the TSM repository's ``main.py``
+    saves: ``{epoch, arch, state_dict: module.base_model.* (shifted convs '.conv1.net'), module.new_fc.*,
+    best_prec1}``, atomically. What their file name would state (frames, f_div) is not in the file: give it
+    when reading it back. ValueError for a model their code does not build (audio, other depths or placements)."""
+    from ..runs.fileio import atomic_path
+
+    shifted = _tsm_or_tsn(model, "the TSM repository")
+    arch = resnet_arch(model.backbone.state_dict())[0]
+    if arch is None:
+        raise ValueError("the backbone is not a ResNet the TSM repository builds (resnet18 to resnet152).")
+    state = {"module.base_model." + _unshifted(k, shifted): v.detach().cpu().clone()
+             for k, v in model.backbone.state_dict().items()}
+    state.update({"module.new_fc." + k: v.detach().cpu().clone() for k, v in model.fc.state_dict().items()})
+    record = {"epoch": int(epoch), "arch": arch, "state_dict": state,
+              **({"best_prec1": float(best_prec1)} if best_prec1 is not None else {})}
+    with atomic_path(path, fsync=True) as tmp:
+        torch.save(record, tmp)
+    return Path(path)
+
+
+_MM_WRITE = [(".downsample.0.", ".downsample.conv."), (".downsample.1.", ".downsample.bn.")]
+
+
+def _mm_key(k: str) -> str:
+    """A timm ResNet key in mmcv's ConvModule naming (the inverse of the reader's)."""
+    if k.startswith(("conv1.", "bn1.")):
+        return "backbone.conv1." + ("conv." if k.startswith("conv1.") else "bn.") + k.split(".", 1)[1]
+    for a, b in _MM_WRITE:
+        k = k.replace(a, b)
+    parts = k.split(".")     # layerS.I.convJ[.net].X / layerS.I.bnJ.X
+    if len(parts) >= 4 and parts[2].startswith("conv"):
+        k = ".".join(parts[:3] + ["conv"] + parts[3:])
+    elif len(parts) >= 4 and parts[2].startswith("bn"):
+        k = ".".join(parts[:2] + ["conv" + parts[2][2:], "bn"] + parts[3:])
+    return "backbone." + k
+
+
+def save_mmaction2_checkpoint(model: nn.Module, path: str | os.PathLike, *, epoch: int = 0, resize: int = 256,
+                              img_size: int = 224, mean_255: tuple = (123.675, 116.28, 103.53),
+                              std_255: tuple = (58.395, 57.12, 57.375), classes: list[str] | None = None) -> Path:
+    """Write a TSM or TSN as mmengine's ``save_checkpoint`` saves an mmaction2 ``Recognizer2D``: ``{meta: {cfg,
+    epoch, dataset_meta}, state_dict: backbone.* (ConvModule conv/bn, shifted convs '.conv1.conv.net'),
+    cls_head.fc_cls.*}``, atomically. ``meta["cfg"]`` is a config text (literals only) with the backbone, the head
+    and a test pipeline of one centre clip and crop (``Resize`` to ``resize``, ``CenterCrop`` of ``img_size``),
+    the input ``mean_255``/``std_255``. ValueError for a model mmaction2's ResNetTSM does not build."""
+    from ..runs.fileio import atomic_path
+
+    shifted = _tsm_or_tsn(model, "mmaction2")
+    arch, arch_text, _ = resnet_arch(model.backbone.state_dict())
+    if arch is None:
+        raise ValueError(f"the backbone is {arch_text or 'not a ResNet'}: mmaction2's ResNet builds ResNet-18 to 152.")
+    depth = int(arch[len("resnet"):])
+    state = {_mm_key(_unshifted(k, shifted)): v.detach().cpu().clone()
+             for k, v in model.backbone.state_dict().items() if not k.startswith("fc.")}
+    state.update({"cls_head.fc_cls." + k: v.detach().cpu().clone() for k, v in model.fc.state_dict().items()})
+    t, c, d = model.n_frames, model.fc.out_features, model.num_features
+    backbone = (f"dict(type='ResNetTSM', depth={depth}, num_segments={t}, shift_div={model.f_div}, "
+                "shift_place='blockres', temporal_pool=False, norm_eval=False)" if shifted
+                else f"dict(type='ResNet', depth={depth}, norm_eval=False)")
+    head = (f"dict(type='{'TSMHead' if shifted else 'TSNHead'}', num_classes={c}, in_channels={d}, "
+            f"spatial_type='avg', consensus=dict(type='AvgConsensus', dim=1), dropout_ratio={model.dropout.p}, "
+            + (f"is_shift=True, num_segments={t}, " if shifted else "") + "average_clips='prob')")
+    cfg = "\n".join([
+        "default_scope = 'mmaction'",
+        f"model = dict(type='Recognizer2D', backbone={backbone}, cls_head={head}, data_preprocessor=dict("
+        f"type='ActionDataPreprocessor', mean={list(mean_255)}, std={list(std_255)}, format_shape='NCHW'))",
+        f"test_pipeline = [dict(type='DecordInit'), dict(type='SampleFrames', clip_len=1, frame_interval=1, "
+        f"num_clips={t}, test_mode=True), dict(type='DecordDecode'), dict(type='Resize', scale=(-1, {resize})), "
+        f"dict(type='CenterCrop', crop_size={img_size}), dict(type='FormatShape', input_format='NCHW'), "
+        "dict(type='PackActionInputs')]"])
+    meta: dict[str, Any] = {"epoch": int(epoch), "cfg": cfg}
+    if classes is not None:
+        meta["dataset_meta"] = {"classes": list(classes)}
+    with atomic_path(path, fsync=True) as tmp:
+        torch.save({"meta": meta, "state_dict": state}, tmp)
     return Path(path)

@@ -67,26 +67,34 @@ def plot_prediction(video: str | Path, top: Sequence[tuple[str, float]], n_frame
 
 
 def plot_protocols(res: dict[str, Any], table: pd.DataFrame):
-    """A checkpoint scored with both protocols (:func:`tsamlib.evaluation.released.evaluate_checkpoint` and its
-    :func:`~tsamlib.evaluation.released.summary_table`): top-1/top-5 of each, and the authors' top-1 after 1..n
-    passes with the honest all-passes figure and the best-of-n one selected on the evaluation set."""
+    """A checkpoint scored with several protocols (:func:`tsamlib.evaluation.released.evaluate_checkpoint` and its
+    :func:`~tsamlib.evaluation.released.summary_table`): top-1/top-5 of each protocol fixed in advance and, when the
+    authors' protocol ran, its top-1 after 1..n passes with the honest all-passes figure and the best-of-n one
+    selected on the evaluation set."""
     import matplotlib.pyplot as plt
 
-    a = res["authors"]
-    after = [100 * v for v in a["top1_after_passes"]]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
-    table.loc[["fixed views", "authors' passes"], ["top-1 %", "top-5 %"]].plot.barh(
-        ax=axes[0], xlim=(0, 110), title=f"{res['views']['n_videos']} videos, both protocols fixed in advance")
-    for bars in axes[0].containers:
-        axes[0].bar_label(bars, fmt="%.1f", fontsize=8, padding=2)
-    axes[0].set_xlabel("% of videos")
-    axes[1].plot(range(1, len(after) + 1), after, marker="o", label="top-1 after 1..n passes")
-    axes[1].scatter([len(after)], [100 * a["top1"]], s=120, zorder=3, label="honest: all passes")
-    axes[1].scatter([a["n_passes_selected_on_eval_set"]], [100 * a["top1_best_of_n_selected_on_eval_set"]], s=220,
-                    marker="*", zorder=4, label="best of 1..n: selected on the evaluation set")
-    axes[1].set(xlabel="passes summed", ylabel="top-1 %", ylim=(-3, 103), title="the authors' protocol",
-                xticks=range(1, len(after) + 1))
-    axes[1].legend(fontsize=8)
+    a = res.get("authors")
+    rows = [r for r in table.index if r != "authors' printed figure"]
+    fig, axes = plt.subplots(1, 2 if a else 1, figsize=(11 if a else 6.5, 0.9 + 0.55 * max(3, len(rows))),
+                             squeeze=False)
+    left = axes[0][0]
+    n_videos = int(table["videos"].iloc[0])
+    table.loc[rows[::-1], ["top-1 %", "top-5 %"]].plot.barh(
+        ax=left, xlim=(0, 115), title=f"{n_videos} videos, each protocol fixed in advance")
+    for bars in left.containers:
+        left.bar_label(bars, fmt="%.1f", fontsize=8, padding=2)
+    left.set_xlabel("% of videos")
+    left.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    if a:
+        right = axes[0][1]
+        after = [100 * v for v in a["top1_after_passes"]]
+        right.plot(range(1, len(after) + 1), after, marker="o", label="top-1 after 1..n passes")
+        right.scatter([len(after)], [100 * a["top1"]], s=120, zorder=3, label="honest: all passes")
+        right.scatter([a["n_passes_selected_on_eval_set"]], [100 * a["top1_best_of_n_selected_on_eval_set"]],
+                      s=220, marker="*", zorder=4, label="best of 1..n: selected on the evaluation set")
+        right.set(xlabel="passes summed", ylabel="top-1 %", ylim=(-3, 103), title="the authors' protocol",
+                  xticks=range(1, len(after) + 1))
+        right.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -188,8 +188,12 @@ def add_runs(sub: argparse._SubParsersAction) -> None:
 
 
 def _resolve_run(args: argparse.Namespace) -> bool:
-    """Turn ``args.run`` (a run id or a folder) into the run folder; print a one-line error when there is none."""
+    """Turn ``args.run`` (a run id or a folder) into the run folder (a package folder stays as it is); print a
+    one-line error when there is none."""
+    from .model.formats import is_package_folder
     from .runs.folder import resolve_run
+    if is_package_folder(args.run):
+        return True
     try:
         args.run = str(resolve_run(args.run))
     except FileNotFoundError as e:
@@ -233,7 +237,8 @@ def _rate_arg(text: str) -> str | float:
 def add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="top classes of a video file with a trained run")
     p.add_argument("video", help="video file (or frame folder)")
-    p.add_argument("--run", required=True, help="a run id (python -m tsamlib runs lists them) or a run folder")
+    p.add_argument("--run", required=True, help="a run id (python -m tsamlib runs lists them), a run folder, or a "
+                                               "package folder (checkpoint convert)")
     p.add_argument("--top", type=number(int, 1), default=5, help="how many classes to print (default 5)")
     p.add_argument("--n-clips", type=number(int, 1), default=None, help="test clips averaged (default 2)")
     p.add_argument("--n-crops", type=int, default=None, choices=(1, 3), help="crops per clip (default 1: centre)")
@@ -255,7 +260,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="fixed multi-view evaluation of a run -> <run>/eval_<split>_<C>x<K>.json")
-    p.add_argument("run", help="a run id (python -m tsamlib runs lists them) or a run folder")
+    p.add_argument("run", help="a run id (python -m tsamlib runs lists them), a run folder, or a package folder "
+                               "(checkpoint convert; give --videos)")
     p.add_argument("--split", default="valid", help="the manifest split to score (default valid)")
     p.add_argument("--n-clips", type=number(int, 1), default=2, help="clips per video (default 2; papers: 10)")
     p.add_argument("--n-crops", type=int, default=3, choices=(1, 3), help="crops per clip (papers: 3)")
@@ -355,7 +361,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="a run's model to ONNX (standard operators, dynamic batch), checked with "
                                       "onnxruntime on real clips first")
-    p.add_argument("run", help="a run id (python -m tsamlib runs lists them) or a run folder")
+    p.add_argument("run", help="a run id (python -m tsamlib runs lists them), a run folder, or a package folder "
+                               "(checkpoint convert; give --videos)")
     p.add_argument("--onnx", required=True, help="the ONNX file to write")
     p.add_argument("--videos", nargs="+", default=None,
                    help="clips to check the export on: 6 views, a centre clip of each of the first 6 (fewer are used "

@@ -233,3 +233,39 @@ def test_an_old_package_left_aside_by_a_kill_comes_back(tsm_file, tmp_path):
     with pytest.raises(FileExistsError, match="holds a package already"):
         convert_checkpoint(tsm_file, out, n_frames=4, f_div=8)   # it was put back first, then kept
     assert (out / "model.safetensors").is_file() and not aside.exists()
+
+
+def test_predict_stream_and_export_take_a_package_as_they_take_its_run(tmp_path, kinetics_clips, capsys):
+    """A package of a run predicts, streams and exports as the run does: same views (its sizes, input values and
+    audio front end come from config.json), same classes."""
+    import onnx
+
+    from tsamlib.__main__ import main
+    from tsamlib.evaluation.export import export_onnx
+    from tsamlib.evaluation.predict import predict
+    from tsamlib.evaluation.released import example_clips_manifest
+    from tsamlib.evaluation.stream import stream_video
+    manifest = example_clips_manifest(tmp_path / "clips.csv", kinetics_clips)
+    run = finished_run(tmp_path / "runs", manifest, audio=True, shift_depth=2, f_div=4, shift_direction="causal",
+                       n_frames=4, video_norm="none", valid_view="short_side", audio_frontend="authors")
+    package = convert_checkpoint(run, tmp_path / "pkg")
+    pre = json.loads((package / "config.json").read_text())["preprocessing"]
+    assert (pre["video_norm"], pre["valid_view"], pre["audio_frontend"]) == ("none", "short_side", "authors")
+    video = sorted((kinetics_clips / "videos").glob("*.mp4"))[0]
+    def same(a, b):   # [(class, p), ...]
+        assert [n for n, _ in a] == [n for n, _ in b] and [p for _, p in a] == pytest.approx([p for _, p in b])
+    same(predict(package, video, k=2, verbose=False), predict(run, video, k=2, verbose=False))
+    by_run, by_package = list(stream_video(run, video, k=2)), list(stream_video(package, video, k=2))
+    assert len(by_run) == len(by_package) > 1
+    for a, b in zip(by_package, by_run):
+        same(a.top, b.top)
+    with pytest.raises(ValueError, match="is a package: it names no dataset to check the export on; give videos"):
+        export_onnx(package, tmp_path / "m.onnx")
+    rep = export_onnx(package, tmp_path / "m.onnx", videos=[video])
+    meta = {p.key: p.value for p in onnx.load(str(rep.path)).metadata_props}
+    assert json.loads(meta["classes"]) == json.loads((package / "config.json").read_text())["classes"]
+    assert main(["predict", str(video), "--run", str(package), "--top", "1"]) == 0
+    assert f"(run {package.name}," in capsys.readouterr().out
+    with pytest.raises(ValueError, match="is a package, which holds one set"):
+        from tsamlib.evaluation.views import load_model
+        load_model(package, weights="best")

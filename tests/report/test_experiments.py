@@ -314,9 +314,24 @@ def test_the_grid_and_its_runs_are_shown_summarised():
     assert len(ex.grid_frame(entries)) == 66 and len(rows) == 22 and set(rows["seeds"]) == {"0, 1, 2"}
     assert not rows.isna().any().any()
     assert rows.loc[rows["pre-training (report)"] == "INet21K", "runs"].str.startswith("not run").sum() == 4
-    summary = ex.run_grid(entries, runs_root="/nonexistent-runs-root", dry_run=True, log=lambda *a: None)
+    logs = []
+    summary = ex.run_grid(entries, runs_root="/nonexistent-runs-root", dry_run=True, log=logs.append)
     counted = ex.run_summary(summary).set_index("status")["runs"].to_dict()
     assert counted == {"would run": 54, "not run": 12}
+    assert logs[-1] == "66 runs: 54 would run, 12 not run"
+
+
+def test_a_grid_of_finished_runs_prints_one_line(tmp_path, monkeypatch):
+    """Finished runs are skipped without a line each; the last line counts every status, failed ids included."""
+    entries = [e for e in ex.mini_grid(seeds=(0,), runs_root=str(tmp_path)) if e.params][:3]
+    for e in entries[:2]:
+        _write_run(tmp_path, e.params, 0.5)
+    monkeypatch.setattr(ex.RunConfig, "from_params", lambda p: (_ for _ in ()).throw(ValueError("bad setting")))
+    logs = []
+    ex.run_grid(entries, runs_root=tmp_path, log=logs.append)
+    failed = entries[2].params["run_id"]
+    assert logs == [f"{failed}: failed: bad setting",
+                    f"3 runs: 2 already finished (skipped), 1 failed: {failed}"]
 
 
 def test_causal_rows_are_mini_table2_rows_beside_the_bidirectional_ones(tmp_path):

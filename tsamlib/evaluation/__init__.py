@@ -14,7 +14,8 @@ interpreted, videos predicted (imports ``model``, ``data``, ``runs``, ``config``
 from .._lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
-    ".views": ["evaluate_run", "evaluate_views", "evaluate_authors", "load_run_model", "run_vocab", "eval_path",
+    ".views": ["evaluate_run", "evaluate_views", "evaluate_authors", "load_run_model", "load_model", "run_vocab",
+               "eval_path",
                "authors_eval_path", "interpretation"],
     ".scoring": ["score_views", "score_authors", "per_class_accuracy", "eval_record"],
     ".protocols": ["TestProtocol", "views_protocol", "tsm_protocol", "mmaction2_protocol", "file_protocols"],

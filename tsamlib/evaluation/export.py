@@ -30,11 +30,12 @@ from ..data.datasets import dataset_manifest
 from ..data.manifest import read_manifest
 from ..data.transforms import norm_stats
 from ..model.onnx_export import ONNX_OPSET, check_onnx_graph, export_model_onnx, onnx_input_names, set_onnx_metadata
+from ..model.formats import is_package_folder
 from ..runs.fileio import relative_to_repo, writable_folder
 from ..runs.folder import resolve_run
 from ..runs.provenance import environment_info
 from .predict import clip_views
-from .views import load_run_model, run_vocab
+from .views import load_model
 
 __all__ = ["ExportCheckError", "ExportReport", "export_onnx", "check_views", "cmd_export"]
 
@@ -85,7 +86,8 @@ def check_views(cfg, videos: Sequence[str | os.PathLike] | None,
 
 def export_onnx(run: str | os.PathLike, path: str | os.PathLike, videos: Sequence[str | os.PathLike] | None = None,
                 atol: float = 1e-4, weights: str | None = None) -> ExportReport:
-    """Export the run's model (``weights`` as :func:`~tsamlib.evaluation.views.load_run_model`) to ``path`` after
+    """Export the model of a run (``weights`` as :func:`~tsamlib.evaluation.views.load_run_model`) or of a package
+    folder (:func:`~tsamlib.evaluation.views.load_model`) to ``path`` after
     checking onnxruntime against PyTorch on real clips (see the module's doc); :class:`ExportCheckError` when they
     differ by more than ``atol``."""
     import onnxruntime as ort
@@ -98,10 +100,12 @@ def export_onnx(run: str | os.PathLike, path: str | os.PathLike, videos: Sequenc
         raise ValueError(f"atol={atol!r}: a positive finite tolerance on the logits, e.g. 1e-4")
     if isinstance(videos, (str, os.PathLike)):
         videos = [videos]
-    run = resolve_run(run)
+    if is_package_folder(run) and not videos:
+        raise ValueError(f"{run} is a package: it names no dataset to check the export on; give videos=[...] (CLI: "
+                         "--videos CLIP ...), clips of the kind the model classifies.")
+    run = run if is_package_folder(run) else resolve_run(run)
     writable_folder(path.absolute().parent, "choose another --onnx path")
-    model, cfg = load_run_model(run, weights)
-    vocab = run_vocab(cfg)
+    model, cfg, vocab = load_model(run, weights)
     need = TRACE_BATCH + sum(CHECK_BATCHES)
     video, audio, used = check_views(cfg, videos, need)
     sw = cfg.switches()

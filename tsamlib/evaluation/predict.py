@@ -24,7 +24,7 @@ from ..data.transforms import ClipTransform, norm_stats
 from ..data.video import VideoReadError
 from ..model.tsam import TSAM
 from ..runs.folder import open_run
-from .views import load_run_model, run_vocab
+from .views import load_model, run_vocab
 
 __all__ = ["clip_views", "predict", "cmd_predict"]
 
@@ -55,17 +55,18 @@ def clip_views(path: str | os.PathLike, cfg: RunConfig | dict[str, Any], n_clips
 def predict(run: str | os.PathLike, video: str | os.PathLike, k: int = 5, n_clips: int = 2, n_crops: int = 1,
             model: TSAM | None = None, verbose: bool = True) -> list[tuple[str, float]]:
     """The `k` most probable classes of a raw video for a finished run (its folder or :class:`Run`; its model,
-    unless ``model`` is given, and every setting from it), ``[(class_name, probability), ...]`` sorted by
-    probability (softmax averaged over ``n_clips x n_crops`` fixed views)."""
+    unless ``model`` is given, and every setting from it) or a package folder (``checkpoint convert``),
+    ``[(class_name, probability), ...]`` sorted by probability (softmax averaged over ``n_clips x n_crops`` fixed
+    views)."""
     path = Path(video)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such video file or frame folder.")
     if model is None:
-        model, cfg = load_run_model(run)
+        model, cfg, vocab = load_model(run)
         model = model.to(default_device())  # the GPU when there is one
     else:
         cfg = RunConfig.of(open_run(run).params)
-    vocab = run_vocab(cfg)
+        vocab = run_vocab(cfg)
     video, audio, _ = clip_views(path, cfg, n_clips, n_crops, verbose)
     dev = next(model.parameters()).device
     inputs = (video,) if audio is None else (video, audio)
@@ -81,7 +82,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import sys
     try:
         if not Path(args.run).is_dir():
-            raise FileNotFoundError(f"run folder {args.run} not found (runs live in results/runs/<run_id>/).")
+            raise FileNotFoundError(f"run folder {args.run} not found (runs live in results/runs/<run_id>/; a "
+                                    "package folder from `checkpoint convert` works too).")
         top = predict(args.run, args.video, k=args.top, n_clips=args.n_clips, n_crops=args.n_crops)
     except (FileNotFoundError, VideoReadError, RuntimeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

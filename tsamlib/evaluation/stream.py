@@ -30,9 +30,10 @@ from ..data.audio import DEFAULT_SR, AudioFrame, mels_to_image
 from ..data.probe import probe_video
 from ..data.transforms import ClipTransform, norm_stats
 from ..data.video import read_frames, segment_indices
+from ..model.formats import is_package_folder
 from ..model.online import StreamingTSAM
 from ..runs.folder import resolve_run
-from .views import load_run_model, run_vocab
+from .views import load_model, run_vocab
 
 __all__ = ["StreamStep", "stream_times", "stream_video", "cmd_stream"]
 
@@ -96,14 +97,14 @@ def stream_video(run: str | os.PathLike, video: str | os.PathLike, rate: str | f
         raise ValueError(f"audio_window={audio_window}: a positive number of seconds.")
     if not (isinstance(k, int) and k >= 1):
         raise ValueError(f"k={k!r}: the number of top classes to report, 1 or more.")
-    run = resolve_run(run)
+    run = run if is_package_folder(run) else resolve_run(run)
     if model is None:
-        model, cfg = load_run_model(run)
+        model, cfg, vocab = load_model(run)
     else:
         from ..runs.folder import open_run
         cfg = RunConfig.of(open_run(run).params)
+        vocab = run_vocab(cfg)
     stream = StreamingTSAM(model)
-    vocab = run_vocab(cfg)
     sw = cfg.switches()
     mean, std = norm_stats(sw["video_norm"])
     tfm = ClipTransform(cfg.img_size, cfg.resize, train=False, n_crops=1, mean=mean, std=std,

@@ -37,7 +37,8 @@ from fastai.torch_core import default_device
 from ..config import RunConfig
 from ..data.datasets import dataset_manifest
 from ..data.manifest import manifest_vocab, read_table
-from ..model.tsam import TSAM, create_tsam
+from ..model.formats import is_package_folder
+from ..model.tsam import TSAM, create_tsam, create_tsam_from
 from ..runs.checkpoints import read_best
 from ..runs.fileio import atomic_write_json, mel_cache_dir, relative_to_repo, writable_folder
 from ..runs.folder import RunLock, is_finished, open_run
@@ -46,8 +47,8 @@ from ..runs.provenance import environment_info
 from .interpret import ViewsInterpretation, learner_interpretation
 from .scoring import authors_metrics, eval_record, score_authors, score_views
 
-__all__ = ["load_run_model", "run_vocab", "evaluate_views", "evaluate_authors", "evaluate_run", "eval_path",
-           "authors_eval_path", "interpretation", "cmd_evaluate"]
+__all__ = ["load_run_model", "load_model", "run_vocab", "evaluate_views", "evaluate_authors", "evaluate_run",
+           "eval_path", "authors_eval_path", "interpretation", "cmd_evaluate"]
 
 
 def run_vocab(cfg: RunConfig | dict[str, Any]) -> list[str]:
@@ -87,6 +88,30 @@ def load_run_model(run_dir: str | os.PathLike, weights: str | None = None) -> tu
         raise RuntimeError(f"{file} does not fit the model rebuilt from {run_dir / 'params.json'} (did the "
                            f"dataset's classes change?): {str(e).splitlines()[0]}") from None
     return model.eval(), cfg
+
+
+# What a package's config.json "preprocessing" holds that a model's views take (the rest describes the values).
+_PACKAGE_VIEW_SETTINGS = ("img_size", "resize", "n_mels", "video_norm", "valid_view", "audio_frontend")
+
+
+def load_model(source: str | os.PathLike, weights: str | None = None) -> tuple[TSAM, RunConfig, list[str]]:
+    """The model of a finished run's folder (:func:`load_run_model`) or of a package folder (``python -m tsamlib
+    checkpoint convert``: ``model.safetensors`` + ``config.json``), in eval mode on the CPU, with the settings its
+    views take (a RunConfig: frames, sizes, input values, audio front end) and its class names (index = output; a
+    package without names gets ``"0"``, ``"1"``, ...). ``weights`` chooses among a run's (``"last"``/``"best"``)."""
+    source = Path(source)
+    if is_package_folder(source):
+        if weights is not None:
+            raise ValueError(f"weights={weights!r} (--weights) chooses among a run's weights; {source} is a "
+                             "package, which holds one set.")
+        model = create_tsam_from(source).eval()
+        info = model.load_report.info
+        settings = {k: v for k, v in info.model_kwargs().items() if k != "num_classes"}
+        settings.update({k: v for k, v in info.preprocessing.items() if k in _PACKAGE_VIEW_SETTINGS})
+        vocab = info.classes or [str(i) for i in range(model.fc.out_features)]
+        return model, RunConfig.from_params(settings), list(vocab)
+    model, cfg = load_run_model(source, weights)
+    return model, cfg, run_vocab(cfg)
 
 
 def eval_path(run_dir: str | os.PathLike, split: str = "valid", n_clips: int = 2, n_crops: int = 3) -> Path:

@@ -54,7 +54,7 @@ from ..runs.loader import safe_load
 __all__ = ["FORMATS", "VIDEO_FORMATS", "AUTHORS_LAYOUT", "AUTHORS_PARTS", "PACKAGE_FILES", "CheckpointInfo",
            "not_recorded", "checkpoint_file",
            "UnsupportedCheckpoint", "read_checkpoint", "inspect_checkpoint", "authors_key", "authors_safe_globals",
-           "resnet_arch", "insert_rule", "shifted_blocks", "name_hints", "mmaction2_config"]
+           "resnet_arch", "insert_rule", "shifted_blocks", "name_hints", "mmaction2_config", "is_package_folder"]
 
 FORMATS = ("tsamlib", "package", "authors", "tsm", "mmaction2", "backbone")
 VIDEO_FORMATS = ("tsamlib", "package", "authors", "tsm", "mmaction2")  # files of whole video models
@@ -175,6 +175,12 @@ def authors_key(key: str) -> str:
     if key.startswith("last_fc."):
         return "fc." + key[len("last_fc."):]
     return key
+
+
+def is_package_folder(path: str | os.PathLike) -> bool:
+    """A folder holding a package's files (``model.safetensors``, ``config.json``), not a run folder."""
+    p = Path(path)
+    return p.is_dir() and all((p / f).is_file() for f in PACKAGE_FILES) and not (p / "params.json").is_file()
 
 
 def checkpoint_file(path: str | os.PathLike) -> Path:

@@ -33,7 +33,7 @@ from ..runs.folder import is_finished, run_state, runs_dir
 
 __all__ = ["Row", "ReferenceRow", "GridEntry", "TABLE1_ROWS", "TABLE2_ROWS", "CAUSAL_ROWS", "REFERENCE_ROWS",
            "run_id", "paper_params", "mini_params", "mini_init", "paper_grid", "mini_grid", "grid",
-           "grid_frame", "grid_summary", "run_summary", "placeholders", "run_grid", "scale_preset", "MINI"]
+           "grid_frame", "grid_summary", "run_summary", "placeholders", "run_grid", "grid_line", "scale_preset", "MINI"]
 
 
 @dataclass(frozen=True)
@@ -377,7 +377,8 @@ def run_grid(params_list: Sequence[dict[str, Any] | GridEntry], notebook: str = 
         if is_finished(run_dir):
             changed = _changed(params, run_dir)
             status = f"done, but with other parameters {changed}: pass overwrite=True to rerun" if changed else "done"
-            log(f"{rid}: {status}")
+            if changed:   # a finished run is skipped quietly (counted in the last line); a mismatch is said
+                log(f"{rid}: {status}")
             out.append(dict(run_id=rid, status=status, seconds=0.0))
             continue
         resume = run_state(run_dir) == "unfinished"
@@ -412,4 +413,21 @@ def run_grid(params_list: Sequence[dict[str, Any] | GridEntry], notebook: str = 
         seconds = time.perf_counter() - t0
         log(f"{rid}: {status} ({seconds:.0f} s)")
         out.append(dict(run_id=rid, status=status, seconds=round(seconds, 1)))
-    return pd.DataFrame(out, columns=["run_id", "status", "seconds"])
+    summary = pd.DataFrame(out, columns=["run_id", "status", "seconds"])
+    log(grid_line(summary))
+    return summary
+
+
+def grid_line(summary: pd.DataFrame) -> str:
+    """One line for :func:`run_grid`'s result: how many runs trained, were already finished (skipped), failed
+    (with their ids), were not run, or would run."""
+    short = summary["status"].str.split(":").str[0].str.replace(" (resumed)", "")
+    short = short.where(~short.str.startswith("done, but"), "other parameters")
+    counts = short.value_counts()
+    order = ["finished", "done", "other parameters", "would run", "would resume", "not run", "failed"]
+    words = {"done": "already finished (skipped)", "other parameters": "finished with other parameters (skipped)"}
+    parts = [f"{counts[k]} {words.get(k, k)}" for k in order if k in counts]
+    failed = summary.loc[short == "failed", "run_id"].tolist()
+    if failed:
+        parts[-1] += ": " + ", ".join(failed)
+    return f"{len(summary)} runs: " + ", ".join(parts) if len(summary) else "no runs"

@@ -4,6 +4,7 @@ sizes other than the traced one; a disagreement writes nothing."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,3 +106,16 @@ def test_bad_outputs_and_tolerances_are_refused_before_any_work(tmp_path, capsys
         assert len(err) == 1 and what in err[0], err
     with pytest.raises(ValueError, match="positive finite"):
         ex.export_onnx("demo", tmp_path / "m.onnx", atol=float("inf"))
+
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
+def test_export_to_a_device_is_refused_not_reported_as_written(tmp_path, clips_manifest, capsys):
+    import os
+    import stat
+    run = finished_run(tmp_path / "runs", clips_manifest)
+    assert main(["export", str(run), "--onnx", "/dev/full"]) == 1
+    out, err = capsys.readouterr()
+    assert "wrote" not in out and err.strip().splitlines() == [
+        "error: cannot write /dev/full: it is a device, not a regular file; choose another --onnx path"]
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)

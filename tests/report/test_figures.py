@@ -3,6 +3,7 @@ nothing clipped, axes and error bars explained, classes that the datasets really
 from __future__ import annotations
 
 import math
+import re
 
 import matplotlib
 
@@ -233,7 +234,8 @@ def test_write_figures_explain_init_and_error_bars(tmp_path, monkeypatch, n_seed
     orig = Figure.savefig
 
     def keep(self, fname, *a, **kw):
-        saved[str(fname).rsplit("/", 1)[-1]] = self
+        name = str(fname).rsplit("/", 1)[-1]
+        saved[re.sub(r"^\.(.+?)\.[^.]+\.tmp(\.png)$", r"\1\2", name)] = self   # atomic_path's temporary name
         return orig(self, fname, *a, **kw)
 
     monkeypatch.setattr(Figure, "savefig", keep)

@@ -31,7 +31,7 @@ from ..data.manifest import read_manifest
 from ..data.transforms import norm_stats
 from ..model.onnx_export import ONNX_OPSET, check_onnx_graph, export_model_onnx, onnx_input_names, set_onnx_metadata
 from ..model.formats import is_package_folder
-from ..runs.fileio import relative_to_repo, writable_folder
+from ..runs.fileio import relative_to_repo, writable_file, writable_folder
 from ..runs.folder import resolve_run
 from ..runs.provenance import environment_info
 from .predict import clip_views
@@ -98,6 +98,7 @@ def export_onnx(run: str | os.PathLike, path: str | os.PathLike, videos: Sequenc
                          f"{path / 'model.onnx' if path.name else 'model.onnx'}")
     if not (isinstance(atol, (int, float)) and 0 < atol < math.inf):
         raise ValueError(f"atol={atol!r}: a positive finite tolerance on the logits, e.g. 1e-4")
+    writable_file(path, "choose another --onnx path")   # a device or a pipe there: refused before any work
     if isinstance(videos, (str, os.PathLike)):
         videos = [videos]
     if is_package_folder(run) and not videos:
@@ -137,7 +138,10 @@ def export_onnx(run: str | os.PathLike, path: str | os.PathLike, videos: Sequenc
         meta_check = json.dumps({"videos": [relative_to_repo(v) for v in used], "max_abs_diff": diffs, "atol": atol})
         set_onnx_metadata(tmp, {"check": meta_check})
         operators = check_onnx_graph(tmp)
+        size = tmp.stat().st_size
         os.replace(tmp, path)
+        if path.stat().st_size != size:   # the bytes landed before the report says "wrote"
+            raise OSError(f"{path} holds {path.stat().st_size} bytes after writing {size}: the export is incomplete")
     finally:
         tmp.unlink(missing_ok=True)
     return ExportReport(path, diffs, used, names, operators)

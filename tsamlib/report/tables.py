@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..config import BOOKKEEPING, config_diff
 from ..data.synthetic import picture_class
-from ..runs.fileio import read_json, repo_root, writable_folder
+from ..runs.fileio import atomic_path, read_json, repo_root, writable_folder
 from ..runs.folder import read_metrics, runs_dir
 from .experiments import REFERENCE_ROWS, GridEntry, grid, placeholders, scale_preset
 
@@ -227,8 +227,10 @@ def write_tables(scale: str = "mini", runs_root: str | os.PathLike | None = None
     tables = {}
     for table, stem in TABLE_FILES.items():
         df = render_table(table, scale, runs_root, seeds, runs=runs, **paths)
-        _public(df).to_csv(out / f"{stem}.csv", index=False)
-        (out / f"{stem}.md").write_text(table_markdown(df, table, scale))
+        with atomic_path(out / f"{stem}.csv") as tmp:    # a failed write leaves the previous table whole
+            _public(df).to_csv(tmp, index=False)
+        with atomic_path(out / f"{stem}.md") as tmp:
+            tmp.write_text(table_markdown(df, table, scale))
         tables[table] = df
     return tables
 
@@ -292,7 +294,8 @@ def write_figures(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike | 
                   "(no bar where n = 1). One y axis for both: the datasets differ, so compare how each changes "
                   "with k.", fontsize=8, wrap=True)
     p1 = out / "top1_vs_shift_depth.png"
-    fig.savefig(p1, dpi=120)
+    with atomic_path(p1) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
 
     t1 = tables["table1"]
@@ -343,6 +346,7 @@ def write_figures(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike | 
                   f"n = finished seeds (RGB+audio / RGB); {err_txt}. Init used is the run's own, which can "
                   "differ from the report's pre-training.", fontsize=8, wrap=True)
     p2 = out / "audio_gain.png"
-    fig.savefig(p2, dpi=120)
+    with atomic_path(p2) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
     return [p1, p2]

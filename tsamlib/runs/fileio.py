@@ -12,13 +12,14 @@ import errno
 import fcntl
 import json
 import os
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 __all__ = ["repo_root", "mel_cache_dir", "relative_to_repo", "atomic_path", "atomic_write_json", "read_json",
-           "remove_stale_temp_files", "exclusive_lock", "NotWritableError", "writable_folder", "naming_unwritable"]
+           "remove_stale_temp_files", "exclusive_lock", "NotWritableError", "writable_folder", "writable_file", "naming_unwritable"]
 
 
 def repo_root() -> Path:
@@ -42,7 +43,9 @@ def relative_to_repo(path: str | os.PathLike) -> str:
 
 # ------------------------------------------------------------------------------------- folders one cannot write
 _UNWRITABLE = {errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
-               errno.EROFS: "the file system is read-only"}
+               errno.EROFS: "the file system is read-only", errno.ENOSPC: "no space left on the device",
+               errno.EDQUOT: "over the disk quota", errno.EFBIG: "the file is too large for the file system"}
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 class NotWritableError(OSError):
@@ -51,6 +54,9 @@ class NotWritableError(OSError):
     def __init__(self, path: str | os.PathLike, reason: str, fix: str):
         super().__init__(f"cannot write {relative_to_repo(path)}: {reason}; {fix}")
         self.path = Path(path)
+
+    def __str__(self) -> str:   # the sentence, also when errno/strerror are set (a full disk keeps its errno)
+        return self.args[0]
 
 
 @contextmanager
@@ -82,6 +88,24 @@ def writable_folder(path: str | os.PathLike, fix: str) -> Path:
     return path
 
 
+def writable_file(path: str | os.PathLike, fix: str = "give the path of a file") -> Path:
+    """``path`` as a destination for a file: nothing there yet, or a regular file (replaced whole); a folder, a
+    device (``/dev/full``), a pipe or a socket there is :class:`NotWritableError` naming it and ``fix``, before any
+    work is done."""
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode     # follows a link: what a write would reach
+    except (FileNotFoundError, NotADirectoryError):   # nothing there (a file above it is the folder check's to say)
+        return path
+    except OSError as e:
+        raise NotWritableError(path, e.strerror or str(e), fix) from None
+    if not stat.S_ISREG(mode):
+        kind = ("a folder" if stat.S_ISDIR(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                else "a pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a file")
+        raise NotWritableError(path, f"it is {kind}, not a regular file", fix)
+    return path
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -92,7 +116,7 @@ def _umask() -> int:
 def atomic_path(path: str | os.PathLike, fsync: bool = False) -> Iterator[Path]:
     """Yield a fresh temporary path beside ``path`` (same suffix) to write to; on success it replaces ``path``
     (``os.replace``, after an fsync when asked), on any error it is removed. Readers never see a half file."""
-    path = Path(path)
+    path = writable_file(path, "write it elsewhere")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
     os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; a plain open() would honour the umask
@@ -102,7 +126,18 @@ def atomic_path(path: str | os.PathLike, fsync: bool = False) -> Iterator[Path]:
         if fsync:
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
+        size = os.path.getsize(tmp)
         os.replace(tmp, path)
+        if os.path.getsize(path) != size:   # the bytes landed: never "written" for a file that is not whole
+            raise OSError(errno.EIO, f"{path} holds {os.path.getsize(path)} bytes after the write of {size}")
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        if e.errno in _NO_SPACE and not isinstance(e, NotWritableError):   # a full disk names the file it stopped
+            full = NotWritableError(path, e.strerror or _UNWRITABLE[e.errno], "free some space or write it "
+                                    "elsewhere; nothing was written")
+            full.errno, full.strerror = e.errno, e.strerror   # still a full disk to whoever reads errno/strerror
+            raise full from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

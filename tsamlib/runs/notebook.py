@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from .fileio import relative_to_repo, repo_root
+from .fileio import atomic_path, relative_to_repo, repo_root
 from .folder import Run
 
 __all__ = ["make_portable", "papermill_output_path", "executed_by_papermill", "save_notebook_copy", "progress",
@@ -32,7 +32,8 @@ def make_portable(notebook: str | Path, final_name: str | None = None) -> Path:
     text = text.replace(root + os.sep, "").replace(root, ".")
     if final_name:
         text = text.replace(path.name, final_name)
-    path.write_text(text, encoding="utf-8")
+    with atomic_path(path) as tmp:   # a failed rewrite keeps the executed notebook as it was
+        tmp.write_text(text, encoding="utf-8")
     return path
 
 

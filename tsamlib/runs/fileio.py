@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 __all__ = ["repo_root", "mel_cache_dir", "relative_to_repo", "atomic_path", "atomic_write_json", "read_json",
-           "remove_stale_temp_files", "exclusive_lock", "NotWritableError", "writable_folder", "writable_file", "naming_unwritable"]
+           "remove_stale_temp_files", "exclusive_lock", "NotWritableError", "writable_folder", "writable_file",
+           "naming_unwritable"]
 
 
 def repo_root() -> Path:

@@ -212,8 +212,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return 2
     if args.stream:
         from .evaluation.stream import cmd_stream as run
-        args.rate = "auto" if args.rate is None else args.rate
-        args.audio_window = 10.0 if args.audio_window is None else args.audio_window
+        args.rate = "auto" if args.rate is None else args.rate   # --audio-window: None (not given) is cmd_stream's
     else:
         from .evaluation.predict import cmd_predict as run
         args.n_clips = 2 if args.n_clips is None else args.n_clips
@@ -249,7 +248,8 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
                    help="with --stream: 'auto' (default: the run's n_frames frames, spaced as in training), 'native' "
                         "(every frame), or frames per second up to the video's own rate")
     p.add_argument("--audio-window", type=number(float, 0, open_lo=True), default=None,
-                   help="with --stream: seconds of sound behind each frame's audio image (default 10)")
+                   help="with --stream, on a run with audio: seconds of sound behind each frame's audio image "
+                        "(default 10)")
     p.set_defaults(func=cmd_predict)
 
 

@@ -152,3 +152,58 @@ def test_options_that_would_be_ignored_or_absurd_are_refused(argv, what, capsys,
         rc = e.code
     err = capsys.readouterr().err
     assert rc == 2 and what in err and "Traceback" not in err, err
+
+
+def _config(tmp_path, text):
+    path = tmp_path / "deep.json"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--config", "{deep}"], "is nested too deeply to be read: a config is a flat JSON object of settings"),
+    (["--config", "[list]"], "holds a JSON array, not an object of settings: a config is a flat JSON object"),
+    (["--config", "number"], "holds a JSON number, not an object of settings: a config is a flat JSON object"),
+    (["--config", "lr_decay"], "'lr_decay' is nested 300 levels deep: a config is a flat JSON object of settings"),
+    (["--run-id", "nope", "--resume"], "error: no run 'nope' to resume under {runs}; drop resume=True (--resume) to "
+                                       "start it"),
+])
+def test_train_refuses_a_config_that_is_not_settings_or_a_resume_of_nothing(argv, says, tmp_path, capsys):
+    """A config nested 100000 levels deep ended in a RecursionError traceback from json; a value nested a few
+    hundred levels (as deep as json reads, which depends on the stack) in one from RunConfig's checks: any value
+    deeper than lr_decay's [[factor, epoch], ...] is refused. --resume of a run that is not there started a new
+    run in silence."""
+    texts = {"{deep}": '{"a": ' * 100_000 + "1" + "}" * 100_000, "[list]": "[1, 2]", "number": "5",
+             "lr_decay": '{"lr_decay": ' + "[" * 300 + "]" * 300 + "}"}
+    argv = [_config(tmp_path, texts[a]) if a in texts else a for a in argv]
+    assert main(["train", *argv, "--runs-root", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and says.format(runs=tmp_path / "runs") in err[0], err
+    assert not (tmp_path / "runs").exists()   # nothing written
+
+
+def test_train_lr_decay_flag_nested_too_deeply_is_refused_at_parsing(capsys):
+    for text, says in (("[" * 5000 + "]" * 5000, "nested too deeply"), ("[[[0.1, 2]]]", "nested 3 levels deep")):
+        with pytest.raises(SystemExit) as e:
+            main(["train", "--lr-decay", text])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and f"argument --lr-decay: {says}: a list of [factor, epoch] pairs" in err, err
+
+
+def test_train_on_one_class_is_refused_before_the_run_folder(tmp_path, capsys):
+    """Every row of one label trained and reported top-1 1.0000."""
+    import pandas as pd
+
+    from tsamlib.data.manifest import COLUMNS, write_manifest
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    recs = [dict(path=str(clips / f"{k}.mp4"), label=0, label_name="only", split="valid" if k == 2 else "train",
+                 n_frames=12, fps=12.0, duration=1.0, has_audio=False, problem="") for k in range(3)]
+    for r in recs:
+        Path(r["path"]).touch()
+    csv = write_manifest(pd.DataFrame(recs, columns=COLUMNS), tmp_path / "one_class.csv")
+    assert main(["train", "--dataset", str(csv), "--runs-root", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: Manifest {csv} has 1 problem:") and "Traceback" not in err
+    assert "the usable train rows hold 1 class (label 0 'only', 2 rows): training needs at least 2 classes" in err
+    assert not (tmp_path / "runs").exists()

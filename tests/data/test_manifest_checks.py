@@ -33,9 +33,9 @@ def write(tmp_path, records, name="manifest.csv"):
     return m.write_manifest(df, tmp_path / name)
 
 
-def problems_of(manifest) -> str:
+def problems_of(manifest, **options) -> str:
     with pytest.raises(m.ManifestError) as info:
-        m.check_manifest(manifest)
+        m.check_manifest(manifest, **options)
     assert isinstance(info.value, ValueError)
     return str(info.value)
 
@@ -230,3 +230,36 @@ def test_has_audio_maybe_is_refused_naming_the_row(tmp_path):
     pd.DataFrame(recs, columns=m.COLUMNS).to_csv(csv, index=False)
     text = problems_of(csv)
     assert "has_audio is neither true nor false in 1 row (line 3: 'maybe')" in text
+
+
+def test_a_single_training_class_is_refused_naming_the_count(tmp_path):
+    """Every row one label trained to top-1 1.0: a classifier needs 2 classes in the usable train rows."""
+    text = problems_of(write(tmp_path, rows(1)))
+    assert "has 1 problem:" in text
+    assert "the usable train rows hold 1 class (label 0 'class0', 2 rows): training needs at least 2 classes" in text
+    recs = rows(2)
+    for r in recs:
+        if r["label"] == 1 and r["split"] == "train":
+            r["problem"] = "missing file"   # class 1 is left in valid only: training still sees one class
+    assert "the usable train rows hold 1 class (label 0 'class0', 2 rows)" in problems_of(write(tmp_path, recs))
+    assert m.check_manifest(write(tmp_path, rows(1)), required_splits=("valid",))["n_classes"] == 1  # not training
+
+
+def test_files_missing_on_disk_are_refused_when_all_are_gone_else_counted(tmp_path):
+    """check_files: a split whose files are all gone is refused, naming the count and the first ones; some gone are
+    counted and kept (the loaders replace them in training, leave them out in validation)."""
+    recs = rows(2)   # /data/...: none of these files exists
+    csv = write(tmp_path, recs)
+    assert m.check_manifest(csv)["missing"] == {}   # not asked: the disk is not looked at
+    text = problems_of(csv, check_files=True)
+    assert "has 2 problems:" in text
+    assert ("no usable train rows on disk: all 4 files are missing (/data/0/0.mp4, /data/0/1.mp4, /data/1/0.mp4, ... "
+            "(4 in all)): restore them") in text
+    assert "no usable valid rows on disk: all 2 files are missing (/data/0/2.mp4, /data/1/2.mp4)" in text
+    for r in recs[1:]:   # all but /data/0/0.mp4 (train) on disk
+        r["path"] = str(tmp_path / "clips" / r["path"].lstrip("/"))
+        os.makedirs(os.path.dirname(r["path"]), exist_ok=True)
+        open(r["path"], "wb").close()
+    got = m.check_manifest(write(tmp_path, recs), check_files=True)
+    assert got["missing"] == {"train": 1} and got["missing_examples"] == ["/data/0/0.mp4"]
+    assert got["rows"] == {"train": 4, "valid": 2, "test": 0}   # kept: the loaders handle them

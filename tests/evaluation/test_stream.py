@@ -60,3 +60,20 @@ def test_cli_stream_lines_and_errors(runs, capsys):
     with pytest.raises(SystemExit) as e:
         main(["predict", str(runs["videos"][0]), "--run", str(runs["rgb"]), "--stream", "--rate", "0"])
     assert e.value.code == 2
+
+
+def test_cli_stream_refuses_an_audio_window_without_audio_and_says_when_few_frames_are_fed(runs, capsys):
+    """--audio-window on a run without audio was accepted and ignored; a rate that feeds fewer frames than the
+    run's n_frames is said in one line between the header and the timeline."""
+    video = str(runs["videos"][0])
+    assert main(["predict", video, "--run", str(runs["rgb"]), "--stream", "--audio-window", "5"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines() == ["error: --audio-window does not apply to run rgb: it has no audio "
+                                                 "(audio=False): drop it"] and captured.out == ""
+    assert main(["predict", video, "--run", str(runs["rgb"]), "--stream", "--rate", "0.5"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert "stream: rate 0.5, audio window 10.0 s" in out[0]
+    fed = len(out) - 2
+    assert 0 < fed < 8 and out[1].startswith(f"note: rate 0.5 feeds {fed} of the ") and (
+        "fewer than the run's n_frames=8: raise the rate (--rate), or use 'auto'" in out[1])
+    assert all(" s  frame " in line for line in out[2:])

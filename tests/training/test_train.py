@@ -1,5 +1,6 @@
 """Training: recipes, run records, checkpoints every epoch, and an exact resume after an interruption."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -149,3 +150,70 @@ def test_the_learning_curve_keeps_its_lines_with_one_batch_per_epoch(tmp_path):
     lines = {ln.get_label(): ln for ln in plot_learning_curve(learn).lines}
     assert list(lines["train, at the epoch's end"].get_xdata()) == [1, 2, 3]   # fastai's plot kept 1 point of 3
     assert len(lines["valid, whole validation set"].get_xdata()) == 3
+
+
+# ------------------------------------------------------------------------------ refusals before the run folder
+def _manifest(tmp_path, n_classes=2, gone=0, name="m.csv"):
+    """A manifest of 3 clips per class (2 train, 1 valid) whose files exist, but the first ``gone`` ones; the files
+    are empty: these tests stop before anything is loaded."""
+    import pandas as pd
+
+    from tsamlib.data.manifest import COLUMNS, write_manifest
+    recs = []
+    for k in range(3 * n_classes):
+        path = tmp_path / f"{Path(name).stem}-clips" / f"{k}.mp4"
+        path.parent.mkdir(exist_ok=True)
+        if k >= gone:
+            path.touch()
+        recs.append(dict(path=str(path), label=k % n_classes, label_name=f"c{k % n_classes}",
+                         split="valid" if k >= 2 * n_classes else "train", n_frames=12, fps=12.0, duration=1.0,
+                         has_audio=False, problem=""))
+    return write_manifest(pd.DataFrame(recs, columns=COLUMNS), tmp_path / name)
+
+
+def _cfg(tmp_path, manifest, **settings):
+    from tsamlib.config import RunConfig
+    return RunConfig(dataset=str(manifest), runs_root=str(tmp_path / "runs"), arch="resnet10t", n_frames=4,
+                     img_size=32, resize=36, **settings)
+
+
+def test_one_class_or_no_file_on_disk_is_refused_before_the_run_folder(tmp_path):
+    from tsamlib.data.manifest import ManifestError
+    from tsamlib.training.run import begin_run
+    with pytest.raises(ManifestError, match=r"the usable train rows hold 1 class \(label 0 'c0', 2 rows\)"):
+        begin_run(_cfg(tmp_path, _manifest(tmp_path, n_classes=1)))
+    with pytest.raises(ManifestError, match=r"no usable train rows on disk: all 4 files are missing \(.*0\.mp4"):
+        begin_run(_cfg(tmp_path, _manifest(tmp_path, gone=6, name="gone.csv")))
+    assert not (tmp_path / "runs").exists()   # nothing written
+
+
+def test_some_files_missing_on_disk_are_said_in_one_line_and_the_run_starts(tmp_path, capsys):
+    from tsamlib.training.run import begin_run
+    run, _ = begin_run(_cfg(tmp_path, _manifest(tmp_path, gone=1), run_id="r"))
+    run.close()
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+    assert notes == [f"note: 1 file of {tmp_path / 'm.csv'} is missing on disk (train 1 of 4: "
+                     f"{tmp_path / 'm-clips' / '0.mp4'}); training replaces a missing clip by the next one that loads, "
+                     "validation leaves it out, both counted in the run's metrics.json."]
+    assert (tmp_path / "runs" / "r" / "params.json").is_file()
+
+
+def test_resume_of_a_run_that_is_not_there_is_refused(tmp_path, monkeypatch):
+    """resume=True used to start a new run in silence when there was none to resume (train(), the CLI and notebook
+    03 alike); a run that is there still resumes; every process of a launch refuses alike."""
+    import tsamlib
+    import tsamlib.training.run as training_run
+    manifest = _manifest(tmp_path)
+    with pytest.raises(FileNotFoundError, match=f"no run 'nope' to resume under {tmp_path / 'runs'}; drop "
+                                                r"resume=True \(--resume\) to start it"):
+        tsamlib.train(_cfg(tmp_path, manifest, run_id="nope", resume=True))
+    with pytest.raises(FileNotFoundError, match=r"resume=True \(--resume\) needs the run_id \(--run-id\)"):
+        tsamlib.train(_cfg(tmp_path, manifest, resume=True))
+    monkeypatch.setattr(training_run, "rank_distrib", lambda: 1)   # a second process of a launch
+    with pytest.raises(FileNotFoundError, match="no run 'nope' to resume"):
+        training_run.setup_training(_cfg(tmp_path, manifest, run_id="nope", resume=True))
+    assert not (tmp_path / "runs").exists()
+    run = start_run("cut", _cfg(tmp_path, manifest).settings(), runs_root=tmp_path / "runs")
+    run.log_epoch(dict(epoch=1))   # unfinished: one epoch recorded
+    run.close()
+    training_run.check_resume(_cfg(tmp_path, manifest, run_id="cut", resume=True))   # there: no refusal

@@ -32,6 +32,23 @@ _EXAMPLES = """examples:
 batch_size is the global batch: N processes load batch_size / N clips each per step."""
 
 
+_FLAT = "a config is a flat JSON object of settings, e.g. {\"shift_depth\": 4, \"epochs\": 5} (a run's params.json)"
+_JSON_KINDS = {"list": "array", "int": "number", "float": "number", "str": "string", "bool": "true/false",
+               "NoneType": "null"}
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests lists and objects (0: a number, text, true/false or null); without recursion, so
+    that a value nested thousands of levels deep is measured, not a RecursionError."""
+    deepest, todo = 0, [(value, 0)]
+    while todo:
+        v, d = todo.pop()
+        if isinstance(v, (list, dict)):
+            deepest = max(deepest, d + 1)
+            todo.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return deepest
+
+
 def _parser_of(kinds: list[str]) -> Callable[[str], Any]:
     """A setting's value from its text, by its type: ``int``/``float`` as :func:`tsamlib.cli.args.number` reads
     them (the ranges are RunConfig's to check), ``list`` as JSON, ``str`` as is; ``none`` where None is allowed."""
@@ -42,9 +59,16 @@ def _parser_of(kinds: list[str]) -> Callable[[str], Any]:
             return None
         if "list" in kinds:
             try:
-                return json.loads(text)
+                value = json.loads(text)
             except ValueError:
                 raise argparse.ArgumentTypeError(f"{text!r} is not JSON") from None
+            except RecursionError:   # json gives up on thousands of nested brackets with this, not a ValueError
+                raise argparse.ArgumentTypeError("nested too deeply: a list of [factor, epoch] pairs, e.g. "
+                                                 "[[0.2, 5], [0.01, 30]]") from None
+            if _depth(value) > 2:   # deeper than [[factor, epoch], ...]: RunConfig's checks would recurse on it
+                raise argparse.ArgumentTypeError(f"nested {_depth(value)} levels deep: a list of [factor, epoch] "
+                                                 "pairs, e.g. [[0.2, 5], [0.01, 30]]")
+            return value
         kind = next((k for k in kinds if k in number_of), None)
         return number_of[kind](text) if kind else text
     return parse
@@ -79,8 +103,14 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
             params = json.loads(Path(args.config).read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise ValueError(f"{args.config}: {e}") from None
+        except RecursionError:   # json gives up on thousands of nested levels with this, not a ValueError
+            raise ValueError(f"{args.config} is nested too deeply to be read: {_FLAT}") from None
         if not isinstance(params, dict):
-            raise ValueError(f"{args.config} holds a JSON {type(params).__name__}, not an object of settings")
+            kind = _JSON_KINDS.get(type(params).__name__, type(params).__name__)
+            raise ValueError(f"{args.config} holds a JSON {kind}, not an object of settings: {_FLAT}")
+        for name, value in params.items():   # lr_decay, [[factor, epoch], ...], is the deepest setting
+            if _depth(value) > 2:   # RunConfig's checks would recurse on it
+                raise ValueError(f"{args.config}: {name!r} is nested {_depth(value)} levels deep: {_FLAT}")
     names = {f.name for f in fields(RunConfig)}
     return {**params, **{k: v for k, v in vars(args).items() if k in names}}
 

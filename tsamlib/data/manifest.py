@@ -12,7 +12,8 @@ Columns (exactly): ``path, label, label_name, split, n_frames, fps, duration, ha
 
 Clips are probed by :mod:`tsamlib.data.probe`; manifests of real datasets are built by :mod:`tsamlib.data.index`.
 :func:`check_manifest` checks a manifest before training and raises :class:`ManifestError` listing every
-problem (columns, labels, class list, duplicates, split names, empty splits).
+problem (columns, labels, class list, duplicates, split names, empty splits, a single training class, and with
+``check_files`` a split whose files are all missing on disk).
 
 Rows as the loaders use them: :func:`read_table` (absolute paths, class names), :func:`usable_rows` (the rows a
 run uses). Rows with a ``problem`` are never used; in audio runs with ``missing_audio="drop"`` (the authors' choice)
@@ -384,7 +385,38 @@ def _check_splits(t: _Rows, required_splits: Sequence[str]) -> list[str]:
     return problems
 
 
-def check_manifest(manifest, required_splits: Sequence[str] = ("train", "valid")) -> dict:
+def _check_train_classes(t: _Rows, required_splits: Sequence[str]) -> list[str]:
+    """At least 2 classes among the usable training rows (a classifier of one class learns nothing)."""
+    if "train" not in required_splits or "label" not in t.raw:
+        return []
+    classes = Counter(lab for lab, s, q in zip(t.labels, t.splits, t.problem)
+                      if s == "train" and q == "" and lab is not None and lab >= 0)
+    if not classes or len(classes) >= 2:   # no usable training row at all: _check_splits says so
+        return []
+    lab = next(iter(classes))
+    name = next((t.names[i] for i, x in enumerate(t.labels) if x == lab), None) if t.names is not None else None
+    named = f"label {lab}" + (f" {name!r}" if name not in (None, "", str(lab)) else "")
+    return [f"the usable train rows hold 1 class ({named}, {_plural(classes[lab], 'row')}): training needs at least "
+            "2 classes; add clips of other classes to the train split (or check the label and split columns)."]
+
+
+def _missing_on_disk(t: _Rows, required_splits: Sequence[str]) -> tuple[dict[str, list[str]], list[str]]:
+    """The usable rows of each required split whose file (or frame folder) is not on disk, and a problem for each
+    split where none is (its loader would fail on every clip, after the run folder exists)."""
+    missing: dict[str, list[str]] = {}
+    usable = Counter()
+    for q, s, problem in zip(t.paths, t.splits, t.problem):
+        if s in required_splits and problem == "":
+            usable[s] += 1
+            if not os.path.exists(q):
+                missing.setdefault(s, []).append(q)
+    problems = [f"no usable {s} rows on disk: all {_plural(len(missing[s]), 'file')} are missing "
+                f"({_examples(missing[s])}): restore them, or rebuild the manifest with {_INDEX_HINT} where the "
+                "videos are." for s in required_splits if usable[s] and len(missing.get(s, ())) == usable[s]]
+    return missing, problems
+
+
+def check_manifest(manifest, required_splits: Sequence[str] = ("train", "valid"), check_files: bool = False) -> dict:
     """Check a manifest (CSV path or DataFrame) before training; raise :class:`ManifestError` listing every problem.
 
     Accepts what the loaders (:func:`read_table`, ``video_dataloaders``) accept and rejects what would fail later
@@ -392,19 +424,27 @@ def check_manifest(manifest, required_splits: Sequence[str] = ("train", "valid")
     DataFrame ``path, label, split``) or no rows; labels that are not whole numbers, or negative (-1, "unknown", is
     allowed in the test split only); a label with two names or a name with two labels; labels not numbered
     0..n_classes-1 without gaps; a ``has_audio`` that is neither true nor false; the same path twice in one split;
-    split names other than train/valid/test, and a split of ``required_splits`` without usable rows. Rows with a
-    non-empty ``problem`` are not errors: they are excluded (counted and shown in the summary).
+    split names other than train/valid/test, a split of ``required_splits`` without usable rows, and (when
+    ``"train"`` is required) usable training rows of fewer than 2 classes. Rows with a non-empty ``problem`` are not
+    errors: they are excluded (counted and shown in the summary).
 
-    Returns ``dict(manifest, n_rows, rows, n_classes, classes, n_excluded, excluded_reasons, excluded)``:
-    ``rows`` = usable rows per split (train, valid, test), ``classes`` = names indexed by label,
-    ``excluded_reasons`` = reason -> count, ``excluded`` = up to 5 excluded rows as ``dict(path, split, problem)``.
-    A missing CSV raises ``FileNotFoundError``.
+    ``check_files`` (what :func:`tsamlib.training.run.begin_run` asks): also look on disk for the file of every
+    usable row of ``required_splits``. A split whose files are all missing is a problem; when only some are, the
+    rows stay (the loaders replace a training clip that fails to load and leave a validation clip out, counted)
+    and ``missing`` says how many.
+
+    Returns ``dict(manifest, n_rows, rows, n_classes, classes, n_excluded, excluded_reasons, excluded, missing,
+    missing_examples)``: ``rows`` = usable rows per split (train, valid, test), ``classes`` = names indexed by label,
+    ``excluded_reasons`` = reason -> count, ``excluded`` = up to 5 excluded rows as ``dict(path, split, problem)``,
+    ``missing`` = split -> usable rows whose file is not on disk (``{}`` without ``check_files``),
+    ``missing_examples`` = up to 5 of their paths. A missing CSV raises ``FileNotFoundError``.
     """
     t, needed = _read_rows(manifest)
     pairs, by_label, by_name = _class_list(t)
+    missing, missing_problems = _missing_on_disk(t, required_splits) if check_files else ({}, [])
     problems = [*_check_columns(t, needed), *_check_label_values(t), *_check_class_names(t, pairs, by_label, by_name),
                 *_check_label_range(pairs, by_label), *_check_has_audio(t), *_check_duplicates(t),
-                *_check_splits(t, required_splits)]
+                *_check_splits(t, required_splits), *_check_train_classes(t, required_splits), *missing_problems]
     if problems:
         listed = "\n".join(f"  {k}. {q}" for k, q in enumerate(problems, 1))
         raise ManifestError(f"Manifest {t.where} has {_plural(len(problems), 'problem')}:\n{listed}")
@@ -422,6 +462,8 @@ def check_manifest(manifest, required_splits: Sequence[str] = ("train", "valid")
         n_excluded=len(excluded),
         excluded_reasons=dict(Counter(t.problem[i].split(":")[0] for i in excluded).most_common()),
         excluded=[dict(path=t.paths[i], split=t.splits[i], problem=t.problem[i]) for i in excluded[:5]],
+        missing={s: len(v) for s, v in missing.items()},
+        missing_examples=[q for v in missing.values() for q in v][:5],
     )
 
 

@@ -7,11 +7,13 @@ Frames go to :class:`tsamlib.model.online.StreamingTSAM` one at a time, preproce
   spacing the model was trained with; the last step then sees what ``predict`` sees with one clip, so the stream
   ends on the offline answer;
 - ``rate="native"``: every frame of the file; a number up to the file's rate: that many frames per second (frames
-  of the time ``i / rate``). A frame folder's rate is its ``prepare.json``'s, else 25 (:data:`FOLDER_FPS`).
+  of the time ``i / rate``). A frame folder's rate is its ``prepare.json``'s, else 25 (:data:`FOLDER_FPS`). A rate
+  that feeds fewer frames than the run's ``n_frames`` is said in a note before the first step.
 
 A run with audio gets, at each step, the log-mel image of the trailing ``audio_window`` seconds of sound (the
 columns of the clip's log-mels within ``[t - audio_window, t]``, made into the image as the run's front end does);
-the default, 10 s, is a Kinetics clip. The timeline records the rate and window used.
+the default, 10 s, is a Kinetics clip. The timeline records the rate and window used. On the command line
+``--audio-window`` is refused for a run without audio (it would be ignored).
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ __all__ = ["StreamStep", "stream_times", "stream_video", "cmd_stream"]
 
 
 FOLDER_FPS = 25.0   # a frame folder without prepare.json: the rate assumed for its frames' times
+AUDIO_WINDOW = 10.0   # seconds of sound behind each frame's audio image, unless told (a Kinetics clip)
 _CHUNK = 16         # frames decoded together (a file is opened and sought once per chunk)
 
 
@@ -88,8 +91,10 @@ def _audio_window(af: AudioFrame, mels: list[np.ndarray], t: float, window: floa
 
 @torch.no_grad()
 def stream_video(run: str | os.PathLike, video: str | os.PathLike, rate: str | float = "auto", k: int = 3,
-                 audio_window: float = 10.0, model: torch.nn.Module | None = None) -> Iterator[StreamStep]:
-    """Yield a :class:`StreamStep` per frame of ``video`` fed to the run's model as a stream (module doc)."""
+                 audio_window: float = AUDIO_WINDOW, model: torch.nn.Module | None = None,
+                 verbose: bool = True) -> Iterator[StreamStep]:
+    """Yield a :class:`StreamStep` per frame of ``video`` fed to the run's model as a stream (module doc).
+    ``verbose``: a note, before the first step, when ``rate`` feeds fewer frames than the run's ``n_frames``."""
     path = Path(video)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such video file or frame folder.")
@@ -121,6 +126,10 @@ def stream_video(run: str | os.PathLike, video: str | os.PathLike, rate: str | f
         mels, _ = af.full_mels(path)
     rng = np.random.default_rng(0)
     indices = stream_times(n, fps, cfg.n_frames, rate)
+    if verbose and len(indices) < cfg.n_frames:   # the model never sees as many frames as it was trained on
+        print(f"note: rate {rate} feeds {len(indices)} of the {n} frames of {path.name} ({fps:g} fps), fewer than "
+              f"the run's n_frames={cfg.n_frames}: raise the rate (--rate), or use 'auto' (n_frames frames spaced "
+              "as in training).", flush=True)
     for start in range(0, len(indices), _CHUNK):   # one decoder opening per chunk, not per frame
         chunk = indices[start:start + _CHUNK]
         frames = tfm(read_frames(path, chunk), rng)               # (len(chunk), 3, S, S): one centre view each
@@ -137,10 +146,16 @@ def cmd_stream(args: Any) -> int:
     """``predict VIDEO --run RUN --stream``: a line per frame fed (time, frame, top classes); one-line errors."""
     import sys
     from ..data.video import VideoReadError
+    from ..runs.folder import open_run
     try:
-        print(f"{args.video}  (run {Path(args.run).name}, stream: rate {args.rate}, audio window "
-              f"{args.audio_window} s)")
-        for step in stream_video(args.run, args.video, rate=args.rate, k=args.top, audio_window=args.audio_window):
+        if args.audio_window is not None and not RunConfig.of(open_run(args.run).params).audio:
+            # as a clip prediction refuses the stream's options: an option that would be ignored is said
+            print(f"error: --audio-window does not apply to run {Path(args.run).name}: it has no audio "
+                  "(audio=False): drop it", file=sys.stderr)
+            return 2
+        window = AUDIO_WINDOW if args.audio_window is None else args.audio_window
+        print(f"{args.video}  (run {Path(args.run).name}, stream: rate {args.rate}, audio window {window} s)")
+        for step in stream_video(args.run, args.video, rate=args.rate, k=args.top, audio_window=window):
             tops = "  ".join(f"{name} {p:.3f}" for name, p in step.top)
             print(f"{step.time:7.2f} s  frame {step.frame:5d}  {tops}", flush=True)
     except (OSError, VideoReadError, RuntimeError, ValueError) as e:   # OSError: an unreadable image file too

@@ -12,10 +12,10 @@ Notebook 03, ``python -m tsamlib train``, a launch in several processes and the 
 What a step does, in order (the seeds are what make a run repeatable, and a resumed run equal to an uninterrupted
 one on CPU):
 
-1. :func:`begin_run`: settings checked, the dataset's manifest checked (a missing synthetic dataset is built), the
-   run folder created and locked; nothing is written before every check passed. With N processes the launch is
-   checked too (``batch_size`` divisible by N, :func:`tsamlib.training.distributed.launch_record`) and only rank 0
-   writes the run folder.
+1. :func:`begin_run`: settings checked, the dataset's manifest checked (a missing synthetic dataset is built; its
+   files looked for on disk), a run to resume looked for, the run folder created and locked; nothing is written
+   before every check passed. With N processes the launch is checked too (``batch_size`` divisible by N,
+   :func:`tsamlib.training.distributed.launch_record`) and only rank 0 writes the run folder.
 2. ``seed``; the DataLoaders (``batch_size / N`` clips per process and step); ``seed`` again, so every process starts
    from the same weights; the Learner (:func:`tsam_learner`); the model's parameters and MACs into ``metrics.json``.
 3. :func:`fit_run` (inside fastai's ``distrib_ctx`` when N > 1), then :func:`finish_run`: the whole validation set,
@@ -39,23 +39,52 @@ from ..data.manifest import check_manifest
 from ..model.complexity import model_complexity
 from ..model.tsam import check_model_settings
 from ..runs.fileio import mel_cache_dir, relative_to_repo
-from ..runs.folder import Run, start_run, unique_run_id
+from ..runs.folder import Run, run_state, runs_dir, start_run, unique_run_id
 from .distributed import data_parallel, launch_record
 from .learner import finish_run, fit_run, seed_everything, tsam_learner
 
-__all__ = ["begin_run", "Training", "setup_training", "train"]
+__all__ = ["begin_run", "check_resume", "Training", "setup_training", "train"]
+
+
+def check_resume(cfg: RunConfig) -> None:
+    """With ``cfg.resume``, the run to continue must exist: ``run_id`` given and a run of that id under
+    ``runs_root``; otherwise FileNotFoundError (a new run would start in silence instead)."""
+    if not cfg.resume:
+        return
+    root = relative_to_repo(runs_dir(cfg.runs_root))
+    if cfg.run_id is None:
+        raise FileNotFoundError(f"resume=True (--resume) needs the run_id (--run-id) of the run to continue under "
+                                f"{root}; drop resume to start a new run (`python -m tsamlib runs` lists the runs).")
+    if run_state(runs_dir(cfg.runs_root) / cfg.run_id) == "new":   # no metrics.json: nothing was ever started
+        raise FileNotFoundError(f"no run {cfg.run_id!r} to resume under {root}; drop resume=True (--resume) to "
+                                "start it (`python -m tsamlib runs` lists the runs).")
+
+
+def _note_missing_files(info: dict) -> None:
+    """One line when some files of the manifest are not on disk (all of a split: check_manifest refused)."""
+    missing = {s: n for s, n in info["missing"].items() if n}
+    if not missing:
+        return
+    n = sum(missing.values())
+    counts = ", ".join(f"{s} {k} of {info['rows'][s]}" for s, k in missing.items())
+    shown = ", ".join(info["missing_examples"][:3]) + (", ..." if n > 3 else "")
+    print(f"note: {n} file{'s' if n > 1 else ''} of {info['manifest']} {'are' if n > 1 else 'is'} missing on disk "
+          f"({counts}: {shown}); training replaces a missing clip by the next one that loads, validation leaves it "
+          "out, both counted in the run's metrics.json.", flush=True)
 
 
 def begin_run(cfg: RunConfig, build_missing: bool = True) -> tuple[Run, Path]:
     """Check everything, then open the run: the settings (on creating ``cfg``), the model they make (arch, shift,
     pretrained weights: :func:`check_model_settings`), the dataset's manifest (built first when it is a missing
-    synthetic dataset), the run id (``None``: a new readable one). Nothing is written before every check passed.
-    Returns the run and the manifest path."""
+    synthetic dataset; its files looked for on disk: a split without any is refused, missing ones are counted in a
+    line), the run to resume (:func:`check_resume`), the run id (``None``: a new readable one). Nothing is written
+    before every check passed. Returns the run and the manifest path."""
     cfg.check()
+    check_resume(cfg)
     check_model_settings(cfg.arch, pretrained=cfg.pretrained, pretrained_match=cfg.pretrained_match,
                          **cfg.model_kwargs())
     manifest = dataset_manifest(cfg.dataset, build_missing=build_missing)
-    check_manifest(manifest)
+    _note_missing_files(check_manifest(manifest, check_files=True))
     run_id = cfg.run_id or unique_run_id(cfg, cfg.runs_root)
     run = start_run(run_id, cfg.settings(), cfg.runs_root, resume=cfg.resume, overwrite=cfg.overwrite)
     print(f"run {run_id}: {relative_to_repo(run.path)}", flush=True)
@@ -91,7 +120,10 @@ def setup_training(cfg: RunConfig, progress_bars: bool = True) -> Training:
     launch = launch_record(cfg, num_distrib(), torch.cuda.is_available())
     several = launch["world_size"] > 1
     if rank != 0:  # only rank 0 writes the run folder; the others record into a scratch folder
-        cfg = cfg.replace(runs_root=tempfile.mkdtemp(prefix=f"tsam-rank{rank}-"), run_id=cfg.run_id or "rank")
+        check_resume(cfg)   # every process refuses a run that is not there, as rank 0 does
+        # resume=False: a scratch folder has no run to resume (its checkpoints were never there either)
+        cfg = cfg.replace(runs_root=tempfile.mkdtemp(prefix=f"tsam-rank{rank}-"), run_id=cfg.run_id or "rank",
+                          resume=False)
     # with several processes none builds a missing dataset (they would race): build it first (notebook 01)
     run, manifest = begin_run(cfg, build_missing=not several)
     try:

@@ -62,6 +62,39 @@ def test_notebooks_are_clean_and_parameterised(path):
         ast.literal_eval(node.value)
 
 
+def _tracked(pattern: str) -> list[Path]:
+    tracked = subprocess.run(["git", "ls-files", pattern], cwd=ROOT, capture_output=True, text=True)
+    return sorted(ROOT / p for p in tracked.stdout.split()) if tracked.returncode == 0 else sorted(ROOT.glob(pattern))
+
+
+def test_every_notebook_opens_in_jupyterlab_with_nothing_to_rewrite():
+    """The kernel and language JupyterLab writes on open are the ones in the files (sources, committed executed
+    copies, runs' train.ipynb), so opening one leaves no change to save; the installed kernel names itself so."""
+    from tsamlib.runs.notebook import KERNEL_DISPLAY_NAME, notebook_metadata
+    want = notebook_metadata()
+    files = _shipped_notebooks() + _tracked("results/notebooks/*.ipynb") + _tracked("results/runs/*/train.ipynb")
+    assert len(files) > 14
+    for f in files:
+        nb = nbformat.read(f, as_version=4)
+        meta = nb.metadata
+        assert (meta["kernelspec"], meta["language_info"]) == (want["kernelspec"], want["language_info"]), f
+        views = [o for c in nb.cells for o in c.get("outputs", [])
+                 if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+        assert not views or "widgets" in meta, f"{f}: a widget view without its saved state"
+    spec = ROOT / ".venv" / "share" / "jupyter" / "kernels" / "python3" / "kernel.json"
+    if spec.is_file():   # the kernel run.sh / .ci/run installs
+        assert json.loads(spec.read_text())["display_name"] == KERNEL_DISPLAY_NAME
+
+
+def test_an_executed_copy_made_portable_gets_this_kernels_metadata(tmp_path):
+    from tsamlib.runs.notebook import make_portable, notebook_metadata
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}, "papermill": {"x": 1}})
+    nbformat.write(nb, tmp_path / "a.ipynb")
+    meta = nbformat.read(make_portable(tmp_path / "a.ipynb"), as_version=4).metadata
+    assert meta["kernelspec"] == notebook_metadata()["kernelspec"] and meta["papermill"] == {"x": 1}
+
+
 @pytest.fixture(scope="module")
 def default_dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("nb") / "01.ipynb"

@@ -16,3 +16,17 @@ def test_progress_bars_only_where_someone_watches(monkeypatch):
     monkeypatch.setenv(UNATTENDED, "1")
     monkeypatch.delitem(sys.modules, "ipykernel")        # a terminal: its text bar is kept
     assert not progress(range(3)).disable
+
+
+def test_a_notebooks_bar_is_text_that_a_saved_notebook_keeps(monkeypatch, capsys):
+    """In JupyterLab the bar is tqdm's text bar on the cell's output (a widget bar is not saved with the notebook:
+    reopened, it is "Error displaying widget"), ending on its last state."""
+    from tqdm.notebook import tqdm as widget_bar
+    monkeypatch.delenv(UNATTENDED, raising=False)
+    monkeypatch.setitem(sys.modules, "ipykernel", sys)
+    bar = progress(range(3), desc="clips")
+    assert not isinstance(bar, widget_bar) and bar.fp is not None
+    list(bar)
+    bar.close()
+    out = capsys.readouterr().out
+    assert "clips: 100%" in out and "3/3" in out

@@ -117,6 +117,23 @@ def test_lr_find_and_paper_optimizer():
     assert res.valley > 0
 
 
+def test_one_report_per_epoch_in_jupyterlab_and_top1_named_so(tmp_path, capsys, monkeypatch):
+    """fastai's table says top1 (as every record here) and, in a notebook someone watches, it is the epoch's only
+    report (no second, printed line); the terminal and papermill's logs keep the line."""
+    import sys
+    learn = tsam_learner(tiny_dls(), arch="resnet10t", n_frames=4, audio=False, progress_bars=True)
+    monkeypatch.delenv("TSAM_UNATTENDED", raising=False)
+    monkeypatch.setitem(sys.modules, "ipykernel", sys)        # as in JupyterLab
+    seed_everything(0)
+    fit_run(learn, start_run("nb", dict(epochs=1), runs_root=tmp_path), 1, 1e-3, seed=0)
+    assert not [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch 1/1")]
+    assert learn.recorder.metric_names[1:-1] == ["train_loss", "valid_loss", "top1", "top5"]
+    monkeypatch.delitem(sys.modules, "ipykernel")             # a terminal
+    learn = tsam_learner(tiny_dls(), arch="resnet10t", n_frames=4, audio=False, progress_bars=True)
+    fit_run(learn, start_run("term", dict(epochs=1), runs_root=tmp_path), 1, 1e-3, seed=0)
+    assert [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch 1/1")]
+
+
 def test_recorder_keeps_per_batch_losses_after_fit_run_and_resume(tmp_path, capsys):
     """The learning curve of notebook 03 (learn.recorder.plot_loss) has every batch, also after a resume."""
     def fit(run_id, resume=False, cbs=()):

@@ -14,6 +14,8 @@ import json
 import logging
 import sys
 
+from ..runs.notebook import KERNEL_DISPLAY_NAME, KERNEL_NAME
+
 __all__ = ["LoopbackTCPFilter", "ShutdownSocketFilter", "install", "main"]
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -42,7 +44,7 @@ class ShutdownSocketFilter(logging.Filter):
         return not (isinstance(err, zmq.ZMQError) and err.errno == zmq.ENOTSOCK)
 
 
-def install(name: str = "python3", display_name: str = "Python 3 (tsam)") -> str:
+def install(name: str = KERNEL_NAME, display_name: str = KERNEL_DISPLAY_NAME) -> str:
     """Install the kernelspec into this environment (``sys.prefix``), launching this module."""
     from ipykernel.kernelspec import install as ipk_install
 

@@ -140,7 +140,7 @@ class TrainedEpochCallback(Callback):
         raise NotImplementedError
 
     def epoch_values(self) -> dict[str, Any]:
-        """The Recorder's values of the epoch that just trained, by name (train_loss, valid_loss, accuracy, ...)."""
+        """The Recorder's values of the epoch that just trained, by name (train_loss, valid_loss, top1, ...)."""
         return dict(zip(self.recorder.metric_names[1:-1], self.recorder.values[-1]))
 
 
@@ -193,7 +193,7 @@ class BestCheckpoint(TrainedEpochCallback):
 
     order = 79
 
-    def __init__(self, folder: str | Path, resume: bool = False, metric: str = "accuracy"):
+    def __init__(self, folder: str | Path, resume: bool = False, metric: str = "top1"):
         self.folder, self.resume, self.metric = Path(folder), resume, metric
 
     def before_fit(self):

@@ -7,6 +7,7 @@ watches it live, none in a notebook that papermill executes (its saved copy woul
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from contextlib import contextmanager
@@ -17,21 +18,41 @@ from .fileio import atomic_path, relative_to_repo, repo_root
 from .folder import Run
 
 __all__ = ["make_portable", "papermill_output_path", "executed_by_papermill", "save_notebook_copy", "progress",
-           "unattended_kernels", "UNATTENDED"]
+           "unattended_kernels", "watched_notebook", "UNATTENDED", "KERNEL_NAME", "KERNEL_DISPLAY_NAME",
+           "notebook_metadata", "set_notebook_metadata"]
 
 UNATTENDED = "TSAM_UNATTENDED"   # set to 1 for the kernels that the notebook runners start: nobody watches them
+KERNEL_NAME, KERNEL_DISPLAY_NAME = "python3", "Python 3 (tsam)"   # what `python -m tsamlib.cli.kernel install` makes
+
+
+def notebook_metadata() -> dict[str, Any]:
+    """The ``kernelspec`` and ``language_info`` JupyterLab writes into a notebook run on this environment's kernel:
+    a notebook holding them opens unmodified (anything else is rewritten on open and shows as a change)."""
+    from ipykernel.ipkernel import IPythonKernel
+
+    return {"kernelspec": {"display_name": KERNEL_DISPLAY_NAME, "language": "python", "name": KERNEL_NAME},
+            "language_info": dict(IPythonKernel.language_info)}
+
+
+def set_notebook_metadata(nb: Any) -> Any:
+    """``nb`` (an nbformat notebook or its dict) with :func:`notebook_metadata`, every other metadata key kept."""
+    nb.setdefault("metadata", {}).update(notebook_metadata())
+    return nb
 
 
 def make_portable(notebook: str | Path, final_name: str | None = None) -> Path:
     """Rewrite an executed notebook so that it names no folder of the machine it ran on: paths under the
     repository become relative to its root (papermill's metadata, injected parameters, printed outputs), and the
-    temporary name it was written under becomes ``final_name``."""
+    temporary name it was written under becomes ``final_name``; its kernel metadata is this environment's
+    (:func:`notebook_metadata`)."""
     path = Path(notebook)
     text = path.read_text(encoding="utf-8")
     root = str(repo_root())
     text = text.replace(root + os.sep, "").replace(root, ".")
     if final_name:
         text = text.replace(path.name, final_name)
+    nb = set_notebook_metadata(json.loads(text))   # opens in JupyterLab unmodified
+    text = json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"   # nbformat's layout
     with atomic_path(path) as tmp:   # a failed rewrite keeps the executed notebook as it was
         tmp.write_text(text, encoding="utf-8")
     return path
@@ -78,13 +99,25 @@ def unattended_kernels() -> Iterator[None]:
 
 
 def progress(iterable: Any = None, **kwargs: Any):
-    """``tqdm.auto.tqdm(iterable, **kwargs)``, disabled in a notebook that papermill executes (a saved bar stays at
-    its first state, 0 %, forever); the terminal's text bar and JupyterLab's widget otherwise."""
-    from tqdm.auto import tqdm
+    """tqdm's text bar over ``iterable`` (``kwargs`` as tqdm's): in the terminal as usual; in a notebook on its
+    output, as text (tqdm's widget bar is not saved with the notebook: reopened, it reads "Error displaying widget:
+    model not found"; a text bar keeps its last state); none in a notebook that papermill executes (a saved bar
+    stays at its first state, 0 %, forever)."""
+    import sys
 
-    if _in_kernel() and executed_by_papermill():
-        kwargs["disable"] = True
+    from tqdm.std import tqdm
+
+    if _in_kernel():
+        if executed_by_papermill():
+            kwargs["disable"] = True
+        kwargs.setdefault("file", sys.stdout)   # the cell's output, not the red stderr box
+        kwargs.setdefault("ncols", 100)         # a text bar sized to the notebook's pane, not the kernel's terminal
     return tqdm(iterable, **kwargs)
+
+
+def watched_notebook() -> bool:
+    """Running in a notebook kernel a person watches (JupyterLab), not one papermill executes."""
+    return _in_kernel() and not executed_by_papermill()
 
 
 def _in_kernel() -> bool:
@@ -98,8 +131,9 @@ def save_notebook_copy(run: Run, injected: str | None = None) -> Path | None:
     src = papermill_output_path(injected)
     dst = run.path / "train.ipynb"
     if src is None or not src.is_file():
-        print("not run by papermill: save this notebook yourself if you want it beside the run "
-              f"({relative_to_repo(dst)}).")
+        print(f"this notebook was not run by papermill, so no copy of it was put in the run folder: save it (File > "
+              f"Save Notebook) and copy it to {relative_to_repo(dst)} to keep it beside the run; papermill and "
+              "`python -m tsamlib notebooks --only 03` put the executed copy there themselves.")
         return None
     if src != dst.resolve():
         shutil.copyfile(src, dst)

@@ -9,7 +9,7 @@ from .._lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     ".learner": ["tsam_learner", "fit_run", "finish_run", "seed_everything", "plot_learning_curve", "EpochSeed",
-                 "StepDecay", "EpochsFromOne", "ProgressLine", "RunLogger", "top5"],
-    ".run": ["train", "setup_training", "Training", "begin_run"],
+                 "StepDecay", "EpochsFromOne", "ProgressLine", "RunLogger", "top1", "top5"],
+    ".run": ["train", "setup_training", "Training", "begin_run", "check_resume"],
     ".distributed": ["data_parallel", "launch_record", "per_process_batch", "GlobalBatchDL"],
 })

@@ -49,9 +49,15 @@ from ..runs.checkpoints import (
     save_checkpoint,
 )
 from ..runs.folder import Run
+from ..runs.notebook import watched_notebook
 
-__all__ = ["top5", "tsam_learner", "resolve_precision", "BF16Autocast", "EpochSeed", "StepDecay", "EpochsFromOne",
-           "ProgressLine", "RunLogger", "fit_run", "finish_run", "plot_learning_curve", "seed_everything"]
+__all__ = ["top1", "top5", "tsam_learner", "resolve_precision", "BF16Autocast", "EpochSeed", "StepDecay",
+           "EpochsFromOne", "ProgressLine", "RunLogger", "fit_run", "finish_run", "plot_learning_curve", "seed_everything"]
+
+def top1(inp: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
+    """Top-1 accuracy: fastai's ``accuracy``, named as every record of this library names it (its table's column)."""
+    return accuracy(inp, targ)
+
 
 def top5(inp: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
     """Top-5 accuracy (top-k with k = number of classes when there are fewer than 5)."""
@@ -91,7 +97,7 @@ def tsam_learner(dls, arch: str = "resnet50", recipe: str = "one_cycle", n_frame
     else:
         raise ValueError(f"recipe={recipe!r}: use 'one_cycle' (fastai) or 'paper' (SGD + step decay).")
     learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), opt_func=opt_func, wd=wd, wd_bn_bias=wd_bn_bias,
-                    metrics=list(metrics) if metrics is not None else [accuracy, top5], cbs=cbs)
+                    metrics=list(metrics) if metrics is not None else [top1, top5], cbs=cbs)
     learn.recipe = recipe
     if not progress_bars:  # without the bars fastai's Recorder would print each epoch as a raw list
         learn.remove_cb(ProgressCallback)
@@ -222,15 +228,15 @@ class ProgressLine(TrainedEpochCallback):
         self.t0, self.done = time.perf_counter(), 0
 
     def after_trained_epoch(self):
-        if rank_distrib():   # several processes: rank 0 prints
-            return
         self.done += 1
+        if rank_distrib() or (watched_notebook() and any(isinstance(cb, ProgressCallback) for cb in self.learn.cbs)):
+            return   # several processes: rank 0 prints; in JupyterLab fastai's table already shows the epoch
         values = self.epoch_values()
         elapsed = time.perf_counter() - self.t0
         eta = elapsed / self.done * (self.n_epoch - self.epoch - 1)
         fmt = lambda k: "n/a" if values.get(k) is None else f"{float(values[k]):.4f}"  # noqa: E731
         self.print_fn(f"epoch {self.epoch + 1}/{self.n_epoch}  train_loss {fmt('train_loss')}  valid_loss "
-                      f"{fmt('valid_loss')}  top1 {fmt('accuracy')}  {self.clips / max(self.train_s, 1e-9):.1f} "
+                      f"{fmt('valid_loss')}  top1 {fmt('top1')}  {self.clips / max(self.train_s, 1e-9):.1f} "
                       f"clips/s  elapsed {_hms(elapsed)}  ETA {_hms(eta)}", flush=True)
 
 
@@ -249,7 +255,7 @@ class RunLogger(TrainedEpochCallback):
         skipped = skips["train"]["paths"] if "train" in skips else {}  # replaced training samples
         self.run.log_epoch(dict(
             epoch=self.epoch + 1, train_loss=values.get("train_loss"), valid_loss=values.get("valid_loss"),
-            top1=values.get("accuracy"), top5=values.get("top5"), lr=self.opt.hypers[-1]["lr"],
+            top1=values.get("top1"), top5=values.get("top5"), lr=self.opt.hypers[-1]["lr"],
             train_steps=self.steps, train_clips=self.clips, train_clips_per_s=self.clips / max(self.train_s, 1e-9),
             wall_s=time.perf_counter() - self.t_epoch, skipped_samples=len(skipped),
             valid_dropped_samples=skips["valid"]["samples"] if "valid" in skips else 0))

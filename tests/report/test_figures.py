@@ -256,7 +256,12 @@ def test_write_figures_explain_init_and_error_bars(tmp_path, monkeypatch, n_seed
     depth = saved["top1_vs_shift_depth.png"]
     legend = " ".join(t.get_text() for ax in depth.axes if ax.get_legend() for t in ax.get_legend().get_texts())
     assert "sample std over seeds" in legend and f"n = {n_seeds}" in legend
-    assert len(depth.axes) == 1 and depth.axes[0].get_ylim() == (0, 100)   # report and measured on one y axis
+    main, zoom = depth.axes   # report and measured on one y axis; the report alone at its own scale beside it
+    assert main.get_ylim() == (0, 100) and zoom.get_ylim()[1] - zoom.get_ylim()[0] < 5
+    causal = [t.get_text() for t in main.texts if t.get_color() == "#009E73"]
+    assert len(causal) == sum(1 for k in (1, 2, 3, 4) if k) or not causal   # every causal point carries its value
+    bars = [b for b in gain.axes[0].patches if b.get_facecolor()[:3] == (0.0, 0x72 / 255, 0xB2 / 255)]
+    assert all(b.get_height() != 0 for b in bars)   # a slot not run draws no bar (no stub at 0)
     for name in saved:   # no label, value or note drawn over another
         assert not overlapping(texts(saved[name]), saved[name]), name
 

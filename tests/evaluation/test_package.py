@@ -269,3 +269,17 @@ def test_predict_stream_and_export_take_a_package_as_they_take_its_run(tmp_path,
     with pytest.raises(ValueError, match="is a package, which holds one set"):
         from tsamlib.evaluation.views import load_model
         load_model(package, weights="best")
+
+
+def test_a_package_without_its_views_or_its_weights_is_named(tsm_file, tmp_path):
+    from tsamlib.evaluation.views import load_model
+    from tsamlib.runs.folder import resolve_run
+    out = convert_checkpoint(tsm_file, tmp_path / "pkg", n_frames=4, f_div=8)
+    config = json.loads((out / "config.json").read_text())
+    del config["preprocessing"]["img_size"]
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(Exception, match=r"'preprocessing' lacks \['img_size'\]"):   # never the default 224 silently
+        load_model(out)
+    (out / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="holds config.json but no model.safetensors"):
+        resolve_run(out)

@@ -128,3 +128,41 @@ def test_protocols_from_what_a_file_records():
         TestProtocol(aggregation="max")
     with pytest.raises(ValueError, match="places 1 clip"):
         TestProtocol(sampling="tsm", n_clips=2)
+
+
+def test_odd_test_pipelines_are_followed_as_their_records_say():
+    """A ThreeCrop smaller than the short side is cut at the short side, as its note says; a twice_sample that is
+    not a bool is read as mmaction2 reads it (truthiness) and said; a square (w, h) crop_size is one number."""
+    three = mmaction2_protocol({"test_views": {"num_clips": 4}, "test_resize": {"type": "Resize", "scale": (-1, 48)},
+                                "test_crop": {"type": "ThreeCrop", "crop_size": 32}}, 4)
+    assert three.sizes(32, 48) == (48, 48) and any("cut at the short side (48)" in n for n in three.notes)
+    no_resize = mmaction2_protocol({"test_views": {"num_clips": 4}, "test_crop": {"type": "ThreeCrop",
+                                                                                 "crop_size": 40}}, 4)
+    assert no_resize.sizes(32, 36) == (40, 40)
+    yes = mmaction2_protocol({"test_views": {"num_clips": 4, "twice_sample": "yes"}}, 4)
+    assert (yes.n_clips, yes.sampling) == (2, "twice") and any("twice_sample='yes'" in n for n in yes.notes)
+    square = mmaction2_protocol({"test_views": {"num_clips": 4}, "test_crop": {"type": "CenterCrop",
+                                                                              "crop_size": (40, 40)}}, 4)
+    assert square.img_size == 40 and square.notes == ()
+    with pytest.raises(ValueError, match="test_crop="):
+        mmaction2_protocol({"test_views": {"num_clips": 4}, "test_crop": {"type": "MultiScaleCrop"}}, 4)
+
+
+def test_a_protocol_that_cannot_be_cut_is_refused_before_anything_runs(clips, tmp_path):
+    manifest, paths, d = clips
+    steps = ("twice_sample=False), dict(type='DecordDecode'), dict(type='Resize', scale=(-1, 48)), "
+             "dict(type='TenCrop', crop_size=100")
+    save_like_mmaction2(trained_like(MMRecognizer(18, N_CLASSES, T, tsm=True, shift_div=4)), tmp_path / "mm.pth",
+                        mmaction2_cfg_text(18, N_CLASSES, T, shift_div=4, test_views=steps).replace(
+                            "average_clips='prob'", "average_clips=None"))
+    settings = dict(audio=False, img_size=40, resize=48)
+    with pytest.raises(ValueError, match=r"protocol 'mmaction2' .*mm\.pth.* 100 px crops .* short side is 48 px"):
+        evaluate_checkpoint(tmp_path / "mm.pth", manifest, settings=settings, write=False, progress=False)
+    with pytest.raises(ValueError, match=r"protocols=\[\['tsm'\]\]"):
+        evaluate_checkpoint(tmp_path / "mm.pth", manifest, settings=settings, protocols=[["tsm"]], write=False)
+    from tsamlib.model.formats import inspect_checkpoint
+    assert inspect_checkpoint(tmp_path / "mm.pth").preprocessing["average_clips"] is None   # said, not dropped
+    save_like_tsm(trained_like(TSMRepoModel(N_CLASSES, T, "resnet18", shift_div=8)), tmp_path / "tsm.pth", "resnet18")
+    with pytest.raises(ValueError, match="at most 64 frames, the model has n_frames=80"):
+        evaluate_checkpoint(tmp_path / "tsm.pth", manifest, settings=dict(n_frames=80, f_div=8, img_size=32,
+                            resize=36), protocols=("tsm_dense",), write=False, progress=False)

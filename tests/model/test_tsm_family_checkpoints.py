@@ -409,3 +409,20 @@ def test_models_their_code_cannot_build_are_not_written_in_their_layouts(tmp_pat
             with pytest.raises(ValueError, match=re.escape(says)):
                 save(model, tmp_path / "x.pth")
     assert not (tmp_path / "x.pth").exists()
+
+
+@pytest.mark.parametrize("kwargs, says", [
+    (dict(mean_255=(float("nan"), 0, 0)), "mean_255="), (dict(mean_255=(1, 2)), "mean_255="),
+    (dict(std_255=(0, 0, 0)), "each > 0"), (dict(std_255="abc"), "std_255="),
+    (dict(classes=["a", "b"]), "a list of 5 names"), (dict(classes="abcde"), "a list of 5 names"),
+    (dict(resize=10, img_size=224), "img_size=224 > resize=10"), (dict(img_size="224)), dict(type='x'"), "img_size="),
+    (dict(epoch="x"), "epoch='x'")])
+def test_mmaction2_saver_refuses_values_its_config_cannot_hold(tmp_path, kwargs, says):
+    from tsamlib.model.pretrained import save_mmaction2_checkpoint, save_tsm_checkpoint
+    model = create_tsam("resnet18", num_classes=5, pretrained=None, n_frames=4, audio=False, shift_depth=1,
+                        shift_pad="zero")
+    with pytest.raises(ValueError, match=re.escape(says)):
+        save_mmaction2_checkpoint(model, tmp_path / "mm.pth", **kwargs)
+    assert not (tmp_path / "mm.pth").exists()
+    with pytest.raises(ValueError, match="epoch="):
+        save_tsm_checkpoint(model, tmp_path / "tsm.pth", epoch="x")

@@ -26,7 +26,7 @@ from ..data.transforms import CROP_LAYOUTS
 from ..data.video import DENSE_SPAN, SAMPLINGS
 
 __all__ = ["TestProtocol", "AGGREGATIONS", "PROTOCOL_NAMES", "views_protocol", "tsm_protocol", "mmaction2_protocol",
-           "protocol_named", "file_protocols", "with_sizes"]
+           "protocol_named", "file_protocols", "with_sizes", "check_protocol"]
 
 AGGREGATIONS = {"prob": "mean of softmax", "logits": "mean of logits"}
 PROTOCOL_NAMES = ("views", "tsm", "tsm_dense", "mmaction2")
@@ -128,7 +128,10 @@ def mmaction2_protocol(preprocessing: Mapping[str, Any] | None = None, n_frames:
     notes: list[str] = []
     source = "the file's meta cfg test_pipeline" if frames else _MM_KINETICS + ": the file records no test pipeline"
     frames = frames or {}
-    twice = frames.get("twice_sample") is True
+    twice = bool(frames.get("twice_sample"))    # mmaction2's SampleFrames tests `if self.twice_sample`
+    if not isinstance(frames.get("twice_sample"), (bool, type(None))):
+        notes.append(f"its twice_sample={frames['twice_sample']!r} is not True/False: read as mmaction2 reads it "
+                     f"({'two clips' if twice else 'one clip'})")
     clips = frames.get("num_clips")
     if isinstance(clips, int) and n_frames is not None and clips != n_frames:
         notes.append(f"its test samples {clips} frames per clip; the model takes {n_frames}: scored with {n_frames}")
@@ -139,13 +142,20 @@ def mmaction2_protocol(preprocessing: Mapping[str, Any] | None = None, n_frames:
     elif resize_step:
         notes.append(f"its Resize(scale={scale!r}) is not a short-side resize: the run's resize is used")
     crop = crop or {"type": "TenCrop", "crop_size": 224}
+    kinds = {"CenterCrop": 1, "ThreeCrop": 3, "TenCrop": 10}
+    if not isinstance(crop, Mapping) or crop.get("type") not in kinds:
+        raise ValueError(f"test_crop={crop!r}: mmaction2's test crop is a dict with type one of {list(kinds)}.")
     size = crop.get("crop_size")
-    size = size if isinstance(size, int) and not isinstance(size, bool) else None
-    n_crops = {"CenterCrop": 1, "ThreeCrop": 3, "TenCrop": 10}[crop["type"]]
+    if isinstance(size, (list, tuple)) and len(size) == 2 and size[0] == size[1]:
+        size = size[0]                      # a square given as (w, h)
+    size = size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else None
+    n_crops = kinds[crop["type"]]
     if size is None:
         notes.append(f"its {crop['type']} crop_size {crop.get('crop_size')!r} is not one number: img_size is used")
-    full = n_crops == 3 and (size is None or size == resize)
-    if n_crops == 3 and not full:
+    full = n_crops == 3
+    if full and resize is None and size is not None:
+        resize = size   # ThreeCrop's crops span the short side: with no Resize recorded, crop_size is that side
+    elif full and size is not None and size != resize:
         notes.append(f"its ThreeCrop({size}) does not fill the short side {resize}: the crops are cut at the "
                      f"short side ({resize})")
     avg = pre.get("average_clips", "prob")
@@ -180,3 +190,18 @@ def with_sizes(protocol: TestProtocol, img_size: int, resize: int) -> TestProtoc
     """``protocol`` with its crop side and short side resolved from the run's (for the record)."""
     crop, short = protocol.sizes(img_size, resize)
     return replace(protocol, img_size=crop, resize=short)
+
+
+def check_protocol(protocol: TestProtocol, img_size: int, resize: int, n_frames: int, where: str = "") -> None:
+    """ValueError naming the protocol and the fix when its views cannot be cut for a model of ``n_frames`` frames
+    whose run resizes to ``resize`` and crops ``img_size``: a crop wider than the short side it is cut from, a
+    dense sample of more frames than it spans. ``where``: the file the protocol comes from, for the message."""
+    crop, short = protocol.sizes(img_size, resize)
+    whose = f"protocol {protocol.name!r} ({protocol.source}{', ' + where if where else ''})"
+    if crop > short:
+        raise ValueError(f"{whose} cuts {crop} px crops from frames whose short side is {short} px: give settings "
+                         f"with resize >= {crop} (or a smaller img_size), or leave {protocol.name!r} out of "
+                         "protocols.")
+    if protocol.sampling == "dense" and n_frames > DENSE_SPAN:
+        raise ValueError(f"{whose} samples T frames {DENSE_SPAN} // T apart: it takes at most {DENSE_SPAN} frames, "
+                         f"the model has n_frames={n_frames}; leave {protocol.name!r} out of protocols.")

@@ -43,7 +43,7 @@ from ..model.formats import CheckpointInfo, inspect_checkpoint, not_recorded
 from ..model.tsam import TSAM, create_tsam
 from ..runs.fileio import atomic_write_json, mel_cache_dir, relative_to_repo, repo_root
 from ..runs.provenance import environment_info
-from .protocols import PROTOCOL_NAMES, file_protocols, protocol_named
+from .protocols import PROTOCOL_NAMES, check_protocol, file_protocols, protocol_named
 from .scoring import authors_metrics, eval_record, score_authors, score_views
 
 __all__ = ["RELEASED", "SETTING_NAMES", "STAND_IN_FORMATS", "released_settings", "file_settings",
@@ -170,6 +170,7 @@ def checkpoint_settings(checkpoint: str | os.PathLike, released: str = "kinetics
     """The ``settings`` :func:`evaluate_checkpoint` takes for a file: the authors' own configuration for a file in
     their layout (:func:`released_settings`: ``released`` with ``overrides``), else the ``overrides`` given (None
     values dropped) on top of what the file states (:func:`file_settings` then reads it)."""
+    _check_exists(Path(checkpoint))
     if inspect_checkpoint(checkpoint).format == "authors":
         return released_settings(released, **overrides)
     return {k: v for k, v in overrides.items() if v is not None}
@@ -187,6 +188,15 @@ def example_clips_manifest(out: str | os.PathLike, root: str | os.PathLike | Non
         return None
     index_list(root, lists, out, workers=1)
     return Path(out)
+
+
+def _check_exists(checkpoint: Path) -> None:
+    """FileNotFoundError naming where the released files are, for a checkpoint that is no file (nor package)."""
+    if not checkpoint.is_file() and not checkpoint.is_dir():
+        raise FileNotFoundError(
+            f"checkpoint {checkpoint} not found: download the authors' file by hand ("
+            + "; ".join(f"{k}: {v['url']}" for k, v in RELEASED.items())
+            + ") or give any checkpoint file create_tsam loads; notebook 06 makes a stand-in when checkpoint=None.")
 
 
 def _stem(path: Path) -> str:
@@ -274,14 +284,11 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, manifest: str | os.PathLi
     checkpoint, manifest = Path(checkpoint), Path(manifest)
     known = [*PROTOCOL_NAMES, "authors"]
     if protocols is not None and (isinstance(protocols, str) or not protocols
+                                  or not all(isinstance(p, str) for p in protocols)
                                   or sorted(set(protocols) - set(known))):
         raise ValueError(f"protocols={protocols!r}: a tuple of names among {known} (None: the fixed views and the "
                          "file's own).")
-    if not checkpoint.is_file():
-        raise FileNotFoundError(
-            f"checkpoint {checkpoint} not found: download the authors' file by hand ("
-            + "; ".join(f"{k}: {v['url']}" for k, v in RELEASED.items())
-            + ") or give any checkpoint file create_tsam loads; notebook 06 makes a stand-in when checkpoint=None.")
+    _check_exists(checkpoint)
     if not manifest.is_file():
         raise FileNotFoundError(f"manifest {manifest} not found: build one with `python -m tsamlib index ...` (the "
                                 "authors' list files: `index list`), or pass a dataset's data/<name>/manifest.csv.")
@@ -305,6 +312,11 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, manifest: str | os.PathLi
                          f"the classifier of {checkpoint} has {num_classes} classes: evaluate it on the dataset it "
                          "was trained for, with the class numbering of its list files.")
     protocols = tuple(dict.fromkeys(protocols or ("views", *file_protocols(info.format))))
+    chosen = {name: protocol_named(name, preprocessing=info.preprocessing, n_frames=settings["n_frames"])
+              for name in protocols if name not in ("views", "authors")}
+    run_cfg = RunConfig.of(settings)
+    for protocol in chosen.values():   # refused before the model is built and any other protocol has run
+        check_protocol(protocol, run_cfg.img_size, run_cfg.resize, run_cfg.n_frames, str(checkpoint))
     model = _load(checkpoint, settings, num_classes).to(default_device())
     report = model.load_report
     names = manifest_vocab(df)
@@ -314,9 +326,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, manifest: str | os.PathLi
                   num_workers=num_workers, cache_dir=cache_dir, progress=progress, vocab=vocab,
                   weights=relative_to_repo(checkpoint))
     views = score_views(n_clips=n_clips, n_crops=n_crops, **common) if "views" in protocols else None
-    others = {name: score_views(protocol=protocol_named(name, preprocessing=info.preprocessing,
-                                                        n_frames=settings["n_frames"]), **common)
-              for name in protocols if name not in ("views", "authors")}
+    others = {name: score_views(protocol=protocol, **common) for name, protocol in chosen.items()}
     authors = score_authors(n_passes=n_passes, seed=seed, **common) if "authors" in protocols else None
     summary = _summary(views, authors, others)
     res = dict(views=views, authors=authors, others=others, protocols=protocols, summary=summary, settings=settings,

@@ -30,7 +30,7 @@ from ..model.tsam import TSAM
 from ..runs.fileio import relative_to_repo
 from ..runs.notebook import progress as progress_bar
 from .interpret import ViewsInterpretation
-from .protocols import AGGREGATIONS, TestProtocol, protocol_named
+from .protocols import AGGREGATIONS, TestProtocol, check_protocol, protocol_named
 
 __all__ = ["AUTHORS_EVAL_SCALES", "score_views", "score_authors", "authors_metrics", "per_class_accuracy",
            "eval_record"]
@@ -102,6 +102,7 @@ def score_views(model: TSAM, cfg: RunConfig | Mapping[str, Any], manifest: str |
                            n_frames=cfg.n_frames)
     sw, dev = cfg.switches(), next(model.parameters()).device
     excluded = _excluded(manifest, split, cfg)
+    check_protocol(proto, cfg.img_size, cfg.resize, cfg.n_frames)   # before any video is read
     crop, short = proto.sizes(cfg.img_size, cfg.resize)
     kw = {**cfg.views_kwargs(), "img_size": crop, "resize": short}
     if proto.name != "views":

@@ -560,8 +560,8 @@ def _apply_mmaction2_config(info: CheckpointInfo, cfg: dict[str, dict[str, Any]]
                             lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1)
         if p is not _NOT_LITERAL:
             info.settings["dropout"], info.sources["dropout"] = float(p), src
-    if isinstance(head.get("average_clips"), str):
-        info.preprocessing["average_clips"] = head["average_clips"]
+    if "average_clips" in head and (head["average_clips"] is None or isinstance(head["average_clips"], str)):
+        info.preprocessing["average_clips"] = head["average_clips"]   # None: mmaction2 does not average the views
     if test:
         info.preprocessing["test_views"] = plain(test)
         for step in ("test_resize", "test_crop"):
@@ -646,6 +646,11 @@ def _read_package(folder: Path) -> tuple[dict[str, torch.Tensor], CheckpointInfo
     if bad:
         raise UnsupportedCheckpoint(f"{where}: {', '.join(sorted(set(bad)))} of the wrong type (preprocessing and "
                                     "source: objects; metrics: a list of objects; classes: a list of names).")
+    lacking = [k for k in ("img_size", "resize") if k not in (config.get("preprocessing") or {})]
+    if lacking:
+        raise UnsupportedCheckpoint(f"{where}: 'preprocessing' lacks {lacking}: a package records the views its "
+                                    "model was trained on (write it again with python -m tsamlib checkpoint "
+                                    "convert, or put them back).")
     sd = _load_raw(folder / "model.safetensors")
     out, info = _read_tsamlib(folder / "model.safetensors", sd, {})
     info.path, info.format = str(folder), "package"

@@ -394,6 +394,8 @@ def save_tsm_checkpoint(model: nn.Module, path: str | os.PathLike, *, epoch: int
     from ..runs.fileio import atomic_path
 
     shifted = _tsm_or_tsn(model, "the TSM repository")
+    if not _whole(epoch, 0):
+        raise ValueError(f"epoch={epoch!r}: a whole number >= 0.")
     arch = resnet_arch(model.backbone.state_dict())[0]
     if arch is None:
         raise ValueError("the backbone is not a ResNet the TSM repository builds (resnet18 to resnet152).")
@@ -405,6 +407,36 @@ def save_tsm_checkpoint(model: nn.Module, path: str | os.PathLike, *, epoch: int
     with atomic_path(path, fsync=True) as tmp:
         torch.save(record, tmp)
     return Path(path)
+
+
+def _whole(v: Any, low: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def _check_mm_values(model: nn.Module, *, epoch, resize, img_size, mean_255, std_255, classes) -> None:
+    """ValueError naming the argument of :func:`save_mmaction2_checkpoint` whose value its config text cannot hold
+    (the text is parsed back as literals: a value that is not one would be lost or change the file's meaning)."""
+    import math
+    if not _whole(epoch, 0):
+        raise ValueError(f"epoch={epoch!r}: a whole number >= 0.")
+    for name, v in (("resize", resize), ("img_size", img_size)):
+        if not _whole(v, 1):
+            raise ValueError(f"{name}={v!r}: a whole number of pixels >= 1.")
+    if img_size > resize:
+        raise ValueError(f"img_size={img_size} > resize={resize}: the test's CenterCrop is cut from the frame resized "
+                         "to a short side of resize; give resize >= img_size.")
+    for name, v in (("mean_255", mean_255), ("std_255", std_255)):
+        ok = isinstance(v, (list, tuple)) and len(v) == 3 and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+        if not ok or (name == "std_255" and min(v) <= 0):
+            raise ValueError(f"{name}={v!r}: three finite numbers on the 0-255 scale (R, G, B)"
+                             + (", each > 0" if name == "std_255" else "") + ".")
+    if classes is not None:
+        n = model.fc.out_features
+        if isinstance(classes, str) or not isinstance(classes, (list, tuple)) or not all(
+                isinstance(c, str) for c in classes) or len(classes) != n:
+            raise ValueError(f"classes: a list of {n} names (one per output of the classifier), got "
+                             f"{classes!r:.80}.")
 
 
 _MM_WRITE = [(".downsample.0.", ".downsample.conv."), (".downsample.1.", ".downsample.bn.")]
@@ -435,6 +467,8 @@ def save_mmaction2_checkpoint(model: nn.Module, path: str | os.PathLike, *, epoc
     from ..runs.fileio import atomic_path
 
     shifted = _tsm_or_tsn(model, "mmaction2")
+    _check_mm_values(model, epoch=epoch, resize=resize, img_size=img_size, mean_255=mean_255, std_255=std_255,
+                     classes=classes)
     arch, arch_text, _ = resnet_arch(model.backbone.state_dict())
     if arch is None:
         raise ValueError(f"the backbone is {arch_text or 'not a ResNet'}: mmaction2's ResNet builds ResNet-18 to 152.")

@@ -305,6 +305,11 @@ def resolve_run(run: str | os.PathLike, runs_root: str | os.PathLike | None = No
     for p in (runs_dir(runs_root) / str(run), Path(run)):
         if (p / "params.json").is_file():
             return p
+    have = [f for f in ("model.safetensors", "config.json") if (Path(run) / f).is_file()]
+    if Path(run).is_dir() and have:
+        lacks = [f for f in ("model.safetensors", "config.json") if f not in have]
+        raise FileNotFoundError(f"{run} holds {have[0]} but no {lacks[0]}: a package folder holds both (python -m "
+                                "tsamlib checkpoint convert writes them), a run folder params.json.")
     raise FileNotFoundError(f"no run {str(run)!r}: neither {relative_to_repo(runs_dir(runs_root) / str(run))} nor "
                             f"{run} is a run folder; `python -m tsamlib runs` lists the runs.")
 

@@ -426,3 +426,17 @@ def test_mmaction2_saver_refuses_values_its_config_cannot_hold(tmp_path, kwargs,
     assert not (tmp_path / "mm.pth").exists()
     with pytest.raises(ValueError, match="epoch="):
         save_tsm_checkpoint(model, tmp_path / "tsm.pth", epoch="x")
+
+
+def test_mmaction2_input_values_are_read_from_its_preprocessor(tmp_path):
+    """The cfg's data_preprocessor mean/std (0-255) decide the input values: ImageNet's, values in [0, 1], or a
+    refusal naming them (the views would not be the ones the file was trained on)."""
+    from tsamlib.model.pretrained import save_mmaction2_checkpoint
+    model = create_tsam("resnet18", num_classes=3, n_frames=4, pretrained=None)
+    save_mmaction2_checkpoint(model, tmp_path / "in.pth")
+    assert inspect_checkpoint(tmp_path / "in.pth").preprocessing["video_norm"] == "imagenet"
+    save_mmaction2_checkpoint(model, tmp_path / "01.pth", mean_255=(0, 0, 0), std_255=(255, 255, 255))
+    assert inspect_checkpoint(tmp_path / "01.pth").preprocessing["video_norm"] == "none"
+    save_mmaction2_checkpoint(model, tmp_path / "odd.pth", mean_255=(127.5,) * 3, std_255=(127.5,) * 3)
+    with pytest.raises(UnsupportedCheckpoint, match=r"normalises inputs with mean=\[127.5, 127.5, 127.5\]"):
+        inspect_checkpoint(tmp_path / "odd.pth")

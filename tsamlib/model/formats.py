@@ -492,6 +492,9 @@ def _read_mmaction2(path: Path, sd: dict[str, torch.Tensor], records: dict[str, 
     info.preprocessing = dict(video_norm="imagenet", resize=256, img_size=224, valid_view="center_crop")
     if "data_preprocessor.mean" in sd:
         info.preprocessing["mean_255"] = [round(x, 3) for x in sd["data_preprocessor.mean"].flatten().tolist()]
+        if "data_preprocessor.std" in sd:
+            _input_values(info, sd["data_preprocessor.mean"].flatten().tolist(),
+                          sd["data_preprocessor.std"].flatten().tolist(), "its data_preprocessor tensors")
     _shape_info(info, out, shifted, stated)
     cfg_text = meta.get("cfg") or meta.get("config")
     if isinstance(cfg_text, str) and len(cfg_text) > _MAX_CFG_CHARS:
@@ -560,6 +563,9 @@ def _apply_mmaction2_config(info: CheckpointInfo, cfg: dict[str, dict[str, Any]]
                             lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1)
         if p is not _NOT_LITERAL:
             info.settings["dropout"], info.sources["dropout"] = float(p), src
+    pre = cfg.get("data_preprocessor", {})
+    if isinstance(pre.get("mean"), (list, tuple)) and isinstance(pre.get("std"), (list, tuple)):
+        _input_values(info, pre["mean"], pre["std"], "its meta cfg data_preprocessor")
     if "average_clips" in head and (head["average_clips"] is None or isinstance(head["average_clips"], str)):
         info.preprocessing["average_clips"] = head["average_clips"]   # None: mmaction2 does not average the views
     if test:
@@ -703,7 +709,29 @@ def name_hints(name: str) -> dict[str, Any]:
     return out
 
 
-_MM_TYPES = {"ResNetTSM": "backbone", "ResNet": "backbone", "TSMHead": "cls_head", "TSNHead": "cls_head"}
+_MM_TYPES = {"ResNetTSM": "backbone", "ResNet": "backbone", "TSMHead": "cls_head", "TSNHead": "cls_head",
+             "ActionDataPreprocessor": "data_preprocessor"}
+_IMAGENET_255 = ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375))
+
+
+def _input_values(info: CheckpointInfo, mean: Any, std: Any, where: str) -> None:
+    """``video_norm`` from an mmaction2 input mean/std (0-255 scale): ImageNet's, or none (0 and 255: values in
+    [0, 1]); other values are refused, naming them (tsamlib normalises one of those two ways)."""
+    try:
+        mean, std = [float(v) for v in mean], [float(v) for v in std]
+    except (TypeError, ValueError):
+        raise UnsupportedCheckpoint(f"{info.path}: {where} has mean={mean!r}, std={std!r}: not numbers.") from None
+    close = lambda a, b: len(a) == len(b) == 3 and all(abs(x - y) < 1e-3 for x, y in zip(a, b))  # noqa: E731
+    if close(mean, _IMAGENET_255[0]) and close(std, _IMAGENET_255[1]):
+        norm = "imagenet"
+    elif close(mean, (0, 0, 0)) and close(std, (255, 255, 255)):
+        norm = "none"
+    else:
+        raise UnsupportedCheckpoint(f"{info.path}: {where} normalises inputs with mean={mean}, std={std}: tsamlib "
+                                    "feeds ImageNet-normalised values (mean 123.675, 116.28, 103.53; std 58.395, "
+                                    "57.12, 57.375) or values in [0, 1] (mean 0, std 255), so its views would not "
+                                    "be the ones it was trained on.")
+    info.preprocessing["video_norm"] = norm
 
 
 def mmaction2_config(text: str) -> dict[str, dict[str, Any]]:

@@ -349,3 +349,17 @@ def test_causal_rows_are_mini_table2_rows_beside_the_bidirectional_ones(tmp_path
     causal = t2[t2["ShiftDepth"].str.endswith("causal")]
     assert len(causal) == 4 and causal["Paper top-1"].isna().all()
     assert all(s.endswith("(not in the report: causal shift)") for s in causal["Status"])
+
+
+def test_table_markdown_keeps_its_columns_narrow(tmp_path):
+    """05 renders Table 1/2 from the markdown: run ids of the seeds in one token, an init's explanation once under
+    the table (the CSV keeps both whole)."""
+    if not (repo_root() / "results" / "runs").is_dir():
+        pytest.skip("no committed runs")
+    tb.write_tables("mini", None, tmp_path, seeds=[0, 1, 2])
+    md = (tmp_path / "table2_something_v1.md").read_text()
+    assert "| table2-mini-tsm-8-scratch-s{0,1,2} |" in md and "table2-mini-tsm-8-scratch-s0," not in md
+    assert "| scratch [1] |" in md and md.count("no ImageNet weights offline") == 1
+    assert "\n[1] stand-in for ImageNet: no ImageNet weights offline" in md
+    csv = pd.read_csv(tmp_path / "table2_something_v1.csv")
+    assert csv["Run ids"].str.contains("table2-mini-tsm-8-scratch-s0, table2-mini-tsm-8-scratch-s1").any()

@@ -209,9 +209,32 @@ def table_markdown(df: pd.DataFrame, table: str, scale: str) -> str:
                    "`eval_valid_1x1.json`: an RGB model that learned all the pictures allow scores 100 here and "
                    "about 50 top-1.")
     pub = _public(df).astype(object).fillna("").astype(str).replace({"nan": ""})
+    notes: list[str] = []   # an init's explanation once, under the table, not in every row (the CSV keeps it whole)
+    if "Init used" in pub:
+        def init_cell(v: str) -> str:
+            short, why = _init_short(v), v[len(_init_short(v)):].strip()
+            if not (why.startswith("(") and why.endswith(")") and why.count("(") == 1):
+                return v     # no explanation, or not one in brackets at the end: the cell as it is
+            if why not in notes:
+                notes.append(why)
+            return f"{short} [{notes.index(why) + 1}]"
+        pub["Init used"] = pub["Init used"].map(init_cell)
+    if "Run ids" in pub:
+        pub["Run ids"] = pub["Run ids"].map(_seeds_short)
     lines = ["| " + " | ".join(pub.columns) + " |", "|" + "---|" * len(pub.columns)]
     lines += ["| " + " | ".join(v.replace("|", "/") for v in r) + " |" for r in pub.itertuples(index=False)]
-    return header + "\n\n" + "\n".join(lines) + "\n"
+    foot = "".join(f"\n[{i}] {why.strip('()')}" + "  " * (i < len(notes)) for i, why in enumerate(notes, 1))
+    return header + "\n\n" + "\n".join(lines) + "\n" + (f"\nInit used:{foot}\n" if notes else "")
+
+
+def _seeds_short(ids: str) -> str:
+    """``a-s0, a-s1, a-s2`` -> ``a-s{0,1,2}`` (one token, so a rendered column stays narrow); other lists as given."""
+    parts = [p.strip() for p in ids.split(",") if p.strip()]
+    stems = {p.rsplit("-s", 1)[0] for p in parts}
+    seeds = [p.rsplit("-s", 1)[1] for p in parts if "-s" in p]
+    if len(parts) > 1 and len(stems) == 1 and len(seeds) == len(parts) and all(x.isdigit() for x in seeds):
+        return f"{stems.pop()}-s{{{','.join(seeds)}}}"
+    return ids
 
 
 def write_tables(scale: str = "mini", runs_root: str | os.PathLike | None = None,

@@ -123,12 +123,15 @@ def test_one_report_per_epoch_in_jupyterlab_and_top1_named_so(tmp_path, capsys, 
     import sys
     learn = tsam_learner(tiny_dls(), arch="resnet10t", n_frames=4, audio=False, progress_bars=True)
     monkeypatch.delenv("TSAM_UNATTENDED", raising=False)
-    monkeypatch.setitem(sys.modules, "ipykernel", sys)        # as in JupyterLab
+    import fastprogress.fastprogress as fp
+    monkeypatch.setitem(sys.modules, "ipykernel", sys)        # as in JupyterLab, where fastai draws HTML tables
+    monkeypatch.setattr(fp, "IN_NOTEBOOK", True)
     seed_everything(0)
     fit_run(learn, start_run("nb", dict(epochs=1), runs_root=tmp_path), 1, 1e-3, seed=0)
     assert not [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch 1/1")]
     assert learn.recorder.metric_names[1:-1] == ["train_loss", "valid_loss", "top1", "top5"]
     monkeypatch.delitem(sys.modules, "ipykernel")             # a terminal
+    monkeypatch.setattr(fp, "IN_NOTEBOOK", False)
     learn = tsam_learner(tiny_dls(), arch="resnet10t", n_frames=4, audio=False, progress_bars=True)
     fit_run(learn, start_run("term", dict(epochs=1), runs_root=tmp_path), 1, 1e-3, seed=0)
     assert [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch 1/1")]

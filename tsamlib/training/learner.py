@@ -212,6 +212,12 @@ def _hms(seconds: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
+def _html_bars() -> bool:
+    """fastai draws its epoch table as HTML in a notebook (fastprogress decides when it is imported)."""
+    import fastprogress.fastprogress as fp
+    return bool(fp.IN_NOTEBOOK)
+
+
 class ProgressLine(TrainedEpochCallback):
     """One plain text line per trained epoch on stdout, for terminals and logs (``papermill --log-output``,
     ``python -m tsamlib train``), beside fastai's HTML bars in JupyterLab; rank 0 only::
@@ -229,7 +235,8 @@ class ProgressLine(TrainedEpochCallback):
 
     def after_trained_epoch(self):
         self.done += 1
-        if rank_distrib() or (watched_notebook() and any(isinstance(cb, ProgressCallback) for cb in self.learn.cbs)):
+        if rank_distrib() or (watched_notebook() and _html_bars()
+                              and any(isinstance(cb, ProgressCallback) for cb in self.learn.cbs)):
             return   # several processes: rank 0 prints; in JupyterLab fastai's table already shows the epoch
         values = self.epoch_values()
         elapsed = time.perf_counter() - self.t0

@@ -266,6 +266,8 @@ def test_predict_stream_and_export_take_a_package_as_they_take_its_run(tmp_path,
     assert json.loads(meta["classes"]) == json.loads((package / "config.json").read_text())["classes"]
     assert main(["predict", str(video), "--run", str(package), "--top", "1"]) == 0
     assert f"(run {package.name}," in capsys.readouterr().out
+    assert main(["predict", str(video), "--run", str(package), "--stream", "--audio-window", "5"]) == 0   # has audio
+    assert "audio window 5.0 s" in capsys.readouterr().out
     with pytest.raises(ValueError, match="is a package, which holds one set"):
         from tsamlib.evaluation.views import load_model
         load_model(package, weights="best")

@@ -142,13 +142,21 @@ def stream_video(run: str | os.PathLike, video: str | os.PathLike, rate: str | f
                              probs)
 
 
+def _has_audio(source: str | os.PathLike) -> bool:
+    """Whether a run (its params.json) or a package (its config.json, as inspect_checkpoint reads it) has audio."""
+    if is_package_folder(source):
+        from ..model.formats import inspect_checkpoint
+        return bool(inspect_checkpoint(source).settings.get("audio"))
+    from ..runs.folder import open_run
+    return RunConfig.of(open_run(source).params).audio
+
+
 def cmd_stream(args: Any) -> int:
     """``predict VIDEO --run RUN --stream``: a line per frame fed (time, frame, top classes); one-line errors."""
     import sys
     from ..data.video import VideoReadError
-    from ..runs.folder import open_run
     try:
-        if args.audio_window is not None and not RunConfig.of(open_run(args.run).params).audio:
+        if args.audio_window is not None and not _has_audio(args.run):
             # as a clip prediction refuses the stream's options: an option that would be ignored is said
             print(f"error: --audio-window does not apply to run {Path(args.run).name}: it has no audio "
                   "(audio=False): drop it", file=sys.stderr)

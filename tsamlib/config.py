@@ -33,7 +33,7 @@ __all__ = ["RunConfig", "BOOKKEEPING", "MODEL_SETTINGS", "RECIPES", "PRESETS", "
            "settings_help"]
 
 RECIPES = ("one_cycle", "paper")
-# Every difference between this library's pipeline and the authors' released code (issue 10), one switch each.
+# Every difference between this library's pipeline and the authors' released code, one switch each.
 PRESET_SWITCHES: dict[str, dict[str, Any]] = {
     "tsamlib": dict(shift_pad="zero", video_norm="imagenet", audio_frontend="tsamlib", missing_audio="silent",
                     color_aug=False, valid_view="center_crop", wd_bn_bias=False, eval_weights="last",

@@ -20,7 +20,8 @@ from tsamlib.data.audio import AudioFrame
 from tsamlib.data.loaders import SampleDropped, video_dataloaders
 from tsamlib.data.skiplog import SkipLog
 from tsamlib.runs.folder import start_run
-from tsamlib.training.learner import fit_run, seed_everything, tsam_learner
+from fastai.torch_core import set_seed
+from tsamlib.training import fit_run, tsam_learner
 
 SMALL = dict(n_frames=4, img_size=32, resize=36, n_mels=32)
 
@@ -67,7 +68,7 @@ def test_valid_leaves_bad_clip_out_train_replaces(clips, tmp_path):
     load = vds.load
     vds.load = lambda i, rng: (loaded.append(vds.paths[vds.views[i][0]]), load(i, rng))[1]
 
-    seed_everything(0)
+    set_seed(0)
     counter = ValidCount()
     learn = tsam_learner(dls, arch="resnet10t", recipe="one_cycle", cbs=[counter])
     run = start_run("r", dict(x=1), runs_root=tmp_path)

@@ -20,7 +20,8 @@ from tsamlib.evaluation.scoring import per_class_accuracy
 from tsamlib.evaluation.views import eval_path, evaluate_views, interpretation, load_run_model
 from tsamlib.runs.fileio import read_json, repo_root
 from tsamlib.runs.folder import start_run
-from tsamlib.training.learner import fit_run, seed_everything, tsam_learner
+from fastai.torch_core import set_seed
+from tsamlib.training import fit_run, tsam_learner
 
 DEFAULT = repo_root() / "data" / "default" / "manifest.csv"
 PARAMS = dict(n_frames=4, shift_depth=1, f_div=8, n_insert=1, m_insert=0, audio=True, pretrained=None,
@@ -42,7 +43,7 @@ def run_dir(tmp_path_factory):
     manifest = tmp / "manifest.csv"
     pd.concat([part, row]).to_csv(manifest, index=False)
     params = dict(dataset=str(manifest), **PARAMS)
-    seed_everything(0)
+    set_seed(0)
     dls = video_dataloaders(manifest, n_frames=4, audio=True, img_size=32, resize=36, n_mels=32, batch_size=4,
                             cache_dir=tmp / "mel")
     learn = tsam_learner(dls, arch="resnet10t", n_frames=4, audio=True, shift_depth=1)

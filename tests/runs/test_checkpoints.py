@@ -10,11 +10,12 @@ from conftest import tiny_dls
 from tsamlib.runs.checkpoints import Checkpoint, load_checkpoint, load_latest_checkpoint, read_best
 from tsamlib.runs.loader import CheckpointError
 from tsamlib.runs.folder import start_run
-from tsamlib.training.learner import fit_run, seed_everything, tsam_learner
+from fastai.torch_core import set_seed
+from tsamlib.training import fit_run, tsam_learner
 
 
 def learner(c=3):
-    seed_everything(0)
+    set_seed(0)
     dls = tiny_dls(8, 4, bs=4, valid_bs=4)
     dls.c = c
     return tsam_learner(dls, arch="resnet10t", n_frames=4, audio=False, recipe="paper")

@@ -8,7 +8,8 @@ from conftest import tiny_dls
 from tsamlib.config import RunConfig
 from tsamlib.runs.folder import start_run
 from tsamlib.training.distributed import launch_record
-from tsamlib.training.learner import fit_run, resolve_precision, seed_everything, tsam_learner
+from fastai.torch_core import set_seed
+from tsamlib.training import fit_run, resolve_precision, tsam_learner
 
 
 def test_precision_resolves_per_device_and_the_authors_preset_is_fp32():
@@ -20,7 +21,8 @@ def test_precision_resolves_per_device_and_the_authors_preset_is_fp32():
         resolve_precision("fp8", cuda=True)
     with pytest.raises(ValueError, match="precision='fp8': choose one of"):
         RunConfig(precision="fp8")
-    assert RunConfig().switches()["precision"] == "auto" and RunConfig(preset="authors").switches()["precision"] == "fp32"
+    assert RunConfig().switches()["precision"] == "auto"
+    assert RunConfig(preset="authors").switches()["precision"] == "fp32"
     assert launch_record(RunConfig(preset="authors"), 1, cuda=True)["precision"] == "fp32"   # their recipe on a GPU
     assert launch_record(RunConfig(), 1, cuda=True) == dict(
         world_size=1, per_process_batch_size=8, batchnorm="per_process", device="cuda", precision="fp16",
@@ -39,7 +41,7 @@ def _dtypes_seen(learn):
 
 @pytest.mark.parametrize("precision, dtype", [("bf16", torch.bfloat16), ("fp32", torch.float32)])
 def test_bf16_autocasts_on_the_cpu_and_fp32_does_not(tmp_path, precision, dtype):
-    seed_everything(0)
+    set_seed(0)
     learn = tsam_learner(tiny_dls(), arch="resnet10t", n_frames=4, audio=False, progress_bars=False,
                          precision=precision)
     assert learn.precision == precision

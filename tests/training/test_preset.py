@@ -28,7 +28,8 @@ from tsamlib.model.tsam import create_tsam
 from tsamlib.runs.checkpoints import BestCheckpoint, read_best
 from tsamlib.runs.fileio import repo_root
 from tsamlib.runs.folder import start_run
-from tsamlib.training.learner import fit_run, seed_everything, tsam_learner
+from fastai.torch_core import set_seed
+from tsamlib.training import fit_run, tsam_learner
 from tsamlib.training.run import begin_run
 
 DEFAULT = repo_root() / "data" / "default" / "manifest.csv"
@@ -198,7 +199,7 @@ def _bn_and_conv(model):
 
 @pytest.mark.parametrize("wd_bn_bias", [False, True])
 def test_weight_decay_on_batchnorm_only_with_the_authors_switch(wd_bn_bias):
-    seed_everything(0)
+    set_seed(0)
     learn = tsam_learner(tiny_dls(), arch="resnet10t", n_frames=4, audio=False, recipe="paper",
                          wd_bn_bias=wd_bn_bias)
     learn.create_opt()
@@ -226,7 +227,7 @@ class _Snapshots(Callback):
 
 
 def test_best_epoch_is_kept_beside_the_last(tmp_path):
-    seed_everything(0)
+    set_seed(0)
     learn = tsam_learner(tiny_dls(n_train=8, n_valid=6), arch="resnet10t", n_frames=4, audio=False,
                          recipe="paper")
     run = start_run("b", dict(epochs=3), runs_root=tmp_path)
@@ -274,7 +275,7 @@ def authors_run(tmp_path_factory, mixed_audio_manifest):
     with pytest.warns(UserWarning, match="excluded 2 of 20 rows"):  # the two videos without sound, said aloud
         dls = video_dataloaders(manifest, **cfg.data_kwargs(), cache_dir=tmp / "mel")
     sw = cfg.switches()
-    seed_everything(0)
+    set_seed(0)
     learn = tsam_learner(dls, arch=cfg.arch, recipe=cfg.recipe, pretrained=cfg.pretrained,
                          wd_bn_bias=sw["wd_bn_bias"], **cfg.model_kwargs())
     video, audio, _ = dls.one_batch()

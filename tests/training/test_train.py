@@ -9,7 +9,8 @@ from fastai.callback.core import Callback
 
 from tsamlib.runs.fileio import atomic_write_json
 from tsamlib.runs.folder import open_run, start_run
-from tsamlib.training.learner import StepDecay, fit_run, plot_learning_curve, seed_everything, tsam_learner
+from fastai.torch_core import set_seed
+from tsamlib.training import StepDecay, fit_run, plot_learning_curve, tsam_learner
 
 
 class Interrupt(Callback):
@@ -24,7 +25,7 @@ class Interrupt(Callback):
 
 
 def train(tmp_path, run_id, recipe, epochs=3, resume=False, cbs=()):
-    seed_everything(0)
+    set_seed(0)
     learn = tsam_learner(tiny_dls(), arch="resnet10t", n_frames=4, audio=False, shift_depth=1, recipe=recipe)
     run = start_run(run_id, dict(recipe=recipe, epochs=epochs), runs_root=tmp_path, resume=resume)
     lr = 1e-3 if recipe == "one_cycle" else 0.02
@@ -109,7 +110,7 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
 
 
 def test_lr_find_and_paper_optimizer():
-    seed_everything(0)
+    set_seed(0)
     learn = tsam_learner(tiny_dls(), arch="resnet10t", n_frames=4, audio=False, recipe="paper")
     learn.create_opt()
     assert learn.opt.hypers[0]["mom"] == 0.9 and learn.wd == 1e-4
@@ -126,7 +127,7 @@ def test_one_report_per_epoch_in_jupyterlab_and_top1_named_so(tmp_path, capsys, 
     import fastprogress.fastprogress as fp
     monkeypatch.setitem(sys.modules, "ipykernel", sys)        # as in JupyterLab, where fastai draws HTML tables
     monkeypatch.setattr(fp, "IN_NOTEBOOK", True)
-    seed_everything(0)
+    set_seed(0)
     fit_run(learn, start_run("nb", dict(epochs=1), runs_root=tmp_path), 1, 1e-3, seed=0)
     assert not [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch 1/1")]
     assert learn.recorder.metric_names[1:-1] == ["train_loss", "valid_loss", "top1", "top5"]
@@ -140,7 +141,7 @@ def test_one_report_per_epoch_in_jupyterlab_and_top1_named_so(tmp_path, capsys, 
 def test_recorder_keeps_per_batch_losses_after_fit_run_and_resume(tmp_path, capsys):
     """The learning curve of notebook 03 (learn.recorder.plot_loss) has every batch, also after a resume."""
     def fit(run_id, resume=False, cbs=()):
-        seed_everything(0)
+        set_seed(0)
         learn = tsam_learner(tiny_dls(), arch="resnet10t", n_frames=4, audio=False, progress_bars=False)
         run = start_run(run_id, dict(epochs=3), runs_root=tmp_path, resume=resume)
         fit_run(learn, run, 3, 1e-3, seed=0, resume=resume, cbs=cbs)
@@ -160,11 +161,12 @@ def test_recorder_keeps_per_batch_losses_after_fit_run_and_resume(tmp_path, caps
     lines = {ln.get_label(): ln for ln in ax.lines}
     assert len(lines["train, every batch (moving average)"].get_xdata()) == 9 and ax.get_xlabel() == "epoch"
     assert list(lines["train, at the epoch's end"].get_xdata()) == [1, 2, 3]
-    assert list(lines["valid, whole validation set"].get_ydata()) == pytest.approx([v[1] for v in resumed.recorder.values])
+    valid = [v[1] for v in resumed.recorder.values]
+    assert list(lines["valid, whole validation set"].get_ydata()) == pytest.approx(valid)
 
 
 def test_the_learning_curve_keeps_its_lines_with_one_batch_per_epoch(tmp_path):
-    seed_everything(0)
+    set_seed(0)
     learn = tsam_learner(tiny_dls(n_train=8, bs=8), arch="resnet10t", n_frames=4, audio=False, progress_bars=False)
     fit_run(learn, start_run("one", dict(epochs=3), runs_root=tmp_path), 3, 1e-3, seed=0)
     lines = {ln.get_label(): ln for ln in plot_learning_curve(learn).lines}

@@ -23,7 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .tsam import create_tsam
 
-__all__ = ["count_params", "count_macs", "model_complexity", "temporal_reach"]
+__all__ = ["count_params", "count_macs", "model_complexity", "clip_cost", "temporal_reach"]
 
 
 def count_params(model: torch.nn.Module) -> int:
@@ -51,6 +51,16 @@ def model_complexity(arch: str = "resnet50", num_classes: int = 400, n_frames: i
     return dict(arch=arch, n_frames=n_frames, audio=audio, img_size=img_size, num_classes=num_classes,
                 params=count_params(model), macs=macs // batch_size, gmacs=macs / batch_size / 1e9,
                 **{k: v for k, v in model_kwargs.items()})
+
+
+def clip_cost(model: torch.nn.Module, img_size: int) -> dict[str, Any]:
+    """Parameters and MACs per clip of a built TSAM ``model``, counted on a ``meta`` copy of it (the model itself,
+    its weights and its BatchNorm statistics, untouched)."""
+    meta = copy.deepcopy(model).to("meta").eval()
+    video = torch.empty(1, model.n_frames, 3, img_size, img_size, device="meta")
+    audio = [torch.empty(1, 1, 3, img_size, img_size, device="meta")] if model.audio else []
+    macs = count_macs(meta, video, *audio)
+    return dict(params=count_params(model), macs=macs, gmacs=macs / 1e9)
 
 
 def temporal_reach(model: torch.nn.Module, img_size: int = 32) -> int:

@@ -4,14 +4,14 @@
     checkpoints   model + optimiser after every epoch, the best epoch, resuming
     loader        ``safe_load``: the one checked reader of .pth files (weights only)
     notebook      the executed notebook of a run (papermill), made portable
-    fileio        atomic writes, JSON, folder locks, the repository's paths
+    fileio        atomic writes, JSON, the one file lock, the repository's paths
     provenance    package versions, git commit, machine: recorded in every run
 """
 from .._lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
-    ".folder": ["Run", "RunLock", "RunLockedError", "runs_dir", "read_metrics", "start_run", "open_run", "load_run", "resolve_run",
-                "run_state", "is_finished", "has_weights", "unique_run_id", "runs_table", "latest_run"],
+    ".folder": ["Run", "RunLock", "RunLockedError", "runs_dir", "read_metrics", "start_run", "open_run", "load_run",
+                "resolve_run", "run_state", "is_finished", "has_weights", "unique_run_id", "runs_table", "latest_run"],
     ".checkpoints": ["Checkpoint", "BestCheckpoint", "load_checkpoint", "load_latest_checkpoint", "save_checkpoint",
                      "read_best"],
     ".loader": ["safe_load", "CheckpointError"],

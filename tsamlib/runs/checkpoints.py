@@ -31,7 +31,8 @@ from .folder import EPOCHS_FROM
 from .loader import CheckpointError, safe_load
 
 __all__ = ["TrainedEpochCallback", "Checkpoint", "BestCheckpoint", "KeepHistory", "epoch_number",
-           "load_checkpoint", "load_latest_checkpoint", "read_best", "recorder_history", "restore_history", "save_checkpoint"]
+           "load_checkpoint", "load_latest_checkpoint", "read_best", "recorder_history", "restore_history",
+           "save_checkpoint"]
 
 
 _HISTORY = ("losses", "iters", "values", "lrs")

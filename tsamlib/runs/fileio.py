@@ -4,7 +4,8 @@
 checkpoints and synthetic clips. The temporary file sits beside the target as ``.<stem>.<random>.tmp<suffix>``;
 it is removed on any error, and :func:`remove_stale_temp_files` clears those a killed process left behind.
 Files are created with the permissions of the process umask, like ``open(path, "w")`` would.
-:func:`exclusive_lock` lets one process at a time write a folder that others may be writing too.
+:class:`FileLock` is the one lock (a run folder's, a dataset being written); :func:`exclusive_lock` holds it
+for a block.
 """
 from __future__ import annotations
 
@@ -12,15 +13,17 @@ import errno
 import fcntl
 import json
 import os
+import socket
 import stat
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 __all__ = ["repo_root", "mel_cache_dir", "relative_to_repo", "atomic_path", "atomic_write_json", "read_json",
-           "remove_stale_temp_files", "exclusive_lock", "NotWritableError", "writable_folder", "writable_file",
-           "naming_unwritable"]
+           "remove_stale_temp_files", "FileLock", "LockHeldError", "exclusive_lock", "NotWritableError",
+           "writable_folder", "writable_file", "naming_unwritable"]
 
 
 def repo_root() -> Path:
@@ -184,21 +187,85 @@ def read_json(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"{path} is not valid JSON ({e}); it was not written by tsamlib or was cut short.") from e
 
 
+class LockHeldError(RuntimeError):
+    """Another live process holds the lock; ``owner`` is what it recorded (pid, host, what, since)."""
+
+    def __init__(self, lock_file: Path, owner: dict[str, Any]):
+        super().__init__(f"{lock_file} is held by pid {owner.get('pid', '?')} on {owner.get('host', '?')}")
+        self.lock_file, self.owner = lock_file, owner
+
+
+class FileLock:
+    """The one lock of tsamlib: an exclusive ``flock`` on ``lock_file`` (created if missing) that records its owner
+    (pid, host, ``what``, since) in the file. The OS drops it when the holder dies, even if it is killed, so a
+    record left behind names a holder that is gone (:meth:`acquire` returns it); releasing empties the file."""
+
+    def __init__(self, lock_file: str | os.PathLike, what: str):
+        self.file, self.what, self.fd = Path(lock_file), what, None
+
+    def acquire(self, wait: bool = False) -> dict[str, Any]:
+        """Take the lock and return the record of a holder that died holding it (empty when none). When another
+        process holds it: :class:`LockHeldError` naming it, or with ``wait`` block until it is free."""
+        fd = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            owner = _read_owner(fd)
+            os.close(fd)
+            raise LockHeldError(self.file, owner) from None
+        stale = _read_owner(fd)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(dict(pid=os.getpid(), host=socket.gethostname(), what=self.what,
+                                      since=time.strftime("%Y-%m-%dT%H:%M:%S%z"))).encode(), 0)
+        self.fd = fd
+        return stale
+
+    def held(self) -> bool:
+        """Another live process holds the lock now (probed read-only: a missing file is not created)."""
+        try:
+            fd = os.open(self.file, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        finally:
+            os.close(fd)
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        os.ftruncate(self.fd, 0)  # an empty lock file: nobody holds it
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+        self.fd = None
+
+
+def _read_owner(fd: int) -> dict[str, Any]:
+    try:
+        return json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+    except (ValueError, OSError):
+        return {}
+
+
 @contextmanager
 def exclusive_lock(lock_file: str | os.PathLike, what: str, wait: bool = True) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``lock_file`` (created if missing) for the block; the OS drops it when the
-    holder dies, even if it is killed. When another process holds it: with ``wait``, say so (``what`` names what that
-    process is doing) and wait; without, raise ``RuntimeError`` naming it and the lock file."""
-    lock_file = Path(lock_file)
-    with open(lock_file, "a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if not wait:
-                raise RuntimeError(f"another process is {what} (lock {lock_file})") from None
-            print(f"waiting for another process {what} (lock {relative_to_repo(lock_file)})", flush=True)
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    """Hold the :class:`FileLock` on ``lock_file`` for the block. When another process holds it: with ``wait``, say
+    so (``what`` names what that process is doing) and wait; without, raise ``RuntimeError`` naming it and the lock
+    file."""
+    lock = FileLock(lock_file, what)
+    try:
+        lock.acquire()
+    except LockHeldError:
+        if not wait:
+            raise RuntimeError(f"another process is {what} (lock {lock.file})") from None
+        print(f"waiting for another process {what} (lock {relative_to_repo(lock.file)})", flush=True)
+        lock.acquire(wait=True)
+    try:
+        yield
+    finally:
+        lock.release()

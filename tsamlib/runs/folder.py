@@ -19,10 +19,7 @@ The life of a run:
 """
 from __future__ import annotations
 
-import fcntl
-import json
 import os
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,12 +28,13 @@ from typing import Any
 import pandas as pd
 
 from ..config import BOOKKEEPING, RunConfig, auto_run_id, config_diff
-from .fileio import (atomic_write_json, read_json, relative_to_repo, remove_stale_temp_files, repo_root,
-                     writable_folder)
+from .fileio import (FileLock, LockHeldError, atomic_write_json, read_json, relative_to_repo, remove_stale_temp_files,
+                     repo_root, writable_folder)
 from .provenance import environment_info
 
 __all__ = ["runs_dir", "EPOCHS_FROM", "read_metrics", "Run", "RunLock", "RunLockedError", "start_run", "open_run",
-           "load_run", "run_state", "is_running", "is_finished", "has_weights", "unique_run_id", "resolve_run", "runs_table", "latest_run"]
+           "load_run", "run_state", "is_running", "is_finished", "has_weights", "unique_run_id", "resolve_run",
+           "runs_table", "latest_run"]
 
 
 def runs_dir(runs_root: str | os.PathLike | None = None) -> Path:
@@ -75,47 +73,38 @@ _HELD: dict[Path, "RunLock"] = {}  # the locks this process holds, by folder: a 
 
 
 class RunLock:
-    """An exclusive ``flock`` on ``<run>/.lock``, recording pid, host and time. The OS drops it when the owner
-    dies, so a stale lock is detected (the recorded pid no longer holds it) and taken over with a message."""
+    """The :class:`~tsamlib.runs.fileio.FileLock` on ``<run>/.lock``: one process owns a run folder at a time; a
+    lock whose recorded owner is gone is taken over with a message. A process may reopen a run it holds."""
 
     def __init__(self, folder: str | os.PathLike, what: str = "training"):
-        self.folder, self.what, self.fd = Path(folder).resolve(), what, None
+        self.folder, self.what = Path(folder).resolve(), what
+        self._lock = FileLock(self.folder / ".lock", what)
 
     @property
     def file(self) -> Path:
-        return self.folder / ".lock"
+        return self._lock.file
 
     def acquire(self) -> "RunLock":
         if self.folder in _HELD:
             return _HELD[self.folder]
-        fd = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o666)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            owner = _read_owner(fd)
-            os.close(fd)
+            stale = self._lock.acquire()
+        except LockHeldError as e:
+            owner = e.owner
             raise RunLockedError(
                 f"run {relative_to_repo(self.folder)} is in use by pid {owner.get('pid', '?')} on "
                 f"{owner.get('host', '?')} ({owner.get('what', '?')} since {owner.get('since', '?')}): wait for it "
                 "to finish or stop that process; a second process may not write to the same run.") from None
-        stale = _read_owner(fd)
         if stale.get("pid"):
             print(f"run {self.folder.name}: taking over a stale lock (pid {stale['pid']} on {stale.get('host')} "
                   f"is gone; it was {stale.get('what', '?')} since {stale.get('since', '?')}).", flush=True)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(dict(pid=os.getpid(), host=socket.gethostname(), what=self.what,
-                                      since=time.strftime("%Y-%m-%dT%H:%M:%S%z"))).encode(), 0)
-        self.fd = fd
         _HELD[self.folder] = self
         return self
 
     def release(self) -> None:
-        if self.fd is None:
+        if self._lock.fd is None:
             return
-        os.ftruncate(self.fd, 0)  # an empty lock file: nobody owns the run
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)
-        self.fd = None
+        self._lock.release()
         _HELD.pop(self.folder, None)
 
     def __enter__(self) -> "RunLock":
@@ -123,13 +112,6 @@ class RunLock:
 
     def __exit__(self, *exc: Any) -> None:
         self.release()
-
-
-def _read_owner(fd: int) -> dict[str, Any]:
-    try:
-        return json.loads(os.pread(fd, 4096, 0).decode() or "{}")
-    except (ValueError, OSError):
-        return {}
 
 
 # ----------------------------------------------------------------------------------------------- record
@@ -186,19 +168,7 @@ def is_running(run_dir: str | os.PathLike) -> bool:
     lock = Path(run_dir).resolve() / ".lock"
     if lock.parent in _HELD:
         return True
-    try:
-        fd = os.open(lock, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
+    return FileLock(lock, "").held()
 
 
 def has_weights(run_dir: str | os.PathLike) -> bool:

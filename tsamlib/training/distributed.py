@@ -114,7 +114,11 @@ def data_parallel(learn, launch: dict[str, Any]) -> Iterator[list[Callback]]:
         yield []
         return
     cuda = torch.cuda.is_available()
-    if not cuda:
+    nccl_broadcast = DistributedDL._broadcast
+    if not cuda:   # fastai wraps the validation loader in its own DistributedDL: swap the method for the fit only
         DistributedDL._broadcast = _broadcast_on_cpu
-    with learn.distrib_ctx(sync_bn=launch["batchnorm"] == "sync", cpu=not cuda):
-        yield [GlobalBatches()]
+    try:
+        with learn.distrib_ctx(sync_bn=launch["batchnorm"] == "sync", cpu=not cuda):
+            yield [GlobalBatches()]
+    finally:
+        DistributedDL._broadcast = nccl_broadcast

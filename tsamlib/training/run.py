@@ -30,18 +30,19 @@ from typing import Any
 
 import torch
 from fastai.learner import Learner
-from fastai.torch_core import num_distrib, rank_distrib
+from fastai.torch_core import num_distrib, rank_distrib, set_seed
 
 from ..config import RunConfig
 from ..data.datasets import dataset_manifest
 from ..data.loaders import TSAMDataLoaders, video_dataloaders
 from ..data.manifest import check_manifest
-from ..model.complexity import model_complexity
+from ..model.complexity import clip_cost
 from ..model.tsam import check_model_settings
 from ..runs.fileio import mel_cache_dir, relative_to_repo
 from ..runs.folder import Run, run_state, runs_dir, start_run, unique_run_id
 from .distributed import data_parallel, launch_record
-from .learner import finish_run, fit_run, seed_everything, tsam_learner
+from .fit import finish_run, fit_run
+from .learner import tsam_learner
 
 __all__ = ["begin_run", "check_resume", "Training", "setup_training", "train"]
 
@@ -136,12 +137,12 @@ def setup_training(cfg: RunConfig, progress_bars: bool = True) -> Training:
 def _prepare(cfg: RunConfig, run: Run, manifest: Path, launch: dict[str, Any], progress_bars: bool) -> Training:
     """Step 2 of :func:`setup_training` on an open run: the DataLoaders, the Learner, the model's size."""
     run.note(launch=launch)
-    seed_everything(cfg.seed)
+    set_seed(cfg.seed)
     data = {**cfg.data_kwargs(), "batch_size": launch["per_process_batch_size"]}
     dls = video_dataloaders(manifest, **data, cache_dir=mel_cache_dir())
     say = print if rank_distrib() == 0 else (lambda *a, **k: None)
     say(f"{len(dls.train.dataset)} training clips, {len(dls.valid.dataset)} validation clips, {dls.c} classes")
-    seed_everything(cfg.seed)  # the same initial weights in every process
+    set_seed(cfg.seed)  # the same initial weights in every process
     learn = tsam_learner(dls, arch=cfg.arch, recipe=cfg.recipe, pretrained=cfg.pretrained,
                          pretrained_match=cfg.pretrained_match, wd_bn_bias=cfg.switches()["wd_bn_bias"],
                          progress_bars=progress_bars,
@@ -152,7 +153,7 @@ def _prepare(cfg: RunConfig, run: Run, manifest: Path, launch: dict[str, Any], p
         if report.skipped_classifier:
             say(f"pretrained: the backbone from {report.source} ({report.layout} format); its classifier "
                 f"({report.info.num_classes} classes) replaced by a new one for this dataset's {dls.c}", flush=True)
-    cost = model_complexity(cfg.arch, dls.c, img_size=cfg.img_size, **cfg.model_kwargs())
+    cost = clip_cost(learn.model, cfg.img_size)   # the run's own model, counted on a meta copy
     run.note(model=dict(params=cost["params"], gmacs_per_clip=cost["gmacs"],
                         n_shifted_blocks=learn.model.n_shifted_blocks))
     say(f"{cfg.arch}: {cost['params']:,} parameters, {cost['gmacs']:.2f} GMACs per clip, "

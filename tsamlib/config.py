@@ -29,8 +29,8 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, Mapping
 
 __all__ = ["RunConfig", "BOOKKEEPING", "MODEL_SETTINGS", "RECIPES", "PRESETS", "PRESET_SWITCHES", "SWITCHES",
-           "PRECISIONS", "DATA_SWITCHES", "resolve_switches", "normalize", "config_diff", "auto_run_id",
-           "settings_help"]
+           "PRECISIONS", "DATA_SWITCHES", "TRACKERS", "log_targets", "resolve_switches", "normalize", "config_diff",
+           "auto_run_id", "settings_help"]
 
 RECIPES = ("one_cycle", "paper")
 # Every difference between this library's pipeline and the authors' released code, one switch each.
@@ -49,7 +49,9 @@ SWITCHES = tuple(PRESET_SWITCHES["tsamlib"])
 # The switches that :func:`tsamlib.data.video_dataloaders` takes.
 DATA_SWITCHES = ("video_norm", "audio_frontend", "missing_audio", "color_aug", "valid_view")
 # Settings that say how a run is executed, not what it is: never compared between runs.
-BOOKKEEPING = frozenset({"run_id", "resume", "overwrite", "runs_root", "num_workers"})
+BOOKKEEPING = frozenset({"run_id", "resume", "overwrite", "runs_root", "num_workers", "log"})
+# Where a run's per-epoch numbers can go besides metrics.json (RunConfig.log: a comma-separated subset).
+TRACKERS = ("tensorboard", "wandb", "mlflow")
 # A run folder's name: 255 bytes on common file systems, less the ".old-YYYYMMDD-HHMMSS" of a run moved aside.
 MAX_RUN_ID_BYTES = 255 - len(".old-20261204-120000")
 # The settings of create_tsam(); the rest are data and training settings.
@@ -131,6 +133,8 @@ class RunConfig:
     resume: bool = _f(False, "continue an unfinished run from its last checkpoint")
     overwrite: bool = _f(False, "move an existing run folder aside (never deleted) and start afresh")
     runs_root: str | None = _f(None, "folder of the run folders; None: results/runs")
+    log: str | None = _f(None, "also log each epoch to 'tensorboard', 'wandb' (offline) and/or 'mlflow' (a local "
+                               "store), comma-separated; None: metrics.json only")
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -180,6 +184,7 @@ class RunConfig:
                              f"name holds 255, and a run moved aside gets '.old-<time>' appended): shorten it.")
         if self.resume and self.overwrite:
             raise ValueError("resume=True and overwrite=True contradict each other: pick one.")
+        log_targets(self.log)
         return self
 
     # --------------------------------------------------------------------------------------- conversions
@@ -237,6 +242,17 @@ class RunConfig:
     def replace(self, **changes: Any) -> "RunConfig":
         """A checked copy with ``changes``."""
         return RunConfig(**{**asdict(self), **changes})
+
+
+def log_targets(log: str | None) -> tuple[str, ...]:
+    """The trackers ``log`` names (``"tensorboard,wandb"`` -> ``("tensorboard", "wandb")``; None or "" -> none);
+    ValueError naming the choices for an unknown one."""
+    names = tuple(dict.fromkeys(x.strip() for x in (log or "").split(",") if x.strip()))
+    unknown = [x for x in names if x not in TRACKERS]
+    if unknown:
+        raise ValueError(f"log={log!r}: {', '.join(map(repr, unknown))} is not a tracker; choose from "
+                         f"{list(TRACKERS)}, comma-separated (e.g. 'tensorboard,mlflow'), or None.")
+    return names
 
 
 def resolve_switches(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -43,6 +43,7 @@ from ..runs.folder import Run, run_state, runs_dir, start_run, unique_run_id
 from .distributed import data_parallel, launch_record
 from .fit import finish_run, fit_run
 from .learner import tsam_learner
+from .tracking import TrackEpochs, Tracking
 
 __all__ = ["begin_run", "check_resume", "Training", "setup_training", "train"]
 
@@ -101,16 +102,25 @@ class Training:
     dls: TSAMDataLoaders
     learn: Learner
     launch: dict[str, Any] = field(default_factory=dict)
+    tracking: Tracking | None = None
 
     def fit(self) -> Run:
         """Train the epochs (continuing the last checkpoint when ``cfg.resume``), validate on the whole validation
         set, save ``checkpoints/model.pth``; return the finished run (``run.metrics["final"]``)."""
         cfg, sw = self.cfg, self.cfg.switches()
-        with data_parallel(self.learn, self.launch) as cbs:
-            session = fit_run(self.learn, self.run, cfg.epochs, cfg.lr, seed=cfg.seed, resume=cfg.resume,
-                              lr_decay=cfg.lr_decay, finish=False, keep_best=sw["eval_weights"] == "best", cbs=cbs)
-        # every process validates the whole set; only rank 0's record is the run's
-        finish_run(self.learn, self.run, cfg.epochs, cfg.seed, session)
+        track = [TrackEpochs(self.run, self.tracking)] if self.tracking and self.tracking.trackers else []
+        try:
+            with data_parallel(self.learn, self.launch) as cbs:
+                session = fit_run(self.learn, self.run, cfg.epochs, cfg.lr, seed=cfg.seed, resume=cfg.resume,
+                                  lr_decay=cfg.lr_decay, finish=False, keep_best=sw["eval_weights"] == "best",
+                                  cbs=cbs + track)
+            # every process validates the whole set; only rank 0's record is the run's
+            final = finish_run(self.learn, self.run, cfg.epochs, cfg.seed, session)
+            if self.tracking is not None:
+                self.tracking.final(cfg.epochs, final)
+        finally:
+            if self.tracking is not None:
+                self.tracking.close()
         return self.run
 
 
@@ -158,7 +168,11 @@ def _prepare(cfg: RunConfig, run: Run, manifest: Path, launch: dict[str, Any], p
                         n_shifted_blocks=learn.model.n_shifted_blocks))
     say(f"{cfg.arch}: {cost['params']:,} parameters, {cost['gmacs']:.2f} GMACs per clip, "
         f"{learn.model.n_shifted_blocks} shifted blocks", flush=True)
-    return Training(cfg, run, dls, learn, launch)
+    tracking = Tracking(run, cfg.log if rank_distrib() == 0 else None)   # the process writing the run logs
+    if tracking.names:
+        run.note(log=list(tracking.names))
+        say(f"logging each epoch to {', '.join(tracking.names)} too", flush=True)
+    return Training(cfg, run, dls, learn, launch, tracking)
 
 
 def train(cfg: RunConfig | None = None, *, progress_bars: bool = False, **settings: Any) -> Run:

@@ -30,12 +30,12 @@ step() { echo "[$1/4 $(( SECONDS - start )) s] $2"; }
 step 1 "pip itself, in .venv"
 python -m pip install -q --upgrade pip
 # torch/torchvision are pinned exactly (pyproject.toml); pip takes them from a local wheel cache when one is set up
-step 2 "tsamlib and its pinned dependencies: torch 2.14.1, torchvision 0.29.1, fastai, timm, decord, PyAV, librosa,
+step 2 "tsamlib and its pinned dependencies: torch 2.14.1, torchvision 0.29.1, fastai, timm, PyAV (decord where it has wheels), librosa,
        papermill, JupyterLab, pytest (a few minutes on a fresh machine; pip's own lines follow only on errors)"
 python -m pip install -q -e ".[dev]"
 step 3 "the Jupyter kernel the notebooks run on"
 python -m tsamlib.cli.kernel install >/dev/null
 step 4 "checking that everything imports"
-python -c "import torch, torchvision, fastai, timm, decord, av, librosa; print('tsam env ok: torch', torch.__version__)"
+python -c "import torch, torchvision, fastai, timm, av, librosa; print('tsam env ok: torch', torch.__version__)"
 echo "installed in $(( SECONDS - start )) s"
 echo "$want" > "$stamp"

@@ -25,8 +25,8 @@ def test_precision_resolves_per_device_and_the_authors_preset_is_fp32():
     assert RunConfig(preset="authors").switches()["precision"] == "fp32"
     assert launch_record(RunConfig(preset="authors"), 1, cuda=True)["precision"] == "fp32"   # their recipe on a GPU
     assert launch_record(RunConfig(), 1, cuda=True) == dict(
-        world_size=1, per_process_batch_size=8, batchnorm="per_process", device="cuda", precision="fp16",
-        channels_last=True)
+        world_size=1, nodes=1, processes_per_node=1, per_process_batch_size=8, batchnorm="per_process", device="cuda",
+        precision="fp16", channels_last=True)
     with pytest.raises(ValueError, match="needs a CUDA GPU"):   # refused before any run folder exists
         launch_record(RunConfig(precision="fp16"), 1, cuda=False)
 

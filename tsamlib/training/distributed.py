@@ -5,6 +5,8 @@
 
     accelerate launch --num_processes 4 -m tsamlib train --config params.json          # 4 GPUs, one machine
     torchrun --nproc_per_node 2 -m tsamlib train --config params.json                  # 2 CPU processes (gloo)
+    torchrun --nnodes 2 --nproc_per_node 8 --rdzv-backend c10d --rdzv-endpoint HOST:29500 \
+        -m tsamlib train --config params.json                                          # on each of 2 machines
 
 ``batch_size`` is the global batch: with N processes each loads ``batch_size / N`` clips of every step (a batch size
 that N does not divide is refused before anything is written), DDP averages the N gradients, so one step sees the
@@ -39,16 +41,19 @@ def per_process_batch(batch_size: int, world_size: int) -> int:
     return batch_size // world_size
 
 
-def launch_record(cfg, world_size: int, cuda: bool) -> dict[str, Any]:
-    """What the run records of its launch: ``world_size``, ``per_process_batch_size``, ``batchnorm``
+def launch_record(cfg, world_size: int, cuda: bool, per_node: int | None = None) -> dict[str, Any]:
+    """What the run records of its launch: ``world_size``, ``nodes`` and ``processes_per_node`` (``per_node``: the
+    launcher's ``LOCAL_WORLD_SIZE``; None: all on one node), ``per_process_batch_size``, ``batchnorm``
     (``"per_process"`` or ``"sync"``), ``device`` and the ``precision`` and ``channels_last`` resolved for it.
     ValueError, before anything is written, for a launch that cannot train ``cfg``'s recipe: a batch size the
     processes do not divide, SyncBatchNorm or fp16 without CUDA."""
     world = max(world_size, 1)
+    per_node = min(max(per_node or world, 1), world)
     if cfg.sync_bn and world > 1 and not cuda:
         raise ValueError("sync_bn=True needs CUDA GPUs (torch's SyncBatchNorm does not run on CPU processes): "
                          "set sync_bn=False (BatchNorm per process, the authors' behaviour) or launch on GPUs.")
-    return dict(world_size=world, per_process_batch_size=per_process_batch(cfg.batch_size, world),
+    return dict(world_size=world, nodes=-(-world // per_node), processes_per_node=per_node,
+                per_process_batch_size=per_process_batch(cfg.batch_size, world),
                 batchnorm="sync" if cfg.sync_bn and world > 1 else "per_process", device="cuda" if cuda else "cpu",
                 precision=resolve_precision(cfg.switches()["precision"], cuda),
                 channels_last=cuda if cfg.channels_last is None else cfg.channels_last)

@@ -23,6 +23,7 @@ one on CPU):
 """
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,7 +129,8 @@ def setup_training(cfg: RunConfig, progress_bars: bool = True) -> Training:
     """Steps 1 and 2 of a run (see the module): checks, run folder, DataLoaders, Learner. ``progress_bars=False``
     drops fastai's HTML bars (a line per epoch is printed either way)."""
     rank = rank_distrib()
-    launch = launch_record(cfg, num_distrib(), torch.cuda.is_available())
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", 0)) or None   # set by torchrun and accelerate
+    launch = launch_record(cfg, num_distrib(), torch.cuda.is_available(), per_node=per_node)
     several = launch["world_size"] > 1
     if rank != 0:  # only rank 0 writes the run folder; the others record into a scratch folder
         check_resume(cfg)   # every process refuses a run that is not there, as rank 0 does

@@ -157,7 +157,7 @@ def _prepare(cfg: RunConfig, run: Run, manifest: Path, launch: dict[str, Any], p
     set_seed(cfg.seed)  # the same initial weights in every process
     learn = tsam_learner(dls, arch=cfg.arch, recipe=cfg.recipe, pretrained=cfg.pretrained,
                          pretrained_match=cfg.pretrained_match, wd_bn_bias=cfg.switches()["wd_bn_bias"],
-                         progress_bars=progress_bars,
+                         progress_bars=progress_bars and rank_distrib() == 0,   # one bar per run, not per process
                          precision=launch["precision"], channels_last=launch["channels_last"], **cfg.model_kwargs())
     report = learn.model.load_report
     if report is not None:   # where the weights came from, and what was done with a head of another size

@@ -229,9 +229,8 @@ def main(argv=None) -> None:
                    f"authors' layout with its `.wav`s and {mels_a} log-mels {mb(authors)} MB; the mp4s "
                    f"{round(sum(v.stat().st_size for v in videos) / 1e6, 1)} MB.")
     meta = dict(clips=what, n_clips=len(videos), repeats=args.repeats, n_mels=n, storage=storage,
-                resident_after_drop=resident,
-                machine=f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}",
-                load_average=[round(load_start, 1), round(os.getloadavg()[0], 1)])
+                resident_after_drop=resident, machine=f"{cpu_name()}, {os.cpu_count()} cores, "
+                f"torch {torch.__version__}", load_average=[round(load_start, 1), round(os.getloadavg()[0], 1)])
     result = dict(meta=meta, variants=variants)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "prepared_cold.json").write_text(json.dumps(result, indent=1))

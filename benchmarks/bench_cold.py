@@ -13,8 +13,8 @@ comes from a ``.wav``). Audio stored by ``prepare`` in three ways, side by side 
 
 The default layout (short side 256, the library's front end) and the authors' (10 fps, height 256, their front end:
 channel 0 at the file's rate, so no model-rate variant) are both measured; 224 mel bands (the paper's). Per clip,
-every variant in turn, cold and warm interleaved, median of ``--repeats``; then the median over the clips, and the median of the per-clip
-cold / warm ratios. Writes ``results/benchmarks/prepared_cold.{json,md}``.
+every variant in turn, cold and warm interleaved, median of ``--repeats``; then the median over the clips, and the
+median of the per-clip cold / warm ratios. Writes ``results/benchmarks/prepared_cold.{json,md}``.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_cold.py            # about 4 minutes on 2 cores
 
@@ -87,8 +87,12 @@ def cold_warm_ms(read: Callable[[], object], files: list[Path], fresh: Callable[
     for _ in range(repeats):
         drop_page_cache(files)
         fresh()
-        t = time.perf_counter(); read(); cold.append((time.perf_counter() - t) * 1000)
-        t = time.perf_counter(); read(); warm.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        read()
+        cold.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        read()
+        warm.append((time.perf_counter() - t) * 1000)
     return statistics.median(cold), statistics.median(warm)
 
 
@@ -148,7 +152,8 @@ def _summary(rows: list[dict]) -> dict:
 
 def to_markdown(result: dict) -> str:
     m = result["meta"]
-    lines = [f"Cold against warm reads of prepared clips, `{CMD}`. Clips: {m['clips']}; machine: {m['machine']}, one core "
+    lines = [f"Cold against warm reads of prepared clips, `{CMD}`. Clips: {m['clips']}; machine: {m['machine']}, "
+             "one core "
              f"(`torch.set_num_threads(1)`); load average {m['load_average'][0]} at the start, "
              f"{m['load_average'][1]} at the end. ms per 16+1 training read (`VideoDataset.load`: 16 JPEGs, crop 224 "
              f"of 256, flip, normalise, audio frame 224 x 224 with {m['n_mels']} mel bands). Cold: the clip's files "
@@ -224,8 +229,8 @@ def main(argv=None) -> None:
                    f"authors' layout with its `.wav`s and {mels_a} log-mels {mb(authors)} MB; the mp4s "
                    f"{round(sum(v.stat().st_size for v in videos) / 1e6, 1)} MB.")
     meta = dict(clips=what, n_clips=len(videos), repeats=args.repeats, n_mels=n, storage=storage,
-                resident_after_drop=resident, machine=f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}",
-                load_average=[round(load_start, 1), round(os.getloadavg()[0], 1)])
+                resident_after_drop=resident, machine=f"{cpu_name()}, {os.cpu_count()} cores, "
+                f"torch {torch.__version__}", load_average=[round(load_start, 1), round(os.getloadavg()[0], 1)])
     result = dict(meta=meta, variants=variants)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "prepared_cold.json").write_text(json.dumps(result, indent=1))

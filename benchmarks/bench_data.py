@@ -145,7 +145,9 @@ def time_ms(fn, repeats: int) -> float:
     "Median wall time of `fn()` in ms."
     ts = []
     for _ in range(repeats):
-        t = time.perf_counter(); fn(); ts.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        fn()
+        ts.append((time.perf_counter() - t) * 1000)
     return statistics.median(ts)
 
 
@@ -223,8 +225,11 @@ def to_markdown(rows: list[dict], audio_rows: list[dict], meta: dict, prep: dict
              "seeking/decoding (720p clips cost most), JPEG folders avoid it.", "",
              "| source | frames | resize/crop | video only | + audio (cold) | + audio (cached) |",
              "|---|---|---|---|---|---|"]
+
+    def cell(v):
+        return "-" if v != v else f"{v:.0f}"            # NaN: not measured
+
     for r in rows:
-        cell = lambda v: "-" if v != v else f"{v:.0f}"            # NaN: not measured
         lines.append(f"| {r['source']} | {r['n_frames']} | {r['resize']}/{r['img_size']} | {cell(r['off'])} | "
                      f"{cell(r['cold'])} | {cell(r['cached'])} |")
     lines += ["", "Audio frame alone (mp4 clips, train-time crop):", "",
@@ -242,10 +247,15 @@ def write_readme_section(readme: Path, body: str) -> None:
     lines, out, skip, done = text.splitlines(keepends=True), [], False, False
     for line in lines:
         if line.startswith("## "):
-            if line.strip() == "## Data loading": skip, done = True, True; out.append(section); continue
+            if line.strip() == "## Data loading":
+                skip, done = True, True
+                out.append(section)
+                continue
             skip = False
-        if not skip: out.append(line)
-    if not done: out.append(("\n" if out and not out[-1].endswith("\n\n") else "") + section)
+        if not skip:
+            out.append(line)
+    if not done:
+        out.append(("\n" if out and not out[-1].endswith("\n\n") else "") + section)
     readme.write_text("".join(out))
 
 
@@ -267,15 +277,18 @@ def main(argv=None) -> None:
         folder = make_frame_folder(jpeg_src, tmp / "frames")
         mp4_same = [jpeg_src]
         rows = []
-        for source, srcs in [("mp4 (decord)", paths), ("mp4 (decord), same clip as JPEG", mp4_same), ("JPEG folder", [folder])]:
+        sources = [("mp4 (decord)", paths), ("mp4 (decord), same clip as JPEG", mp4_same), ("JPEG folder", [folder])]
+        for source, srcs in sources:
             for n_frames in (8, 16):
                 for resize, img in ((256, 224), (72, 64)):
                     r = dict(source=source, n_frames=n_frames, resize=resize, img_size=img)
                     for audio in ("off", "cold", "cached"):
                         if source == "JPEG folder" and audio != "off":
-                            r[audio] = float("nan"); continue        # folders carry no audio track here
+                            r[audio] = float("nan")        # folders carry no audio track here
+                            continue
                         r[audio] = round(bench(srcs, source, n_frames, resize, img, audio, args.repeats, tmp), 1)
-                    rows.append(r); print(r, flush=True)
+                    rows.append(r)
+                    print(r, flush=True)
         audio_rows = [audio_only(paths, s, args.repeats, tmp) for s in (224, 64)]
         print(audio_rows)
         prep = None
@@ -283,7 +296,9 @@ def main(argv=None) -> None:
             cmp_videos, cmp_what = comparison_videos(tmp)
             folders, prep_s, prep_workers = prepare_clips(cmp_videos, tmp)
             per_clip = compare_prepared(cmp_videos, folders, args.repeats, tmp)
-            size_mb = lambda ps: sum(q.stat().st_size for p in ps for q in ([p] if p.is_file() else p.iterdir())) / 1e6
+
+            def size_mb(ps):
+                return sum(q.stat().st_size for p in ps for q in ([p] if p.is_file() else p.iterdir())) / 1e6
             wavs = [f.parent / (f.name + ".wav") for f in folders]
             stages = prepared_stages(folders, args.repeats, tmp)
             prep = dict(meta=dict(clips=cmp_what, n_clips=len(cmp_videos), repeats=args.repeats,

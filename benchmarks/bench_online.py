@@ -1,5 +1,5 @@
 """Online TSAM on the CPU: milliseconds per streamed frame against a plain 2D ResNet frame, and ONNX Runtime
-against PyTorch per clip (issue 22, item 6; goal: the streaming shift adds at most 10 % to a frame).
+against PyTorch per clip (goal: the streaming shift adds at most 10 % to a frame).
 
 Per arch (resnet18, resnet50) at 224 px, with 1 thread and with every core:
 - ``plain``: the timm ResNet's forward on one frame (no shift, no buffers): what any per-frame 2D model costs;

@@ -1,4 +1,4 @@
-"""Cost of the temporal shift against a plain ``x.clone()`` of the same tensor (issue: at most 1.2x).
+"""Cost of the temporal shift against a plain ``x.clone()`` of the same tensor (goal: at most 1.2x).
 
 For k = 1..5, 8 and 16 frames, on the inputs of the shifted convs of ResNet-50 (conv1 of the bottlenecks of
 each stage), forward and forward+backward. A naive version (clone, then one slice copy per group, as most
@@ -106,8 +106,9 @@ def main(argv=None) -> None:
                              f"{statistics.median(s):.3f} ({max(s):.3f}) | " +
                              (f"{statistics.median(n):.3f} ({max(n):.3f}) |" if not any(map(math.isnan, n)) else "- |"))
     table = "\n".join(lines)
-    (OUT / f"shift_b{args.batch}.md").write_text(f"Temporal shift vs clone, CPU, batch {args.batch}, {args.threads} thread(s), torch {torch.__version__}, "
-                                  f"medians of {repeats} interleaved repeats over the 4 ResNet-50 stages\n\n{table}\n")
+    (OUT / f"shift_b{args.batch}.md").write_text(f"Temporal shift vs clone, CPU, batch {args.batch}, {args.threads} "
+                                                 f"thread(s), torch {torch.__version__}, medians of {repeats} "
+                                                 f"interleaved repeats over the 4 ResNet-50 stages\n\n{table}\n")
     print(table)
     worst = max(r["shift_ratio"] for r in rows)
     print(f"worst shift/clone ratio over all {len(rows)} cases: {worst:.3f}")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU benchmark of issue 20, item 6 in one call on a lent GPU (about 7 minutes, never more than 8):
+# The GPU benchmark in one call on a lent GPU (about 7 minutes, never more than 8):
 #
 #     TSAM_BENCH_COMMIT=<git rev-parse HEAD> bash benchmarks/gpu_check.sh        # as the device tool's command,
 #                                                                                # timeout_s 540

@@ -1,4 +1,5 @@
 """The benchmark scripts' helpers that touch files: they write only under their temporary folder."""
+import importlib
 import importlib.util
 import json
 import os
@@ -20,15 +21,23 @@ def _load(name: str):
     return mod
 
 
+def _gpu_part(name: str):
+    """A module of ``benchmarks/gpu_bench``, the parts of ``bench_gpu.py``, imported as the script imports them."""
+    if str(REPO_ROOT / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    return importlib.import_module(f"gpu_bench.{name}")
+
+
 def _tree(root: Path) -> dict[str, tuple[int, int]]:
     """Every entry under root with its size and modification time (links made elsewhere do not count)."""
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))}
 
 
 def test_gpu_bench_repeats_clips_without_writing_beside_the_source_clips(tmp_path):
-    """``bench_gpu.prepared_clips`` repeats the training clips for its epoch; the repeats (links) go under its
-    temporary folder, and the user's clip folder is left exactly as it was (once they were linked beside the mp4s)."""
-    bench_gpu = _load("bench_gpu")
+    """``prepared_clips`` (``bench_gpu.py``'s part ``data``) repeats the training clips for its epoch; the repeats
+    (links) go under its temporary folder, and the user's clip folder is left exactly as it was (once they were linked
+    beside the mp4s)."""
+    real_clips = _gpu_part("real_clips")
     clips = tmp_path / "clips"
     for i, name in enumerate(("a", "b", "c")):
         make_video(clips / "videos" / f"{name}.mp4", n_frames=8, size=(32, 48), seed=i)
@@ -37,7 +46,7 @@ def test_gpu_bench_repeats_clips_without_writing_beside_the_source_clips(tmp_pat
     before = _tree(clips)
     work = tmp_path / "work"
     work.mkdir()
-    got = bench_gpu.prepared_clips(clips, work, repeat=3, workers=1)
+    got = real_clips.prepared_clips(clips, work, repeat=3, workers=1)
     assert _tree(clips) == before
     for layout in ("prepared", "mp4"):
         df = read_manifest(got["manifests"][layout])
@@ -48,20 +57,20 @@ def test_gpu_bench_repeats_clips_without_writing_beside_the_source_clips(tmp_pat
 
 
 def test_traffic_floor_counts_three_clone_passes_per_shifted_block():
-    """The floor of ``bench_gpu``: passes x the clone times of the shifted blocks' inputs, found by a meta-device
+    """The floor of ``bench_gpu.py``: passes x the clone times of the shifted blocks' inputs, found by a meta-device
     forward pass (ResNet-18 at 32 px: conv1 of block 0 of each stage for TSAM, of every block for TSM), as a ratio to
     the step of the TSN with the same segments (TSN+1 for TSAM, TSN for TSM); 2 passes where the copy is kept; a shape
     without a clone time is named, not guessed; variants running the same code count once."""
-    bench_gpu = _load("bench_gpu")
+    settings, shift_cases, report = _gpu_part("settings"), _gpu_part("shift_cases"), _gpu_part("report")
     cfg = dict(arch="resnet18", img=32, frames=4, k=2, clips=[2])
     clone = {(64, 8): 1.0, (128, 4): 0.1, (256, 2): 0.01, (512, 1): 0.001}
     eager = {"tsn": 90.0, "tsn-audio": 100.0, "tsam": 110.0, "tsam-keepcopy": 105.0, "tsm16": 120.0}
     res = dict(meta=dict(cfg=cfg, device="cuda"),
                shift=[dict(clips=2, channels=c, size=s, clone_ms=ms) for (c, s), ms in clone.items()],
                eager=[dict(variant=n, clips=2, ms_per_step=ms) for n, ms in eager.items()])
-    tsam_model = bench_gpu.variants(cfg)["tsam"]["model"]
-    assert bench_gpu.shifted_inputs(cfg, tsam_model) == [(64, 8), (64, 8), (128, 4), (256, 2)]  # block 0 of layer2-4
-    rows = {r["variant"]: r for r in bench_gpu.traffic_floor(res)}   # sees the previous stage's shape
+    tsam_model = settings.variants(cfg)["tsam"]["model"]
+    assert shift_cases.shifted_inputs(cfg, tsam_model) == [(64, 8), (64, 8), (128, 4), (256, 2)]  # block 0 of layer2-4
+    rows = {r["variant"]: r for r in shift_cases.traffic_floor(res)}   # sees the previous stage's shape
     assert set(rows) == {"tsm16", "tsam", "tsam-keepcopy"}  # not TSN (no shift), not the unmeasured autograd path,
     tsam = rows["tsam"]                                        # tsam-triton is tsam's code on CUDA
     assert (tsam["shifted_blocks"], tsam["passes"], tsam["baseline"]) == (4, 3, "tsn-audio")
@@ -72,10 +81,10 @@ def test_traffic_floor_counts_three_clone_passes_per_shifted_block():
     assert rows["tsm16"]["floor_ms"] == pytest.approx(3 * (3 * 1.0 + 2 * 0.1 + 2 * 0.01 + 0.001))
     assert rows["tsm16"]["baseline"] == "tsn" and rows["tsm16"]["measured_vs_base_eager"] == pytest.approx(1.333)
     res["shift"] = res["shift"][:-1]  # no clone time for layer4's (512, 1)
-    rows = {r["variant"]: r for r in bench_gpu.traffic_floor(res)}
+    rows = {r["variant"]: r for r in shift_cases.traffic_floor(res)}
     assert rows["tsm16"]["missing_clone_times"] == [(512, 1)] and "floor_ms" not in rows["tsm16"]
     assert "floor_ms" in rows["tsam"]
-    md = "\n".join(bench_gpu.floor_markdown(bench_gpu.traffic_floor(res)))
+    md = "\n".join(report.floor_markdown(shift_cases.traffic_floor(res)))
     assert "no clone time for [(512, 1)]" in md
     assert "| 2 | tsam | triton, copy recomputed | 4 | 3 | 6.33 | tsn-audio | 1.063 | 1.1 | - | - |" in md
 
@@ -125,22 +134,22 @@ def test_cold_bench_drops_every_file_of_a_prepared_clip_from_the_page_cache(tmp_
 def test_gpu_bench_rules_without_a_gpu():
     """The CPU-bound verdict follows its stated thresholds, and the default CUDA shift path is the fastest eager TSAM
     path at the largest clip count of a CUDA run (a CPU run decides nothing)."""
-    bench_gpu = _load("bench_gpu")
+    timing, step_cases = _gpu_part("timing"), _gpu_part("step_cases")
     from tsamlib.model.shift import DEFAULT_CUDA_SHIFT_KERNEL
-    assert [bench_gpu.cpu_bound_verdict(b) for b in (0.5, 0.79, 0.8, 0.94, 0.95, 1.02)] == [
+    assert [timing.cpu_bound_verdict(b) for b in (0.5, 0.79, 0.8, 0.94, 0.95, 1.02)] == [
         "CPU-bound", "CPU-bound", "partly CPU-bound", "partly CPU-bound", "GPU-bound", "GPU-bound"]
-    assert bench_gpu.cpu_bound_verdict(None).startswith("not applicable")
+    assert timing.cpu_bound_verdict(None).startswith("not applicable")
     rows = [dict(variant="tsam-triton", clips=32, ms_per_step=40.0), dict(variant="tsam-autograd", clips=32,
                                                                           ms_per_step=35.0),
             dict(variant="tsam-autograd", clips=8, ms_per_step=99.0), dict(variant="tsam-triton", clips=8,
                                                                            ms_per_step=9.0)]
     res = dict(meta=dict(device="cuda", cfg=dict(clips=[8, 32], frames=16)), eager=rows,
                compiled=[dict(variant="tsam-triton", clips=32, ms_per_step=30.0)])
-    d = bench_gpu.choose_default(res)
+    d = step_cases.choose_default(res)
     assert d["eager_fastest"] == "autograd" and d["compiled_fastest"] == "triton"
     assert d["current"] == DEFAULT_CUDA_SHIFT_KERNEL and "'autograd' is fastest" in d["decision"]
     res["meta"]["device"] = "cpu"
-    assert bench_gpu.choose_default(res)["decision"].startswith("none: these are not CUDA numbers")
+    assert step_cases.choose_default(res)["decision"].startswith("none: these are not CUDA numbers")
 
 
 def _section(md: str, title: str) -> str:
@@ -155,7 +164,7 @@ def test_gpu_bench_cpu_smoke_report(tmp_path):
     """``bench_gpu.py --device cpu --small`` end to end, few steps, into a temporary folder: every variant at both clip
     counts, eager and compiled (here all skipped for the time budget, each with its reason), the profile section and
     the CPU-bound statement, the default-path decision withheld, and a banner saying these are no GPU numbers."""
-    bench_gpu = _load("bench_gpu")
+    settings = _gpu_part("settings")
     out = tmp_path / "out"
     cmd = [sys.executable, str(REPO_ROOT / "benchmarks" / "bench_gpu.py"), "--device", "cpu", "--small", "--clips",
            "2", "4", "--steps", "2", "--warmup", "1", "--rounds", "1", "--profile-steps", "1", "--budget", "0",
@@ -167,7 +176,7 @@ def test_gpu_bench_cpu_smoke_report(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["gpu_cpu_small.json", "gpu_cpu_small.md"]  # never gpu.md
     res = json.loads((out / "gpu_cpu_small.json").read_text())
     md = (out / "gpu_cpu_small.md").read_text()
-    names = list(bench_gpu.VARIANT_ORDER)
+    names = list(settings.VARIANT_ORDER)
     want = {(n, c) for n in names for c in (2, 4)}
     assert {(r["variant"], r["clips"]) for r in res["eager"] if r["ms_per_step"] > 0} == want
     assert all(r["vs_tsn"] is not None for r in res["eager"])

@@ -64,7 +64,8 @@ def test_paper_scale_params_are_the_report_configs():
     assert next(e.params for e in g if e.row.key == "tsm-8-in1k")["pretrained"] == "in1k"
     assert all(e.params["preset"] == "tsamlib" and e.params["shift_pad"] == "zero"   # the committed mini runs
                for e in ex.mini_grid() if e.params)
-    assert set(ex.grid_frame(g)["preset"]) == {"authors"} and set(ex.grid_frame(ex.mini_grid())["preset"]) == {"tsamlib"}
+    assert set(ex.grid_frame(g)["preset"]) == {"authors"}
+    assert set(ex.grid_frame(ex.mini_grid())["preset"]) == {"tsamlib"}
     # without paths: placeholders, reported as not run
     g0 = ex.paper_grid()
     assert all(e.reason and e.reason.startswith("not run: needs <") for e in g0)

@@ -1,4 +1,4 @@
-"""Figures and printed summaries read as a reader sees them (issue 8): plain numbers, legible text,
+"""Figures and printed summaries read as a reader sees them: plain numbers, legible text,
 nothing clipped, axes and error bars explained, classes that the datasets really have, no machine paths."""
 from __future__ import annotations
 

@@ -103,7 +103,7 @@ TABLE2_ROWS: list[Row] = [
     _tsam("table2", "tsam-16-k4-k400", 16, False, 4, "Kinetics400", 52.1),
 ]
 
-# Beyond the report (issue 22): Table 2's k-ablation with a causal shift (every moved channel from the past, what a
+# Beyond the report: Table 2's k-ablation with a causal shift (every moved channel from the past, what a
 # stream needs, tsamlib.model.online), mini scale only, shown beside the bidirectional rows.
 CAUSAL_ROWS: list[Row] = [
     Row("table2", f"tsam-16-k{k}-causal-in21k", "TSAM", 16, False, k, "INet21K", None, f_div=4, n_insert=2,
@@ -348,74 +348,91 @@ def run_grid(params_list: Sequence[dict[str, Any] | GridEntry], notebook: str = 
     ones start fresh. A failing run is recorded as ``"failed: <error>"`` and the grid goes on. GridEntries
     without parameters (rows not run) and parameters with placeholders are reported, not run.
     """
+    import papermill  # noqa: F401  (where it is missing, the grid fails here, before any run is looked at)
+
+    nb = Path(notebook) if Path(notebook).is_absolute() else repo_root() / notebook
+    out = []
+    for item in params_list:
+        if isinstance(item, GridEntry) and (item.params is None or item.reason):   # a row not run: said, not logged
+            rid = item.params["run_id"] if item.params else run_id(item.row, item.scale, item.seed)
+            out.append(dict(run_id=rid, status=item.reason or "not run", seconds=0.0))
+            continue
+        params = dict(item.params if isinstance(item, GridEntry) else item)
+        if runs_root is not None:
+            params["runs_root"] = str(runs_root)
+        out.append(_run_one(nb, params, dry_run, log, progress_bar))
+    summary = pd.DataFrame(out, columns=["run_id", "status", "seconds"])
+    log(grid_line(summary))
+    return summary
+
+
+def _run_one(nb: Path, params: dict[str, Any], dry_run: bool, log: Callable[[str], Any],
+             progress_bar: bool) -> dict[str, Any]:
+    """One run of the grid: skipped, refused, said (``dry_run``), or executed; its (run_id, status, seconds)."""
+    rid = params["run_id"]
+    run_dir = runs_dir(params.get("runs_root")) / rid
+    status = _not_to_run(params, run_dir, log)
+    if status is not None:
+        return dict(run_id=rid, status=status, seconds=0.0)
+    resume = run_state(run_dir) == "unfinished"
+    params["resume"] = resume
+    try:  # every setting checked before the run folder exists
+        RunConfig.from_params({k: v for k, v in params.items() if k != "PAPERMILL_OUTPUT_PATH"})
+    except ValueError as e:
+        log(f"{rid}: failed: {e}")
+        return dict(run_id=rid, status=f"failed: {e}", seconds=0.0)
+    verb = "resume" if resume else "run"
+    if dry_run:
+        log(f"{rid}: would {verb}")
+        return dict(run_id=rid, status=f"would {verb}", seconds=0.0)
+    log(f"{rid}: {verb} ...")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    status = _execute(nb, run_dir, params, resume, log, progress_bar)
+    seconds = time.perf_counter() - t0
+    log(f"{rid}: {status} ({seconds:.0f} s)")
+    return dict(run_id=rid, status=status, seconds=round(seconds, 1))
+
+
+def _not_to_run(params: dict[str, Any], run_dir: Path, log: Callable[[str], Any]) -> str | None:
+    """The status of a run that is not started: paths still to be given, or already finished; None: it runs."""
+    rid = params["run_id"]
+    missing = placeholders(params)
+    if missing:
+        status = f"not run: needs {', '.join(missing)}"
+        log(f"{rid}: {status}")
+        return status
+    if not is_finished(run_dir):
+        return None
+    changed = _changed(params, run_dir)
+    if changed:   # a finished run is skipped quietly (counted in the last line); a mismatch is said
+        status = f"done, but with other parameters {changed}: pass overwrite=True to rerun"
+        log(f"{rid}: {status}")
+        return status
+    return "done"
+
+
+def _execute(nb: Path, run_dir: Path, params: dict[str, Any], resume: bool, log: Callable[[str], Any],
+             progress_bar: bool) -> str:
+    """Execute ``nb`` with ``params`` into ``run_dir/train.ipynb``; the run's status ("finished", "failed: ...")."""
     import papermill
 
     from ..runs.notebook import make_portable, unattended_kernels
 
-    root_repo = repo_root()
-    nb = Path(notebook) if Path(notebook).is_absolute() else root_repo / notebook
-    out = []
-    for item in params_list:
-        if isinstance(item, GridEntry):
-            if item.params is None or item.reason:
-                rid = item.params["run_id"] if item.params else run_id(item.row, item.scale, item.seed)
-                out.append(dict(run_id=rid, status=item.reason or "not run", seconds=0.0))
-                continue
-            item = item.params
-        params = dict(item)
-        if runs_root is not None:
-            params["runs_root"] = str(runs_root)
-        root = runs_dir(params.get("runs_root"))
-        rid = params["run_id"]
-        run_dir = root / rid
-        missing = placeholders(params)
-        if missing:
-            status, seconds = f"not run: needs {', '.join(missing)}", 0.0
-            log(f"{rid}: {status}")
-            out.append(dict(run_id=rid, status=status, seconds=seconds))
-            continue
-        if is_finished(run_dir):
-            changed = _changed(params, run_dir)
-            status = f"done, but with other parameters {changed}: pass overwrite=True to rerun" if changed else "done"
-            if changed:   # a finished run is skipped quietly (counted in the last line); a mismatch is said
-                log(f"{rid}: {status}")
-            out.append(dict(run_id=rid, status=status, seconds=0.0))
-            continue
-        resume = run_state(run_dir) == "unfinished"
-        params["resume"] = resume
-        try:  # every setting checked before the run folder exists
-            RunConfig.from_params({k: v for k, v in params.items() if k != "PAPERMILL_OUTPUT_PATH"})
-        except ValueError as e:
-            log(f"{rid}: failed: {e}")
-            out.append(dict(run_id=rid, status=f"failed: {e}", seconds=0.0))
-            continue
-        verb = "resume" if resume else "run"
-        if dry_run:
-            log(f"{rid}: would {verb}")
-            out.append(dict(run_id=rid, status=f"would {verb}", seconds=0.0))
-            continue
-        log(f"{rid}: {verb} ...")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        t0 = time.perf_counter()
-        try:
-            out_nb = run_dir / "train.ipynb"
-            with unattended_kernels():
-                papermill.execute_notebook(str(nb), str(out_nb), cwd=str(root_repo), kernel_name="python3",
-                                           parameters=dict(params, PAPERMILL_OUTPUT_PATH=str(out_nb)),
-                                           progress_bar=progress_bar)
-            make_portable(out_nb, final_name=out_nb.name)
-            status = "finished (resumed)" if resume else "finished"
-            if not is_finished(run_dir):
-                status = "failed: notebook ended without metrics.json finished=true"
-        except Exception as e:  # noqa: BLE001  (one failing row must not stop the grid)
-            status = f"failed: {type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
-            log("".join(traceback.format_exception_only(type(e), e)).strip()[-2000:])
-        seconds = time.perf_counter() - t0
-        log(f"{rid}: {status} ({seconds:.0f} s)")
-        out.append(dict(run_id=rid, status=status, seconds=round(seconds, 1)))
-    summary = pd.DataFrame(out, columns=["run_id", "status", "seconds"])
-    log(grid_line(summary))
-    return summary
+    try:
+        out_nb = run_dir / "train.ipynb"
+        with unattended_kernels():
+            papermill.execute_notebook(str(nb), str(out_nb), cwd=str(repo_root()), kernel_name="python3",
+                                       parameters=dict(params, PAPERMILL_OUTPUT_PATH=str(out_nb)),
+                                       progress_bar=progress_bar)
+        make_portable(out_nb, final_name=out_nb.name)
+        status = "finished (resumed)" if resume else "finished"
+        if not is_finished(run_dir):
+            status = "failed: notebook ended without metrics.json finished=true"
+    except Exception as e:  # noqa: BLE001  (one failing row must not stop the grid)
+        status = f"failed: {type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
+        log("".join(traceback.format_exception_only(type(e), e)).strip()[-2000:])
+    return status
 
 
 def grid_line(summary: pd.DataFrame) -> str:

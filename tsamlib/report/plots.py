@@ -1,6 +1,6 @@
 """The figures of notebooks 04, 06 and 07, one call each: a run's training curves, per-class accuracy, a prediction
-on one video, a checkpoint scored with both protocols, a video streamed frame by frame. Each takes what the evaluation returned and gives back the
-matplotlib figure (axes labelled with what they count)."""
+on one video, a checkpoint scored with both protocols, a video streamed frame by frame. Each takes what the
+evaluation returned and gives back the matplotlib figure (axes labelled with what they count)."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -56,7 +56,7 @@ def test_paper_scale_params_are_the_report_configs():
                      channels_last=None,
                      dropout=0.5,
                      num_workers=8, seed=0, run_id="table1-paper-tsam-16-av-in21k-s0", resume=False,
-                     overwrite=False, runs_root=None, preset="authors", **PRESET_SWITCHES["authors"])
+                     overwrite=False, runs_root=None, log=None, preset="authors", **PRESET_SWITCHES["authors"])
     assert k["shift_pad"] == "keep" and k["video_norm"] == "none" and k["eval_protocol"] == "authors"
     s = next(e.params for e in g if e.row.key == "tsam-16-k4-k400")
     assert (s["dataset"], s["pretrained"], s["flip"], s["epochs"], s["lr"], s["lr_decay"]) == (
@@ -364,3 +364,34 @@ def test_table_markdown_keeps_its_columns_narrow(tmp_path):
     assert "\n[1] stand-in for ImageNet: no ImageNet weights offline" in md
     csv = pd.read_csv(tmp_path / "table2_something_v1.csv")
     assert csv["Run ids"].str.contains("table2-mini-tsm-8-scratch-s0, table2-mini-tsm-8-scratch-s1").any()
+
+
+def test_the_grid_logs_every_run_the_same_way_and_compares_in_one_tensorboard(tmp_path, monkeypatch):
+    """``track`` reaches every run the grid trains as its ``log`` (bookkeeping: a finished run is still "done");
+    grid_tensorboard gives every finished run of the grid its events, once, from metrics.json."""
+    pytest.importorskip("tensorboard")
+    import papermill
+    calls = []
+
+    def fake_execute(nb, out, parameters, cwd, kernel_name, progress_bar):
+        calls.append(dict(parameters))
+        _write_run(Path(parameters["runs_root"]), parameters, 0.5)
+        Path(out).write_text("{}")
+
+    monkeypatch.setattr(papermill, "execute_notebook", fake_execute)
+    entries = [e for e in ex.mini_grid(seeds=(0,), runs_root=str(tmp_path)) if e.params][:3]
+    _write_run(tmp_path, entries[0].params, 0.9)   # finished before: skipped, whatever the trackers
+    summary = ex.run_grid(entries, runs_root=tmp_path, log=lambda s: None, track="tensorboard")
+    assert list(summary.status) == ["done", "finished", "finished"]
+    assert [c["log"] for c in calls] == ["tensorboard", "tensorboard"]
+    bad = ex.run_grid(entries[1:2], runs_root=tmp_path / "other", log=lambda s: None, track="tb", dry_run=True)
+    assert bad.status[0].startswith("failed: log='tb': 'tb' is not a tracker")
+
+    logs = []
+    assert ex.grid_tensorboard(entries, tmp_path, log=logs.append) == tmp_path
+    assert all(len(list((tmp_path / e.params["run_id"] / "tensorboard").glob("events.out.tfevents.*"))) == 1
+               for e in entries)
+    ex.grid_tensorboard(entries, tmp_path, log=logs.append)       # nothing written twice
+    assert logs[0].startswith("TensorBoard: 3 finished runs of the grid (3 written now from their metrics.json): "
+                              "tensorboard --logdir ")
+    assert "(0 written now" in logs[1]

@@ -10,7 +10,7 @@ from .._lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     ".experiments": ["TABLE1_ROWS", "TABLE2_ROWS", "CAUSAL_ROWS", "paper_grid", "mini_grid", "grid", "grid_frame",
-                     "grid_summary", "run_grid", "run_summary"],
+                     "grid_summary", "run_grid", "run_summary", "grid_tensorboard"],
     ".tables": ["collect_runs", "render_table", "write_tables", "write_figures", "evaluate_shapes"],
     ".viz": ["plot_shift_pattern", "plot_shift_on_features", "plot_sampled_frames", "plot_log_mels"],
     ".plots": ["plot_training_curves", "plot_per_class_accuracy", "plot_prediction", "plot_protocols", "plot_stream"],

@@ -33,7 +33,8 @@ from ..runs.folder import is_finished, run_state, runs_dir
 
 __all__ = ["Row", "ReferenceRow", "GridEntry", "TABLE1_ROWS", "TABLE2_ROWS", "CAUSAL_ROWS", "REFERENCE_ROWS",
            "run_id", "paper_params", "mini_params", "mini_init", "paper_grid", "mini_grid", "grid",
-           "grid_frame", "grid_summary", "run_summary", "placeholders", "run_grid", "grid_line", "scale_preset", "MINI"]
+           "grid_frame", "grid_summary", "run_summary", "placeholders", "run_grid", "grid_line", "grid_tensorboard",
+           "scale_preset", "MINI"]
 
 
 @dataclass(frozen=True)
@@ -341,12 +342,13 @@ def _changed(params: dict[str, Any], run_dir: Path) -> list[str]:
 
 def run_grid(params_list: Sequence[dict[str, Any] | GridEntry], notebook: str = "notebooks/03_train.ipynb",
              runs_root: str | Path | None = None, dry_run: bool = False, log: Callable[[str], Any] = print,
-             progress_bar: bool = False) -> pd.DataFrame:
+             progress_bar: bool = False, track: str | None = None) -> pd.DataFrame:
     """Run every parameter dict through ``notebook`` with papermill; return (run_id, status, seconds) per run.
 
     Finished runs are skipped ("done"), unfinished run folders are continued with ``resume=True``, missing
     ones start fresh. A failing run is recorded as ``"failed: <error>"`` and the grid goes on. GridEntries
-    without parameters (rows not run) and parameters with placeholders are reported, not run.
+    without parameters (rows not run) and parameters with placeholders are reported, not run. ``track``: the
+    trackers every run logs to (RunConfig's ``log``, e.g. ``"tensorboard"``), the same for the whole grid.
     """
     import papermill  # noqa: F401  (where it is missing, the grid fails here, before any run is looked at)
 
@@ -360,6 +362,8 @@ def run_grid(params_list: Sequence[dict[str, Any] | GridEntry], notebook: str = 
         params = dict(item.params if isinstance(item, GridEntry) else item)
         if runs_root is not None:
             params["runs_root"] = str(runs_root)
+        if track:
+            params["log"] = track   # how the runs are watched: bookkeeping, never a reason to rerun one
         out.append(_run_one(nb, params, dry_run, log, progress_bar))
     summary = pd.DataFrame(out, columns=["run_id", "status", "seconds"])
     log(grid_line(summary))
@@ -433,6 +437,29 @@ def _execute(nb: Path, run_dir: Path, params: dict[str, Any], resume: bool, log:
         status = f"failed: {type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
         log("".join(traceback.format_exception_only(type(e), e)).strip()[-2000:])
     return status
+
+
+def grid_tensorboard(entries: Sequence[GridEntry], runs_root: str | Path | None = None,
+                     log: Callable[[str], Any] = print) -> Path:
+    """TensorBoard events for every finished run of the grid, so the whole grid compares in one view: runs trained
+    with ``track="tensorboard"`` have theirs; the others (the committed runs among them) get them from their
+    ``metrics.json`` (:func:`tsamlib.training.write_tensorboard`). Says how many and the command; returns the
+    folder to give ``tensorboard --logdir``."""
+    from ..runs.fileio import relative_to_repo
+    from ..training.tracking import tensorboard_dir, write_tensorboard
+
+    root, finished, written = runs_dir(runs_root), 0, 0
+    for entry in entries:
+        if entry.params is None or not is_finished(root / entry.params["run_id"]):
+            continue
+        run = root / entry.params["run_id"]
+        finished += 1
+        if not any(tensorboard_dir(run).glob("events.out.tfevents.*")):
+            write_tensorboard(run)
+            written += 1
+    log(f"TensorBoard: {finished} finished runs of the grid ({written} written now from their metrics.json): "
+        f"tensorboard --logdir {relative_to_repo(root)}")
+    return root
 
 
 def grid_line(summary: pd.DataFrame) -> str:

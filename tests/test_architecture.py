@@ -149,6 +149,46 @@ def test_each_layer_states_its_api_and_every_name_is_its_modules_public_name(lay
             assert name in home.__all__, f"tsamlib.{layer}.{name} is not in {home.__name__}.__all__"
 
 
+COMMAND_LINE = {"cli", "__main__"}   # the only places that parse arguments
+
+
+def command_line_outside_cli(module: str) -> list[str]:
+    """Where ``module`` (outside cli/ and __main__) imports argparse or defines a ``cmd_`` function."""
+    tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
+    where = MODULES[module].relative_to(PKG.parent)
+    bad = [f"{where}:{node.lineno} imports argparse" for node in ast.walk(tree)
+           if (isinstance(node, ast.Import) and any(a.name.split(".")[0] == "argparse" for a in node.names))
+           or (isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "argparse")]
+    bad += [f"{where}:{node.lineno} defines {node.name}" for node in ast.walk(tree)
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("cmd_")]
+    return bad
+
+
+def test_the_command_line_lives_in_cli():
+    """A library function takes values and returns values: parsing arguments and running commands is cli's."""
+    bad = [line for module in MODULES if place(module) not in COMMAND_LINE for line in command_line_outside_cli(module)]
+    assert not bad, "command line outside tsamlib/cli and __main__:\n" + "\n".join(bad)
+
+
+def test_the_command_line_check_sees_what_it_must_refuse(tmp_path, monkeypatch):
+    pkg = tmp_path / "tsamlib"
+    for f, text in {"__init__.py": "", "cli/__init__.py": "", "cli/x.py": "import argparse\ndef cmd_x(a): pass\n",
+                    "data/__init__.py": "", "data/a.py": "import argparse\n",
+                    "data/b.py": "def f():\n    from argparse import Namespace\n",
+                    "data/c.py": "def cmd_c(args):\n    pass\n"}.items():
+        (pkg / f).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / f).write_text(text)
+    monkeypatch.setattr(sys.modules[__name__], "PKG", pkg)
+    monkeypatch.setattr(sys.modules[__name__], "MODULES", {module_name(p): p for p in sorted(pkg.rglob("*.py"))})
+    with pytest.raises(AssertionError) as e:
+        test_the_command_line_lives_in_cli()
+    said = str(e.value)
+    for line in ("tsamlib/data/a.py:1 imports argparse", "tsamlib/data/b.py:2 imports argparse",
+                 "tsamlib/data/c.py:1 defines cmd_c"):
+        assert line in said
+    assert "cli/x.py" not in said
+
+
 def test_public_api_at_the_top():
     import tsamlib
     from tsamlib import RunConfig, create_tsam, evaluate, load_run, temporal_shift  # noqa: F401

@@ -1,11 +1,14 @@
-"""Typed command-line values with their ranges: a wrong one ends at argument parsing, in one line naming the option
-(argparse's ``error: argument --n-clips: 0 is out of range: allowed 1 or more``, exit code 2)."""
+"""What the commands share: typed command-line values with their ranges (a wrong one ends at argument parsing, in
+one line naming the option: argparse's ``error: argument --n-clips: 0 is out of range: allowed 1 or more``, exit
+code 2), and a run or package named on the command line, found or said in one line."""
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 from typing import Callable
 
-__all__ = ["number"]
+__all__ = ["number", "find_source"]
 
 
 def number(kind: type = int, lo: float | None = None, hi: float | None = None, open_lo: bool = False,
@@ -35,3 +38,14 @@ def number(kind: type = int, lo: float | None = None, hi: float | None = None, o
 
     parse.__name__ = kind.__name__   # argparse names the type in some messages
     return parse
+
+
+def find_source(run: str) -> Path | None:
+    """The folder of ``run`` (a run id, a run folder or a package folder:
+    :func:`~tsamlib.evaluation.views.resolve_source`), or None after a one-line error when there is none."""
+    from ..evaluation.views import resolve_source
+    try:
+        return resolve_source(run)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None

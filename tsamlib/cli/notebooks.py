@@ -14,6 +14,7 @@ one; a finished run with its weights is not trained again; 04 evaluates the run 
 """
 from __future__ import annotations
 
+import argparse
 import ast
 import difflib
 import os
@@ -22,12 +23,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..config import RunConfig
+# light imports only: the parser of python -m tsamlib is built from this module (runs.folder, runs.notebook
+# and papermill are imported where they are used)
 from ..runs.fileio import relative_to_repo, repo_root, writable_folder
-from ..runs.folder import run_state, runs_dir, unique_run_id
-from ..runs.notebook import make_portable, unattended_kernels
 
-__all__ = ["NOTEBOOKS", "MAIN_JOB", "NotebookFailed", "local_out_dir", "published_out_dir", "run_notebook",
-           "run_pipeline", "parse_param", "selected_notebooks", "check_parameters"]
+__all__ = ["add_notebooks", "cmd_notebooks", "NOTEBOOKS", "MAIN_JOB", "NotebookFailed", "local_out_dir",
+           "published_out_dir", "run_notebook", "run_pipeline", "parse_param", "selected_notebooks",
+           "check_parameters"]
 
 NOTEBOOKS = ("01_build_datasets", "02_visualize", "03_train", "04_evaluate", "05_reproduce_tables",
              "06_released_checkpoint", "07_online")
@@ -73,6 +75,8 @@ def run_notebook(name: str, parameters: dict[str, Any] | None = None, out_dir: s
     terminal too."""
     import papermill as pm
 
+    from ..runs.notebook import make_portable, unattended_kernels
+
     root = repo_root()
     out_dir = writable_folder(Path(out_dir) if out_dir is not None else local_out_dir(),
                               "the executed copies go there: make it writable")
@@ -101,6 +105,8 @@ def run_notebook(name: str, parameters: dict[str, Any] | None = None, out_dir: s
 def _train_run_id(params: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     """Notebook 03's parameters with a run id fixed in advance (so that 04 evaluates the same run), or
     ``None`` when the named run is finished with its weights and is not trained again."""
+    from ..runs.folder import run_state, runs_dir, unique_run_id
+
     params = dict(params)
     cfg = RunConfig.from_params(params)
     if cfg.run_id is None:
@@ -122,6 +128,8 @@ def _clear_published_run(run_id: str, runs_root: str | None) -> None:
     """Publishing trains the committed reference run again: its folder is removed first (its record stays in git
     history), so the published 03 shows a fresh run, not a folder moved aside."""
     import shutil
+
+    from ..runs.folder import runs_dir
 
     path = runs_dir(runs_root) / str(run_id)
     if path.is_dir():
@@ -187,3 +195,30 @@ def run_pipeline(only: Sequence[str] | None = None, parameters: dict[str, Any] |
         done.append(run_notebook(name, params, out_dir, progress=progress))
         print(f"   executed copy: {relative_to_repo(done[-1])}", flush=True)
     return done
+
+
+def add_notebooks(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("notebooks", help="run notebooks 01-04 in order (the main job), or those given by --only "
+                                         "(05: the mini tables, 06: a released checkpoint); executed copies in "
+                                         "results/notebooks/local/")
+    p.add_argument("--only", nargs="*", help="notebook prefixes to run, e.g. 03 04")
+    p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="a parameter for every notebook that declares it (papermill style)")
+    p.add_argument("--publish", action="store_true",
+                   help="write the committed copies in results/notebooks/ and train run 'demo' afresh")
+    p.add_argument("--progress-bar", action="store_true", help="papermill's cell progress bar (off: the "
+                                                              "notebooks print their own progress lines)")
+    p.set_defaults(func=cmd_notebooks)
+
+
+def cmd_notebooks(args: argparse.Namespace) -> int:
+    params = {name: parse_param(value) for name, value in args.param}
+    try:
+        run_pipeline(args.only or None, params, progress=args.progress_bar, publish=args.publish)
+    except NotebookFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except (ValueError, OSError) as e:   # a notebook or parameter that does not exist, a folder not writable
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0

@@ -21,7 +21,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -32,12 +32,11 @@ from ..data.transforms import norm_stats
 from ..model.onnx_export import ONNX_OPSET, check_onnx_graph, export_model_onnx, onnx_input_names, set_onnx_metadata
 from ..model.formats import is_package_folder
 from ..runs.fileio import relative_to_repo, writable_file, writable_folder
-from ..runs.folder import resolve_run
 from ..runs.provenance import environment_info
 from .predict import clip_views
-from .views import load_model
+from .views import load_model, resolve_source
 
-__all__ = ["ExportCheckError", "ExportReport", "export_onnx", "check_views", "cmd_export"]
+__all__ = ["ExportCheckError", "ExportReport", "export_onnx", "check_views"]
 
 TRACE_BATCH = 2            # the batch the graph is traced with
 CHECK_BATCHES = (1, 3)     # the batches onnxruntime is checked at: other than the traced one
@@ -104,7 +103,7 @@ def export_onnx(run: str | os.PathLike, path: str | os.PathLike, videos: Sequenc
     if is_package_folder(run) and not videos:
         raise ValueError(f"{run} is a package: it names no dataset to check the export on; give videos=[...] (CLI: "
                          "--videos CLIP ...), clips of the kind the model classifies.")
-    run = run if is_package_folder(run) else resolve_run(run)
+    run = resolve_source(run)
     writable_folder(path.absolute().parent, "choose another --onnx path")
     model, cfg, vocab = load_model(run, weights)
     need = TRACE_BATCH + sum(CHECK_BATCHES)
@@ -145,16 +144,3 @@ def export_onnx(run: str | os.PathLike, path: str | os.PathLike, videos: Sequenc
     finally:
         tmp.unlink(missing_ok=True)
     return ExportReport(path, diffs, used, names, operators)
-
-
-def cmd_export(args: Any) -> int:
-    """``python -m tsamlib export RUN --onnx OUT``: one line of what was written and checked; one-line errors."""
-    import sys
-    from ..data.video import VideoReadError
-    try:
-        rep = export_onnx(args.run, args.onnx, videos=args.videos, atol=args.atol, weights=args.weights)
-    except (OSError, RuntimeError, ValueError, VideoReadError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(rep.summary())
-    return 0

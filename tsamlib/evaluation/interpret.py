@@ -71,7 +71,11 @@ def plot_top_losses(interp: ViewsInterpretation, k: int = 4, largest: bool = Tru
 
     from ..data.video import load_clip
     from ..runs.fileio import relative_to_repo
-    shown = lambda q: (lambda rel: Path(q).name if Path(rel).is_absolute() else rel)(relative_to_repo(q))
+
+    def shown(q) -> str:   # a path inside the repository relative to it, any other by its name
+        rel = relative_to_repo(q)
+        return Path(q).name if Path(rel).is_absolute() else rel
+
     losses, idx = interp.top_losses(min(k, len(interp.losses)), largest)
     t = n_show or interp.n_frames
     n_rows = max(1, len(idx))

@@ -1,4 +1,4 @@
-"""Predict the class of one raw video file with a trained run: ``python -m tsamlib predict VIDEO --run RUN``.
+"""Predict the class of one raw video file with a trained run (``python -m tsamlib predict VIDEO --run RUN``).
 
 The views are fixed in advance, as in :mod:`tsamlib.evaluation.views`: ``n_clips`` test clips (frame at offset
 ``(clip + 0.5) / n_clips`` of each TSN segment) x ``n_crops`` crops (1: centre), resized and normalised
@@ -8,7 +8,6 @@ the softmax is averaged over all views. An audio model gets the file's full-clip
 """
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 from typing import Any
@@ -21,12 +20,13 @@ from ..config import RunConfig
 from ..data.audio import DEFAULT_SR, AudioFrame
 from ..data.loaders import video_views
 from ..data.transforms import ClipTransform, norm_stats
-from ..data.video import VideoReadError
 from ..model.tsam import TSAM
 from ..runs.folder import open_run
 from .views import load_model, run_vocab
 
-__all__ = ["clip_views", "predict", "cmd_predict"]
+__all__ = ["N_CLIPS", "N_CROPS", "clip_views", "predict"]
+
+N_CLIPS, N_CROPS = 2, 1   # the views predict averages unless told: two test clips, the centre crop
 
 
 def clip_views(path: str | os.PathLike, cfg: RunConfig | dict[str, Any], n_clips: int = 2, n_crops: int = 1,
@@ -52,7 +52,8 @@ def clip_views(path: str | os.PathLike, cfg: RunConfig | dict[str, Any], n_clips
 
 
 @torch.no_grad()
-def predict(run: str | os.PathLike, video: str | os.PathLike, k: int = 5, n_clips: int = 2, n_crops: int = 1,
+def predict(run: str | os.PathLike, video: str | os.PathLike, k: int = 5, n_clips: int = N_CLIPS,
+            n_crops: int = N_CROPS,
             model: TSAM | None = None, verbose: bool = True) -> list[tuple[str, float]]:
     """The `k` most probable classes of a raw video for a finished run (its folder or :class:`Run`; its model,
     unless ``model`` is given, and every setting from it) or a package folder (``checkpoint convert``),
@@ -74,22 +75,3 @@ def predict(run: str | os.PathLike, video: str | os.PathLike, k: int = 5, n_clip
     probs = F.softmax(logits.float(), dim=1).mean(0)
     top = probs.topk(min(k, len(vocab)))
     return [(vocab[int(i)], float(p)) for p, i in zip(top.values, top.indices)]
-
-
-def cmd_predict(args: argparse.Namespace) -> int:
-    """``python -m tsamlib predict``: print the top classes of a video; one-line errors (exit code 1) for a
-    missing or unreadable file or run (the parser is in :mod:`tsamlib.__main__`)."""
-    import sys
-    try:
-        if not Path(args.run).is_dir():
-            raise FileNotFoundError(f"run folder {args.run} not found (runs live in results/runs/<run_id>/; a "
-                                    "package folder from `checkpoint convert` works too).")
-        top = predict(args.run, args.video, k=args.top, n_clips=args.n_clips, n_crops=args.n_crops)
-    except (FileNotFoundError, VideoReadError, RuntimeError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    width = max(len(name) for name, _ in top)
-    print(f"{args.video}  (run {Path(args.run).name}, {args.n_clips} clips x {args.n_crops} crops)")
-    for rank, (name, p) in enumerate(top, 1):
-        print(f"{rank:2d}. {name:<{width}s}  {p:.4f}")
-    return 0

@@ -21,7 +21,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -32,21 +32,21 @@ from ..data.audio import DEFAULT_SR, AudioFrame, mels_to_image
 from ..data.probe import probe_video
 from ..data.transforms import ClipTransform, norm_stats
 from ..data.video import read_frames, segment_indices
-from ..model.formats import is_package_folder
 from ..model.online import StreamingTSAM
-from ..runs.folder import resolve_run
-from .views import load_model, run_vocab
+from .views import load_model, resolve_source, run_vocab
 
-__all__ = ["StreamStep", "stream_times", "stream_video", "cmd_stream"]
+__all__ = ["AUDIO_WINDOW", "RATE", "StreamStep", "stream_times", "stream_video"]
 
 
 FOLDER_FPS = 25.0   # a frame folder without prepare.json: the rate assumed for its frames' times
+RATE = "auto"   # which frames are fed unless told: n_frames frames spaced as in training
 AUDIO_WINDOW = 10.0   # seconds of sound behind each frame's audio image, unless told (a Kinetics clip)
 _CHUNK = 16         # frames decoded together (a file is opened and sought once per chunk)
 
 
 def _folder_fps(path: Path) -> float:
-    """A frame folder's frames per second: from its ``prepare.json`` (``prepare`` writes it), else :data:`FOLDER_FPS`."""
+    """A frame folder's frames per second: from its ``prepare.json`` (``prepare`` writes it), else
+    :data:`FOLDER_FPS`."""
     import json
     try:
         return float(json.loads((path / "prepare.json").read_text())["fps"])
@@ -65,7 +65,7 @@ class StreamStep:
     probs: torch.Tensor
 
 
-def stream_times(n_frames_in_video: int, fps: float, n_frames: int, rate: str | float = "auto") -> np.ndarray:
+def stream_times(n_frames_in_video: int, fps: float, n_frames: int, rate: str | float = RATE) -> np.ndarray:
     """The frame indices a stream feeds, in order (see the module's doc for ``rate``)."""
     if rate == "auto":
         return segment_indices(n_frames_in_video, n_frames, "valid")
@@ -90,7 +90,7 @@ def _audio_window(af: AudioFrame, mels: list[np.ndarray], t: float, window: floa
 
 
 @torch.no_grad()
-def stream_video(run: str | os.PathLike, video: str | os.PathLike, rate: str | float = "auto", k: int = 3,
+def stream_video(run: str | os.PathLike, video: str | os.PathLike, rate: str | float = RATE, k: int = 3,
                  audio_window: float = AUDIO_WINDOW, model: torch.nn.Module | None = None,
                  verbose: bool = True) -> Iterator[StreamStep]:
     """Yield a :class:`StreamStep` per frame of ``video`` fed to the run's model as a stream (module doc).
@@ -102,7 +102,7 @@ def stream_video(run: str | os.PathLike, video: str | os.PathLike, rate: str | f
         raise ValueError(f"audio_window={audio_window}: a positive number of seconds.")
     if not (isinstance(k, int) and k >= 1):
         raise ValueError(f"k={k!r}: the number of top classes to report, 1 or more.")
-    run = run if is_package_folder(run) else resolve_run(run)
+    run = resolve_source(run)
     if model is None:
         model, cfg, vocab = load_model(run)
     else:
@@ -140,33 +140,3 @@ def stream_video(run: str | os.PathLike, video: str | os.PathLike, rate: str | f
             top = probs.topk(min(k, len(vocab)))
             yield StreamStep(t, int(index), [(vocab[int(i)], float(p)) for p, i in zip(top.values, top.indices)],
                              probs)
-
-
-def _has_audio(source: str | os.PathLike) -> bool:
-    """Whether a run (its params.json) or a package (its config.json, as inspect_checkpoint reads it) has audio."""
-    if is_package_folder(source):
-        from ..model.formats import inspect_checkpoint
-        return bool(inspect_checkpoint(source).settings.get("audio"))
-    from ..runs.folder import open_run
-    return RunConfig.of(open_run(source).params).audio
-
-
-def cmd_stream(args: Any) -> int:
-    """``predict VIDEO --run RUN --stream``: a line per frame fed (time, frame, top classes); one-line errors."""
-    import sys
-    from ..data.video import VideoReadError
-    try:
-        if args.audio_window is not None and not _has_audio(args.run):
-            # as a clip prediction refuses the stream's options: an option that would be ignored is said
-            print(f"error: --audio-window does not apply to run {Path(args.run).name}: it has no audio "
-                  "(audio=False): drop it", file=sys.stderr)
-            return 2
-        window = AUDIO_WINDOW if args.audio_window is None else args.audio_window
-        print(f"{args.video}  (run {Path(args.run).name}, stream: rate {args.rate}, audio window {window} s)")
-        for step in stream_video(args.run, args.video, rate=args.rate, k=args.top, audio_window=window):
-            tops = "  ".join(f"{name} {p:.3f}" for name, p in step.top)
-            print(f"{step.time:7.2f} s  frame {step.frame:5d}  {tops}", flush=True)
-    except (OSError, VideoReadError, RuntimeError, ValueError) as e:   # OSError: an unreadable image file too
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0

@@ -40,15 +40,15 @@ from ..data.manifest import manifest_vocab, read_table
 from ..model.formats import is_package_folder
 from ..model.tsam import TSAM, create_tsam, create_tsam_from
 from ..runs.checkpoints import read_best
-from ..runs.fileio import atomic_write_json, mel_cache_dir, relative_to_repo, writable_folder
-from ..runs.folder import RunLock, is_finished, open_run
+from ..runs.fileio import atomic_write_json, mel_cache_dir, writable_folder
+from ..runs.folder import RunLock, is_finished, open_run, resolve_run
 from ..runs.loader import safe_load
 from ..runs.provenance import environment_info
 from .interpret import ViewsInterpretation, learner_interpretation
 from .scoring import authors_metrics, eval_record, score_authors, score_views
 
-__all__ = ["load_run_model", "load_model", "run_vocab", "evaluate_views", "evaluate_authors", "evaluate_run",
-           "eval_path", "authors_eval_path", "interpretation", "cmd_evaluate"]
+__all__ = ["load_run_model", "load_model", "resolve_source", "has_audio", "run_vocab", "evaluate_views",
+           "evaluate_authors", "evaluate_run", "eval_path", "authors_eval_path", "interpretation"]
 
 
 def run_vocab(cfg: RunConfig | dict[str, Any]) -> list[str]:
@@ -77,8 +77,9 @@ def load_run_model(run_dir: str | os.PathLike, weights: str | None = None) -> tu
         raise RuntimeError(f"run {run_dir} has no checkpoints/best.pth: only runs with eval_weights='best' keep it; "
                            "use the last weights (weights='last', CLI --weights last).")
     if not file.is_file():
-        raise RuntimeError(f"run {run_dir} is finished but its weights checkpoints/model.pth are missing (weights are "
-                           "never committed: a fresh clone has none): train it again (overwrite=True, CLI --overwrite).")
+        raise RuntimeError(f"run {run_dir} is finished but its weights checkpoints/model.pth are missing (weights "
+                           "are never committed: a fresh clone has none): train it again (overwrite=True, CLI "
+                           "--overwrite).")
     model = create_tsam(cfg.arch, num_classes=len(run_vocab(cfg)), pretrained=None, **cfg.model_kwargs())
     state = (read_best(run.checkpoint_dir)["model"] if file.name == "best.pth"
              else safe_load(file, hint="train the run again (overwrite=True)"))
@@ -112,6 +113,21 @@ def load_model(source: str | os.PathLike, weights: str | None = None) -> tuple[T
         return model, RunConfig.from_params(settings), list(vocab)
     model, cfg = load_run_model(source, weights)
     return model, cfg, run_vocab(cfg)
+
+
+def resolve_source(source: str | os.PathLike) -> Path:
+    """The folder :func:`load_model` takes for ``source``: a package folder as it is, else the run folder of a run
+    id or folder (:func:`~tsamlib.runs.folder.resolve_run`: FileNotFoundError naming both places looked at)."""
+    return Path(source) if is_package_folder(source) else resolve_run(source)
+
+
+def has_audio(source: str | os.PathLike) -> bool:
+    """Whether the model of a run folder (its params.json) or of a package folder (its config.json, as
+    inspect_checkpoint reads it) takes sound."""
+    if is_package_folder(source):
+        from ..model.formats import inspect_checkpoint
+        return bool(inspect_checkpoint(source).settings.get("audio"))
+    return RunConfig.of(open_run(source).params).audio
 
 
 def eval_path(run_dir: str | os.PathLike, split: str = "valid", n_clips: int = 2, n_crops: int = 3) -> Path:
@@ -225,21 +241,3 @@ def _write_record(run_dir: Path, res: dict[str, Any], path: Path | None = None,
     p = res["protocol"]
     with RunLock(run_dir, what="evaluation"):  # refused while another process trains or evaluates this run
         return atomic_write_json(path or eval_path(run_dir, p["split"], p["n_clips"], p["n_crops"]), record)
-
-
-def cmd_evaluate(args) -> int:
-    """``python -m tsamlib evaluate RUN``: run :func:`evaluate_views` and print the metrics."""
-    import sys
-    try:
-        res = evaluate_views(args.run, args.split, args.n_clips, args.n_crops, args.batch_size, args.num_workers)
-    except (OSError, RuntimeError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    fmt = lambda v: "n/a" if v is None else f"{v:.4f}"
-    print(f"{Path(args.run).name} {args.split} {args.n_clips}x{args.n_crops} views: top1 {fmt(res['top1'])}  "
-          f"top5 {fmt(res['top5'])}  loss {fmt(res['loss'])}  ({res['n_videos']} videos, {res['n_failed']} failed, "
-          f"{res['n_excluded']} excluded)")
-    for path, why in res["failed"].items():
-        print(f"  failed: {path}: {why}")
-    print(f"written: {relative_to_repo(eval_path(args.run, args.split, args.n_clips, args.n_crops))}")
-    return 0

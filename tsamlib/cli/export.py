@@ -1,0 +1,42 @@
+"""``python -m tsamlib export RUN --onnx OUT``: a run's (or a package's) model to ONNX, checked with onnxruntime on
+real clips first (:func:`~tsamlib.evaluation.export.export_onnx`); one line of what was written and checked, or a
+one-line error (exit code 1)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .args import find_source, number
+
+__all__ = ["add_export", "cmd_export"]
+
+
+def add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="a run's model to ONNX (standard operators, dynamic batch), checked with "
+                                      "onnxruntime on real clips first")
+    p.add_argument("run", help="a run id (python -m tsamlib runs lists them), a run folder, or a package folder "
+                               "(checkpoint convert; give --videos)")
+    p.add_argument("--onnx", required=True, help="the ONNX file to write")
+    p.add_argument("--videos", nargs="+", default=None,
+                   help="clips to check the export on: 6 views, a centre clip of each of the first 6 (fewer are used "
+                        "again; default: the run's validation videos, then its training videos)")
+    p.add_argument("--atol", type=number(float, 0, 1, open_lo=True), default=1e-4,
+                   help="largest logit difference allowed between onnxruntime and PyTorch (default 1e-4)")
+    p.add_argument("--weights", choices=("last", "best"), default=None,
+                   help="the run's last or best-epoch weights (default: the run's eval_weights)")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    run = find_source(args.run)
+    if run is None:
+        return 1
+    from ..data.video import VideoReadError
+    from ..evaluation.export import export_onnx
+    try:
+        rep = export_onnx(run, args.onnx, videos=args.videos, atol=args.atol, weights=args.weights)
+    except (OSError, RuntimeError, ValueError, VideoReadError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(rep.summary())
+    return 0

@@ -32,7 +32,8 @@ def test_fresh_clone_runs_the_main_job_and_papermill_twice(tmp_path):
     stamp = venv / ".tsam-installed"  # written by scripts/setup.sh: without it setup.sh would reinstall into it
     want = hashlib.sha256((clone / "pyproject.toml").read_bytes()).hexdigest()
     if not stamp.is_file() or stamp.read_text().strip() != want:
-        pytest.fail(f"{venv} was not installed by scripts/setup.sh for this pyproject.toml: run `bash scripts/setup.sh`")
+        pytest.fail(f"{venv} was not installed by scripts/setup.sh for this pyproject.toml: run "
+                    "`bash scripts/setup.sh`")
     (clone / ".venv").symlink_to(venv, target_is_directory=True)
     env = {k: v for k, v in os.environ.items() if k not in ("MPLBACKEND", "PYTHONPATH", "VIRTUAL_ENV")}
     env.update(PYTHONPATH=str(clone), OMP_NUM_THREADS="1", PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}")

@@ -12,6 +12,7 @@ from torch import nn
 
 from tsamlib.data.loaders import clip_views_dataset, video_dataloaders, views_dataloader
 from tsamlib.data.manifest import read_table
+from tsamlib.data.transforms import ClipTransform
 
 SMALL = dict(n_frames=4, img_size=64, resize=72, n_mels=64, batch_size=4)
 
@@ -151,8 +152,8 @@ def test_csv_manifest_with_relative_paths(media_zoo, tmp_path):
 
 
 def test_views_dataset(kinetics_df):
-    ds = clip_views_dataset(kinetics_df, split="valid", n_clips=2, n_crops=3, **{k: SMALL[k] for k in
-                            ("n_frames", "img_size", "resize")})
+    ds = clip_views_dataset(kinetics_df, split="valid", n_clips=2, n_frames=SMALL["n_frames"],
+                            tfm=ClipTransform(SMALL["img_size"], SMALL["resize"], n_crops=3))
     assert len(ds) == 4 * 6 and ds.views[:7] == [(0, 0, 0), (0, 0, 1), (0, 0, 2), (0, 1, 0), (0, 1, 1), (0, 1, 2), (1, 0, 0)]
     x0, x1, x3 = ds[0][0], ds[1][0], ds[3][0]
     assert x0.shape == (4, 3, 64, 64) and not torch.equal(x0, x1) and not torch.equal(x0, x3)
@@ -199,7 +200,7 @@ def test_batches_and_model_go_to_the_default_device(kinetics_df, tmp_path):
 
     dls = video_dataloaders(kinetics_df, cache_dir=tmp_path, **SMALL)
     assert dls.device == default_device() and dls.train.device == default_device()
-    assert views_dataloader(clip_views_dataset(kinetics_df, "valid", n_frames=2, img_size=32, resize=36)).device \
+    assert views_dataloader(clip_views_dataset(kinetics_df, "valid", n_frames=2, tfm=ClipTransform(32, 36))).device \
         == default_device()
     from tsamlib.training.learner import tsam_learner
     learn = tsam_learner(dls, arch="resnet10t", shift_depth=1, progress_bars=False)

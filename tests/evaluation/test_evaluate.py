@@ -103,8 +103,8 @@ def test_predict_video_and_cli(run_dir, result, tmp_path, capsys):
     assert len(top) == 5 and probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-6
     assert main(["predict", clip, "--run", str(run_dir)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()[1:]
-    assert [l.split()[1] for l in lines] == [n for n, _ in top]
-    assert [float(l.split()[-1]) for l in lines] == pytest.approx(probs, abs=1e-4)
+    assert [line.split()[1] for line in lines] == [n for n, _ in top]
+    assert [float(line.split()[-1]) for line in lines] == pytest.approx(probs, abs=1e-4)
     silent = make_video(tmp_path / "silent.mp4", n_frames=8, audio=False)
     assert len(predict(run_dir, silent, k=3, n_clips=1)) == 3
     assert "no audio track" in capsys.readouterr().out

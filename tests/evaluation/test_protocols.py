@@ -18,8 +18,9 @@ from tsm_family_like import MMRecognizer, TSMRepoModel, mmaction2_cfg_text, save
 
 from tsamlib.data.manifest import build_manifest
 from tsamlib.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from tsamlib.evaluation.protocols import TestProtocol, mmaction2_protocol, protocol_named, tsm_protocol
+from tsamlib.evaluation.protocols import TestProtocol, mmaction2_protocol, protocol_named, tsm_protocol, views_protocol
 from tsamlib.evaluation.released import evaluate_checkpoint, summary_table
+from tsamlib.evaluation.specs import Loading
 
 N_CLASSES, T = 5, 4
 
@@ -73,7 +74,8 @@ def test_a_tsm_file_is_scored_with_tsms_two_tests(clips, tmp_path):
     ref = save_like_tsm(trained_like(TSMRepoModel(N_CLASSES, T, "resnet18", shift_div=8)), tmp_path / "tsm.pth",
                         "resnet18")
     res = evaluate_checkpoint(tmp_path / "tsm.pth", manifest, settings=dict(n_frames=T, f_div=8, img_size=48,
-                              resize=48), n_clips=1, n_crops=1, out_dir=tmp_path / "out", progress=False)
+                              resize=48), protocols=(views_protocol(1, 1), "tsm", "tsm_dense"),
+                              out_dir=tmp_path / "out", loading=Loading(progress=False))
     assert res["protocols"] == ("views", "tsm", "tsm_dense")                 # the file's own, beside ours
     dense = res["others"]["tsm_dense"]
     with torch.no_grad():
@@ -96,7 +98,8 @@ def test_an_mmaction2_file_is_scored_with_the_test_pipeline_of_its_config(clips,
     ref = save_like_mmaction2(trained_like(MMRecognizer(18, N_CLASSES, T, tsm=True, shift_div=4)), tmp_path / "mm.pth",
                               mmaction2_cfg_text(18, N_CLASSES, T, shift_div=4, test_views=steps))
     res = evaluate_checkpoint(tmp_path / "mm.pth", manifest, settings=dict(audio=False, img_size=40, resize=48),
-                              write=False, progress=False, n_clips=1, n_crops=1)
+                              write=False, loading=Loading(progress=False),
+                              protocols=(views_protocol(1, 1), "mmaction2"))
     assert res["protocols"] == ("views", "mmaction2")
     mm = res["others"]["mmaction2"]
     assert mm["protocol"]["source"] == "the file's meta cfg test_pipeline" and mm["protocol"]["notes"] == []
@@ -157,7 +160,8 @@ def test_a_protocol_that_cannot_be_cut_is_refused_before_anything_runs(clips, tm
                             "average_clips='prob'", "average_clips=None"))
     settings = dict(audio=False, img_size=40, resize=48)
     with pytest.raises(ValueError, match=r"protocol 'mmaction2' .*mm\.pth.* 100 px crops .* short side is 48 px"):
-        evaluate_checkpoint(tmp_path / "mm.pth", manifest, settings=settings, write=False, progress=False)
+        evaluate_checkpoint(tmp_path / "mm.pth", manifest, settings=settings, write=False,
+                            loading=Loading(progress=False))
     with pytest.raises(ValueError, match=r"protocols=\[\['tsm'\]\]"):
         evaluate_checkpoint(tmp_path / "mm.pth", manifest, settings=settings, protocols=[["tsm"]], write=False)
     from tsamlib.model.formats import inspect_checkpoint
@@ -165,4 +169,4 @@ def test_a_protocol_that_cannot_be_cut_is_refused_before_anything_runs(clips, tm
     save_like_tsm(trained_like(TSMRepoModel(N_CLASSES, T, "resnet18", shift_div=8)), tmp_path / "tsm.pth", "resnet18")
     with pytest.raises(ValueError, match="at most 64 frames, the model has n_frames=80"):
         evaluate_checkpoint(tmp_path / "tsm.pth", manifest, settings=dict(n_frames=80, f_div=8, img_size=32,
-                            resize=36), protocols=("tsm_dense",), write=False, progress=False)
+                            resize=36), protocols=("tsm_dense",), write=False, loading=Loading(progress=False))

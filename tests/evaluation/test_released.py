@@ -18,6 +18,7 @@ from conftest import make_video
 
 from tsamlib.data.manifest import build_manifest
 from tsamlib.evaluation.predict import clip_views
+from tsamlib.evaluation.protocols import AuthorsPasses, views_protocol
 from tsamlib.evaluation.released import (
     RELEASED,
     checkpoint_classes,
@@ -26,6 +27,7 @@ from tsamlib.evaluation.released import (
     released_settings,
     summary_table,
 )
+from tsamlib.evaluation.specs import Loading
 from tsamlib.model.formats import authors_safe_globals
 from tsamlib.model.pretrained import save_authors_checkpoint
 from tsamlib.model.tsam import create_tsam
@@ -53,8 +55,8 @@ def files(tmp_path_factory):
 @pytest.fixture(scope="module")
 def result(files):
     _, ckpt, manifest, d = files
-    return evaluate_checkpoint(ckpt, manifest, settings=SETTINGS, n_clips=2, n_crops=1, n_passes=4, seed=0,
-                               cache_dir=d / "mel", out_dir=d / "out", progress=False, note="test")
+    return evaluate_checkpoint(ckpt, manifest, settings=SETTINGS, protocols=(views_protocol(2, 1), AuthorsPasses(4)),
+                               loading=Loading(cache_dir=d / "mel", progress=False), out_dir=d / "out", note="test")
 
 
 def test_both_protocols_and_the_record(files, result):
@@ -98,18 +100,18 @@ def test_fixed_protocol_equals_independent_averaging(files, result):
 
 def test_authors_protocol_is_seeded(files, result):
     _, ckpt, manifest, d = files
-    kw = dict(settings=SETTINGS, n_passes=4, cache_dir=d / "mel", write=False, progress=False, protocols=("authors",))
-    again = evaluate_checkpoint(ckpt, manifest, seed=0, **kw)
+    kw = dict(settings=SETTINGS, loading=Loading(cache_dir=d / "mel", progress=False), write=False)
+    again = evaluate_checkpoint(ckpt, manifest, protocols=(AuthorsPasses(4, seed=0),), **kw)
     assert again["views"] is None and [r["protocol"] for r in again["summary"]][0] == "authors' passes"
     assert torch.equal(again["authors"]["probs"], result["authors"]["probs"])
     assert again["authors"]["top1_after_passes"] == result["authors"]["top1_after_passes"]
-    other = evaluate_checkpoint(ckpt, manifest, seed=1, **kw)
+    other = evaluate_checkpoint(ckpt, manifest, protocols=(AuthorsPasses(4, seed=1),), **kw)
     assert not torch.equal(other["authors"]["probs"], result["authors"]["probs"])
 
 
 def test_bad_input_names_the_file_and_the_fix(files, tmp_path):
     _, ckpt, manifest, d = files
-    kw = dict(settings=SETTINGS, write=False, progress=False, cache_dir=None)
+    kw = dict(settings=SETTINGS, write=False, loading=Loading(cache_dir=None, progress=False))
     with pytest.raises(FileNotFoundError, match="nothing.tar not found: download"):
         evaluate_checkpoint(tmp_path / "nothing.tar", manifest, **kw)
     with pytest.raises(ValueError, match=r"no rows with split 'test' \(splits present: \['train', 'valid'\]\)"):
@@ -181,8 +183,9 @@ def test_a_tsm_family_file_is_scored_with_the_settings_it_states(files, tmp_path
     save_like_tsm(trained_like(TSMRepoModel(N_CLASSES, 4, "resnet18", shift_div=8)), ckpt, "resnet18")
     with pytest.raises(ValueError, match=r"does not record n_frames, f_div \(tsm format\): pass them, e.g. "
                                          r"n_frames=4, f_div=8 \(what its file name says"):
-        evaluate_checkpoint(ckpt, manifest, settings=None, protocols=("views",), write=False, progress=False)
-    common = dict(protocols=("views",), n_clips=1, n_crops=1, cache_dir=d / "mel", write=False, progress=False)
+        evaluate_checkpoint(ckpt, manifest, settings=None, protocols=("views",), write=False,
+                            loading=Loading(progress=False))
+    common = dict(protocols=(views_protocol(1, 1),), loading=Loading(cache_dir=d / "mel", progress=False), write=False)
     got = evaluate_checkpoint(ckpt, manifest, settings=dict(n_frames=4, f_div=8, img_size=32, resize=36), **common)
     assert got["settings"]["arch"] == "resnet18" and got["settings"]["video_norm"] == "imagenet"
     assert got["load_report"].layout == "tsm" and got["num_classes"] == N_CLASSES

@@ -357,24 +357,21 @@ def video_dataloaders(manifest, n_frames: int = 8, audio: bool = False, img_size
     return res
 
 
-def clip_views_dataset(manifest, split: str = "test", n_clips: int = 1, n_crops: int = 1, n_frames: int = 8,
-                       audio: bool = False, img_size: int = 224, resize: int = 256, n_mels: int = 224,
-                       sample_rate: int = DEFAULT_SR, mean=None, std=None, cache_dir=None,
-                       replace_bad: bool = False, video_norm: str = "imagenet", audio_frontend: str = "tsamlib",
-                       missing_audio: str = "silent", valid_view: str = "center_crop",
-                       crop_layout: str = "tsamlib") -> VideoDataset:
-    """Every (clip, crop) view of every video of `split`: item `v` is view `ds.views[v] = (row, clip, crop)`.
+def clip_views_dataset(manifest, split: str = "test", n_clips: int = 1, n_frames: int = 8,
+                       tfm: ClipTransform | None = None, audio_frame: AudioFrame | None = None,
+                       missing_audio: str = "silent", replace_bad: bool = False) -> VideoDataset:
+    """Every (clip, crop) view of every video of `split`: item `v` is view `ds.views[v] = (row, clip, crop)`, the
+    crops those of ``tfm`` (a test :class:`~tsamlib.data.transforms.ClipTransform` with its ``n_crops``; default:
+    the centre crop, 224 of a 256 short side, ImageNet values), with ``audio_frame``'s image when one is given
+    (``missing_audio`` as in :func:`video_dataloaders`).
 
     Average the softmax over the views of a row for the multi-view score. Bad files raise by default
-    (a replaced view would be scored as the wrong video). The switches as in :func:`video_dataloaders`."""
-    df = read_table(manifest)
-    part = _split(usable_rows(df, audio, missing_audio)[0], split)
-    views = [(r, c, k) for r in range(len(part)) for c in range(n_clips) for k in range(n_crops)]
-    mean, std = _mean_std(video_norm, mean, std)
-    tfm = ClipTransform(img_size, resize, train=False, n_crops=n_crops, mean=mean, std=std, valid_view=valid_view,
-                        crop_layout=crop_layout)
-    af = _audio_frame(audio, img_size, n_mels, sample_rate, cache_dir, audio_frontend)
-    return VideoDataset(part, n_frames, "test", tfm, af, views=views, n_clips=n_clips, replace_bad=replace_bad,
+    (a replaced view would be scored as the wrong video)."""
+    tfm = ClipTransform(train=False) if tfm is None else tfm
+    audio = audio_frame is not None
+    part = _split(usable_rows(read_table(manifest), audio, missing_audio)[0], split)
+    views = [(r, c, k) for r in range(len(part)) for c in range(n_clips) for k in range(tfm.n_crops)]
+    return VideoDataset(part, n_frames, "test", tfm, audio_frame, views=views, n_clips=n_clips, replace_bad=replace_bad,
                         split=split, drop_silent=audio and missing_audio == "drop")
 
 

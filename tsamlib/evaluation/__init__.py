@@ -1,7 +1,9 @@
 """The evaluation layer: finished runs and checkpoint files scored with fixed protocols, their errors
 interpreted, videos predicted (imports ``model``, ``data``, ``runs``, ``config``).
 
-    views       a run evaluated with fixed views (or the authors' protocol), its interpretation
+    views       a run evaluated with fixed views (or the authors' protocol), its interpretation; a run or package
+                found and loaded
+    specs       what an evaluation takes, read once: a run's view settings (ViewsSpec), how videos are read (Loading)
     scoring     the protocols on a model and settings given directly
     protocols   the TSM family's test protocols (ours, TSM's 1-clip and dense 10x3, mmaction2's from its config)
     interpret   fastai's ClassificationInterpretation over stored probabilities, top losses with frames
@@ -14,11 +16,12 @@ interpreted, videos predicted (imports ``model``, ``data``, ``runs``, ``config``
 from .._lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
-    ".views": ["evaluate_run", "evaluate_views", "evaluate_authors", "load_run_model", "load_model", "run_vocab",
-               "eval_path",
-               "authors_eval_path", "interpretation"],
+    ".views": ["evaluate_run", "evaluate_views", "evaluate_authors", "load_run_model", "load_model", "resolve_source",
+               "has_audio", "run_vocab", "eval_path", "authors_eval_path", "interpretation"],
+    ".specs": ["ViewsSpec", "Loading"],
     ".scoring": ["score_views", "score_authors", "per_class_accuracy", "eval_record"],
-    ".protocols": ["TestProtocol", "views_protocol", "tsm_protocol", "mmaction2_protocol", "file_protocols"],
+    ".protocols": ["TestProtocol", "AuthorsPasses", "views_protocol", "tsm_protocol", "mmaction2_protocol",
+                   "file_protocols"],
     ".interpret": ["ViewsInterpretation", "learner_interpretation", "plot_top_losses"],
     ".predict": ["predict", "clip_views"],
     ".export": ["export_onnx", "ExportReport", "ExportCheckError"],

@@ -21,7 +21,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -83,13 +83,42 @@ def check_views(cfg, videos: Sequence[str | os.PathLike] | None,
     return torch.cat(vs), audio, [str(v) for v in videos[:needed]]
 
 
+def _metadata(cfg, vocab: list[str], run_id: str) -> dict[str, Any]:
+    """What a deployment needs to know, for the file's metadata (see the module's doc)."""
+    sw = cfg.switches()
+    mean, std = norm_stats(sw["video_norm"])
+    return dict(classes=json.dumps(vocab), n_frames=cfg.n_frames, img_size=cfg.img_size, audio=json.dumps(cfg.audio),
+                n_mels=cfg.n_mels, audio_frontend=sw["audio_frontend"], mean=json.dumps(list(mean)),
+                std=json.dumps(list(std)), shift_depth=cfg.shift_depth, shift_pad=sw["shift_pad"],
+                shift_direction=cfg.shift_direction, opset=ONNX_OPSET, run_id=run_id,
+                tsamlib_commit=environment_info().get("git_commit", ""))
+
+
+def _differences(model: torch.nn.Module, onnx_file: Path, names: list[str], video: torch.Tensor,
+                 audio: torch.Tensor | None) -> dict[int, float]:
+    """Batch size -> max |logit difference| between onnxruntime on ``onnx_file`` and PyTorch, on the views after
+    the traced ones, in batches of :data:`CHECK_BATCHES`."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    diffs, start = {}, TRACE_BATCH
+    for b in CHECK_BATCHES:
+        part = [t[start:start + b] for t in (video, audio) if t is not None]
+        start += b
+        with torch.no_grad():
+            want = model(*part).numpy()
+        got = session.run(["logits"], {n: t.numpy() for n, t in zip(names, part)})[0]
+        diffs[b] = float(np.abs(got - want).max())
+    return diffs
+
+
 def export_onnx(run: str | os.PathLike, path: str | os.PathLike, videos: Sequence[str | os.PathLike] | None = None,
                 atol: float = 1e-4, weights: str | None = None) -> ExportReport:
     """Export the model of a run (``weights`` as :func:`~tsamlib.evaluation.views.load_run_model`) or of a package
     folder (:func:`~tsamlib.evaluation.views.load_model`) to ``path`` after
     checking onnxruntime against PyTorch on real clips (see the module's doc); :class:`ExportCheckError` when they
     differ by more than ``atol``."""
-    import onnxruntime as ort
+    import onnxruntime  # noqa: F401  (not installed: ImportError before any work)
 
     path = Path(path)
     if not path.name or path.is_dir():
@@ -108,28 +137,12 @@ def export_onnx(run: str | os.PathLike, path: str | os.PathLike, videos: Sequenc
     model, cfg, vocab = load_model(run, weights)
     need = TRACE_BATCH + sum(CHECK_BATCHES)
     video, audio, used = check_views(cfg, videos, need)
-    sw = cfg.switches()
-    mean, std = norm_stats(sw["video_norm"])
-    meta = dict(classes=json.dumps(vocab), n_frames=cfg.n_frames, img_size=cfg.img_size, audio=json.dumps(cfg.audio),
-                n_mels=cfg.n_mels, audio_frontend=sw["audio_frontend"], mean=json.dumps(list(mean)),
-                std=json.dumps(list(std)), shift_depth=cfg.shift_depth, shift_pad=sw["shift_pad"],
-                shift_direction=cfg.shift_direction, opset=ONNX_OPSET, run_id=Path(run).name,
-                tsamlib_commit=environment_info().get("git_commit", ""))
     traced = (video[:TRACE_BATCH], None if audio is None else audio[:TRACE_BATCH])
     names = onnx_input_names(audio is not None)
-    diffs: dict[int, float] = {}
     tmp = path.with_name(f".{path.stem}.checking{path.suffix}")
     try:
-        export_model_onnx(model, tmp, *traced, metadata=meta)
-        session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-        start = TRACE_BATCH
-        for b in CHECK_BATCHES:
-            part = [t[start:start + b] for t in (video, audio) if t is not None]
-            start += b
-            with torch.no_grad():
-                want = model(*part).numpy()
-            got = session.run(["logits"], {n: t.numpy() for n, t in zip(names, part)})[0]
-            diffs[b] = float(np.abs(got - want).max())
+        export_model_onnx(model, tmp, *traced, metadata=_metadata(cfg, vocab, Path(run).name))
+        diffs = _differences(model, tmp, names, video, audio)
         bad = {b: d for b, d in diffs.items() if not d <= atol}
         if bad:
             raise ExportCheckError(f"onnxruntime's logits differ from PyTorch's by {bad} (batch size: max abs) on "

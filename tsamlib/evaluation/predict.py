@@ -17,11 +17,10 @@ import torch.nn.functional as F
 from fastai.torch_core import default_device
 
 from ..config import RunConfig
-from ..data.audio import DEFAULT_SR, AudioFrame
 from ..data.loaders import video_views
-from ..data.transforms import ClipTransform, norm_stats
 from ..model.tsam import TSAM
 from ..runs.folder import open_run
+from .specs import ViewsSpec
 from .views import load_model, run_vocab
 
 __all__ = ["N_CLIPS", "N_CROPS", "clip_views", "predict"]
@@ -36,17 +35,12 @@ def clip_views(path: str | os.PathLike, cfg: RunConfig | dict[str, Any], n_clips
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such video file or frame folder.")
-    cfg = RunConfig.of(cfg)
-    sw = cfg.switches()
-    mean, std = norm_stats(sw["video_norm"])
-    tfm = ClipTransform(cfg.img_size, cfg.resize, train=False, n_crops=n_crops, mean=mean, std=std,
-                        valid_view=sw["valid_view"])
-    af = (AudioFrame(size=(cfg.img_size, cfg.img_size), n_mels=cfg.n_mels, sr=DEFAULT_SR,
-                     frontend=sw["audio_frontend"]) if cfg.audio else None)
-    video, audio, has_audio = video_views(path, cfg.n_frames, n_clips, n_crops, tfm, af)
+    spec = ViewsSpec.of(cfg)
+    video, audio, has_audio = video_views(path, spec.n_frames, n_clips, n_crops, spec.test_transform(n_crops),
+                                          spec.audio_frame())
     if not has_audio and verbose:
         dropped = " (this run left such videos out of training: missing_audio='drop')" if (
-            sw["missing_audio"] == "drop") else ""
+            spec.missing_audio == "drop") else ""
         print(f"note: {path.name} has no audio track: the model gets a silent audio frame{dropped}.")
     return video, audio, has_audio
 

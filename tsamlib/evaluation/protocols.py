@@ -20,13 +20,13 @@ own code evaluates it with.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 from ..data.transforms import CROP_LAYOUTS
 from ..data.video import DENSE_SPAN, SAMPLINGS
 
-__all__ = ["TestProtocol", "AGGREGATIONS", "PROTOCOL_NAMES", "views_protocol", "tsm_protocol", "mmaction2_protocol",
-           "protocol_named", "file_protocols", "with_sizes", "check_protocol"]
+__all__ = ["TestProtocol", "AuthorsPasses", "AGGREGATIONS", "PROTOCOL_NAMES", "views_protocol", "tsm_protocol",
+           "mmaction2_protocol", "protocol_named", "file_protocols", "with_sizes", "check_protocol"]
 
 AGGREGATIONS = {"prob": "mean of softmax", "logits": "mean of logits"}
 PROTOCOL_NAMES = ("views", "tsm", "tsm_dense", "mmaction2")
@@ -101,6 +101,22 @@ class TestProtocol:
         return dict(name=self.name, n_clips=self.n_clips, n_crops=self.n_crops, sampling=self.sampling,
                     crop_layout=self.crop_layout, full_res=self.full_res, aggregation=AGGREGATIONS[self.aggregation],
                     source=self.source, notes=list(self.notes), description=self.describe())
+
+
+@dataclass(frozen=True)
+class AuthorsPasses:
+    """The authors' test (their ``run_MultiClip``, :func:`~tsamlib.evaluation.scoring.score_authors`): ``n_passes``
+    passes over every video, each a random training-style clip and crop drawn from ``seed``, logits summed."""
+
+    n_passes: int = 10
+    seed: int = 0
+    name: ClassVar[str] = "authors"
+
+    def __post_init__(self) -> None:
+        for k, least in (("n_passes", 1), ("seed", 0)):
+            v = getattr(self, k)
+            if not isinstance(v, int) or isinstance(v, bool) or v < least:
+                raise ValueError(f"{k}={v!r}: a whole number >= {least}.")
 
 
 def views_protocol(n_clips: int = 2, n_crops: int = 3) -> TestProtocol:

@@ -31,7 +31,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -41,10 +41,11 @@ from ..config import DATA_SWITCHES, MODEL_SETTINGS, RunConfig
 from ..data.manifest import manifest_vocab, read_table
 from ..model.formats import CheckpointInfo, inspect_checkpoint, not_recorded
 from ..model.tsam import TSAM, create_tsam
-from ..runs.fileio import atomic_write_json, mel_cache_dir, relative_to_repo, repo_root
+from ..runs.fileio import atomic_write_json, relative_to_repo, repo_root
 from ..runs.provenance import environment_info
-from .protocols import PROTOCOL_NAMES, check_protocol, file_protocols, protocol_named
+from .protocols import PROTOCOL_NAMES, AuthorsPasses, TestProtocol, check_protocol, file_protocols, protocol_named
 from .scoring import authors_metrics, eval_record, score_authors, score_views
+from .specs import Loading
 
 __all__ = ["RELEASED", "SETTING_NAMES", "STAND_IN_FORMATS", "released_settings", "file_settings",
            "checkpoint_classes", "build_model", "stand_in_checkpoint", "checkpoint_settings", "example_clips_manifest",
@@ -236,7 +237,7 @@ def _summary(views: dict | None, authors: dict | None, others: Mapping[str, dict
                          chosen="in advance"))
     for name, r in (others or {}).items():
         p = r["protocol"]
-        rows.append(dict(protocol=_OTHER_ROWS[name], how=p["description"], top1=r["top1"], top5=r["top5"],
+        rows.append(dict(protocol=_OTHER_ROWS.get(name, name), how=p["description"], top1=r["top1"], top5=r["top5"],
                          n_videos=r["n_videos"], chosen=f"in advance ({p['source']})"))
     if authors is not None:
         n = authors["protocol"]["n_passes"]
@@ -258,46 +259,35 @@ _OTHER_ROWS = {"tsm": "TSM's test (1 clip)", "tsm_dense": "TSM's dense test (10x
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, manifest: str | os.PathLike, split: str = "valid",
                         settings: str | Mapping[str, Any] | None = "kinetics400",
-                        protocols: tuple[str, ...] | None = None,
-                        n_clips: int = 2, n_crops: int = 3, n_passes: int = 10, seed: int = 0, batch_size: int = 8,
-                        num_workers: int = 0, cache_dir: str | os.PathLike | None = "default",
-                        out_dir: str | os.PathLike | None = None, write: bool = True, progress: bool = True,
+                        protocols: Sequence[str | TestProtocol | AuthorsPasses] | None = None,
+                        loading: Loading = Loading(), out_dir: str | os.PathLike | None = None, write: bool = True,
                         note: str | None = None, released: str | None = None) -> dict[str, Any]:
-    """Score the model in ``checkpoint`` on ``manifest``'s ``split`` with the protocols ``protocols`` lists:
-    ``"views"`` (the fixed protocol, ``n_clips x n_crops``), ``"authors"`` (``n_passes``, ``seed``), ``"tsm"``,
-    ``"tsm_dense"``, ``"mmaction2"`` (:mod:`tsamlib.evaluation.protocols`). None: the fixed views and the
-    protocols of the code the file comes from (:func:`~tsamlib.evaluation.protocols.file_protocols`: the authors'
-    for theirs, TSM's two for the TSM repository's, mmaction2's, from its own config, for mmaction2's).
+    """Score the model in ``checkpoint`` on ``manifest``'s ``split`` with the protocols ``protocols`` lists, by name
+    or as protocols with their own parameters: ``"views"`` (the fixed protocol, 2 clips x 3 crops;
+    ``views_protocol(n_clips, n_crops)`` for others), ``"authors"`` (10 passes, seed 0; ``AuthorsPasses(n_passes,
+    seed)``), ``"tsm"``, ``"tsm_dense"``, ``"mmaction2"`` (:mod:`tsamlib.evaluation.protocols`). None: the fixed
+    views and the protocols of the code the file comes from (:func:`~tsamlib.evaluation.protocols.file_protocols`:
+    the authors' for theirs, TSM's two for the TSM repository's, mmaction2's, from its own config, for mmaction2's).
 
     ``settings``: a name of :data:`RELEASED`, a dict of :data:`SETTING_NAMES` (see :func:`released_settings`), or
     None: what the file states (:func:`file_settings`; a TSM-repository file also needs ``n_frames``/``f_div``, give
-    them as a dict: ``{"n_frames": 8, "f_div": 8}`` is then read on top of the file's).
+    them as a dict: ``{"n_frames": 8, "f_div": 8}`` is then read on top of the file's). ``loading``
+    (:class:`~tsamlib.evaluation.specs.Loading`: batch size, workers, log-mel cache, progress bar) changes the
+    speed, not the result.
     Returns ``views`` and ``authors`` (the :func:`~tsamlib.evaluation.scoring.score_views` / ``score_authors`` results,
     None when not run), ``others`` (name -> result of TSM's and mmaction2's protocols), ``protocols`` (the names
     run), ``summary`` (one row per figure, the best-of-n one last and labelled, with 95 % Wilson
-    intervals), ``settings``, ``num_classes``, ``load_report`` and ``path`` (the record; None when ``write=False``).
-    ``note`` is written into the record (e.g. that the weights are a stand-in), and ``released`` (the name of
-    :data:`RELEASED` these settings come from, when given as a dict) with the figures the authors report.
+    intervals), ``settings``, ``num_classes``, ``load_report`` and ``path`` (the record in ``out_dir``, default
+    ``results/released``; None when ``write=False``). ``note`` is written into the record (e.g. that the weights
+    are a stand-in), and ``released`` (the name of :data:`RELEASED` these settings come from, when given as a dict)
+    with the figures the authors report.
 
     Raises FileNotFoundError for a missing checkpoint or manifest, ValueError for a split the manifest lacks,
     labels beyond the classifier, or a checkpoint whose tensors do not fit the model of ``settings``."""
     checkpoint, manifest = Path(checkpoint), Path(manifest)
-    known = [*PROTOCOL_NAMES, "authors"]
-    if protocols is not None and (isinstance(protocols, str) or not protocols
-                                  or not all(isinstance(p, str) for p in protocols)
-                                  or sorted(set(protocols) - set(known))):
-        raise ValueError(f"protocols={protocols!r}: a tuple of names among {known} (None: the fixed views and the "
-                         "file's own).")
+    _check_protocol_list(protocols)
     _check_exists(checkpoint)
-    if not manifest.is_file():
-        raise FileNotFoundError(f"manifest {manifest} not found: build one with `python -m tsamlib index ...` (the "
-                                "authors' list files: `index list`), or pass a dataset's data/<name>/manifest.csv.")
-    df = read_table(manifest)
-    part = df[df["split"] == split]
-    if part.empty:
-        raise ValueError(f"manifest {manifest} has no rows with split {split!r} (splits present: "
-                         f"{sorted(df['split'].unique())}): pass split= one of those, or index the evaluation "
-                         "list under that split.")
+    df = _manifest_rows(manifest, split)
     name = settings if isinstance(settings, str) else released
     if name is not None and name not in RELEASED:
         raise ValueError(f"released={name!r}: choose one of {list(RELEASED)}.")
@@ -306,43 +296,93 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, manifest: str | os.PathLi
     else:
         settings = released_settings(settings) if isinstance(settings, str) else _checked(settings)
     info = inspect_checkpoint(checkpoint)
-    num_classes = checkpoint_classes(info)
-    if int(part["label"].max()) >= num_classes:
-        raise ValueError(f"manifest {manifest} has labels up to {int(part['label'].max())} in split {split!r} but "
-                         f"the classifier of {checkpoint} has {num_classes} classes: evaluate it on the dataset it "
-                         "was trained for, with the class numbering of its list files.")
-    protocols = tuple(dict.fromkeys(protocols or ("views", *file_protocols(info.format))))
-    chosen = {name: protocol_named(name, preprocessing=info.preprocessing, n_frames=settings["n_frames"])
-              for name in protocols if name not in ("views", "authors")}
-    run_cfg = RunConfig.of(settings)
-    for protocol in chosen.values():   # refused before the model is built and any other protocol has run
-        check_protocol(protocol, run_cfg.img_size, run_cfg.resize, run_cfg.n_frames, str(checkpoint))
+    num_classes = _classes_for(df, split, info, manifest, checkpoint)
+    chosen = _chosen_protocols(protocols, info, settings, checkpoint)
     model = _load(checkpoint, settings, num_classes).to(default_device())
-    report = model.load_report
     names = manifest_vocab(df)
     vocab = names[:num_classes] + [str(i) for i in range(len(names), num_classes)]
-    cache_dir = mel_cache_dir() if cache_dir == "default" else cache_dir
-    common = dict(model=model, cfg=settings, manifest=manifest, split=split, batch_size=batch_size,
-                  num_workers=num_workers, cache_dir=cache_dir, progress=progress, vocab=vocab,
+    common = dict(model=model, cfg=settings, manifest=manifest, split=split, loading=loading, vocab=vocab,
                   weights=relative_to_repo(checkpoint))
-    views = score_views(n_clips=n_clips, n_crops=n_crops, **common) if "views" in protocols else None
-    others = {name: score_views(protocol=protocol, **common) for name, protocol in chosen.items()}
-    authors = score_authors(n_passes=n_passes, seed=seed, **common) if "authors" in protocols else None
-    summary = _summary(views, authors, others)
-    res = dict(views=views, authors=authors, others=others, protocols=protocols, summary=summary, settings=settings,
-               num_classes=num_classes, load_report=report, path=None)
+    views = score_views(protocol=chosen["views"], **common) if "views" in chosen else None
+    others = {n: score_views(protocol=p, **common) for n, p in chosen.items() if n not in ("views", "authors")}
+    authors = score_authors(passes=chosen["authors"], **common) if "authors" in chosen else None
+    res = dict(views=views, authors=authors, others=others, protocols=tuple(chosen),
+               summary=_summary(views, authors, others), settings=settings, num_classes=num_classes,
+               load_report=model.load_report, path=None)
     if write:
-        record = dict(checkpoint=relative_to_repo(checkpoint), layout=report.layout or "plain state dict",
-                      data_state=report.data_state, load_report=str(report), released=name,
-                      reported_top1=RELEASED[name]["reported"] if name else None, note=note,
-                      manifest=relative_to_repo(manifest), split=split, settings=settings, num_classes=num_classes,
-                      evaluated_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), summary=summary,
-                      views=eval_record(views) if views else None,
-                      authors=eval_record(authors, authors_metrics(authors)) if authors else None,
-                      others={k: eval_record(v) for k, v in others.items()}, format=info.format,
-                      environment=environment_info())
+        record = _record(res, info, name, note, checkpoint, manifest, split)
         res["path"] = atomic_write_json(released_result_path(checkpoint, manifest, split, out_dir), record)
     return res
+
+
+_PROTOCOL_KINDS = (TestProtocol, AuthorsPasses)
+
+
+def _check_protocol_list(protocols: Any) -> None:
+    """ValueError unless ``protocols`` is None or a non-empty sequence of known names and protocols."""
+    known = [*PROTOCOL_NAMES, "authors"]
+    if protocols is not None and (isinstance(protocols, str) or not protocols
+                                  or not all(isinstance(p, (str, *_PROTOCOL_KINDS)) for p in protocols)
+                                  or sorted({p for p in protocols if isinstance(p, str)} - set(known))):
+        raise ValueError(f"protocols={protocols!r}: a tuple of names among {known} or of protocols (TestProtocol, "
+                         "AuthorsPasses) (None: the fixed views and the file's own).")
+
+
+def _manifest_rows(manifest: Path, split: str) -> pd.DataFrame:
+    """The manifest's rows; FileNotFoundError / ValueError naming the fix when it is missing or lacks ``split``."""
+    if not manifest.is_file():
+        raise FileNotFoundError(f"manifest {manifest} not found: build one with `python -m tsamlib index ...` (the "
+                                "authors' list files: `index list`), or pass a dataset's data/<name>/manifest.csv.")
+    df = read_table(manifest)
+    if df[df["split"] == split].empty:
+        raise ValueError(f"manifest {manifest} has no rows with split {split!r} (splits present: "
+                         f"{sorted(df['split'].unique())}): pass split= one of those, or index the evaluation "
+                         "list under that split.")
+    return df
+
+
+def _classes_for(df: pd.DataFrame, split: str, info: CheckpointInfo, manifest: Path, checkpoint: Path) -> int:
+    """The checkpoint's number of classes; ValueError when the labels of ``split`` go beyond them."""
+    num_classes, top = checkpoint_classes(info), int(df[df["split"] == split]["label"].max())
+    if top >= num_classes:
+        raise ValueError(f"manifest {manifest} has labels up to {top} in split {split!r} but "
+                         f"the classifier of {checkpoint} has {num_classes} classes: evaluate it on the dataset it "
+                         "was trained for, with the class numbering of its list files.")
+    return num_classes
+
+
+def _chosen_protocols(protocols: Sequence[Any] | None, info: CheckpointInfo, settings: Mapping[str, Any],
+                      checkpoint: Path) -> dict[str, TestProtocol | AuthorsPasses]:
+    """name -> protocol of what ``protocols`` lists (None: the fixed views and the file's own), each checked before
+    the model is built and any protocol has run."""
+    chosen: dict[str, TestProtocol | AuthorsPasses] = {}
+    for p in protocols or ("views", *file_protocols(info.format)):
+        if isinstance(p, str):
+            p = AuthorsPasses() if p == "authors" else protocol_named(p, preprocessing=info.preprocessing,
+                                                                       n_frames=settings["n_frames"])
+        if chosen.setdefault(p.name, p) != p:
+            raise ValueError(f"protocols={protocols!r} holds two different protocols named {p.name!r}: keep one.")
+    run_cfg = RunConfig.of(settings)
+    for p in chosen.values():
+        if isinstance(p, TestProtocol) and p.name != "views":
+            check_protocol(p, run_cfg.img_size, run_cfg.resize, run_cfg.n_frames, str(checkpoint))
+    return chosen
+
+
+def _record(res: dict[str, Any], info: CheckpointInfo, name: str | None, note: str | None, checkpoint: Path,
+            manifest: Path, split: str) -> dict[str, Any]:
+    """The JSON-ready record of :func:`evaluate_checkpoint`'s result ``res``, with provenance."""
+    report, views, authors = res["load_report"], res["views"], res["authors"]
+    return dict(checkpoint=relative_to_repo(checkpoint), layout=report.layout or "plain state dict",
+                data_state=report.data_state, load_report=str(report), released=name,
+                reported_top1=RELEASED[name]["reported"] if name else None, note=note,
+                manifest=relative_to_repo(manifest), split=split, settings=res["settings"],
+                num_classes=res["num_classes"], evaluated_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                summary=res["summary"],
+                views=eval_record(views) if views else None,
+                authors=eval_record(authors, authors_metrics(authors)) if authors else None,
+                others={k: eval_record(v) for k, v in res["others"].items()}, format=info.format,
+                environment=environment_info())
 
 
 def _load(checkpoint: Path, settings: dict[str, Any], num_classes: int) -> TSAM:

@@ -24,13 +24,14 @@ from ..config import RunConfig
 from ..data.audio import AudioFrame
 from ..data.loaders import NoAudioError, clip_views_dataset, limit_threads, video_views
 from ..data.manifest import NO_AUDIO_DROPPED, manifest_vocab, read_table, split_rows, usable_rows
-from ..data.transforms import ClipTransform, norm_stats
+from ..data.transforms import ClipTransform
 from ..data.video import load_clip
 from ..model.tsam import TSAM
 from ..runs.fileio import relative_to_repo
 from ..runs.notebook import progress as progress_bar
 from .interpret import ViewsInterpretation
-from .protocols import AGGREGATIONS, TestProtocol, check_protocol, protocol_named
+from .protocols import AGGREGATIONS, AuthorsPasses, TestProtocol, check_protocol, protocol_named
+from .specs import Loading, ViewsSpec
 
 __all__ = ["AUTHORS_EVAL_SCALES", "score_views", "score_authors", "authors_metrics", "per_class_accuracy",
            "eval_record"]
@@ -79,46 +80,44 @@ def _check_vocab(model: TSAM, manifest, vocab: list[str] | None) -> list[str]:
     return vocab
 
 
-def _excluded(manifest, split: str, cfg: RunConfig) -> dict[str, str]:
+def _excluded(manifest, split: str, spec: ViewsSpec) -> dict[str, str]:
     """Manifest rows of ``split`` the run does not use (a problem; no sound with missing_audio='drop')."""
-    return usable_rows(read_table(manifest), cfg.audio, cfg.switches()["missing_audio"])[1].get(split, {})
+    return usable_rows(read_table(manifest), spec.audio, spec.missing_audio)[1].get(split, {})
 
 
-@torch.no_grad()
-def score_views(model: TSAM, cfg: RunConfig | Mapping[str, Any], manifest: str | os.PathLike, split: str = "valid",
-                n_clips: int = 2, n_crops: int = 3, batch_size: int = 8, num_workers: int = 0,
-                cache_dir: str | os.PathLike | None = None, progress: bool = True, vocab: list[str] | None = None,
-                weights: str = "the model given", protocol: TestProtocol | str | None = None) -> dict[str, Any]:
-    """The fixed multi-view protocol of :func:`tsamlib.evaluation.views.evaluate_views` (described there), same result
-    keys, on ``model`` (on its device) with the run's settings ``cfg`` (a :class:`RunConfig` or the run's recorded
-    ``params.json``: its views take :meth:`RunConfig.views_kwargs`) on ``manifest``'s ``split``. ``vocab`` (one
-    name per model output) defaults to the manifest's classes. ``batch_size`` (views per batch) and
-    ``num_workers`` change the speed, not the result. ``protocol`` (a
-    :class:`~tsamlib.evaluation.protocols.TestProtocol` or one of its names: TSM's, mmaction2's) replaces the
-    ``n_clips x n_crops`` views and their mean softmax by its views and combination. Writes nothing."""
-    model.eval()
-    cfg, vocab = RunConfig.of(cfg), _check_vocab(model, manifest, vocab)
-    proto = protocol_named(protocol if protocol is not None else "views", n_clips=n_clips, n_crops=n_crops,
-                           n_frames=cfg.n_frames)
-    sw, dev = cfg.switches(), next(model.parameters()).device
-    excluded = _excluded(manifest, split, cfg)
-    check_protocol(proto, cfg.img_size, cfg.resize, cfg.n_frames)   # before any video is read
-    crop, short = proto.sizes(cfg.img_size, cfg.resize)
-    kw = {**cfg.views_kwargs(), "img_size": crop, "resize": short}
-    if proto.name != "views":
-        kw["valid_view"] = "center_crop"     # the protocol's own crops, never the run's short-side validation view
-    ds = clip_views_dataset(manifest, split, proto.n_clips, proto.n_crops, **kw, cache_dir=cache_dir,
-                            replace_bad=False, crop_layout=proto.crop_layout)
-    n_views = proto.views_per_video  # batch_size counts views: whole videos of n_views views each go in a batch
-    dl = torch.utils.data.DataLoader(_SafeVideoViews(ds, proto.n_clips, proto.n_crops, proto.sampling),
-                                     batch_size=max(1, batch_size // n_views), shuffle=False, num_workers=num_workers,
-                                     worker_init_fn=_worker_init)
-    n_videos, c = len(ds.paths), len(vocab)
-    sums, counts = torch.zeros(n_videos, c, dtype=torch.float64), torch.zeros(n_videos, dtype=torch.long)
+def _kept(paths: list[str], labels: torch.Tensor, bad_rows: set[int], log) -> tuple[dict[str, str], torch.Tensor,
+                                                                                      torch.Tensor, list[str]]:
+    """The videos scored, given the rows that failed to load: ``failed`` (path -> reason, from ``log``), the mask
+    of the others, their labels and paths."""
+    reasons = log.skipped()
+    failed = {paths[r]: reasons.get(paths[r], "failed to load") for r in sorted(bad_rows)}
+    keep = torch.tensor([r not in bad_rows for r in range(len(paths))], dtype=torch.bool)
+    return failed, keep, labels[keep], [p for p, k in zip(paths, keep.tolist()) if k]
+
+
+def _loss(probs: torch.Tensor, labels: torch.Tensor) -> float:
+    """``-log`` of the probability of the true class, averaged over the videos."""
+    return float(-probs.gather(1, labels[:, None]).clamp_min(1e-12).log().mean())
+
+
+def _views_dataset(manifest, split: str, spec: ViewsSpec, proto: TestProtocol, cache_dir):
+    """The `clip_views_dataset` of ``proto``'s views of ``split``: its crop and short side; its own crops (never
+    the run's short-side validation view) for a protocol other than this library's."""
+    crop, short = proto.sizes(spec.img_size, spec.resize)
+    tfm = spec.test_transform(proto.n_crops, crop, short, None if proto.name == "views" else "center_crop",
+                              proto.crop_layout)
+    return clip_views_dataset(manifest, split, proto.n_clips, spec.n_frames, tfm,
+                              spec.audio_frame(crop, cache_dir), spec.missing_audio, replace_bad=False)
+
+
+def _sum_views(model: TSAM, dl, n_videos: int, n_classes: int, proto: TestProtocol, desc: str,
+               progress: bool) -> tuple[torch.Tensor, torch.Tensor, set[int]]:
+    """Per video, the sum of its views' scores (softmax or logits, as ``proto`` combines them) and their count;
+    the rows that failed to load."""
+    n_views, dev = proto.views_per_video, next(model.parameters()).device
+    sums, counts = torch.zeros(n_videos, n_classes, dtype=torch.float64), torch.zeros(n_videos, dtype=torch.long)
     bad_rows: set[int] = set()
-    t0 = time.perf_counter()
-    bar = progress_bar(dl, total=len(dl), desc=f"evaluate {split}: {n_videos} videos x {n_views} views", unit="batch",
-               disable=not progress)
+    bar = progress_bar(dl, total=len(dl), desc=desc, unit="batch", disable=not progress)
     for *x, rows, ok in bar:
         b = len(rows)
         logits = model(*[t.flatten(0, 1).to(dev) for t in x]).float().cpu()
@@ -126,38 +125,66 @@ def score_views(model: TSAM, cfg: RunConfig | Mapping[str, Any], manifest: str |
         bad_rows.update(rows[~ok].tolist())
         sums.index_add_(0, rows[ok], scores[ok].sum(1))
         counts.index_add_(0, rows[ok], torch.full((int(ok.sum()),), n_views, dtype=torch.long))
-    wall = time.perf_counter() - t0
-    reasons = ds.log.skipped()
-    failed = {ds.paths[r]: reasons.get(ds.paths[r], "failed to load") for r in sorted(bad_rows)}
-    keep = torch.tensor([r not in bad_rows for r in range(n_videos)])
-    mean = sums[keep] / counts[keep, None]
-    probs = (mean if proto.aggregation == "prob" else F.softmax(mean, dim=1)).float()  # same argmax as the mean
-    labels = torch.tensor(ds.labels)[keep]
-    paths = [p for p, k in zip(ds.paths, keep.tolist()) if k]
-    labelled = bool(len(labels)) and bool((labels >= 0).all())
-    top1 = top5 = loss = None
-    if labelled:
-        top1 = float(_topk_correct(probs, labels, 1).float().mean())
-        top5 = float(_topk_correct(probs, labels, 5).float().mean())
-        loss = float(-probs.gather(1, labels[:, None]).clamp_min(1e-12).log().mean())
+    return sums, counts, bad_rows
+
+
+def _views_record(proto: TestProtocol, spec: ViewsSpec, split: str, manifest, weights: str) -> dict[str, Any]:
+    """The ``protocol`` of a :func:`score_views` result: the views, their combination, the run's settings."""
+    crop, short = proto.sizes(spec.img_size, spec.resize)
     if proto.name == "views":
         sampling = "frame at offset (clip + 0.5) / n_clips in each of n_frames segments"
         crops = "centre" if proto.n_crops == 1 else "start/centre/end along the long side"
     else:
         sampling, crops = proto.clips_text(), proto.crops_text()
-    protocol = dict(split=split, n_clips=proto.n_clips, n_crops=proto.n_crops, views_per_video=n_views,
-                    aggregation=f"{AGGREGATIONS[proto.aggregation]} over all views", n_frames=cfg.n_frames,
-                    img_size=crop, resize=short, audio=cfg.audio, clip_sampling=sampling, crops=crops,
+    protocol = dict(split=split, n_clips=proto.n_clips, n_crops=proto.n_crops, views_per_video=proto.views_per_video,
+                    aggregation=f"{AGGREGATIONS[proto.aggregation]} over all views", n_frames=spec.n_frames,
+                    img_size=crop, resize=short, audio=spec.audio, clip_sampling=sampling, crops=crops,
                     manifest=relative_to_repo(manifest), weights=weights,
-                    **{k: sw[k] for k in ("preset", "video_norm", "valid_view", "audio_frontend", "missing_audio")})
+                    **spec.switches("preset", "video_norm", "valid_view", "audio_frontend", "missing_audio"))
     if proto.name != "views":
         protocol.update(name=proto.name, source=proto.source, notes=list(proto.notes), valid_view="center_crop",
                         description=proto.describe(), crop_layout=proto.crop_layout, sampling=proto.sampling)
-    res = dict(top1=top1, top5=top5, loss=loss, probs=probs, labels=labels, paths=paths,
-               n_views=counts[keep], vocab=vocab, protocol=protocol, n_videos=int(keep.sum()),
-               n_failed=len(failed), failed=failed, n_excluded=len(excluded), excluded=excluded,
-               wall_s=wall, views_per_s=len(ds.paths) * n_views / max(wall, 1e-9))
-    return res
+    return protocol
+
+
+@torch.no_grad()
+def score_views(model: TSAM, cfg: RunConfig | Mapping[str, Any], manifest: str | os.PathLike, split: str = "valid",
+                protocol: TestProtocol | str | None = "views", loading: Loading = Loading(cache_dir=None),
+                vocab: list[str] | None = None, weights: str = "the model given") -> dict[str, Any]:
+    """The fixed multi-view protocol of :func:`tsamlib.evaluation.views.evaluate_views` (described there), same result
+    keys, on ``model`` (on its device) with the run's settings ``cfg`` (a :class:`RunConfig` or the run's recorded
+    ``params.json``: its views take :class:`~tsamlib.evaluation.specs.ViewsSpec`) on ``manifest``'s ``split``.
+    ``protocol``: the views and their combination, a :class:`~tsamlib.evaluation.protocols.TestProtocol` or one of
+    its names (``"views"``: :func:`~tsamlib.evaluation.protocols.views_protocol`, 2 clips x 3 crops, mean softmax;
+    ``views_protocol(n_clips, n_crops)`` for others; TSM's, mmaction2's). ``vocab`` (one name per model output)
+    defaults to the manifest's classes. ``loading`` (batch size in views, workers, log-mel cache, progress bar)
+    changes the speed, not the result. Writes nothing."""
+    model.eval()
+    spec, vocab = ViewsSpec.of(cfg), _check_vocab(model, manifest, vocab)
+    proto = protocol_named("views" if protocol is None else protocol, n_frames=spec.n_frames)
+    excluded = _excluded(manifest, split, spec)
+    check_protocol(proto, spec.img_size, spec.resize, spec.n_frames)   # before any video is read
+    ds = _views_dataset(manifest, split, spec, proto, loading.mel_cache())
+    n_views = proto.views_per_video  # batch_size counts views: whole videos of n_views views each go in a batch
+    dl = torch.utils.data.DataLoader(_SafeVideoViews(ds, proto.n_clips, proto.n_crops, proto.sampling),
+                                     batch_size=max(1, loading.batch_size // n_views), shuffle=False,
+                                     num_workers=loading.num_workers, worker_init_fn=_worker_init)
+    t0 = time.perf_counter()
+    desc = f"evaluate {split}: {len(ds.paths)} videos x {n_views} views"
+    sums, counts, bad_rows = _sum_views(model, dl, len(ds.paths), len(vocab), proto, desc, loading.progress)
+    wall = time.perf_counter() - t0
+    failed, keep, labels, paths = _kept(ds.paths, torch.tensor(ds.labels), bad_rows, ds.log)
+    mean = sums[keep] / counts[keep, None]
+    probs = (mean if proto.aggregation == "prob" else F.softmax(mean, dim=1)).float()  # same argmax as the mean
+    top1 = top5 = loss = None
+    if bool(len(labels)) and bool((labels >= 0).all()):
+        top1 = float(_topk_correct(probs, labels, 1).float().mean())
+        top5 = float(_topk_correct(probs, labels, 5).float().mean())
+        loss = _loss(probs, labels)
+    return dict(top1=top1, top5=top5, loss=loss, probs=probs, labels=labels, paths=paths,
+                n_views=counts[keep], vocab=vocab, protocol=_views_record(proto, spec, split, manifest, weights),
+                n_videos=int(keep.sum()), n_failed=len(failed), failed=failed, n_excluded=len(excluded),
+                excluded=excluded, wall_s=wall, views_per_s=len(ds.paths) * n_views / max(wall, 1e-9))
 
 
 class _AuthorsPass(torch.utils.data.Dataset):
@@ -197,69 +224,74 @@ def authors_metrics(res: dict[str, Any]) -> dict[str, Any]:
                                 "n_passes_selected_on_eval_set")}
 
 
-@torch.no_grad()
-def score_authors(model: TSAM, cfg: RunConfig | Mapping[str, Any], manifest: str | os.PathLike, split: str = "valid",
-                  n_passes: int = 10, seed: int = 0, batch_size: int = 8, num_workers: int = 0,
-                  cache_dir: str | os.PathLike | None = None, progress: bool = True, vocab: list[str] | None = None,
-                  weights: str = "the model given") -> dict[str, Any]:
-    """The authors' protocol of :func:`tsamlib.evaluation.views.evaluate_authors` (described there), same result keys,
-    on ``model`` with the run's settings ``cfg`` (as :func:`score_views`; its training view, ``flip`` included) on
-    ``manifest``'s ``split``. Writes nothing."""
-    model.eval()
-    cfg, vocab = RunConfig.of(cfg), _check_vocab(model, manifest, vocab)
-    sw, dev = cfg.switches(), next(model.parameters()).device
-    excluded = _excluded(manifest, split, cfg)
-    audio = cfg.audio
-    part = split_rows(usable_rows(read_table(manifest), audio, sw["missing_audio"])[0], split)
-    mean, std = norm_stats(sw["video_norm"])
-    tfm = ClipTransform(cfg.img_size, cfg.resize, train=True, flip=cfg.flip, scales=AUTHORS_EVAL_SCALES,
-                        max_distort=1, mean=mean, std=std)
-    af = (AudioFrame(size=(cfg.img_size,) * 2, n_mels=cfg.n_mels, cache_dir=cache_dir,
-                     frontend=sw["audio_frontend"]) if audio else None)
-    ds = _AuthorsPass(part["path"].tolist(), cfg.n_frames, tfm, af, seed, audio and sw["missing_audio"] == "drop")
-    labels_all = torch.tensor(part["label"].astype(int).tolist())
-    n, c = len(ds), len(vocab)
-    sums = torch.zeros(n, c, dtype=torch.float64)
-    labelled = bool(n) and bool((labels_all >= 0).all())
-    hit1, hit5 = torch.zeros(n_passes, n, dtype=torch.bool), torch.zeros(n_passes, n, dtype=torch.bool)
+def _sum_passes(model: TSAM, ds: _AuthorsPass, labels: torch.Tensor, n_classes: int, passes: AuthorsPasses,
+                loading: Loading) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, set[int]]:
+    """The logits summed over the passes per video; after each pass, which videos are right at top-1 and top-5
+    (all False when the videos are not all labelled); the rows that failed to load."""
+    n, dev = len(ds), next(model.parameters()).device
+    sums = torch.zeros(n, n_classes, dtype=torch.float64)
+    labelled = bool(n) and bool((labels >= 0).all())
+    hit1, hit5 = (torch.zeros(passes.n_passes, n, dtype=torch.bool) for _ in range(2))
     bad_rows: set[int] = set()
-    t0 = time.perf_counter()
-    for m in range(n_passes):
+    for m in range(passes.n_passes):
         ds.pass_index = m   # set before the loader's iterator copies the dataset into its workers
-        dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                                         worker_init_fn=_worker_init)
-        for *x, rows, ok in progress_bar(dl, desc=f"authors' protocol, pass {m + 1}/{n_passes}", disable=not progress):
+        dl = torch.utils.data.DataLoader(ds, batch_size=loading.batch_size, shuffle=False,
+                                         num_workers=loading.num_workers, worker_init_fn=_worker_init)
+        for *x, rows, ok in progress_bar(dl, desc=f"authors' protocol, pass {m + 1}/{passes.n_passes}",
+                                         disable=not loading.progress):
             bad_rows.update(rows[~ok].tolist())
             sums.index_add_(0, rows[ok], model(*[t.to(dev) for t in x]).double().cpu()[ok])
         if labelled:
-            hit1[m], hit5[m] = _topk_correct(sums, labels_all, 1), _topk_correct(sums, labels_all, 5)
+            hit1[m], hit5[m] = _topk_correct(sums, labels, 1), _topk_correct(sums, labels, 5)
+    return sums, hit1, hit5, bad_rows
+
+
+def _passes_record(passes: AuthorsPasses, spec: ViewsSpec, split: str, manifest, weights: str) -> dict[str, Any]:
+    """The ``protocol`` of a :func:`score_authors` result."""
+    return dict(split=split, name="authors", n_passes=passes.n_passes, seed=passes.seed,
+                views_per_video=passes.n_passes,
+                aggregation="sum of logits over all passes (top1/top5); the best of 1..n passes is selected "
+                            "on the evaluation set and labelled so", n_frames=spec.n_frames,
+                img_size=spec.img_size, resize=spec.resize, audio=spec.audio,
+                clip_sampling="a random frame in each of n_frames segments, per pass (training-style)",
+                crops=f"random multi-scale crop, scales {list(AUTHORS_EVAL_SCALES)} of the short side, "
+                      f"flip {'p=0.5' if spec.flip else 'off'}, no colour augmentation; audio uncropped",
+                manifest=relative_to_repo(manifest), weights=weights,
+                **spec.switches("preset", "video_norm", "audio_frontend", "missing_audio"))
+
+
+@torch.no_grad()
+def score_authors(model: TSAM, cfg: RunConfig | Mapping[str, Any], manifest: str | os.PathLike, split: str = "valid",
+                  passes: AuthorsPasses = AuthorsPasses(), loading: Loading = Loading(cache_dir=None),
+                  vocab: list[str] | None = None, weights: str = "the model given") -> dict[str, Any]:
+    """The authors' protocol of :func:`tsamlib.evaluation.views.evaluate_authors` (described there), same result keys,
+    on ``model`` with the run's settings ``cfg`` (as :func:`score_views`; its training view, ``flip`` included) on
+    ``manifest``'s ``split``: ``passes`` (:class:`~tsamlib.evaluation.protocols.AuthorsPasses`) says how many
+    passes and their seed. Writes nothing."""
+    model.eval()
+    spec, vocab = ViewsSpec.of(cfg), _check_vocab(model, manifest, vocab)
+    excluded = _excluded(manifest, split, spec)
+    part = split_rows(usable_rows(read_table(manifest), spec.audio, spec.missing_audio)[0], split)
+    ds = _AuthorsPass(part["path"].tolist(), spec.n_frames, spec.train_transform(AUTHORS_EVAL_SCALES),
+                      spec.audio_frame(cache_dir=loading.mel_cache()), passes.seed, spec.drop_silent)
+    labels_all = torch.tensor(part["label"].astype(int).tolist())
+    t0 = time.perf_counter()
+    sums, hit1, hit5, bad_rows = _sum_passes(model, ds, labels_all, len(vocab), passes, loading)
     wall = time.perf_counter() - t0
-    reasons = ds.log.skipped()
-    failed = {ds.paths[r]: reasons.get(ds.paths[r], "failed to load") for r in sorted(bad_rows)}
-    keep = torch.tensor([r not in bad_rows for r in range(n)], dtype=torch.bool)
-    probs = F.softmax(sums[keep] / max(n_passes, 1), dim=1).float()
-    labels = labels_all[keep]
-    paths = [p for p, k in zip(ds.paths, keep.tolist()) if k]
+    failed, keep, labels, paths = _kept(ds.paths, labels_all, bad_rows, ds.log)
+    probs = F.softmax(sums[keep] / passes.n_passes, dim=1).float()
     res: dict[str, Any] = dict(top1=None, top5=None, loss=None, top1_after_passes=None,
                                top1_best_of_n_selected_on_eval_set=None, n_passes_selected_on_eval_set=None)
-    if labelled and bool(keep.any()):
+    if bool(len(ds)) and bool((labels_all >= 0).all()) and bool(keep.any()):
         after = [float(v) for v in hit1[:, keep].float().mean(1)]
-        best = max(range(n_passes), key=lambda i: after[i])   # the first of equal ones, as their max(dict)
+        best = max(range(passes.n_passes), key=lambda i: after[i])   # the first of equal ones, as their max(dict)
         res.update(top1=after[-1], top5=float(hit5[-1, keep].float().mean()), top1_after_passes=after,
-                   loss=float(-probs.gather(1, labels[:, None]).clamp_min(1e-12).log().mean()),
-                   top1_best_of_n_selected_on_eval_set=after[best], n_passes_selected_on_eval_set=best + 1)
-    protocol = dict(split=split, name="authors", n_passes=n_passes, seed=seed, views_per_video=n_passes,
-                    aggregation="sum of logits over all passes (top1/top5); the best of 1..n passes is selected "
-                                "on the evaluation set and labelled so", n_frames=cfg.n_frames,
-                    img_size=cfg.img_size, resize=cfg.resize, audio=audio,
-                    clip_sampling="a random frame in each of n_frames segments, per pass (training-style)",
-                    crops=f"random multi-scale crop, scales {list(AUTHORS_EVAL_SCALES)} of the short side, "
-                          f"flip {'p=0.5' if cfg.flip else 'off'}, no colour augmentation; audio uncropped",
-                    manifest=relative_to_repo(manifest), weights=weights,
-                    **{k: sw[k] for k in ("preset", "video_norm", "audio_frontend", "missing_audio")})
-    res.update(probs=probs, labels=labels, paths=paths, n_views=torch.full((len(paths),), n_passes), vocab=vocab,
-               protocol=protocol, n_videos=int(keep.sum()), n_failed=len(failed), failed=failed,
-               n_excluded=len(excluded), excluded=excluded, wall_s=wall, views_per_s=n * n_passes / max(wall, 1e-9))
+                   loss=_loss(probs, labels), top1_best_of_n_selected_on_eval_set=after[best],
+                   n_passes_selected_on_eval_set=best + 1)
+    res.update(probs=probs, labels=labels, paths=paths, n_views=torch.full((len(paths),), passes.n_passes),
+               vocab=vocab, protocol=_passes_record(passes, spec, split, manifest, weights), n_videos=int(keep.sum()),
+               n_failed=len(failed), failed=failed, n_excluded=len(excluded), excluded=excluded, wall_s=wall,
+               views_per_s=len(ds) * passes.n_passes / max(wall, 1e-9))
     return res
 
 

@@ -28,11 +28,11 @@ import torch
 import torch.nn.functional as F
 
 from ..config import RunConfig
-from ..data.audio import DEFAULT_SR, AudioFrame, mels_to_image
+from ..data.audio import AudioFrame, mels_to_image
 from ..data.probe import probe_video
-from ..data.transforms import ClipTransform, norm_stats
 from ..data.video import read_frames, segment_indices
 from ..model.online import StreamingTSAM
+from .specs import ViewsSpec
 from .views import load_model, resolve_source, run_vocab
 
 __all__ = ["AUDIO_WINDOW", "RATE", "StreamStep", "stream_times", "stream_video"]
@@ -109,33 +109,27 @@ def stream_video(run: str | os.PathLike, video: str | os.PathLike, rate: str | f
         from ..runs.folder import open_run
         cfg = RunConfig.of(open_run(run).params)
         vocab = run_vocab(cfg)
-    stream = StreamingTSAM(model)
-    sw = cfg.switches()
-    mean, std = norm_stats(sw["video_norm"])
-    tfm = ClipTransform(cfg.img_size, cfg.resize, train=False, n_crops=1, mean=mean, std=std,
-                        valid_view=sw["valid_view"])
+    stream, spec = StreamingTSAM(model), ViewsSpec.of(cfg)
+    tfm = spec.test_transform()
     info = probe_video(path)
     n, fps = int(info["n_frames"]), _folder_fps(path) if path.is_dir() else float(info["fps"])
     if n < 1:
         raise ValueError(f"{path}: no frame could be read ({info.get('problem') or 'empty'}).")
     fps = fps if fps > 0 and math.isfinite(fps) else FOLDER_FPS
-    mels = af = None
-    if cfg.audio:
-        af = AudioFrame(size=(cfg.img_size, cfg.img_size), n_mels=cfg.n_mels, sr=DEFAULT_SR,
-                        frontend=sw["audio_frontend"])
-        mels, _ = af.full_mels(path)
+    af = spec.audio_frame()
+    mels = af.full_mels(path)[0] if af is not None else None
     rng = np.random.default_rng(0)
-    indices = stream_times(n, fps, cfg.n_frames, rate)
-    if verbose and len(indices) < cfg.n_frames:   # the model never sees as many frames as it was trained on
+    indices = stream_times(n, fps, spec.n_frames, rate)
+    if verbose and len(indices) < spec.n_frames:   # the model never sees as many frames as it was trained on
         print(f"note: rate {rate} feeds {len(indices)} of the {n} frames of {path.name} ({fps:g} fps), fewer than "
-              f"the run's n_frames={cfg.n_frames}: raise the rate (--rate), or use 'auto' (n_frames frames spaced "
+              f"the run's n_frames={spec.n_frames}: raise the rate (--rate), or use 'auto' (n_frames frames spaced "
               "as in training).", flush=True)
     for start in range(0, len(indices), _CHUNK):   # one decoder opening per chunk, not per frame
         chunk = indices[start:start + _CHUNK]
         frames = tfm(read_frames(path, chunk), rng)               # (len(chunk), 3, S, S): one centre view each
         for index, frame in zip(chunk, frames):
             t = (index + 1) / fps                                 # the frame has been shown by then
-            audio = _audio_window(af, mels, t, audio_window, sw["audio_frontend"]) if af is not None else None
+            audio = _audio_window(af, mels, t, audio_window, spec.audio_frontend) if af is not None else None
             probs = F.softmax(stream.step(frame, audio).float(), dim=1)[0]
             top = probs.topk(min(k, len(vocab)))
             yield StreamStep(t, int(index), [(vocab[int(i)], float(p)) for p, i in zip(top.values, top.indices)],

@@ -40,12 +40,14 @@ from ..data.manifest import manifest_vocab, read_table
 from ..model.formats import is_package_folder
 from ..model.tsam import TSAM, create_tsam, create_tsam_from
 from ..runs.checkpoints import read_best
-from ..runs.fileio import atomic_write_json, mel_cache_dir, writable_folder
+from ..runs.fileio import atomic_write_json, writable_folder
 from ..runs.folder import RunLock, is_finished, open_run, resolve_run
 from ..runs.loader import safe_load
 from ..runs.provenance import environment_info
 from .interpret import ViewsInterpretation, learner_interpretation
+from .protocols import AuthorsPasses, views_protocol
 from .scoring import authors_metrics, eval_record, score_authors, score_views
+from .specs import Loading
 
 __all__ = ["load_run_model", "load_model", "resolve_source", "has_audio", "run_vocab", "evaluate_views",
            "evaluate_authors", "evaluate_run", "eval_path", "authors_eval_path", "interpretation"]
@@ -135,18 +137,17 @@ def eval_path(run_dir: str | os.PathLike, split: str = "valid", n_clips: int = 2
     return Path(run_dir) / f"eval_{split}_{n_clips}x{n_crops}.json"
 
 
-def _setup(run_dir: Path, model: TSAM | None, weights: str | None, cache_dir) -> dict[str, Any]:
-    """The keyword arguments of :func:`score_views` / :func:`score_authors` for a run: its model (eval mode),
-    settings, manifest, vocab, cache_dir and weights label: everything from the run."""
-    if model is None:
+def _setup(run_dir: Path, weights: str | TSAM | None) -> dict[str, Any]:
+    """The keyword arguments of :func:`score_views` / :func:`score_authors` for a run: its model (eval mode; the
+    model ``weights`` is, else the run's weights it names), settings, manifest, vocab and weights label."""
+    if isinstance(weights, torch.nn.Module):
+        model, cfg, label = weights, RunConfig.of(open_run(run_dir).params), "the model given"
+    else:
         model, cfg = load_run_model(run_dir, weights)
         model = model.to(default_device())  # the GPU when there is one
         label = weights or cfg.switches()["eval_weights"]
-    else:
-        cfg, label = RunConfig.of(open_run(run_dir).params), "the model given"
-    cache_dir = mel_cache_dir() if cache_dir == "default" else cache_dir
     return dict(model=model.eval(), cfg=cfg, manifest=dataset_manifest(cfg.dataset), vocab=run_vocab(cfg),
-                cache_dir=cache_dir, weights=label)
+                weights=label)
 
 
 _EVAL_FIX = ("the evaluation record goes into the run folder: copy the run folder somewhere you can write (Python: "
@@ -155,9 +156,8 @@ _EVAL_FIX = ("the evaluation record goes into the run folder: copy the run folde
 
 @torch.no_grad()
 def evaluate_views(run_dir: str | os.PathLike, split: str = "valid", n_clips: int = 2, n_crops: int = 3,
-                   batch_size: int = 8, num_workers: int = 0, model: TSAM | None = None,
-                   cache_dir: str | os.PathLike | None = "default", write: bool = True,
-                   progress: bool = True, weights: str | None = None) -> dict[str, Any]:
+                   batch_size: int = 8, num_workers: int = 0, *, cache_dir: str | os.PathLike | None = "default",
+                   write: bool = True, progress: bool = True, weights: str | TSAM | None = None) -> dict[str, Any]:
     """Score every video of `split` by the mean softmax over its ``n_clips x n_crops`` views (a progress bar
     over the batches of videos unless ``progress=False``).
 
@@ -165,13 +165,17 @@ def evaluate_views(run_dir: str | os.PathLike, split: str = "valid", n_clips: in
     ``top1``, ``top5``, ``loss``, ``probs`` (videos x classes), ``labels``, ``paths``, ``n_views``
     (views averaged per video), ``vocab``, ``protocol``, ``failed`` (path -> reason) and ``excluded``
     (manifest rows with a problem, or without sound when dropped); writes the record to :func:`eval_path` unless
-    ``write=False``. ``weights``: see :func:`load_run_model`; the views follow the run's data switches.
+    ``write=False``. ``weights``: ``"last"``, ``"best"`` or None (see :func:`load_run_model`), or a model (a
+    :class:`TSAM` already in memory, scored as it is); the views follow the run's data switches. ``batch_size``
+    (views per batch), ``num_workers`` and ``cache_dir`` (the log-mel cache; "default": the repository's) change
+    the speed, not the result.
     """
     run_dir = Path(run_dir)
     if write:   # before the scoring: the record must have somewhere to go
         writable_folder(run_dir, _EVAL_FIX)
-    res = score_views(split=split, n_clips=n_clips, n_crops=n_crops, batch_size=batch_size, num_workers=num_workers,
-                      progress=progress, **_setup(run_dir, model, weights, cache_dir))
+    res = score_views(split=split, protocol=views_protocol(n_clips, n_crops),
+                      loading=Loading(batch_size, num_workers, cache_dir, progress),
+                      **_setup(run_dir, weights))
     if write:
         _write_record(run_dir, res)
     return res
@@ -197,9 +201,8 @@ def authors_eval_path(run_dir: str | os.PathLike, split: str = "valid", n_passes
 
 @torch.no_grad()
 def evaluate_authors(run_dir: str | os.PathLike, split: str = "valid", n_passes: int = 10, seed: int = 0,
-                     batch_size: int = 8, num_workers: int = 0, model: TSAM | None = None,
-                     cache_dir: str | os.PathLike | None = "default", write: bool = True, progress: bool = True,
-                     weights: str | None = None) -> dict[str, Any]:
+                     batch_size: int = 8, num_workers: int = 0, *, cache_dir: str | os.PathLike | None = "default",
+                     write: bool = True, progress: bool = True, weights: str | TSAM | None = None) -> dict[str, Any]:
     """The authors' test protocol (their ``run_MultiClip``), seeded: ``n_passes`` passes over every video of
     `split`; in each, one random training-style clip (a random frame per TSN segment) and one random crop
     (:data:`AUTHORS_EVAL_SCALES` of the short side, adjacent scale pairs, random place), resized to ``img_size``,
@@ -210,13 +213,16 @@ def evaluate_authors(run_dir: str | os.PathLike, split: str = "valid", n_passes:
     ``top1``/``top5`` the honest figures, all ``n_passes`` summed (fixed in advance), plus ``top1_after_passes``
     (top-1 after 1..n_passes passes), and the authors' printed figure ``top1_best_of_n_selected_on_eval_set`` with
     ``n_passes_selected_on_eval_set``: the best of those, chosen on the very videos it is measured on (optimistic;
-    never report it alone). Writes :func:`authors_eval_path` unless ``write=False``.
+    never report it alone). Writes :func:`authors_eval_path` unless ``write=False``. The other keywords as
+    :func:`evaluate_views`'s.
     """
     run_dir = Path(run_dir)
+    passes = AuthorsPasses(n_passes, seed)
     if write:
         writable_folder(run_dir, _EVAL_FIX)
-    res = score_authors(split=split, n_passes=n_passes, seed=seed, batch_size=batch_size, num_workers=num_workers,
-                        progress=progress, **_setup(run_dir, model, weights, cache_dir))
+    res = score_authors(split=split, passes=passes,
+                        loading=Loading(batch_size, num_workers, cache_dir, progress),
+                        **_setup(run_dir, weights))
     if write:
         _write_record(run_dir, res, authors_eval_path(run_dir, split, n_passes), authors_metrics(res))
     return res

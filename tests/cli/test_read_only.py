@@ -1,4 +1,4 @@
-"""Output folders one cannot write (issue 21, item 18): every command names the folder, says why and what to change,
+"""Output folders one cannot write: every command names the folder, says why and what to change,
 exits 2 (1 for evaluate, like its other errors), prints no Traceback and writes nothing.
 
 Permissions do not bind root, so as root the commands run as user ``nobody`` (``setpriv``); the test is skipped

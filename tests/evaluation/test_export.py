@@ -1,4 +1,4 @@
-"""ONNX export (issue 22, item 1): standard operators only, a dynamic batch, both border pads and the audio frame;
+"""ONNX export: standard operators only, a dynamic batch, both border pads and the audio frame;
 onnxruntime agrees with PyTorch within 1e-4 on the run's own preprocessing of the real Kinetics clips, at batch
 sizes other than the traced one; a disagreement writes nothing."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""predict --stream (issue 22, item 4): a video fed frame by frame to a causal run; with rate "auto" the last step is
+"""predict --stream: a video fed frame by frame to a causal run; with rate "auto" the last step is
 the offline prediction of one clip; a line per frame on the command line; one-line errors."""
 from __future__ import annotations
 

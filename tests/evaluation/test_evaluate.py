@@ -145,3 +145,12 @@ def test_two_crops_are_refused_before_anything_is_scored_or_written(run_dir):
     with pytest.raises(ValueError, match=r"n_crops=2: choose 1 \(the centre\) or 3"):
         evaluate_views(run_dir, "valid", n_clips=1, n_crops=2)
     assert sorted(p.name for p in run_dir.iterdir()) == before   # no record with nulls
+
+
+def test_a_model_in_memory_is_scored_as_the_runs_own_weights(run_dir, result):
+    """weights=<a model>: that model is scored on the run's views; the run's own weights give the same numbers."""
+    model, _ = load_run_model(run_dir)
+    res = evaluate_views(run_dir, "valid", n_clips=2, n_crops=3, cache_dir=None, write=False, progress=False,
+                         weights=model)
+    assert res["protocol"]["weights"] == "the model given" and result["protocol"]["weights"] == "last"
+    torch.testing.assert_close(res["probs"], result["probs"])

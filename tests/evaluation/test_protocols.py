@@ -18,7 +18,14 @@ from tsm_family_like import MMRecognizer, TSMRepoModel, mmaction2_cfg_text, save
 
 from tsamlib.data.manifest import build_manifest
 from tsamlib.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from tsamlib.evaluation.protocols import TestProtocol, mmaction2_protocol, protocol_named, tsm_protocol, views_protocol
+from tsamlib.evaluation.protocols import (
+    AuthorsPasses,
+    TestProtocol,
+    mmaction2_protocol,
+    protocol_named,
+    tsm_protocol,
+    views_protocol,
+)
 from tsamlib.evaluation.released import evaluate_checkpoint, summary_table
 from tsamlib.evaluation.specs import Loading
 
@@ -131,6 +138,10 @@ def test_protocols_from_what_a_file_records():
         TestProtocol(aggregation="max")
     with pytest.raises(ValueError, match="places 1 clip"):
         TestProtocol(sampling="tsm", n_clips=2)
+    assert (AuthorsPasses().n_passes, AuthorsPasses().seed, AuthorsPasses.name) == (10, 0, "authors")
+    for bad in (dict(n_passes=0), dict(n_passes=2.5), dict(seed=-1), dict(seed=True)):
+        with pytest.raises(ValueError, match="a whole number"):
+            AuthorsPasses(**bad)
 
 
 def test_odd_test_pipelines_are_followed_as_their_records_say():
@@ -164,6 +175,9 @@ def test_a_protocol_that_cannot_be_cut_is_refused_before_anything_runs(clips, tm
                             loading=Loading(progress=False))
     with pytest.raises(ValueError, match=r"protocols=\[\['tsm'\]\]"):
         evaluate_checkpoint(tmp_path / "mm.pth", manifest, settings=settings, protocols=[["tsm"]], write=False)
+    with pytest.raises(ValueError, match="two different protocols named 'views'"):
+        evaluate_checkpoint(tmp_path / "mm.pth", manifest, settings=settings, write=False,
+                            protocols=("views", views_protocol(1, 1)))
     from tsamlib.model.formats import inspect_checkpoint
     assert inspect_checkpoint(tmp_path / "mm.pth").preprocessing["average_clips"] is None   # said, not dropped
     save_like_tsm(trained_like(TSMRepoModel(N_CLASSES, T, "resnet18", shift_div=8)), tmp_path / "tsm.pth", "resnet18")

@@ -446,17 +446,14 @@ def grid_tensorboard(entries: Sequence[GridEntry], runs_root: str | Path | None 
     ``metrics.json`` (:func:`tsamlib.training.write_tensorboard`). Says how many and the command; returns the
     folder to give ``tensorboard --logdir``."""
     from ..runs.fileio import relative_to_repo
-    from ..training.tracking import tensorboard_dir, write_tensorboard
+    from ..training.tracking import ensure_tensorboard
 
     root, finished, written = runs_dir(runs_root), 0, 0
     for entry in entries:
         if entry.params is None or not is_finished(root / entry.params["run_id"]):
             continue
-        run = root / entry.params["run_id"]
         finished += 1
-        if not any(tensorboard_dir(run).glob("events.out.tfevents.*")):
-            write_tensorboard(run)
-            written += 1
+        written += ensure_tensorboard(root / entry.params["run_id"])
     log(f"TensorBoard: {finished} finished runs of the grid ({written} written now from their metrics.json): "
         f"tensorboard --logdir {relative_to_repo(root)}")
     return root

@@ -23,7 +23,8 @@ from ..config import log_targets
 from ..runs.checkpoints import TrainedEpochCallback
 from ..runs.folder import Run, read_metrics
 
-__all__ = ["Tracking", "TrackEpochs", "epoch_scalars", "write_tensorboard", "tensorboard_dir", "mlflow_uri"]
+__all__ = ["Tracking", "TrackEpochs", "epoch_scalars", "write_tensorboard", "ensure_tensorboard", "tensorboard_dir",
+           "mlflow_uri"]
 
 
 def epoch_scalars(row: dict[str, Any]) -> dict[str, float]:
@@ -183,3 +184,11 @@ def write_tensorboard(run_dir: str | Path) -> Path:
     finally:
         tb.close()
     return folder
+
+
+def ensure_tensorboard(run_dir: str | Path) -> bool:
+    """Give a finished run TensorBoard events when it has none (:func:`write_tensorboard`); True when written now."""
+    if any(tensorboard_dir(run_dir).glob("events.out.tfevents.*")):
+        return False
+    write_tensorboard(run_dir)
+    return True

@@ -3,6 +3,7 @@
     manifest     one CSV row per clip: read, write, check; the rows a run uses
     index        manifests of Kinetics-400, Something-Something V1, list files, class folders
     probe        probing clips in worker processes (frames, fps, duration, audio, problems)
+    workers      worker processes of one thread each that end with their parent; a retry in a fresh one
     video        TSN segment sampling and frame decoding (decord, PyAV, frame folders)
     audio        the audio frame: waveform, 3-channel log-mel image, its disk cache
     transforms   crops, flips, colour jitter, normalisation of a clip

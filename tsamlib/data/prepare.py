@@ -42,7 +42,7 @@ Resumable: each clip is written to a temporary folder ``OUT/<class>/.<stem>.prep
 a rerun skips complete clips (made with the same layout and parameters, recorded in ``prepare.json``: a clip recorded
 without a layout is a ``"tsamlib"`` one) and removes temporary folders a killed run left. One
 ``prepare`` at a time per ``OUT`` (a lock file makes a second one fail). Clips are converted in worker processes
-(one thread each, ending with the parent: :mod:`tsamlib.data.probe`'s pool). Rows whose input has a problem, and clips
+(one thread each, ending with the parent: :mod:`tsamlib.data.workers`). Rows whose input has a problem, and clips
 that fail to decode, stay in the output manifest with their ``problem``; the printed summary counts them.
 
 ``read_manifest`` keeps the manifest columns only (``source`` is dropped, not rejected); read the CSV with pandas
@@ -68,7 +68,8 @@ import numpy as np
 import pandas as pd
 
 from ..runs.fileio import atomic_path, exclusive_lock, relative_to_repo, writable_folder
-from .probe import probe_pool, short_error
+from .probe import short_error
+from .workers import run_alone, worker_pool
 
 __all__ = ["TMP_SUFFIX", "META_NAME", "LAYOUTS", "AUTHORS_FPS", "AUTHORS_HEIGHT", "AUTHORS_QSCALE", "AUTHORS_DIGITS",
            "DEFAULT_MELS", "Prepared", "prepare_dataset", "prepare_clip", "clip_destinations", "remove_temp_folders",
@@ -476,15 +477,6 @@ def _prepare_job(job: tuple) -> dict:
     return prepare_clip(*job)
 
 
-def _prepare_isolated(job: tuple) -> dict:
-    """One clip in its own process: used after a worker crashed (e.g. a decoder segfault)."""
-    try:
-        with probe_pool(1) as ex:
-            return ex.submit(_prepare_job, job).result()
-    except BrokenProcessPool:
-        return _fail("decoding crashed the worker process")
-
-
 def _run_jobs(jobs: list[tuple], workers: int) -> list[dict]:
     """:func:`prepare_clip` over ``jobs`` in a process pool with a progress bar; results in job order."""
     from ..runs.notebook import progress
@@ -496,7 +488,7 @@ def _run_jobs(jobs: list[tuple], workers: int) -> list[dict]:
                 bar.update()
             return results
         try:
-            with probe_pool(workers) as ex:
+            with worker_pool(workers) as ex:
                 futures = {ex.submit(_prepare_job, job): i for i, job in enumerate(jobs)}
                 for fut in as_completed(futures):
                     results[futures[fut]] = fut.result()
@@ -504,7 +496,7 @@ def _run_jobs(jobs: list[tuple], workers: int) -> list[dict]:
         except BrokenProcessPool:  # a decoder crashed a worker: finish the rest one process per clip
             for i, job in enumerate(jobs):
                 if results[i] is None:
-                    results[i] = _prepare_isolated(job)
+                    results[i] = run_alone(_prepare_job, job, _fail("decoding crashed the worker process"))
                     bar.update()
     return results
 

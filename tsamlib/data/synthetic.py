@@ -326,7 +326,7 @@ def _make_one(job: dict) -> str:
 def _run_jobs(jobs: list[dict], workers: int) -> None:
     from ..runs.notebook import progress
 
-    from .probe import single_thread  # here, not at the top: the module stays light (numpy only)
+    from .workers import single_thread  # here, not at the top: the module stays light (numpy only)
     with progress(total=len(jobs), desc="synth", unit="clip") as bar:
         if workers <= 1 or len(jobs) < 8:
             for j in jobs:

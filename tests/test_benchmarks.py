@@ -90,7 +90,7 @@ def test_cold_bench_drops_every_file_of_a_prepared_clip_from_the_page_cache(tmp_
     from tsamlib.data.audio import AudioFrame
     from tsamlib.data.manifest import build_manifest
     from tsamlib.data.prepare import prepare_dataset
-    from tsamlib.data.video import prefetch
+    from tsamlib.data.decode import prefetch
     bench_cold = _load("bench_cold")
     video = make_video(tmp_path / "v.mp4", n_frames=12, size=(48, 64))
     build_manifest([dict(path=str(video), label=0, label_name="x", split="train")], tmp_path / "in.csv", workers=1,

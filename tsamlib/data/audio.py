@@ -49,17 +49,14 @@ import torch
 import torch.nn.functional as F
 
 from ..runs.fileio import atomic_path
+from .decode import decode_audio
 
-__all__ = ["DEFAULT_SR", "Waveform", "AudioError", "audio_source", "load_waveform", "log_mels", "mels_to_image",
+__all__ = ["DEFAULT_SR", "Waveform", "audio_source", "load_waveform", "log_mels", "mels_to_image",
            "log_mel_3ch", "random_crop_seconds", "MelCache", "AudioFrame", "AUTHORS_N_FFT",
            "load_waveform_authors", "authors_log_mels", "authors_mels_to_image", "authors_audio_image",
            "AUDIO_FRONTENDS", "params_hash", "read_mels_file", "write_mels_file", "PREPARED_MELS_GLOB"]
 
 DEFAULT_SR = 22050
-
-
-class AudioError(RuntimeError):
-    """An audio track that exists but cannot be decoded (message names the file)."""
 
 
 class Waveform(NamedTuple):
@@ -75,58 +72,13 @@ def audio_source(path: Path) -> Path:
     return wav if wav.is_file() and wav != path else path
 
 
-def _duration(c) -> float:
-    if c.duration:
-        return c.duration / 1e6
-    for s in c.streams.video:
-        if s.duration and s.time_base:
-            return float(s.duration * s.time_base)
-    return 1.0
-
-
-def _decode_audio(src: Path, make_resampler) -> tuple[list[np.ndarray] | None, int, float]:
-    """The first audio track of file ``src`` through ``make_resampler(stream)`` (a PyAV ``AudioResampler``):
-    (chunks of shape (channels, n), their sample rate, the container's duration in s). ``chunks`` is None when the
-    file has no audio track. What decoded before a broken tail is kept; a missing or undecodable file raises
-    :class:`AudioError`."""
-    import av
-    if not src.exists():
-        raise AudioError(f"{src}: no such file")
-    chunks: list[np.ndarray] = []
-    rate = 0
-
-    def take(frames) -> None:
-        nonlocal rate
-        for o in frames:
-            if o is not None:
-                rate = rate or o.sample_rate
-                chunks.append(o.to_ndarray())
-
-    try:
-        with av.open(str(src)) as c:
-            if not c.streams.audio:
-                return None, 0, _duration(c)
-            st = c.streams.audio[0]
-            rs = make_resampler(st)
-            try:
-                for frame in c.decode(st):
-                    take(rs.resample(frame))
-            except av.error.FFmpegError:
-                if not chunks:
-                    raise          # keep what decoded before a broken tail
-            take(rs.resample(None))
-            return chunks, int(rate or st.rate), 0.0
-    except (av.error.FFmpegError, OSError, ValueError) as e:
-        raise AudioError(f"{src}: cannot decode audio ({type(e).__name__}: {e})") from e
-
-
 def load_waveform(path: str | Path, sr: int = DEFAULT_SR, mono: bool = True) -> Waveform:
     """Decode the audio of a video (or its `.wav` twin) as float32 at `sr` Hz; silent if no track."""
     import av
     src = audio_source(Path(path))
     if src.is_dir():
         return Waveform(np.zeros(sr, np.float32), sr, False, "")
-    chunks, _, duration = _decode_audio(
+    chunks, _, duration = decode_audio(
         src, lambda st: av.AudioResampler(format="fltp", layout="mono" if mono else st.layout.name, rate=sr))
     if chunks is None:  # no audio track: silent, as long as the video
         n = max(1, int(round(duration * sr)))
@@ -209,7 +161,7 @@ def load_waveform_authors(path: str | Path, pcm16: bool = True, silent_sr: int =
     if src.is_dir():
         return Waveform(np.zeros(silent_sr, np.float32), silent_sr, False, "")
     # a sample-format change only: the input's rate and channels are kept
-    chunks, sr, duration = _decode_audio(src, lambda st: av.AudioResampler(format="fltp"))
+    chunks, sr, duration = decode_audio(src, lambda st: av.AudioResampler(format="fltp"))
     if chunks is None:  # no audio track: silent, as long as the video
         return Waveform(np.zeros(max(1, int(round(duration * silent_sr))), np.float32), silent_sr, False, "")
     if not chunks or sum(ch.shape[1] for ch in chunks) == 0:
@@ -470,7 +422,8 @@ class AudioFrame:
                 return None                          # not a prepared folder (a video, a plain frame folder)
             self.prepared_misses += 1
             self._warn_once("missing", f"prepared clips (e.g. {p}) have no log-mels for these audio settings "
-                            f"({self.spec()}, {self.params()}); computing them from each clip's .wav (and the mel cache). "
+                            f"({self.spec()}, {self.params()}); computing them from each clip's .wav "
+                            "(and the mel cache). "
                             f"Add them with: python -m tsamlib prepare MANIFEST --out OUT --mels {self.spec()} "
                             "(same manifest and --out: only the log-mels are written)")
             return None
@@ -486,7 +439,7 @@ class AudioFrame:
         """Start reading frame folder ``path``'s prepared log-mels of these settings from the disk (when there), so
         that the read in :meth:`full_mels` finds them cached: a loader calls it before decoding the frames."""
         if Path(path).is_dir():
-            from .video import prefetch
+            from .decode import prefetch
             prefetch([Path(path) / self.prepared_name()])
 
     def _warn_once(self, key, message: str) -> None:

@@ -35,7 +35,8 @@ import numpy as np
 import pandas as pd
 
 from ..runs.fileio import atomic_path, relative_to_repo, writable_folder
-from .probe import probe_many, short_error
+from .decode import short_error
+from .probe import probe_many
 
 __all__ = ["COLUMNS", "SPLITS", "SPLIT_ALIASES", "REQUIRED", "NO_AUDIO_DROPPED", "HAS_AUDIO_VALUES", "typed_manifest",
            "normalize_split", "read_csv_utf8", "build_manifest", "write_manifest", "read_manifest",

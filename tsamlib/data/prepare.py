@@ -68,7 +68,7 @@ import numpy as np
 import pandas as pd
 
 from ..runs.fileio import atomic_path, exclusive_lock, relative_to_repo, writable_folder
-from .probe import short_error
+from .decode import AudioError, decode_audio, short_error, video_readers
 from .workers import run_alone, worker_pool
 
 __all__ = ["TMP_SUFFIX", "META_NAME", "LAYOUTS", "AUTHORS_FPS", "AUTHORS_HEIGHT", "AUTHORS_QSCALE", "AUTHORS_DIGITS",
@@ -77,7 +77,6 @@ __all__ = ["TMP_SUFFIX", "META_NAME", "LAYOUTS", "AUTHORS_FPS", "AUTHORS_HEIGHT"
 
 TMP_SUFFIX = ".prepare-tmp"
 META_NAME = "prepare.json"
-_CHUNK = 16  # frames decoded per decord call
 _VERSION = 1
 LAYOUTS = ("tsamlib", "authors")
 # the authors' video2frames.py: ffmpeg -i VIDEO -vf "scale=-1:256,fps=10" -q:v 0 "<frames>/<id>/%06d.jpg"
@@ -250,59 +249,16 @@ def _selection(n_src: int, src_fps: float, fps: float | None) -> np.ndarray:
     return np.clip(idx, 0, n_src - 1)
 
 
-def _decord_frames(path: Path, fps: float | None) -> tuple[Iterator[np.ndarray], int, float]:
-    import decord
-    vr = decord.VideoReader(str(path), num_threads=1)
-    n, src_fps = len(vr), float(vr.get_avg_fps())
+def _read_frames(reader: type, path: Path, fps: float | None) -> tuple[Iterator[np.ndarray], int, float]:
+    """The frames ``reader`` decodes from ``path`` at ``fps`` (streamed), how many, and the source rate."""
+    video = reader(path)
+    if not video.has_video:
+        raise ValueError("no video stream")
+    n, src_fps = len(video), video.fps
     if n == 0:
-        raise ValueError("zero frames")
+        raise ValueError(video.empty)
     sel = _selection(n, src_fps, fps)
-
-    def gen() -> Iterator[np.ndarray]:
-        for a in range(0, len(sel), _CHUNK):
-            part = sel[a:a + _CHUNK]
-            uniq, inverse = np.unique(part, return_inverse=True)
-            batch = vr.get_batch(uniq.tolist()).asnumpy()
-            if batch.ndim != 4 or batch.shape[-1] != 3 or batch.shape[0] != len(uniq):
-                raise RuntimeError(f"decord returned frames of shape {batch.shape}")
-            for j in inverse:
-                yield batch[j]
-    return gen(), len(sel), src_fps
-
-
-def _pyav_frames(path: Path, fps: float | None) -> tuple[Iterator[np.ndarray], int, float]:
-    """Sequential PyAV decoding (the loader's fallback): frames counted for real, kept as decoded."""
-    import av
-    frames = []
-    with av.open(str(path)) as c:
-        if not c.streams.video:
-            raise ValueError("no video stream")
-        st = c.streams.video[0]
-        src_fps = float(st.average_rate or math.nan)
-        try:
-            for f in c.decode(st):
-                frames.append(f.to_ndarray(format="rgb24"))
-        except av.error.FFmpegError:
-            if not frames:
-                raise
-    if not frames:
-        raise ValueError("no decodable frame")
-    sel = _selection(len(frames), src_fps, fps)
-    return (frames[i] for i in sel), len(sel), src_fps
-
-
-def _folder_frames(path: Path, fps: float | None) -> tuple[Iterator[np.ndarray], int, float]:
-    from PIL import Image
-
-    from .video import list_frames
-    files = list_frames(path)
-    sel = _selection(len(files), math.nan, fps)
-
-    def gen() -> Iterator[np.ndarray]:
-        for i in sel:
-            with Image.open(files[i]) as im:
-                yield np.asarray(im.convert("RGB"))
-    return gen(), len(sel), math.nan
+    return video.iter_frames(sel), len(sel), src_fps
 
 
 def _write_frames(frames: Iterator[np.ndarray], n: int, tmp: Path, short_side: int, quality: int) -> int:
@@ -330,30 +286,22 @@ def _write_audio(source: Path, wav: Path) -> tuple[bool, str]:
     src = audio_source(source)
     if src.is_dir():
         return False, ""
-    chunks, rate, channels = [], 0, 0
+    channels = []
+
+    def packed_s16(st):
+        channels.append(len(st.layout.channels))
+        return av.AudioResampler(format="s16", layout=st.layout.name, rate=int(st.rate))
     try:
-        with av.open(str(src)) as c:
-            if not c.streams.audio:
-                return False, ""
-            st = c.streams.audio[0]
-            rate, layout = int(st.rate), st.layout.name
-            channels = len(st.layout.channels)
-            rs = av.AudioResampler(format="s16", layout=layout, rate=rate)
-            try:
-                for frame in c.decode(st):
-                    chunks += [o.to_ndarray() for o in rs.resample(frame)]
-            except av.error.FFmpegError:
-                if not chunks:
-                    raise
-            chunks += [o.to_ndarray() for o in rs.resample(None)]
+        chunks, rate, _ = decode_audio(src, packed_s16)
     except Exception as e:
-        return False, f"cannot decode audio: {short_error(e)}"
+        cause = e.__cause__ if isinstance(e, AudioError) and e.__cause__ else e   # the library's, without the path
+        return False, f"cannot decode audio: {short_error(cause)}"
     if not chunks:
         return False, ""
     data = np.concatenate([ch.reshape(-1) for ch in chunks]).astype(np.int16)
     if data.size == 0:
         return False, ""
-    data = data[: data.size - data.size % channels].reshape(-1, channels)   # packed s16: interleaved channels
+    data = data[: data.size - data.size % channels[0]].reshape(-1, channels[0])   # packed s16: interleaved channels
     soundfile.write(str(wav), data, rate, subtype="PCM_16", format="WAV")
     return True, ""
 
@@ -386,7 +334,7 @@ def _authors_frames(source: Path, tmp: Path, fps: float | None, height: int) -> 
 def _tsamlib_frames(source: Path, tmp: Path, fps: float | None, short_side: int, quality: int):
     """``write(reader)``: the frames ``reader`` decodes, resized and saved with PIL: (frames written, source fps)."""
     def write(reader) -> tuple[int, float]:
-        frames, n_sel, src_fps = reader(source, fps)
+        frames, n_sel, src_fps = _read_frames(reader, source, fps)
         return _write_frames(frames, n_sel, tmp, short_side, quality), src_fps
     return write
 
@@ -421,8 +369,7 @@ def prepare_clip(source: str | os.PathLike, dest: str | os.PathLike, short_side:
                 writers = [lambda: _authors_frames(source, tmp, fps, height)]
             else:
                 write = _tsamlib_frames(source, tmp, fps, short_side, quality)
-                readers = [_folder_frames] if source.is_dir() else [_decord_frames, _pyav_frames]
-                writers = [lambda r=r: write(r) for r in readers]
+                writers = [lambda r=r: write(r) for r in video_readers(source)]
             errors = []
             n = 0
             src_fps = math.nan
@@ -547,8 +494,8 @@ def prepare_dataset(manifest: str | os.PathLike, out: str | os.PathLike, short_s
         folders = [p for p, prob in zip(src["path"], src["problem"]) if prob == "" and Path(p).is_dir()]
         if folders:
             raise ValueError(f"layout 'authors' (--layout authors / --height) converts video files, as the authors' "
-                             f"ffmpeg command does; {len(folders)} usable row(s) are frame folders (e.g. {folders[0]}): "
-                             "prepare them with the default layout")
+                             f"ffmpeg command does; {len(folders)} usable row(s) are frame folders "
+                             f"(e.g. {folders[0]}): prepare them with the default layout")
     out = writable_folder(Path(out).absolute(), "choose another output folder (prepare --out)")
     workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
     with exclusive_lock(out / ".prepare.lock", f"preparing into {out}", wait=False):
@@ -578,7 +525,8 @@ def prepare_dataset(manifest: str | os.PathLike, out: str | os.PathLike, short_s
         csv = write_prepared_manifest(table, out / "manifest.csv")
     bad = table["problem"] != ""
     res = Prepared(manifest=csv, table=table, converted=status["converted"],
-                   skipped=status["skipped"] + status["mels"], mels_added=status["mels"], failed=status["failed"], carried=len(src) - len(todo), removed_temp=removed,
+                   skipped=status["skipped"] + status["mels"], mels_added=status["mels"], failed=status["failed"],
+                   carried=len(src) - len(todo), removed_temp=removed,
                    problems=dict(Counter(p.split(":")[0] for p in table.loc[bad, "problem"]).most_common()))
     if verbose:
         print(res.summary())

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Sequence
 
+from .decode import FRAME_EXTENSIONS, DecordVideo, short_error
 from .workers import run_alone, worker_pool
 
-__all__ = ["VIDEO_EXTENSIONS", "IMAGE_EXTENSIONS", "probe_video", "probe_many", "short_error"]
+__all__ = ["VIDEO_EXTENSIONS", "probe_video", "probe_many"]
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")  # frames of a frame folder (tsamlib.data.video reads the same)
 
 
 def _result(n_frames: int = 0, fps: float = math.nan, duration: float = math.nan, has_audio: bool = False,
@@ -30,44 +29,25 @@ def _result(n_frames: int = 0, fps: float = math.nan, duration: float = math.nan
                 problem=problem)
 
 
-_DECORD_PREFIX = re.compile(r"^\[[^\]]*\]\s*(\S+:\d+:\s*)?")  # "[20:44:35] /src/video_reader.cc:83: "
-
-
-def short_error(err: BaseException, limit: int = 60, with_type: bool = False) -> str:
-    """First line of an exception message, trimmed, without decord's '[time] file.cc:123:' prefix.
-
-    PyAV's ``OSError`` gives its ``strerror`` (the message without the long file name); ``with_type``
-    puts the exception's class name first ("DECORDError: ..."). Shared with :mod:`tsamlib.data.video`."""
-    if isinstance(err, OSError) and err.strerror:
-        text = str(err.strerror)
-    else:
-        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-        text = _DECORD_PREFIX.sub("", lines[0]) if lines else ""
-    if with_type:
-        text = f"{type(err).__name__}: {text}" if text else type(err).__name__
-    return (text or type(err).__name__)[:limit]
-
-
 def _probe_frame_dir(path: Path) -> dict:
-    n = sum(1 for f in os.scandir(path) if f.is_file() and f.name.lower().endswith(IMAGE_EXTENSIONS))
+    n = sum(1 for f in os.scandir(path) if f.is_file() and f.name.lower().endswith(FRAME_EXTENSIONS))
     return _result(n_frames=n, problem="" if n else "empty frame folder")
 
 
 def _count_frames(path: Path) -> tuple[int, float]:
     """(n_frames, fps) with decord's VideoReader, or PyAV's demuxer where decord is not installed."""
     try:
-        import decord
+        video = DecordVideo(path)
     except ImportError:  # documented fallback: PyAV counts video packets
         import av
         with av.open(str(path)) as c:
             s = c.streams.video[0]
             n = s.frames or sum(1 for p in c.demux(s) if p.size)
             return n, float(s.average_rate or math.nan)
-    vr = decord.VideoReader(str(path), num_threads=1)
-    n = len(vr)
+    n = len(video)
     if n:
-        vr[0]  # the first frame must decode
-    return n, float(vr.get_avg_fps())
+        video.reader[0]  # the first frame must decode
+    return n, video.fps
 
 
 def probe_video(path: str | os.PathLike) -> dict:

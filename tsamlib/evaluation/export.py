@@ -150,7 +150,7 @@ def export_onnx(run: str | os.PathLike, path: str | os.PathLike, videos: Sequenc
 def cmd_export(args: Any) -> int:
     """``python -m tsamlib export RUN --onnx OUT``: one line of what was written and checked; one-line errors."""
     import sys
-    from ..data.video import VideoReadError
+    from ..data.decode import VideoReadError
     try:
         rep = export_onnx(args.run, args.onnx, videos=args.videos, atol=args.atol, weights=args.weights)
     except (OSError, RuntimeError, ValueError, VideoReadError) as e:

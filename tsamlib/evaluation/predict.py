@@ -21,7 +21,7 @@ from ..config import RunConfig
 from ..data.audio import DEFAULT_SR, AudioFrame
 from ..data.loaders import video_views
 from ..data.transforms import ClipTransform, norm_stats
-from ..data.video import VideoReadError
+from ..data.decode import VideoReadError
 from ..model.tsam import TSAM
 from ..runs.folder import open_run
 from .views import load_model, run_vocab

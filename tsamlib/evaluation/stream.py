@@ -154,7 +154,7 @@ def _has_audio(source: str | os.PathLike) -> bool:
 def cmd_stream(args: Any) -> int:
     """``predict VIDEO --run RUN --stream``: a line per frame fed (time, frame, top classes); one-line errors."""
     import sys
-    from ..data.video import VideoReadError
+    from ..data.decode import VideoReadError
     try:
         if args.audio_window is not None and not _has_audio(args.run):
             # as a clip prediction refuses the stream's options: an option that would be ignored is said

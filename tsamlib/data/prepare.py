@@ -88,6 +88,7 @@ AUTHORS_DIGITS = 6        # frames_tmpl "{:06d}.jpg" of their Kinetics-400 data 
 # the authors' config (n_mels 224, their front end) for theirs
 DEFAULT_MELS = {"tsamlib": ("tsamlib:64",), "authors": ("authors:224",)}
 
+_OUT_FIX = "choose another output folder (prepare --out)"
 # write errors that are the output disk's (a full disk must not mark good clips bad)
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
@@ -450,21 +451,11 @@ def _run_jobs(jobs: list[tuple], workers: int) -> list[dict]:
 
 # ----------------------------------------------------------------------------------------------- dataset
 def write_prepared_manifest(df: pd.DataFrame, csv_path: str | os.PathLike) -> Path:
-    """Write the manifest columns plus ``source`` atomically; paths under the CSV's folder become relative."""
-    from .manifest import COLUMNS, typed_manifest
-    csv_path = Path(csv_path).absolute()
-    folder = csv_path.parent
-    out = typed_manifest(df)
-
-    def rel(p: str) -> str:
-        ap = Path(os.path.abspath(p))
-        return ap.relative_to(folder).as_posix() if ap.is_relative_to(folder) else str(ap)
-
-    out["path"] = out["path"].map(rel)
-    out["source"] = df["source"].astype(str).map(os.path.abspath).to_numpy()
-    with atomic_path(csv_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        out[COLUMNS + ["source"]].to_csv(f, index=False)
-    return csv_path
+    """Write the manifest columns plus ``source`` (absolute) atomically; paths under the CSV's folder become
+    relative."""
+    from .manifest import write_manifest
+    return write_manifest(df.assign(source=df["source"].astype(str).map(os.path.abspath).to_numpy()), csv_path,
+                          extra_columns=["source"], fix=_OUT_FIX)
 
 
 def prepare_dataset(manifest: str | os.PathLike, out: str | os.PathLike, short_side: int = 256,
@@ -496,7 +487,7 @@ def prepare_dataset(manifest: str | os.PathLike, out: str | os.PathLike, short_s
             raise ValueError(f"layout 'authors' (--layout authors / --height) converts video files, as the authors' "
                              f"ffmpeg command does; {len(folders)} usable row(s) are frame folders "
                              f"(e.g. {folders[0]}): prepare them with the default layout")
-    out = writable_folder(Path(out).absolute(), "choose another output folder (prepare --out)")
+    out = writable_folder(Path(out).absolute(), _OUT_FIX)
     workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
     with exclusive_lock(out / ".prepare.lock", f"preparing into {out}", wait=False):
         removed = remove_temp_folders(out)

@@ -327,6 +327,10 @@ def _fail(problem: str) -> dict:
     return dict(n_frames=0, fps=math.nan, duration=math.nan, has_audio=False, problem=problem, status="failed")
 
 
+class _Unusable(Exception):
+    """A clip that cannot be converted; the message is its ``problem``."""
+
+
 def _authors_frames(source: Path, tmp: Path, fps: float | None, height: int) -> tuple[int, float]:
     from .extract import extract_frames
     return extract_frames(source, tmp, fps=fps, height=height, qscale=AUTHORS_QSCALE, digits=AUTHORS_DIGITS)
@@ -338,6 +342,69 @@ def _tsamlib_frames(source: Path, tmp: Path, fps: float | None, short_side: int,
         frames, n_sel, src_fps = _read_frames(reader, source, fps)
         return _write_frames(frames, n_sel, tmp, short_side, quality), src_fps
     return write
+
+
+def _frame_writers(source: Path, tmp: Path, fps: float | None, layout: str, short_side: int, quality: int,
+                   height: int) -> list:
+    """The ways to write ``source``'s frames into ``tmp`` (each ``() -> (frames written, source fps)``), in the order
+    they are tried: the authors' extraction, or PIL over each reader of the source."""
+    if layout == "authors":
+        return [lambda: _authors_frames(source, tmp, fps, height)]
+    write = _tsamlib_frames(source, tmp, fps, short_side, quality)
+    return [lambda r=r: write(r) for r in video_readers(source)]
+
+
+def _write_any(writers: list, tmp: Path) -> tuple[int, float]:
+    """(frames written, source fps) of the first of ``writers`` that succeeds, each failure's files removed before
+    the next; :class:`_Unusable` naming every failure when none does. A full disk raises at once."""
+    errors = []
+    for writer in writers:
+        try:
+            return writer()
+        except Exception as e:
+            if _disk_error(e):   # the disk's, not the clip's: stop, mark nothing bad
+                raise
+            errors.append(short_error(e, 120, with_type=True))
+            for f in tmp.iterdir():
+                f.unlink()
+    raise _Unusable(f"cannot decode: {' / '.join(errors)}"[:200])
+
+
+def _add_missing_mels(dest: Path, meta: dict, mels: tuple[str, ...]) -> dict:
+    """A complete clip ``dest``: the log-mels of ``mels`` it lacks written (and recorded in its ``prepare.json``)."""
+    added = _write_mels(dest, None, mels, only_missing=True)
+    if added:
+        meta["mels"] = dict(meta.get("mels") or {}) | added
+        with atomic_path(dest / META_NAME) as t:
+            Path(t).write_text(json.dumps(meta, indent=1))
+    return dict(n_frames=meta["n_frames"], fps=meta["fps"], duration=meta["duration"],
+                has_audio=_wav_of(dest).is_file(), problem="", status="mels" if added else "skipped")
+
+
+def _finish(source: Path, dest: Path, tmp: Path, n: int, out_fps: float, params: dict, mels: tuple[str, ...]
+            ) -> dict:
+    """Frames written into ``tmp``: add the ``.wav``, the log-mels and ``prepare.json``, then move the clip to
+    ``dest`` (replacing one made with other parameters)."""
+    if n == 0:
+        raise _Unusable("zero frames")
+    has_audio, problem = _write_audio(source, tmp / "audio.wav")
+    if problem:
+        raise _Unusable(problem)
+    # the log-mels of the .wav written (a clip without audio: the silent frame its folder gives)
+    written = _write_mels(tmp, tmp / "audio.wav" if has_audio else tmp, mels)
+    duration = n / out_fps if out_fps > 0 else math.nan
+    meta = dict(source=str(source), n_frames=n, fps=out_fps, duration=duration, has_audio=has_audio,
+                params=params, mels=written)
+    (tmp / META_NAME).write_text(json.dumps(meta, indent=1))
+    wav = _wav_of(dest)
+    if dest.exists():                       # made with other parameters: replace it
+        shutil.rmtree(dest)
+    if has_audio:
+        os.replace(tmp / "audio.wav", wav)
+    else:
+        wav.unlink(missing_ok=True)
+    os.replace(tmp, dest)                   # the clip is complete once its folder has its final name
+    return dict(n_frames=n, fps=out_fps, duration=duration, has_audio=has_audio, problem="", status="converted")
 
 
 def prepare_clip(source: str | os.PathLike, dest: str | os.PathLike, short_side: int = 256,
@@ -355,61 +422,17 @@ def prepare_clip(source: str | os.PathLike, dest: str | os.PathLike, short_side:
     try:
         meta = _complete(dest, params)
         if meta is not None:
-            added = _write_mels(dest, None, mels, only_missing=True)
-            if added:
-                meta["mels"] = dict(meta.get("mels") or {}) | added
-                with atomic_path(dest / META_NAME) as t:
-                    Path(t).write_text(json.dumps(meta, indent=1))
-            return dict(n_frames=meta["n_frames"], fps=meta["fps"], duration=meta["duration"],
-                        has_audio=_wav_of(dest).is_file(), problem="", status="mels" if added else "skipped")
+            return _add_missing_mels(dest, meta, mels)
         tmp = _temp_of(dest)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         try:
-            if layout == "authors":
-                writers = [lambda: _authors_frames(source, tmp, fps, height)]
-            else:
-                write = _tsamlib_frames(source, tmp, fps, short_side, quality)
-                writers = [lambda r=r: write(r) for r in video_readers(source)]
-            errors = []
-            n = 0
-            src_fps = math.nan
-            for writer in writers:
-                try:
-                    n, src_fps = writer()
-                    break
-                except Exception as e:
-                    if _disk_error(e):   # the disk's, not the clip's: stop, mark nothing bad
-                        raise
-                    errors.append(short_error(e, 120, with_type=True))
-                    for f in tmp.iterdir():
-                        f.unlink()
-            else:
-                return _fail(f"cannot decode: {' / '.join(errors)}"[:200])
-            if n == 0:
-                return _fail("zero frames")
-            has_audio, problem = _write_audio(source, tmp / "audio.wav")
-            if problem:
-                return _fail(problem)
-            # the log-mels of the .wav written (a clip without audio: the silent frame its folder gives)
-            written = _write_mels(tmp, tmp / "audio.wav" if has_audio else tmp, mels)
-            out_fps = src_fps if fps is None else float(fps)
-            duration = n / out_fps if out_fps > 0 else math.nan
-            meta = dict(source=str(source), n_frames=n, fps=out_fps, duration=duration, has_audio=has_audio,
-                        params=params, mels=written)
-            (tmp / META_NAME).write_text(json.dumps(meta, indent=1))
-            wav = _wav_of(dest)
-            if dest.exists():                       # made with other parameters: replace it
-                shutil.rmtree(dest)
-            if has_audio:
-                os.replace(tmp / "audio.wav", wav)
-            else:
-                wav.unlink(missing_ok=True)
-            os.replace(tmp, dest)                   # the clip is complete once its folder has its final name
-            return dict(n_frames=n, fps=out_fps, duration=duration, has_audio=has_audio, problem="",
-                        status="converted")
+            n, src_fps = _write_any(_frame_writers(source, tmp, fps, layout, short_side, quality, height), tmp)
+            return _finish(source, dest, tmp, n, src_fps if fps is None else float(fps), params, mels)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+    except _Unusable as e:
+        return _fail(str(e))
     except Exception as e:
         if _disk_error(e):
             raise
@@ -458,6 +481,57 @@ def write_prepared_manifest(df: pd.DataFrame, csv_path: str | os.PathLike) -> Pa
                           extra_columns=["source"], fix=_OUT_FIX)
 
 
+def _check_settings(layout: str, quality: int, fps: float | None, height: int) -> None:
+    """ValueError naming the option when a setting of :func:`prepare_dataset` is out of range."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout={layout!r} (--layout): choose one of {list(LAYOUTS)}")
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f"quality must be in 1..100, got {quality}")
+    if fps is not None and not fps > 0:
+        raise ValueError(f"fps must be positive (or None for the native rate), got {fps}")
+    if not (isinstance(height, (int, np.integer)) and height >= 1):
+        raise ValueError(f"height={height!r} (--height): the frame height in pixels must be a positive integer, "
+                         f"e.g. {AUTHORS_HEIGHT}")
+
+
+def _refuse_frame_folders(src: pd.DataFrame) -> None:
+    """The authors' layout converts video files only: ValueError when usable rows are frame folders."""
+    folders = [p for p, prob in zip(src["path"], src["problem"]) if prob == "" and Path(p).is_dir()]
+    if folders:
+        raise ValueError(f"layout 'authors' (--layout authors / --height) converts video files, as the authors' "
+                         f"ffmpeg command does; {len(folders)} usable row(s) are frame folders "
+                         f"(e.g. {folders[0]}): prepare them with the default layout")
+
+
+def _run_into(out: Path, jobs: list[tuple], workers: int) -> list[dict]:
+    """:func:`_run_jobs`; a full output disk becomes an OSError that names ``out`` and what to do."""
+    try:
+        return _run_jobs(jobs, workers)
+    except OSError as e:
+        if not _disk_error(e):
+            raise
+        raise OSError(e.errno, f"{os.strerror(e.errno)} while writing prepared clips into {out}: free space (or "
+                      "choose another --out) and run prepare again; the clips finished so far are kept and "
+                      "skipped, no clip was marked bad") from None
+
+
+def _output_table(src: pd.DataFrame, dest: list[Path], todo: list[int], results: list[dict]
+                  ) -> tuple[pd.DataFrame, Counter]:
+    """The output manifest's rows (``path`` the frame folder, ``source`` the input path) and the count of each
+    clip status."""
+    table = src.copy()
+    table["source"] = table["path"]
+    table["path"] = [str(d) for d in dest]
+    for c, v in (("n_frames", 0), ("fps", math.nan), ("duration", math.nan), ("has_audio", False)):
+        table.loc[table["problem"] != "", c] = v
+    status = Counter()
+    for i, r in zip(todo, results):
+        for c in ("n_frames", "fps", "duration", "has_audio", "problem"):
+            table.at[i, c] = r[c]
+        status[r["status"]] += 1
+    return table, status
+
+
 def prepare_dataset(manifest: str | os.PathLike, out: str | os.PathLike, short_side: int = 256,
                     fps: float | None = None, quality: int = 90, workers: int | None = None,
                     verbose: bool = True, layout: str = "tsamlib", height: int = AUTHORS_HEIGHT,
@@ -470,23 +544,11 @@ def prepare_dataset(manifest: str | os.PathLike, out: str | os.PathLike, short_s
     defaults to the number of cores. Returns a :class:`Prepared` with the table written and the counts; prints the
     summary when ``verbose``."""
     from .manifest import read_manifest
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout={layout!r} (--layout): choose one of {list(LAYOUTS)}")
-    if not 1 <= int(quality) <= 100:
-        raise ValueError(f"quality must be in 1..100, got {quality}")
-    if fps is not None and not fps > 0:
-        raise ValueError(f"fps must be positive (or None for the native rate), got {fps}")
-    if not (isinstance(height, (int, np.integer)) and height >= 1):
-        raise ValueError(f"height={height!r} (--height): the frame height in pixels must be a positive integer, "
-                         f"e.g. {AUTHORS_HEIGHT}")
+    _check_settings(layout, quality, fps, height)
     mels = parse_mels(DEFAULT_MELS[layout] if isinstance(mels, str) and mels == "default" else mels)
     src = read_manifest(manifest)
     if layout == "authors":
-        folders = [p for p, prob in zip(src["path"], src["problem"]) if prob == "" and Path(p).is_dir()]
-        if folders:
-            raise ValueError(f"layout 'authors' (--layout authors / --height) converts video files, as the authors' "
-                             f"ffmpeg command does; {len(folders)} usable row(s) are frame folders "
-                             f"(e.g. {folders[0]}): prepare them with the default layout")
+        _refuse_frame_folders(src)
     out = writable_folder(Path(out).absolute(), _OUT_FIX)
     workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
     with exclusive_lock(out / ".prepare.lock", f"preparing into {out}", wait=False):
@@ -495,24 +557,7 @@ def prepare_dataset(manifest: str | os.PathLike, out: str | os.PathLike, short_s
         todo = [i for i in range(len(src)) if src["problem"].iat[i] == ""]
         jobs = [(src["path"].iat[i], str(dest[i]), int(short_side), fps, int(quality), layout, int(height), mels)
                 for i in todo]
-        try:
-            results = _run_jobs(jobs, workers)
-        except OSError as e:
-            if not _disk_error(e):
-                raise
-            raise OSError(e.errno, f"{os.strerror(e.errno)} while writing prepared clips into {out}: free space (or "
-                          "choose another --out) and run prepare again; the clips finished so far are kept and "
-                          "skipped, no clip was marked bad") from None
-        table = src.copy()
-        table["source"] = table["path"]
-        table["path"] = [str(d) for d in dest]
-        for c, v in (("n_frames", 0), ("fps", math.nan), ("duration", math.nan), ("has_audio", False)):
-            table.loc[table["problem"] != "", c] = v
-        status = Counter()
-        for i, r in zip(todo, results):
-            for c in ("n_frames", "fps", "duration", "has_audio", "problem"):
-                table.at[i, c] = r[c]
-            status[r["status"]] += 1
+        table, status = _output_table(src, dest, todo, _run_into(out, jobs, workers))
         csv = write_prepared_manifest(table, out / "manifest.csv")
     bad = table["problem"] != ""
     res = Prepared(manifest=csv, table=table, converted=status["converted"],

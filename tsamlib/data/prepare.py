@@ -226,10 +226,10 @@ def _write_mels(folder: Path, source: Path | None, mels: tuple[str, ...], only_m
     ``{file name: settings}`` of those written."""
     done = {}
     for af in _audio_frames(mels):
-        if only_missing and (folder / af.prepared_name()).is_file():
+        if only_missing and (folder / af.prepared_name).is_file():
             continue
         af.save_prepared(folder, source)
-        done[af.prepared_name()] = af.params()
+        done[af.prepared_name] = af.params()
     return done
 
 

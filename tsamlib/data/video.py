@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .decode import DecordVideo, VideoReadError, is_frame_folder, list_frames, short_error, video_readers
+from .decode import VideoReadError, is_frame_folder, short_error, video_readers
 
 __all__ = ["segment_indices", "count_frames", "read_frames", "load_clip", "load_views", "view_indices", "SAMPLINGS",
            "DENSE_SPAN"]
@@ -109,13 +109,14 @@ def _check_file(path: Path) -> None:
 
 
 def count_frames(path: str | Path) -> int:
-    """Number of frames decord reports (file) or number of images (folder)."""
+    """Number of frames the first reader of ``path`` reports: decord's count (file) or the images (folder)."""
     path = Path(path)
+    first = video_readers(path)[0]
     if is_frame_folder(path):
-        return len(list_frames(path))
+        return len(first(path))
     _check_file(path)
     try:
-        return len(DecordVideo(path))
+        return len(first(path))
     except Exception as e:
         raise VideoReadError(f"{path}: cannot open video ({short_error(e, 300, with_type=True)})") from e
 

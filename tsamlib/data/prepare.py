@@ -34,9 +34,9 @@ the audio. A clip without an audio track gets no ``.wav`` (``has_audio`` False).
 (``_unlabelled`` for label -1); two clips with the same class and stem get a short hash of their source path
 appended to the stem.
 
-Frames are decoded with decord (the reader the mp4 loader uses, so frame ``i`` is the same frame), PyAV when decord
-fails; a frame-folder source is read with PIL. ``fps="native"`` keeps every frame; a number ``N`` keeps the frame
-shown at each time ``k / N`` (frames repeat when ``N`` is above the source rate).
+Frames are decoded by the loaders' readers (:mod:`tsamlib.data.decode`: decord, so frame ``i`` is the same frame,
+PyAV when decord fails; a frame-folder source with PIL). ``fps="native"`` keeps every frame; a number ``N`` keeps
+the frame shown at each time ``k / N`` (frames repeat when ``N`` is above the source rate).
 
 Resumable: each clip is written to a temporary folder ``OUT/<class>/.<stem>.prepare-tmp`` and renamed when complete;
 a rerun skips complete clips (made with the same layout and parameters, recorded in ``prepare.json``: a clip recorded

@@ -92,7 +92,8 @@ def compare_prepared(videos: list[Path], folders: list[Path], repeats: int, tmp:
 def prepared_stages(folders: list[Path], repeats: int, tmp: Path) -> dict:
     """Where a prepared 16+1 training clip's time goes: list the frame folder, decode 16 JPEGs, transform them
     (crop, resize, flip, normalise), audio frame from the mel cache; ms, median over clips of the median of repeats."""
-    from tsamlib.data.video import _read_folder, list_frames, segment_indices
+    from tsamlib.data.decode import list_frames, read_images
+    from tsamlib.data.video import segment_indices
     tfm = ClipTransform(img_size=224, resize=256, train=True)
     af = AudioFrame(size=(224, 224), cache_dir=tempfile.mkdtemp(dir=tmp))
     per: dict[str, list[float]] = {"list": [], "decode": [], "transform": [], "audio_cached": []}
@@ -100,10 +101,10 @@ def prepared_stages(folders: list[Path], repeats: int, tmp: Path) -> dict:
         rng = np.random.default_rng(0)
         names = list_frames(f)
         idx = segment_indices(len(names), 16, "train", rng)
-        frames = _read_folder(names, idx)
+        frames = torch.from_numpy(read_images(names, idx))
         af(f)
         per["list"].append(time_ms(lambda: list_frames(f), repeats))
-        per["decode"].append(time_ms(lambda: _read_folder(names, idx), repeats))
+        per["decode"].append(time_ms(lambda: read_images(names, idx), repeats))
         per["transform"].append(time_ms(lambda: tfm(frames, np.random.default_rng(0)), repeats))
         per["audio_cached"].append(time_ms(lambda: af(f, train=True, rng=np.random.default_rng(0)), repeats))
     return {k: round(statistics.median(v), 1) for k, v in per.items()}

@@ -99,7 +99,7 @@ def test_cold_bench_drops_every_file_of_a_prepared_clip_from_the_page_cache(tmp_
     from tsamlib.data.audio import AudioFrame
     from tsamlib.data.manifest import build_manifest
     from tsamlib.data.prepare import prepare_dataset
-    from tsamlib.data.video import prefetch
+    from tsamlib.data.decode import prefetch
     bench_cold = _load("bench_cold")
     video = make_video(tmp_path / "v.mp4", n_frames=12, size=(48, 64))
     build_manifest([dict(path=str(video), label=0, label_name="x", split="train")], tmp_path / "in.csv", workers=1,
@@ -108,7 +108,7 @@ def test_cold_bench_drops_every_file_of_a_prepared_clip_from_the_page_cache(tmp_
     folder = Path(res.table["path"].iat[0])
     files = bench_cold.clip_files(folder)
     names = sorted(p.name for p in files)
-    assert set(names) - {n for n in names if n.endswith(".jpg")} == {AudioFrame(n_mels=16).prepared_name(),
+    assert set(names) - {n for n in names if n.endswith(".jpg")} == {AudioFrame(n_mels=16).prepared_name,
                                                                      "prepare.json", "v.wav"}
     assert {n for n in names if n.endswith(".jpg")} == {f"{k:05d}.jpg" for k in range(1, 13)} and "v.wav" in names
     for f in files:

@@ -7,7 +7,6 @@ import torch
 
 from tsamlib.data.audio import (
     DEFAULT_SR,
-    AudioError,
     AudioFrame,
     load_waveform,
     log_mel_3ch,
@@ -15,12 +14,14 @@ from tsamlib.data.audio import (
     mels_to_image,
     random_crop_seconds,
 )
+from tsamlib.data.decode import AudioError
 
 
 def test_kinetics_waveform_and_mel(kinetics_clips):
     import av
     for p in sorted((kinetics_clips / "videos").glob("*.mp4"))[:4]:
-        with av.open(str(p)) as c: duration = c.streams.audio[0].duration * c.streams.audio[0].time_base
+        with av.open(str(p)) as c:
+            duration = c.streams.audio[0].duration * c.streams.audio[0].time_base
         w = load_waveform(p)
         assert w.has_audio and w.sr == DEFAULT_SR and w.wave.ndim == 1 and w.wave.dtype == np.float32
         assert abs(len(w.wave) / w.sr - float(duration)) < 0.1, (p.name, len(w.wave) / w.sr, duration)

@@ -154,11 +154,13 @@ def test_csv_manifest_with_relative_paths(media_zoo, tmp_path):
 def test_views_dataset(kinetics_df):
     ds = clip_views_dataset(kinetics_df, split="valid", n_clips=2, n_frames=SMALL["n_frames"],
                             tfm=ClipTransform(SMALL["img_size"], SMALL["resize"], n_crops=3))
-    assert len(ds) == 4 * 6 and ds.views[:7] == [(0, 0, 0), (0, 0, 1), (0, 0, 2), (0, 1, 0), (0, 1, 1), (0, 1, 2), (1, 0, 0)]
+    assert len(ds) == 4 * 6
+    assert ds.views[:7] == [(0, 0, 0), (0, 0, 1), (0, 0, 2), (0, 1, 0), (0, 1, 1), (0, 1, 2), (1, 0, 0)]
     x0, x1, x3 = ds[0][0], ds[1][0], ds[3][0]
     assert x0.shape == (4, 3, 64, 64) and not torch.equal(x0, x1) and not torch.equal(x0, x3)
     b = views_dataloader(ds, batch_size=6).one_batch()
-    assert torch.equal(b[0][2], ds[2][0]) and (b[1] == int(kinetics_df[kinetics_df.split == "valid"].label.iloc[0])).all()
+    first_label = int(kinetics_df[kinetics_df.split == "valid"].label.iloc[0])
+    assert torch.equal(b[0][2], ds[2][0]) and (b[1] == first_label).all()
 
 
 def test_show_batch(kinetics_df, tmp_path):
@@ -173,11 +175,13 @@ def test_show_batch(kinetics_df, tmp_path):
 class TinyAV(nn.Module):
     "Average-pool video (and audio) frames, then a linear layer."
     def __init__(self, c=2):
-        super().__init__(); self.fc = nn.Linear(3, c)
+        super().__init__()
+        self.fc = nn.Linear(3, c)
 
     def forward(self, video, audio=None):
         x = video.mean((1, 3, 4))
-        if audio is not None: x = (x + audio.mean((1, 3, 4))) / 2
+        if audio is not None:
+            x = (x + audio.mean((1, 3, 4))) / 2
         return self.fc(x)
 
 
@@ -187,7 +191,8 @@ def test_fastai_learner_fit_validate_get_preds(kinetics_df, tmp_path):
     from fastai.losses import CrossEntropyLossFlat
     dls = video_dataloaders(kinetics_df, audio=True, cache_dir=tmp_path, **SMALL)
     learn = Learner(dls, TinyAV(), loss_func=CrossEntropyLossFlat())
-    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-2)
+    with learn.no_bar(), learn.no_logging():
+        learn.fit(1, 1e-2)
     assert len(learn.validate()) == 1
     preds, targs = learn.get_preds()
     assert preds.shape == (4, 2) and targs.shape == (4,)

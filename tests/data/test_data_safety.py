@@ -104,7 +104,8 @@ def test_valid_leaves_bad_clip_out_train_replaces(clips, tmp_path):
 def test_dropped_clips_keep_batches_and_order_with_workers(clips, num_workers):
     d, good = clips
     valid = [good[0], d / "broken.mp4", good[1], good[2], d / "broken.mp4", d / "empty.mp4", good[3], good[4]]
-    rows = [_row(good[5], 0, "train"), _row(good[4], 1, "train")] + [_row(p, i % 3, "valid") for i, p in enumerate(valid)]
+    rows = [_row(good[5], 0, "train"), _row(good[4], 1, "train")]
+    rows += [_row(p, i % 3, "valid") for i, p in enumerate(valid)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         dls = video_dataloaders(pd.DataFrame(rows), batch_size=2, num_workers=num_workers, **SMALL)

@@ -11,7 +11,6 @@ Expectations are computed here from the documented rules, not from the code unde
 """
 from __future__ import annotations
 
-import io
 import json
 import math
 import os

@@ -58,7 +58,8 @@ def test_index_list_on_real_clips(kinetics_clips, tmp_path, capsys):
                 expected[vid] = (int(label), split)
     got = {os.path.basename(p)[:-4]: (lab, s) for p, lab, s in zip(df["path"], df["label"], df["split"])}
     assert got == expected
-    assert set(df["label_name"]) == {"zero", "one"} and (df["label_name"] == df["label"].map({0: "zero", 1: "one"})).all()
+    assert set(df["label_name"]) == {"zero", "one"}
+    assert (df["label_name"] == df["label"].map({0: "zero", 1: "one"})).all()
     assert (df["n_frames"] > 100).all() and df["fps"].between(14, 31).all() and df["duration"].between(5, 10.5).all()
     back = m.read_manifest(out)
     pd.testing.assert_frame_equal(back, df)
@@ -151,8 +152,9 @@ def test_index_something_v1(tmp_path):
         (root / vid).mkdir(parents=True)
         for i in range(1, n + 1):
             Image.new("RGB", (8, 6), (i * 40, 0, 0)).save(root / vid / f"{i:05d}.jpg")
-    (ann / "something-something-v1-labels.csv").write_text("Holding something\nPushing something from left to right\n")
-    (ann / "something-something-v1-train.csv").write_text("1;Pushing something from left to right\n4;Holding something\n")
+    pushing = "Pushing something from left to right"
+    (ann / "something-something-v1-labels.csv").write_text(f"Holding something\n{pushing}\n")
+    (ann / "something-something-v1-train.csv").write_text(f"1;{pushing}\n4;Holding something\n")
     (ann / "something-something-v1-validation.csv").write_text("2;Holding something\n3;Holding something\n")
     df = index.index_something_v1(root, ann, tmp_path / "ss.csv", workers=1)
     assert df["label"].tolist() == [1, 0, 0, 0] and df["split"].tolist() == ["train", "train", "valid", "valid"]
@@ -166,7 +168,8 @@ def test_index_something_v1(tmp_path):
 def test_cli_index_list_and_folder(kinetics_clips, tmp_path):
     out = tmp_path / "cli.csv"
     assert main(["index", "list", str(kinetics_clips), "--out", str(out), "--workers", "2",
-                 "--lists", f"train={kinetics_clips / 'training.txt'}", f"valid={kinetics_clips / 'validation.txt'}"]) == 0
+                 "--lists", f"train={kinetics_clips / 'training.txt'}",
+                 f"valid={kinetics_clips / 'validation.txt'}"]) == 0
     df = m.read_manifest(out)
     assert len(df) == 12 and set(df["label_name"]) == {"0", "1"}
     with pytest.raises(SystemExit):

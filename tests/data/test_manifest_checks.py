@@ -14,7 +14,7 @@ import pytest
 from conftest import REPO_ROOT, make_video
 
 from tsamlib.data import manifest as m
-from tsamlib.data import probe
+from tsamlib.data import workers
 
 
 def rows(n_classes: int = 6, per_class: int = 3, **extra) -> list[dict]:
@@ -162,9 +162,9 @@ def _alive(procs: list[psutil.Process]) -> list[psutil.Process]:
     return out
 
 
-def test_probe_pool_ends_workers_on_exception():
+def test_worker_pool_ends_workers_on_exception():
     with pytest.raises(KeyboardInterrupt):
-        with probe.probe_pool(2) as ex:
+        with workers.worker_pool(2) as ex:
             futures = [ex.submit(time.sleep, 30) for _ in range(4)]
             kids = psutil.Process().children()
             assert len(kids) == 2

@@ -34,7 +34,7 @@ def _folders(res) -> dict[str, Path]:
 
 def _computed(af: AudioFrame, folder: Path, train=False, seed=0):
     """What the audio frame is without the prepared file: computed from the folder's .wav (float16 as cached)."""
-    mels, has_audio = af._compute(folder)
+    mels, has_audio = af.front.full_mels(folder)
     mels = [m.astype(np.float16).astype(np.float32) for m in mels]
     return mels, has_audio
 
@@ -45,10 +45,10 @@ def test_default_mels_are_written_and_read_first(prepared, stem, tmp_path):
     folder = _folders(res)[stem]
     af = AudioFrame(size=(32, 32), n_mels=64)                       # the run defaults: tsamlib:64
     files = sorted(p.name for p in folder.glob("mels-*.npz"))
-    assert files == [af.prepared_name()]
+    assert files == [af.prepared_name]
     meta = json.loads((folder / "prepare.json").read_text())
-    assert meta["mels"] == {af.prepared_name(): af.params()}
-    mels, has_audio = read_mels_file(folder / af.prepared_name(), 64)
+    assert meta["mels"] == {af.prepared_name: af.params()}
+    mels, has_audio = read_mels_file(folder / af.prepared_name, 64)
     want, want_audio = _computed(af, folder)
     assert has_audio is want_audio is (stem == "a")
     for m, w in zip(mels, want):
@@ -72,7 +72,7 @@ def test_other_settings_fall_back_to_the_wav_counted_and_warned_once(prepared):
         warnings.simplefilter("error")                                 # once per process, not per clip
         af(folder)
     assert (af.prepared_hits, af.prepared_misses) == (0, 2) and has_audio
-    want, _ = af._compute(folder)
+    want, _ = af.front.full_mels(folder)
     assert x.shape == (3, 32, 32) and want[0].shape[0] == 32
 
 
@@ -93,7 +93,7 @@ def test_an_unreadable_prepared_file_is_computed_instead(prepared, tmp_path):
     shutil.copytree(_folders(res)["a"], folder)
     shutil.copy(_folders(res)["a"].parent / "a.wav", tmp_path / "copy.wav")
     af = AudioFrame(size=(32, 32), n_mels=64)
-    (folder / af.prepared_name()).write_bytes(b"not an npz")
+    (folder / af.prepared_name).write_bytes(b"not an npz")
     with pytest.warns(UserWarning, match="unreadable"):
         x, has_audio = af(folder)
     assert has_audio and af.prepared_misses == 1 and torch.isfinite(x).all()
@@ -111,7 +111,7 @@ def test_a_rerun_with_other_mels_only_adds_them(prepared, tmp_path):
     assert (res.converted, res.skipped, res.mels_added) == (0, 2, 2)
     assert "2 of them given new log-mels" in res.summary()
     assert (folder / "00001.jpg").stat().st_mtime_ns == jpg_mtime
-    names = {AudioFrame(n_mels=n, frontend=f).prepared_name() for f, n in (("tsamlib", 64), ("tsamlib", 32),
+    names = {AudioFrame(n_mels=n, frontend=f).prepared_name for f, n in (("tsamlib", 64), ("tsamlib", 32),
                                                                              ("authors", 224))}
     assert {p.name for p in folder.glob("mels-*.npz")} == names
     assert set(json.loads((folder / "prepare.json").read_text())["mels"]) == names

@@ -5,7 +5,8 @@ import torch
 from PIL import Image
 
 from tsamlib.data.transforms import ClipTransform, fixed_crop_box, multiscale_crop_box
-from tsamlib.data.video import VideoReadError, count_frames, load_clip, read_frames, segment_indices
+from tsamlib.data.decode import VideoReadError
+from tsamlib.data.video import count_frames, load_clip, read_frames, segment_indices
 
 
 # ---------------------------------------------------------------- segment sampling
@@ -41,9 +42,12 @@ def test_train_indices_one_random_frame_per_segment():
 
 
 def test_bad_sampling_arguments_raise():
-    with pytest.raises(ValueError): segment_indices(0, 8, "valid")
-    with pytest.raises(ValueError): segment_indices(10, 8, "val")
-    with pytest.raises(ValueError): segment_indices(10, 8, "test", clip_index=2, n_clips=2)
+    with pytest.raises(ValueError):
+        segment_indices(0, 8, "valid")
+    with pytest.raises(ValueError):
+        segment_indices(10, 8, "val")
+    with pytest.raises(ValueError):
+        segment_indices(10, 8, "test", clip_index=2, n_clips=2)
 
 
 # ---------------------------------------------------------------- decoding
@@ -53,8 +57,10 @@ def _pyav_frames(path):
     out = []
     with av.open(str(path)) as c:
         try:
-            for f in c.decode(video=0): out.append(f.to_ndarray(format="rgb24"))
-        except av.error.FFmpegError: pass
+            for f in c.decode(video=0):
+                out.append(f.to_ndarray(format="rgb24"))
+        except av.error.FFmpegError:
+            pass
     return out
 
 
@@ -169,9 +175,9 @@ def test_in_place_normalisation_equals_the_tensor_formula(kw):
         got = tfm(frames, np.random.default_rng(seed))
         rng = np.random.default_rng(seed)                   # the same draws, in the transform's order
         top, left, h, w = tfm.box(50, 70, rng)
-        t, l = int(round(top)), int(round(left))
-        h, w = max(1, min(int(round(h)), 50 - t)), max(1, min(int(round(w)), 70 - l))
-        x = TF.resized_crop(frames.permute(0, 3, 1, 2), t, l, h, w, [32, 32], antialias=True)
+        t, lt = int(round(top)), int(round(left))
+        h, w = max(1, min(int(round(h)), 50 - t)), max(1, min(int(round(w)), 70 - lt))
+        x = TF.resized_crop(frames.permute(0, 3, 1, 2), t, lt, h, w, [32, 32], antialias=True)
         if tfm.train and rng.random() < 0.5:
             x = x.flip(-1)
         x = x.float()
@@ -205,4 +211,5 @@ def test_crop_boxes():
     lefts = [fixed_crop_box(256, 340, 224, i, n_crops=3)[1] for i in range(3)]
     tops = [fixed_crop_box(340, 256, 224, i, n_crops=3)[0] for i in range(3)]
     assert lefts == [0.0, 58.0, 116.0] and tops == [0.0, 58.0, 116.0]
-    with pytest.raises(ValueError): ClipTransform(img_size=224, resize=200)
+    with pytest.raises(ValueError):
+        ClipTransform(img_size=224, resize=200)

@@ -31,7 +31,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     run = find_source(args.run)
     if run is None:
         return 1
-    from ..data.video import VideoReadError
+    from ..data.decode import VideoReadError
     from ..evaluation.export import export_onnx
     try:
         rep = export_onnx(run, args.onnx, videos=args.videos, atol=args.atol, weights=args.weights)

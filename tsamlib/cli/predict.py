@@ -63,7 +63,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _predict(run: Path, args: argparse.Namespace) -> int:
-    from ..data.video import VideoReadError
+    from ..data.decode import VideoReadError
     from ..evaluation.predict import N_CLIPS, N_CROPS, predict
     n_clips = N_CLIPS if args.n_clips is None else args.n_clips
     n_crops = N_CROPS if args.n_crops is None else args.n_crops
@@ -80,7 +80,7 @@ def _predict(run: Path, args: argparse.Namespace) -> int:
 
 
 def _stream(run: Path, args: argparse.Namespace) -> int:
-    from ..data.video import VideoReadError
+    from ..data.decode import VideoReadError
     from ..evaluation.stream import AUDIO_WINDOW, RATE, stream_video
     from ..evaluation.views import has_audio
     rate = RATE if args.rate is None else args.rate

@@ -3,7 +3,9 @@
     manifest     one CSV row per clip: read, write, check; the rows a run uses
     index        manifests of Kinetics-400, Something-Something V1, list files, class folders
     probe        probing clips in worker processes (frames, fps, duration, audio, problems)
-    video        TSN segment sampling and frame decoding (decord, PyAV, frame folders)
+    workers      worker processes of one thread each that end with their parent; a retry in a fresh one
+    decode       frames and sound decoded: decord, PyAV, frame folders (the readers every loader uses)
+    video        TSN segment sampling and the clips read from a video or frame folder
     audio        the audio frame: waveform, 3-channel log-mel image, its disk cache
     transforms   crops, flips, colour jitter, normalisation of a clip
     loaders      datasets and fastai DataLoaders of clips (+ audio frame), multi-view evaluation sets
@@ -20,9 +22,10 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
                   "check_manifest", "ManifestError", "read_table", "manifest_vocab", "usable_rows", "split_rows"],
     ".index": ["index_kinetics400", "index_something_v1", "index_list", "index_folder"],
     ".probe": ["probe_video", "probe_many", "VIDEO_EXTENSIONS"],
-    ".video": ["VideoReadError", "segment_indices", "view_indices", "load_clip", "load_views", "read_frames",
+    ".decode": ["VideoReadError", "AudioError"],
+    ".video": ["segment_indices", "view_indices", "load_clip", "load_views", "read_frames",
                "count_frames"],
-    ".audio": ["DEFAULT_SR", "AudioFrame", "AudioError", "load_waveform", "log_mels", "log_mel_3ch", "MelCache"],
+    ".audio": ["DEFAULT_SR", "AudioFrame", "load_waveform", "log_mels", "log_mel_3ch", "MelCache"],
     ".transforms": ["ClipTransform", "norm_stats", "denormalize"],
     ".loaders": ["VideoDataset", "TSAMDataLoader", "TSAMDataLoaders", "video_dataloaders", "clip_views_dataset",
                  "video_views", "views_dataloader", "show_clip_batch"],

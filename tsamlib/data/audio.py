@@ -1,7 +1,7 @@
 """Audio frame: waveform -> 3-channel log-mel spectrogram (report section 2.2), with a disk cache.
 
-- Waveform: decoded with PyAV from a ``.wav`` with the video's stem beside it (the report's
-  layout) when present, else from the video file's own audio track; mixed to mono with FFmpeg's
+- Waveform: decoded with PyAV (:func:`tsamlib.data.decode.decode_audio`) from a ``.wav`` with the video's stem
+  beside it (the report's layout) when present, else from the video file's own audio track; mixed to mono with FFmpeg's
   standard down-mix matrix and resampled to `sr` (default 22050 Hz, librosa's default; 16 kHz would
   leave more empty mel bands with 224 bands on a 25 ms window). decord's AudioReader is not used:
   on these files it returns NaN samples for 5.1 audio and for resampled stereo.
@@ -29,8 +29,9 @@
   a prepared folder without it (other ``n_mels``, front end, rate...) is computed from the folder's ``.wav`` and the
   cache as any clip, counted in ``prepared_misses`` with one warning per process naming the ``prepare --mels`` value
   that adds the file.
-- The authors' front end (github:aav-antonov/TSAM, ``lib/dataset/audio.py``), ``AudioFrame(frontend="authors")``
-  (``audio_frontend`` of a run; the ``"authors"`` preset), not the default:
+- Front ends: the above is :class:`TsamlibFrontend` (the default); :class:`AuthorsFrontend` is the authors' one
+  (github:aav-antonov/TSAM, ``lib/dataset/audio.py``), ``AudioFrame(frontend="authors")`` (``audio_frontend`` of a
+  run; the ``"authors"`` preset):
   `load_waveform_authors` (channel 0 at the file's own rate, 16-bit like their ffmpeg ``.wav``),
   `authors_log_mels` (torchaudio ``MelSpectrogram`` with ``n_fft=4800``, computed with librosa) and
   `authors_audio_image` (bilinear resize to ``(H, W)``, no normalisation).
@@ -40,26 +41,25 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..runs.fileio import atomic_path
+from .decode import decode_audio, prefetch
 
-__all__ = ["DEFAULT_SR", "Waveform", "AudioError", "audio_source", "load_waveform", "log_mels", "mels_to_image",
-           "log_mel_3ch", "random_crop_seconds", "MelCache", "AudioFrame", "AUTHORS_N_FFT",
-           "load_waveform_authors", "authors_log_mels", "authors_mels_to_image", "authors_audio_image",
-           "AUDIO_FRONTENDS", "params_hash", "read_mels_file", "write_mels_file", "PREPARED_MELS_GLOB"]
+__all__ = ["DEFAULT_SR", "Waveform", "audio_source", "load_waveform", "log_mels", "mels_to_image", "log_mel_3ch",
+           "random_crop_seconds", "MelCache", "AudioFrame", "AUTHORS_N_FFT", "load_waveform_authors",
+           "authors_log_mels", "authors_mels_to_image", "authors_audio_image", "Frontend", "TsamlibFrontend",
+           "AuthorsFrontend", "FRONTENDS", "AUDIO_FRONTENDS", "params_hash", "read_mels_file", "write_mels_file",
+           "PREPARED_MELS_GLOB"]
 
 DEFAULT_SR = 22050
-
-
-class AudioError(RuntimeError):
-    """An audio track that exists but cannot be decoded (message names the file)."""
 
 
 class Waveform(NamedTuple):
@@ -75,58 +75,13 @@ def audio_source(path: Path) -> Path:
     return wav if wav.is_file() and wav != path else path
 
 
-def _duration(c) -> float:
-    if c.duration:
-        return c.duration / 1e6
-    for s in c.streams.video:
-        if s.duration and s.time_base:
-            return float(s.duration * s.time_base)
-    return 1.0
-
-
-def _decode_audio(src: Path, make_resampler) -> tuple[list[np.ndarray] | None, int, float]:
-    """The first audio track of file ``src`` through ``make_resampler(stream)`` (a PyAV ``AudioResampler``):
-    (chunks of shape (channels, n), their sample rate, the container's duration in s). ``chunks`` is None when the
-    file has no audio track. What decoded before a broken tail is kept; a missing or undecodable file raises
-    :class:`AudioError`."""
-    import av
-    if not src.exists():
-        raise AudioError(f"{src}: no such file")
-    chunks: list[np.ndarray] = []
-    rate = 0
-
-    def take(frames) -> None:
-        nonlocal rate
-        for o in frames:
-            if o is not None:
-                rate = rate or o.sample_rate
-                chunks.append(o.to_ndarray())
-
-    try:
-        with av.open(str(src)) as c:
-            if not c.streams.audio:
-                return None, 0, _duration(c)
-            st = c.streams.audio[0]
-            rs = make_resampler(st)
-            try:
-                for frame in c.decode(st):
-                    take(rs.resample(frame))
-            except av.error.FFmpegError:
-                if not chunks:
-                    raise          # keep what decoded before a broken tail
-            take(rs.resample(None))
-            return chunks, int(rate or st.rate), 0.0
-    except (av.error.FFmpegError, OSError, ValueError) as e:
-        raise AudioError(f"{src}: cannot decode audio ({type(e).__name__}: {e})") from e
-
-
 def load_waveform(path: str | Path, sr: int = DEFAULT_SR, mono: bool = True) -> Waveform:
     """Decode the audio of a video (or its `.wav` twin) as float32 at `sr` Hz; silent if no track."""
     import av
     src = audio_source(Path(path))
     if src.is_dir():
         return Waveform(np.zeros(sr, np.float32), sr, False, "")
-    chunks, _, duration = _decode_audio(
+    chunks, _, duration = decode_audio(
         src, lambda st: av.AudioResampler(format="fltp", layout="mono" if mono else st.layout.name, rate=sr))
     if chunks is None:  # no audio track: silent, as long as the video
         n = max(1, int(round(duration * sr)))
@@ -209,7 +164,7 @@ def load_waveform_authors(path: str | Path, pcm16: bool = True, silent_sr: int =
     if src.is_dir():
         return Waveform(np.zeros(silent_sr, np.float32), silent_sr, False, "")
     # a sample-format change only: the input's rate and channels are kept
-    chunks, sr, duration = _decode_audio(src, lambda st: av.AudioResampler(format="fltp"))
+    chunks, sr, duration = decode_audio(src, lambda st: av.AudioResampler(format="fltp"))
     if chunks is None:  # no audio track: silent, as long as the video
         return Waveform(np.zeros(max(1, int(round(duration * silent_sr))), np.float32), silent_sr, False, "")
     if not chunks or sum(ch.shape[1] for ch in chunks) == 0:
@@ -283,10 +238,64 @@ def authors_audio_image(wave: np.ndarray, sr: int, size=(224, 224), n_mels: int 
     return authors_mels_to_image(mels, size, antialias)
 
 
-AUDIO_FRONTENDS = ("tsamlib", "authors")
+# ----------------------------------------------------------------------------------------------- front ends
+@dataclass(frozen=True)
+class Frontend:
+    """The log-mel settings a front end computes with; a front end turns a clip into its full-clip log-mels
+    (:meth:`full_mels`) and names what they depend on (:meth:`params`). ``normalize``: its image is z-scored."""
+    n_mels: int = 224
+    sr: int = DEFAULT_SR
+    windows_ms: tuple = (25, 50, 100)
+    hops_ms: tuple = (10, 25, 50)
+    eps: float = 1e-6
+    name: ClassVar[str]
+    normalize: ClassVar[bool]
+
+    def params(self) -> dict:
+        """What the full-clip log-mels depend on (hashed into the cache key and the prepared file's name)."""
+        return dict(n_mels=self.n_mels, sr=self.sr, windows_ms=_listed(self.windows_ms),
+                    hops_ms=_listed(self.hops_ms), eps=self.eps, v=1)
+
+    def full_mels(self, path) -> tuple[list[np.ndarray], bool]:
+        """The log-mels (one ``(n_mels, frames)`` array per window) of the whole clip ``path``, and ``has_audio``."""
+        raise NotImplementedError
 
 
-# --------------------------------------------------------------------- the disk cache of full-clip mels
+class TsamlibFrontend(Frontend):
+    """This library's front end: `load_waveform` (mono mix at `sr`), `log_mels` (``n_fft`` = window), per-channel
+    z-score of the image."""
+    name = "tsamlib"
+    normalize = True
+
+    def full_mels(self, path) -> tuple[list[np.ndarray], bool]:
+        w = load_waveform(path, self.sr)
+        return log_mels(w.wave, w.sr, self.n_mels, self.windows_ms, self.hops_ms, self.eps), w.has_audio
+
+
+class AuthorsFrontend(Frontend):
+    """The authors' front end: `load_waveform_authors` (channel 0 at the file's own rate; `sr` only for the silent
+    waveform of a clip without sound), `authors_log_mels` (``n_fft`` 4800), no normalisation (raw log values)."""
+    name = "authors"
+    normalize = False
+
+    def params(self) -> dict:
+        p = {k: v for k, v in super().params().items() if k != "sr"}   # the file's own rate, channel 0
+        return p | dict(frontend="authors", n_fft=AUTHORS_N_FFT)
+
+    def full_mels(self, path) -> tuple[list[np.ndarray], bool]:
+        w = load_waveform_authors(path, silent_sr=self.sr)
+        return authors_log_mels(w.wave, w.sr, self.n_mels, self.windows_ms, self.hops_ms, eps=self.eps), w.has_audio
+
+
+def _listed(v):
+    return list(v) if isinstance(v, tuple) else v
+
+
+FRONTENDS = {f.name: f for f in (TsamlibFrontend, AuthorsFrontend)}   # a run's audio_frontend -> its class
+AUDIO_FRONTENDS = tuple(FRONTENDS)
+
+
+# ----------------------------------------------------------------------------------------------- stored log-mels
 PREPARED_MELS_GLOB = "mels-*.npz"   # prepared log-mels inside a frame folder, one file per settings
 
 
@@ -322,6 +331,7 @@ def write_mels_file(f: Path, mels: list[np.ndarray], has_audio: bool, params: di
                  **extra)
 
 
+# ----------------------------------------------------------------------------------------------- the cache
 class MelCache:
     """Full-clip log-mels on disk, keyed by (path, mtime, size, parameters); counts hits and misses.
 
@@ -393,14 +403,13 @@ class MelCache:
         return True
 
 
+# ----------------------------------------------------------------------------------------------- the audio frame
 @dataclass
 class AudioFrame:
     """Path -> `(3, H, W)` audio frame and `has_audio`, with optional cache and train-time crop.
 
-    ``frontend="tsamlib"``: `load_waveform` (mono mix at `sr`), `log_mels`, per-channel z-score.
-    ``frontend="authors"``: `load_waveform_authors` (channel 0 at the file's own rate; `sr` is not used),
-    `authors_log_mels` (n_fft 4800), no normalisation (raw log values, resized as `authors_mels_to_image`).
-    The training crop is the same for both. The cache key holds the front end and its parameters.
+    ``frontend``: :class:`TsamlibFrontend` ("tsamlib") or :class:`AuthorsFrontend` ("authors"), built from these
+    settings. The training crop is the same for both. The cache key holds the front end and its parameters.
 
     A prepared frame folder's ``mels-<hash>.npz`` of these settings is read before the cache (``prepared_hits``);
     a prepared folder without it is computed as any clip (``prepared_misses``, one warning per process)."""
@@ -416,6 +425,7 @@ class AudioFrame:
     cache: MelCache | None = field(default=None, init=False, repr=False)
     prepared_hits: int = field(default=0, init=False, repr=False)
     prepared_misses: int = field(default=0, init=False, repr=False)
+    _warned: set = field(default_factory=set, init=False, repr=False, compare=False)   # keys of the warnings given
 
     def __post_init__(self):
         if self.frontend not in AUDIO_FRONTENDS:
@@ -423,38 +433,30 @@ class AudioFrame:
         if self.cache_dir is not None:
             self.cache = MelCache(self.cache_dir, self.params())
 
+    @cached_property
+    def front(self) -> Frontend:
+        """The front end of these settings."""
+        return FRONTENDS[self.frontend](self.n_mels, self.sr, self.windows_ms, self.hops_ms, self.eps)
+
     def params(self) -> dict:
         """What the cached log-mels depend on (hashed into the cache key)."""
-        keep = ("n_mels", "sr", "windows_ms", "hops_ms", "eps")
-        p = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if k in keep} | {"v": 1}
-        if self.frontend == "authors":   # the file's own rate, channel 0, torchaudio's mel
-            p = {k: v for k, v in p.items() if k != "sr"} | dict(frontend="authors", n_fft=AUTHORS_N_FFT)
-        return p
-
-    def _compute(self, path) -> tuple[list[np.ndarray], bool]:
-        if self.frontend == "authors":
-            w = load_waveform_authors(path, silent_sr=self.sr)
-            return authors_log_mels(w.wave, w.sr, self.n_mels, self.windows_ms, self.hops_ms, eps=self.eps), w.has_audio
-        w = load_waveform(path, self.sr)
-        return log_mels(w.wave, w.sr, self.n_mels, self.windows_ms, self.hops_ms, self.eps), w.has_audio
+        return self.front.params()
 
     def spec(self) -> str:
         """These settings as ``prepare --mels`` names them: ``FRONTEND:N_MELS``."""
         return f"{self.frontend}:{self.n_mels}"
 
+    @cached_property
     def prepared_name(self) -> str:
         """File name of these settings' prepared log-mels inside a frame folder: ``mels-<hash of params()>.npz``."""
-        name = self.__dict__.get("_prepared_name")
-        if name is None:
-            name = self.__dict__["_prepared_name"] = f"mels-{params_hash(self.params())}.npz"
-        return name
+        return f"mels-{params_hash(self.params())}.npz"
 
     def save_prepared(self, folder: str | Path, source: str | Path | None = None) -> Path:
         """Compute the full-clip log-mels of ``source`` (default: the clip ``folder`` itself, i.e. its ``.wav``) and
-        write them atomically as ``folder / prepared_name()``, with :meth:`params` beside them. Returns the file."""
+        write them atomically as ``folder / prepared_name``, with :meth:`params` beside them. Returns the file."""
         folder = Path(folder)
-        mels, has_audio = self._compute(folder if source is None else source)
-        f = folder / self.prepared_name()
+        mels, has_audio = self.front.full_mels(folder if source is None else source)
+        f = folder / self.prepared_name
         write_mels_file(f, mels, has_audio, self.params())
         return f
 
@@ -462,7 +464,7 @@ class AudioFrame:
         """The prepared log-mels of frame folder ``path`` for these settings, or None (counted and warned once when
         ``path`` is a prepared folder without them or with an unreadable file)."""
         p = Path(path)
-        f = p / self.prepared_name()
+        f = p / self.prepared_name
         try:
             got = read_mels_file(f, self.n_mels)
         except (FileNotFoundError, NotADirectoryError):
@@ -470,7 +472,8 @@ class AudioFrame:
                 return None                          # not a prepared folder (a video, a plain frame folder)
             self.prepared_misses += 1
             self._warn_once("missing", f"prepared clips (e.g. {p}) have no log-mels for these audio settings "
-                            f"({self.spec()}, {self.params()}); computing them from each clip's .wav (and the mel cache). "
+                            f"({self.spec()}, {self.params()}); computing them from each clip's .wav "
+                            "(and the mel cache). "
                             f"Add them with: python -m tsamlib prepare MANIFEST --out OUT --mels {self.spec()} "
                             "(same manifest and --out: only the log-mels are written)")
             return None
@@ -486,13 +489,11 @@ class AudioFrame:
         """Start reading frame folder ``path``'s prepared log-mels of these settings from the disk (when there), so
         that the read in :meth:`full_mels` finds them cached: a loader calls it before decoding the frames."""
         if Path(path).is_dir():
-            from .video import prefetch
-            prefetch([Path(path) / self.prepared_name()])
+            prefetch([Path(path) / self.prepared_name])
 
     def _warn_once(self, key, message: str) -> None:
-        warned = self.__dict__.setdefault("_warned", set())
-        if key not in warned:
-            warned.add(key)
+        if key not in self._warned:
+            self._warned.add(key)
             warnings.warn(message, stacklevel=4)
 
     def full_mels(self, path) -> tuple[list[np.ndarray], bool]:
@@ -504,7 +505,7 @@ class AudioFrame:
         got = self.cache.load(path, f) if f is not None else None
         if got is not None:
             return got
-        mels, has_audio = self._compute(path)
+        mels, has_audio = self.front.full_mels(path)
         if self.cache is not None:
             self.cache.save(path, mels, has_audio, f)
             mels = [m.astype(np.float16).astype(np.float32) for m in mels]   # same values as a cache hit
@@ -516,4 +517,4 @@ class AudioFrame:
         if train and has_audio:
             duration = mels[0].shape[1] * self.hops_ms[0] / 1000
             crop = random_crop_seconds(duration, self.max_shift, rng)
-        return mels_to_image(mels, self.size, self.hops_ms, crop, normalize=self.frontend == "tsamlib"), has_audio
+        return mels_to_image(mels, self.size, self.hops_ms, crop, normalize=self.front.normalize), has_audio

@@ -61,6 +61,109 @@ def _fps_text(fps: float) -> str:
     return str(int(fps)) if float(fps).is_integer() else repr(float(fps))
 
 
+def _start_shift(start_time: int | None, tb: Fraction | None) -> int:
+    """The container's start time (microseconds) in stream ticks, as ``ffmpeg`` subtracts it from every timestamp:
+    rounded to the nearest, halves away from 0 (``av_rescale``)."""
+    if start_time is None or not tb:
+        return 0
+    x = Fraction(start_time, 1_000_000) / tb
+    return math.floor(x + Fraction(1, 2)) if x >= 0 else -math.floor(-x + Fraction(1, 2))
+
+
+class _Extraction:
+    """One :func:`extract_frames` run over the decoded frames of stream ``st``: the filter graph (built on the first
+    frame), the JPEG encoder (opened on the first filtered frame) and the files written (``n``)."""
+
+    def __init__(self, st, start_time: int | None, out_dir: Path, fps: float | None, height: int, qscale: int,
+                 digits: int):
+        self.out_dir, self.fps, self.height, self.qscale, self.digits = out_dir, fps, height, qscale, digits
+        self.tb = st.time_base
+        self.shift = _start_shift(start_time, self.tb)
+        self.sar = st.sample_aspect_ratio or Fraction(0, 1)
+        self.graph = self.enc = None
+        self.n = 0
+        self.first_size, self.turned = None, False
+
+    def push(self, frame) -> None:
+        """One decoded frame through the graph; the frames it lets out are encoded and written."""
+        if self.graph is None:
+            self.first_size = (frame.width, frame.height)
+            self._build(frame)
+        if frame.pts is not None:
+            frame.pts -= self.shift
+        self.graph.vpush(frame)
+        self._drain()
+
+    def finish(self) -> None:
+        """End of the stream: what the graph and the encoder still hold is written."""
+        self.graph.vpush(None)
+        self._drain()
+        if self.enc is not None:
+            self._write(self.enc.encode(None))
+
+    def _build(self, frame) -> None:
+        import av.filter
+        tb, sar = self.tb, self.sar
+        graph = self.graph = av.filter.Graph()
+        graph.threads = 1
+        nodes = [graph.add("buffer", video_size=f"{frame.width}x{frame.height}", pix_fmt=frame.format.name,
+                           time_base=f"{tb.numerator}/{tb.denominator}",
+                           pixel_aspect=f"{sar.numerator}/{sar.denominator}",
+                           colorspace=str(int(frame.colorspace)), range=str(int(frame.color_range)))]
+        chain = _rotation_filters(frame.rotation or 0)
+        self.turned = any(name == "transpose" for name, _ in chain)
+        chain.append(("scale", dict(w="-1", h=str(int(self.height)), flags="bicubic")))
+        if self.fps is not None:
+            chain.append(("fps", dict(fps=_fps_text(self.fps))))
+        chain.append(("format", dict(pix_fmts=JPEG_PIX_FMTS)))
+        for name, kw in chain:
+            nodes.append(graph.add(name, **kw))
+        nodes.append(graph.add("buffersink"))
+        for a, b in zip(nodes, nodes[1:]):
+            a.link_to(b)
+        graph.configure()
+
+    def _write(self, packets) -> None:
+        for p in packets:
+            self.n += 1
+            (self.out_dir / f"{self.n:0{self.digits}d}.jpg").write_bytes(bytes(p))
+
+    def _open_encoder(self, f) -> None:
+        import av
+        enc = self.enc = av.CodecContext.create("mjpeg", "w")
+        enc.width, enc.height, enc.pix_fmt = f.width, f.height, f.format.name
+        enc.time_base = Fraction(1, 25) if self.fps is None else 1 / Fraction(_fps_text(self.fps))
+        if self.sar:   # the scaler keeps the picture's shape: the pixels' aspect follows (JFIF density)
+            (w0, h0), s0 = self.first_size, self.sar
+            if self.turned:                      # transpose swaps the sides and inverts the pixels' aspect
+                (w0, h0), s0 = (h0, w0), 1 / self.sar
+            enc.sample_aspect_ratio = s0 * Fraction(f.height * w0, f.width * h0)
+        enc.thread_count = 1
+        enc.qscale = True
+        enc.global_quality = int(self.qscale) * FF_QP2LAMBDA
+        enc.color_range = f.color_range
+        enc.open()
+
+    def _drain(self) -> None:
+        import av
+        while True:
+            try:
+                f = self.graph.vpull()
+            except (av.BlockingIOError, av.EOFError):
+                return
+            if self.enc is None:
+                self._open_encoder(f)
+                # ffmpeg's constant-rate output starts at the file's time 0: a video that starts later has its
+                # first picture repeated for the ticks before it
+                lead = max(0, int(f.pts or 0)) if self.fps is not None else 0
+                packets = self.enc.encode(f)
+                for _ in range(lead):
+                    self._write(packets)
+                self._write(packets)
+                continue
+            self._write(self.enc.encode(f))
+
+
 def extract_frames(source: str | Path, out_dir: str | Path, fps: float | None = 10.0, height: int = 256,
                    qscale: int = 0, digits: int = 6) -> tuple[int, float]:
     """Write the frames of video ``source`` into ``out_dir`` as ``ffmpeg -i SOURCE -vf "scale=-1:HEIGHT,fps=FPS"
@@ -69,14 +172,10 @@ def extract_frames(source: str | Path, out_dir: str | Path, fps: float | None = 
     Returns (frames written, the source's average frame rate). Raises what PyAV raises for a file it cannot decode,
     ValueError for a file without a video stream or without a decodable frame."""
     import av
-    import av.filter
     if height < 1:
         raise ValueError(f"height must be a positive number of pixels, got {height}")
     if fps is not None and not fps > 0:
         raise ValueError(f"fps must be positive (or None for every frame), got {fps}")
-    out_dir = Path(out_dir)
-    n = 0
-    enc = graph = None
     with av.open(str(source)) as c:
         if not c.streams.video:
             raise ValueError("no video stream")
@@ -84,88 +183,14 @@ def extract_frames(source: str | Path, out_dir: str | Path, fps: float | None = 
         st.thread_type = "SLICE"
         st.codec_context.thread_count = 1
         src_fps = float(st.average_rate or math.nan)
-        tb = st.time_base
-        shift = 0
-        if c.start_time is not None and tb:       # ffmpeg: the input's start time is subtracted from every timestamp
-            x = Fraction(c.start_time, 1_000_000) / tb    # rounded to the nearest, halves away from 0 (av_rescale)
-            shift = math.floor(x + Fraction(1, 2)) if x >= 0 else -math.floor(-x + Fraction(1, 2))
-        sar = st.sample_aspect_ratio or Fraction(0, 1)
-
-        def build(frame) -> None:
-            nonlocal graph, turned
-            graph = av.filter.Graph()
-            graph.threads = 1
-            nodes = [graph.add("buffer", video_size=f"{frame.width}x{frame.height}", pix_fmt=frame.format.name,
-                               time_base=f"{tb.numerator}/{tb.denominator}",
-                               pixel_aspect=f"{sar.numerator}/{sar.denominator}",
-                               colorspace=str(int(frame.colorspace)), range=str(int(frame.color_range)))]
-            chain = _rotation_filters(frame.rotation or 0)
-            turned = any(name == "transpose" for name, _ in chain)
-            chain.append(("scale", dict(w="-1", h=str(int(height)), flags="bicubic")))
-            if fps is not None:
-                chain.append(("fps", dict(fps=_fps_text(fps))))
-            chain.append(("format", dict(pix_fmts=JPEG_PIX_FMTS)))
-            for name, kw in chain:
-                nodes.append(graph.add(name, **kw))
-            nodes.append(graph.add("buffersink"))
-            for a, b in zip(nodes, nodes[1:]):
-                a.link_to(b)
-            graph.configure()
-
-        def write(packets) -> None:
-            nonlocal n
-            for p in packets:
-                n += 1
-                (out_dir / f"{n:0{digits}d}.jpg").write_bytes(bytes(p))
-
-        def drain() -> None:
-            nonlocal enc
-            while True:
-                try:
-                    f = graph.vpull()
-                except (av.BlockingIOError, av.EOFError):
-                    return
-                if enc is None:
-                    enc = av.CodecContext.create("mjpeg", "w")
-                    enc.width, enc.height, enc.pix_fmt = f.width, f.height, f.format.name
-                    enc.time_base = Fraction(1, 25) if fps is None else 1 / Fraction(_fps_text(fps))
-                    if sar:   # the scaler keeps the picture's shape: the pixels' aspect follows (JFIF density)
-                        (w0, h0), s0 = first_size, sar
-                        if turned:                      # transpose swaps the sides and inverts the pixels' aspect
-                            (w0, h0), s0 = (h0, w0), 1 / sar
-                        enc.sample_aspect_ratio = s0 * Fraction(f.height * w0, f.width * h0)
-                    enc.thread_count = 1
-                    enc.qscale = True
-                    enc.global_quality = int(qscale) * FF_QP2LAMBDA
-                    enc.color_range = f.color_range
-                    enc.open()
-                    # ffmpeg's constant-rate output starts at the file's time 0: a video that starts later has its
-                    # first picture repeated for the ticks before it
-                    lead = max(0, int(f.pts or 0)) if fps is not None else 0
-                    packets = enc.encode(f)
-                    for _ in range(lead):
-                        write(packets)
-                    write(packets)
-                    continue
-                write(enc.encode(f))
-
-        first_size, turned = None, False
+        run = _Extraction(st, c.start_time, Path(out_dir), fps, height, qscale, digits)
         try:
             for frame in c.decode(st):
-                if graph is None:
-                    first_size = (frame.width, frame.height)
-                    build(frame)
-                if frame.pts is not None:
-                    frame.pts -= shift
-                graph.vpush(frame)
-                drain()
+                run.push(frame)
         except av.error.FFmpegError:
-            if graph is None:
+            if run.graph is None:
                 raise                                   # keep what decoded before a broken tail, as the loaders do
-        if graph is None:
+        if run.graph is None:
             raise ValueError("no decodable frame")
-        graph.vpush(None)
-        drain()
-        if enc is not None:
-            write(enc.encode(None))
-    return n, src_fps
+        run.finish()
+    return run.n, src_fps

@@ -43,7 +43,7 @@ from fastai.torch_core import default_device
 from .audio import DEFAULT_SR, AudioFrame
 from .manifest import NO_AUDIO_DROPPED, manifest_vocab, read_table, usable_rows
 from .manifest import split_rows as _split
-from .probe import single_thread
+from .workers import single_thread
 from .skiplog import SkipLog
 from .transforms import AUTHORS_GRAYSCALE_P, ClipTransform, denormalize, norm_stats
 from .video import load_clip, load_views
@@ -137,7 +137,7 @@ class VideoDataset(torch.utils.data.Dataset):
 
 def limit_threads() -> None:
     """One thread per worker for numba (librosa), torch and the OpenMP/BLAS pools: numba's first if it is imported
-    (else ``NUMBA_NUM_THREADS=1`` covers a later import), then :func:`tsamlib.data.probe.single_thread` and the pools
+    (else ``NUMBA_NUM_THREADS=1`` covers a later import), then :func:`tsamlib.data.workers.single_thread` and the pools
     already loaded (threadpoolctl).
 
     numba goes first: starting its threading layer sets the OpenMP thread count to ``NUMBA_NUM_THREADS``, and its

@@ -35,7 +35,8 @@ import numpy as np
 import pandas as pd
 
 from ..runs.fileio import atomic_path, relative_to_repo, writable_folder
-from .probe import probe_many, short_error
+from .decode import short_error
+from .probe import probe_many
 
 __all__ = ["COLUMNS", "SPLITS", "SPLIT_ALIASES", "REQUIRED", "NO_AUDIO_DROPPED", "HAS_AUDIO_VALUES", "typed_manifest",
            "normalize_split", "read_csv_utf8", "build_manifest", "write_manifest", "read_manifest",
@@ -88,14 +89,19 @@ def typed_manifest(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def write_manifest(df: pd.DataFrame, csv_path: str | os.PathLike) -> Path:
-    """Write ``df`` atomically (temp file + ``os.replace``); paths under the CSV's folder become relative."""
+def write_manifest(df: pd.DataFrame, csv_path: str | os.PathLike, extra_columns: Sequence[str] = (),
+                   fix: str = "write the manifest to a folder you can write (index --out)") -> Path:
+    """Write ``df`` atomically (temp file + ``os.replace``); paths under the CSV's folder become relative.
+    ``extra_columns`` of ``df`` follow the manifest columns as they are; ``fix`` ends the error of a folder that
+    cannot be written."""
     csv_path = Path(csv_path).absolute()
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"Cannot write manifest {csv_path}: columns {missing} are missing (need {COLUMNS}).")
-    folder = writable_folder(csv_path.parent, "write the manifest to a folder you can write (index --out)")
+    folder = writable_folder(csv_path.parent, fix)
     out = typed_manifest(df)
+    for c in extra_columns:
+        out[c] = df[c].to_numpy()
 
     def rel(p: str) -> str:
         ap = Path(os.path.abspath(p))

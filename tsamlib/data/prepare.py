@@ -34,15 +34,15 @@ the audio. A clip without an audio track gets no ``.wav`` (``has_audio`` False).
 (``_unlabelled`` for label -1); two clips with the same class and stem get a short hash of their source path
 appended to the stem.
 
-Frames are decoded with decord (the reader the mp4 loader uses, so frame ``i`` is the same frame), PyAV when decord
-fails; a frame-folder source is read with PIL. ``fps="native"`` keeps every frame; a number ``N`` keeps the frame
-shown at each time ``k / N`` (frames repeat when ``N`` is above the source rate).
+Frames are decoded by the loaders' readers (:mod:`tsamlib.data.decode`: decord, so frame ``i`` is the same frame,
+PyAV when decord fails; a frame-folder source with PIL). ``fps="native"`` keeps every frame; a number ``N`` keeps
+the frame shown at each time ``k / N`` (frames repeat when ``N`` is above the source rate).
 
 Resumable: each clip is written to a temporary folder ``OUT/<class>/.<stem>.prepare-tmp`` and renamed when complete;
 a rerun skips complete clips (made with the same layout and parameters, recorded in ``prepare.json``: a clip recorded
 without a layout is a ``"tsamlib"`` one) and removes temporary folders a killed run left. One
 ``prepare`` at a time per ``OUT`` (a lock file makes a second one fail). Clips are converted in worker processes
-(one thread each, ending with the parent: :mod:`tsamlib.data.probe`'s pool). Rows whose input has a problem, and clips
+(one thread each, ending with the parent: :mod:`tsamlib.data.workers`). Rows whose input has a problem, and clips
 that fail to decode, stay in the output manifest with their ``problem``; the printed summary counts them.
 
 ``read_manifest`` keeps the manifest columns only (``source`` is dropped, not rejected); read the CSV with pandas
@@ -68,7 +68,8 @@ import numpy as np
 import pandas as pd
 
 from ..runs.fileio import atomic_path, exclusive_lock, relative_to_repo, writable_folder
-from .probe import probe_pool, short_error
+from .decode import AudioError, decode_audio, short_error, video_readers
+from .workers import run_alone, worker_pool
 
 __all__ = ["TMP_SUFFIX", "META_NAME", "LAYOUTS", "AUTHORS_FPS", "AUTHORS_HEIGHT", "AUTHORS_QSCALE", "AUTHORS_DIGITS",
            "DEFAULT_MELS", "Prepared", "prepare_dataset", "prepare_clip", "clip_destinations", "remove_temp_folders",
@@ -76,7 +77,6 @@ __all__ = ["TMP_SUFFIX", "META_NAME", "LAYOUTS", "AUTHORS_FPS", "AUTHORS_HEIGHT"
 
 TMP_SUFFIX = ".prepare-tmp"
 META_NAME = "prepare.json"
-_CHUNK = 16  # frames decoded per decord call
 _VERSION = 1
 LAYOUTS = ("tsamlib", "authors")
 # the authors' video2frames.py: ffmpeg -i VIDEO -vf "scale=-1:256,fps=10" -q:v 0 "<frames>/<id>/%06d.jpg"
@@ -88,6 +88,7 @@ AUTHORS_DIGITS = 6        # frames_tmpl "{:06d}.jpg" of their Kinetics-400 data 
 # the authors' config (n_mels 224, their front end) for theirs
 DEFAULT_MELS = {"tsamlib": ("tsamlib:64",), "authors": ("authors:224",)}
 
+_OUT_FIX = "choose another output folder (prepare --out)"
 # write errors that are the output disk's (a full disk must not mark good clips bad)
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
@@ -225,10 +226,10 @@ def _write_mels(folder: Path, source: Path | None, mels: tuple[str, ...], only_m
     ``{file name: settings}`` of those written."""
     done = {}
     for af in _audio_frames(mels):
-        if only_missing and (folder / af.prepared_name()).is_file():
+        if only_missing and (folder / af.prepared_name).is_file():
             continue
         af.save_prepared(folder, source)
-        done[af.prepared_name()] = af.params()
+        done[af.prepared_name] = af.params()
     return done
 
 
@@ -249,59 +250,16 @@ def _selection(n_src: int, src_fps: float, fps: float | None) -> np.ndarray:
     return np.clip(idx, 0, n_src - 1)
 
 
-def _decord_frames(path: Path, fps: float | None) -> tuple[Iterator[np.ndarray], int, float]:
-    import decord
-    vr = decord.VideoReader(str(path), num_threads=1)
-    n, src_fps = len(vr), float(vr.get_avg_fps())
+def _read_frames(reader: type, path: Path, fps: float | None) -> tuple[Iterator[np.ndarray], int, float]:
+    """The frames ``reader`` decodes from ``path`` at ``fps`` (streamed), how many, and the source rate."""
+    video = reader(path)
+    if not video.has_video:
+        raise ValueError("no video stream")
+    n, src_fps = len(video), video.fps
     if n == 0:
-        raise ValueError("zero frames")
+        raise ValueError(video.empty)
     sel = _selection(n, src_fps, fps)
-
-    def gen() -> Iterator[np.ndarray]:
-        for a in range(0, len(sel), _CHUNK):
-            part = sel[a:a + _CHUNK]
-            uniq, inverse = np.unique(part, return_inverse=True)
-            batch = vr.get_batch(uniq.tolist()).asnumpy()
-            if batch.ndim != 4 or batch.shape[-1] != 3 or batch.shape[0] != len(uniq):
-                raise RuntimeError(f"decord returned frames of shape {batch.shape}")
-            for j in inverse:
-                yield batch[j]
-    return gen(), len(sel), src_fps
-
-
-def _pyav_frames(path: Path, fps: float | None) -> tuple[Iterator[np.ndarray], int, float]:
-    """Sequential PyAV decoding (the loader's fallback): frames counted for real, kept as decoded."""
-    import av
-    frames = []
-    with av.open(str(path)) as c:
-        if not c.streams.video:
-            raise ValueError("no video stream")
-        st = c.streams.video[0]
-        src_fps = float(st.average_rate or math.nan)
-        try:
-            for f in c.decode(st):
-                frames.append(f.to_ndarray(format="rgb24"))
-        except av.error.FFmpegError:
-            if not frames:
-                raise
-    if not frames:
-        raise ValueError("no decodable frame")
-    sel = _selection(len(frames), src_fps, fps)
-    return (frames[i] for i in sel), len(sel), src_fps
-
-
-def _folder_frames(path: Path, fps: float | None) -> tuple[Iterator[np.ndarray], int, float]:
-    from PIL import Image
-
-    from .video import list_frames
-    files = list_frames(path)
-    sel = _selection(len(files), math.nan, fps)
-
-    def gen() -> Iterator[np.ndarray]:
-        for i in sel:
-            with Image.open(files[i]) as im:
-                yield np.asarray(im.convert("RGB"))
-    return gen(), len(sel), math.nan
+    return video.iter_frames(sel), len(sel), src_fps
 
 
 def _write_frames(frames: Iterator[np.ndarray], n: int, tmp: Path, short_side: int, quality: int) -> int:
@@ -329,30 +287,22 @@ def _write_audio(source: Path, wav: Path) -> tuple[bool, str]:
     src = audio_source(source)
     if src.is_dir():
         return False, ""
-    chunks, rate, channels = [], 0, 0
+    channels = []
+
+    def packed_s16(st):
+        channels.append(len(st.layout.channels))
+        return av.AudioResampler(format="s16", layout=st.layout.name, rate=int(st.rate))
     try:
-        with av.open(str(src)) as c:
-            if not c.streams.audio:
-                return False, ""
-            st = c.streams.audio[0]
-            rate, layout = int(st.rate), st.layout.name
-            channels = len(st.layout.channels)
-            rs = av.AudioResampler(format="s16", layout=layout, rate=rate)
-            try:
-                for frame in c.decode(st):
-                    chunks += [o.to_ndarray() for o in rs.resample(frame)]
-            except av.error.FFmpegError:
-                if not chunks:
-                    raise
-            chunks += [o.to_ndarray() for o in rs.resample(None)]
+        chunks, rate, _ = decode_audio(src, packed_s16)
     except Exception as e:
-        return False, f"cannot decode audio: {short_error(e)}"
+        cause = e.__cause__ if isinstance(e, AudioError) and e.__cause__ else e   # the library's, without the path
+        return False, f"cannot decode audio: {short_error(cause)}"
     if not chunks:
         return False, ""
     data = np.concatenate([ch.reshape(-1) for ch in chunks]).astype(np.int16)
     if data.size == 0:
         return False, ""
-    data = data[: data.size - data.size % channels].reshape(-1, channels)   # packed s16: interleaved channels
+    data = data[: data.size - data.size % channels[0]].reshape(-1, channels[0])   # packed s16: interleaved channels
     soundfile.write(str(wav), data, rate, subtype="PCM_16", format="WAV")
     return True, ""
 
@@ -377,6 +327,10 @@ def _fail(problem: str) -> dict:
     return dict(n_frames=0, fps=math.nan, duration=math.nan, has_audio=False, problem=problem, status="failed")
 
 
+class _Unusable(Exception):
+    """A clip that cannot be converted; the message is its ``problem``."""
+
+
 def _authors_frames(source: Path, tmp: Path, fps: float | None, height: int) -> tuple[int, float]:
     from .extract import extract_frames
     return extract_frames(source, tmp, fps=fps, height=height, qscale=AUTHORS_QSCALE, digits=AUTHORS_DIGITS)
@@ -385,9 +339,72 @@ def _authors_frames(source: Path, tmp: Path, fps: float | None, height: int) -> 
 def _tsamlib_frames(source: Path, tmp: Path, fps: float | None, short_side: int, quality: int):
     """``write(reader)``: the frames ``reader`` decodes, resized and saved with PIL: (frames written, source fps)."""
     def write(reader) -> tuple[int, float]:
-        frames, n_sel, src_fps = reader(source, fps)
+        frames, n_sel, src_fps = _read_frames(reader, source, fps)
         return _write_frames(frames, n_sel, tmp, short_side, quality), src_fps
     return write
+
+
+def _frame_writers(source: Path, tmp: Path, fps: float | None, layout: str, short_side: int, quality: int,
+                   height: int) -> list:
+    """The ways to write ``source``'s frames into ``tmp`` (each ``() -> (frames written, source fps)``), in the order
+    they are tried: the authors' extraction, or PIL over each reader of the source."""
+    if layout == "authors":
+        return [lambda: _authors_frames(source, tmp, fps, height)]
+    write = _tsamlib_frames(source, tmp, fps, short_side, quality)
+    return [lambda r=r: write(r) for r in video_readers(source)]
+
+
+def _write_any(writers: list, tmp: Path) -> tuple[int, float]:
+    """(frames written, source fps) of the first of ``writers`` that succeeds, each failure's files removed before
+    the next; :class:`_Unusable` naming every failure when none does. A full disk raises at once."""
+    errors = []
+    for writer in writers:
+        try:
+            return writer()
+        except Exception as e:
+            if _disk_error(e):   # the disk's, not the clip's: stop, mark nothing bad
+                raise
+            errors.append(short_error(e, 120, with_type=True))
+            for f in tmp.iterdir():
+                f.unlink()
+    raise _Unusable(f"cannot decode: {' / '.join(errors)}"[:200])
+
+
+def _add_missing_mels(dest: Path, meta: dict, mels: tuple[str, ...]) -> dict:
+    """A complete clip ``dest``: the log-mels of ``mels`` it lacks written (and recorded in its ``prepare.json``)."""
+    added = _write_mels(dest, None, mels, only_missing=True)
+    if added:
+        meta["mels"] = dict(meta.get("mels") or {}) | added
+        with atomic_path(dest / META_NAME) as t:
+            Path(t).write_text(json.dumps(meta, indent=1))
+    return dict(n_frames=meta["n_frames"], fps=meta["fps"], duration=meta["duration"],
+                has_audio=_wav_of(dest).is_file(), problem="", status="mels" if added else "skipped")
+
+
+def _finish(source: Path, dest: Path, tmp: Path, n: int, out_fps: float, params: dict, mels: tuple[str, ...]
+            ) -> dict:
+    """Frames written into ``tmp``: add the ``.wav``, the log-mels and ``prepare.json``, then move the clip to
+    ``dest`` (replacing one made with other parameters)."""
+    if n == 0:
+        raise _Unusable("zero frames")
+    has_audio, problem = _write_audio(source, tmp / "audio.wav")
+    if problem:
+        raise _Unusable(problem)
+    # the log-mels of the .wav written (a clip without audio: the silent frame its folder gives)
+    written = _write_mels(tmp, tmp / "audio.wav" if has_audio else tmp, mels)
+    duration = n / out_fps if out_fps > 0 else math.nan
+    meta = dict(source=str(source), n_frames=n, fps=out_fps, duration=duration, has_audio=has_audio,
+                params=params, mels=written)
+    (tmp / META_NAME).write_text(json.dumps(meta, indent=1))
+    wav = _wav_of(dest)
+    if dest.exists():                       # made with other parameters: replace it
+        shutil.rmtree(dest)
+    if has_audio:
+        os.replace(tmp / "audio.wav", wav)
+    else:
+        wav.unlink(missing_ok=True)
+    os.replace(tmp, dest)                   # the clip is complete once its folder has its final name
+    return dict(n_frames=n, fps=out_fps, duration=duration, has_audio=has_audio, problem="", status="converted")
 
 
 def prepare_clip(source: str | os.PathLike, dest: str | os.PathLike, short_side: int = 256,
@@ -405,62 +422,17 @@ def prepare_clip(source: str | os.PathLike, dest: str | os.PathLike, short_side:
     try:
         meta = _complete(dest, params)
         if meta is not None:
-            added = _write_mels(dest, None, mels, only_missing=True)
-            if added:
-                meta["mels"] = dict(meta.get("mels") or {}) | added
-                with atomic_path(dest / META_NAME) as t:
-                    Path(t).write_text(json.dumps(meta, indent=1))
-            return dict(n_frames=meta["n_frames"], fps=meta["fps"], duration=meta["duration"],
-                        has_audio=_wav_of(dest).is_file(), problem="", status="mels" if added else "skipped")
+            return _add_missing_mels(dest, meta, mels)
         tmp = _temp_of(dest)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         try:
-            if layout == "authors":
-                writers = [lambda: _authors_frames(source, tmp, fps, height)]
-            else:
-                write = _tsamlib_frames(source, tmp, fps, short_side, quality)
-                readers = [_folder_frames] if source.is_dir() else [_decord_frames, _pyav_frames]
-                writers = [lambda r=r: write(r) for r in readers]
-            errors = []
-            n = 0
-            src_fps = math.nan
-            for writer in writers:
-                try:
-                    n, src_fps = writer()
-                    break
-                except Exception as e:
-                    if _disk_error(e):   # the disk's, not the clip's: stop, mark nothing bad
-                        raise
-                    errors.append(short_error(e, 120, with_type=True))
-                    for f in tmp.iterdir():
-                        f.unlink()
-            else:
-                return _fail(f"cannot decode: {' / '.join(errors)}"[:200])
-            if n == 0:
-                return _fail("zero frames")
-            has_audio, problem = _write_audio(source, tmp / "audio.wav")
-            if problem:
-                return _fail(problem)
-            # the log-mels of the .wav written (a clip without audio: the silent frame its folder gives)
-            written = _write_mels(tmp, tmp / "audio.wav" if has_audio else tmp, mels)
-            out_fps = src_fps if fps is None else float(fps)
-            duration = n / out_fps if out_fps > 0 else math.nan
-            meta = dict(source=str(source), n_frames=n, fps=out_fps, duration=duration, has_audio=has_audio,
-                        params=params, mels=written)
-            (tmp / META_NAME).write_text(json.dumps(meta, indent=1))
-            wav = _wav_of(dest)
-            if dest.exists():                       # made with other parameters: replace it
-                shutil.rmtree(dest)
-            if has_audio:
-                os.replace(tmp / "audio.wav", wav)
-            else:
-                wav.unlink(missing_ok=True)
-            os.replace(tmp, dest)                   # the clip is complete once its folder has its final name
-            return dict(n_frames=n, fps=out_fps, duration=duration, has_audio=has_audio, problem="",
-                        status="converted")
+            n, src_fps = _write_any(_frame_writers(source, tmp, fps, layout, short_side, quality, height), tmp)
+            return _finish(source, dest, tmp, n, src_fps if fps is None else float(fps), params, mels)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+    except _Unusable as e:
+        return _fail(str(e))
     except Exception as e:
         if _disk_error(e):
             raise
@@ -476,15 +448,6 @@ def _prepare_job(job: tuple) -> dict:
     return prepare_clip(*job)
 
 
-def _prepare_isolated(job: tuple) -> dict:
-    """One clip in its own process: used after a worker crashed (e.g. a decoder segfault)."""
-    try:
-        with probe_pool(1) as ex:
-            return ex.submit(_prepare_job, job).result()
-    except BrokenProcessPool:
-        return _fail("decoding crashed the worker process")
-
-
 def _run_jobs(jobs: list[tuple], workers: int) -> list[dict]:
     """:func:`prepare_clip` over ``jobs`` in a process pool with a progress bar; results in job order."""
     from ..runs.notebook import progress
@@ -496,7 +459,7 @@ def _run_jobs(jobs: list[tuple], workers: int) -> list[dict]:
                 bar.update()
             return results
         try:
-            with probe_pool(workers) as ex:
+            with worker_pool(workers) as ex:
                 futures = {ex.submit(_prepare_job, job): i for i, job in enumerate(jobs)}
                 for fut in as_completed(futures):
                     results[futures[fut]] = fut.result()
@@ -504,28 +467,69 @@ def _run_jobs(jobs: list[tuple], workers: int) -> list[dict]:
         except BrokenProcessPool:  # a decoder crashed a worker: finish the rest one process per clip
             for i, job in enumerate(jobs):
                 if results[i] is None:
-                    results[i] = _prepare_isolated(job)
+                    results[i] = run_alone(_prepare_job, job, _fail("decoding crashed the worker process"))
                     bar.update()
     return results
 
 
 # ----------------------------------------------------------------------------------------------- dataset
 def write_prepared_manifest(df: pd.DataFrame, csv_path: str | os.PathLike) -> Path:
-    """Write the manifest columns plus ``source`` atomically; paths under the CSV's folder become relative."""
-    from .manifest import COLUMNS, typed_manifest
-    csv_path = Path(csv_path).absolute()
-    folder = csv_path.parent
-    out = typed_manifest(df)
+    """Write the manifest columns plus ``source`` (absolute) atomically; paths under the CSV's folder become
+    relative."""
+    from .manifest import write_manifest
+    return write_manifest(df.assign(source=df["source"].astype(str).map(os.path.abspath).to_numpy()), csv_path,
+                          extra_columns=["source"], fix=_OUT_FIX)
 
-    def rel(p: str) -> str:
-        ap = Path(os.path.abspath(p))
-        return ap.relative_to(folder).as_posix() if ap.is_relative_to(folder) else str(ap)
 
-    out["path"] = out["path"].map(rel)
-    out["source"] = df["source"].astype(str).map(os.path.abspath).to_numpy()
-    with atomic_path(csv_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        out[COLUMNS + ["source"]].to_csv(f, index=False)
-    return csv_path
+def _check_settings(layout: str, quality: int, fps: float | None, height: int) -> None:
+    """ValueError naming the option when a setting of :func:`prepare_dataset` is out of range."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout={layout!r} (--layout): choose one of {list(LAYOUTS)}")
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f"quality must be in 1..100, got {quality}")
+    if fps is not None and not fps > 0:
+        raise ValueError(f"fps must be positive (or None for the native rate), got {fps}")
+    if not (isinstance(height, (int, np.integer)) and height >= 1):
+        raise ValueError(f"height={height!r} (--height): the frame height in pixels must be a positive integer, "
+                         f"e.g. {AUTHORS_HEIGHT}")
+
+
+def _refuse_frame_folders(src: pd.DataFrame) -> None:
+    """The authors' layout converts video files only: ValueError when usable rows are frame folders."""
+    folders = [p for p, prob in zip(src["path"], src["problem"]) if prob == "" and Path(p).is_dir()]
+    if folders:
+        raise ValueError(f"layout 'authors' (--layout authors / --height) converts video files, as the authors' "
+                         f"ffmpeg command does; {len(folders)} usable row(s) are frame folders "
+                         f"(e.g. {folders[0]}): prepare them with the default layout")
+
+
+def _run_into(out: Path, jobs: list[tuple], workers: int) -> list[dict]:
+    """:func:`_run_jobs`; a full output disk becomes an OSError that names ``out`` and what to do."""
+    try:
+        return _run_jobs(jobs, workers)
+    except OSError as e:
+        if not _disk_error(e):
+            raise
+        raise OSError(e.errno, f"{os.strerror(e.errno)} while writing prepared clips into {out}: free space (or "
+                      "choose another --out) and run prepare again; the clips finished so far are kept and "
+                      "skipped, no clip was marked bad") from None
+
+
+def _output_table(src: pd.DataFrame, dest: list[Path], todo: list[int], results: list[dict]
+                  ) -> tuple[pd.DataFrame, Counter]:
+    """The output manifest's rows (``path`` the frame folder, ``source`` the input path) and the count of each
+    clip status."""
+    table = src.copy()
+    table["source"] = table["path"]
+    table["path"] = [str(d) for d in dest]
+    for c, v in (("n_frames", 0), ("fps", math.nan), ("duration", math.nan), ("has_audio", False)):
+        table.loc[table["problem"] != "", c] = v
+    status = Counter()
+    for i, r in zip(todo, results):
+        for c in ("n_frames", "fps", "duration", "has_audio", "problem"):
+            table.at[i, c] = r[c]
+        status[r["status"]] += 1
+    return table, status
 
 
 def prepare_dataset(manifest: str | os.PathLike, out: str | os.PathLike, short_side: int = 256,
@@ -540,24 +544,12 @@ def prepare_dataset(manifest: str | os.PathLike, out: str | os.PathLike, short_s
     defaults to the number of cores. Returns a :class:`Prepared` with the table written and the counts; prints the
     summary when ``verbose``."""
     from .manifest import read_manifest
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout={layout!r} (--layout): choose one of {list(LAYOUTS)}")
-    if not 1 <= int(quality) <= 100:
-        raise ValueError(f"quality must be in 1..100, got {quality}")
-    if fps is not None and not fps > 0:
-        raise ValueError(f"fps must be positive (or None for the native rate), got {fps}")
-    if not (isinstance(height, (int, np.integer)) and height >= 1):
-        raise ValueError(f"height={height!r} (--height): the frame height in pixels must be a positive integer, "
-                         f"e.g. {AUTHORS_HEIGHT}")
+    _check_settings(layout, quality, fps, height)
     mels = parse_mels(DEFAULT_MELS[layout] if isinstance(mels, str) and mels == "default" else mels)
     src = read_manifest(manifest)
     if layout == "authors":
-        folders = [p for p, prob in zip(src["path"], src["problem"]) if prob == "" and Path(p).is_dir()]
-        if folders:
-            raise ValueError(f"layout 'authors' (--layout authors / --height) converts video files, as the authors' "
-                             f"ffmpeg command does; {len(folders)} usable row(s) are frame folders (e.g. {folders[0]}): "
-                             "prepare them with the default layout")
-    out = writable_folder(Path(out).absolute(), "choose another output folder (prepare --out)")
+        _refuse_frame_folders(src)
+    out = writable_folder(Path(out).absolute(), _OUT_FIX)
     workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
     with exclusive_lock(out / ".prepare.lock", f"preparing into {out}", wait=False):
         removed = remove_temp_folders(out)
@@ -565,28 +557,12 @@ def prepare_dataset(manifest: str | os.PathLike, out: str | os.PathLike, short_s
         todo = [i for i in range(len(src)) if src["problem"].iat[i] == ""]
         jobs = [(src["path"].iat[i], str(dest[i]), int(short_side), fps, int(quality), layout, int(height), mels)
                 for i in todo]
-        try:
-            results = _run_jobs(jobs, workers)
-        except OSError as e:
-            if not _disk_error(e):
-                raise
-            raise OSError(e.errno, f"{os.strerror(e.errno)} while writing prepared clips into {out}: free space (or "
-                          "choose another --out) and run prepare again; the clips finished so far are kept and "
-                          "skipped, no clip was marked bad") from None
-        table = src.copy()
-        table["source"] = table["path"]
-        table["path"] = [str(d) for d in dest]
-        for c, v in (("n_frames", 0), ("fps", math.nan), ("duration", math.nan), ("has_audio", False)):
-            table.loc[table["problem"] != "", c] = v
-        status = Counter()
-        for i, r in zip(todo, results):
-            for c in ("n_frames", "fps", "duration", "has_audio", "problem"):
-                table.at[i, c] = r[c]
-            status[r["status"]] += 1
+        table, status = _output_table(src, dest, todo, _run_into(out, jobs, workers))
         csv = write_prepared_manifest(table, out / "manifest.csv")
     bad = table["problem"] != ""
     res = Prepared(manifest=csv, table=table, converted=status["converted"],
-                   skipped=status["skipped"] + status["mels"], mels_added=status["mels"], failed=status["failed"], carried=len(src) - len(todo), removed_temp=removed,
+                   skipped=status["skipped"] + status["mels"], mels_added=status["mels"], failed=status["failed"],
+                   carried=len(src) - len(todo), removed_temp=removed,
                    problems=dict(Counter(p.split(":")[0] for p in table.loc[bad, "problem"]).most_common()))
     if verbose:
         print(res.summary())

@@ -17,7 +17,7 @@ import warnings
 import weakref
 from pathlib import Path
 
-from .probe import pid_alive
+from .workers import pid_alive
 
 __all__ = ["SkipLog", "remove_stale_skip_logs"]
 

@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -30,8 +31,8 @@ import numpy as np
 
 from ..runs.fileio import atomic_path, atomic_write_json, exclusive_lock, relative_to_repo, writable_folder
 
-__all__ = ["KINDS", "describe", "make_synthetic_dataset", "render_clip", "write_clip", "picture_class",
-           "outdated"]
+__all__ = ["KINDS", "describe", "SyntheticSettings", "make_synthetic_dataset", "render_clip", "write_clip",
+           "picture_class", "outdated"]
 
 PARAMS_FILE = "synthetic.json"
 _VERSION = {"default": 1, "mini-kinetics-av": 2, "mini-something": 1}  # bumped when a kind's generator changes
@@ -326,7 +327,7 @@ def _make_one(job: dict) -> str:
 def _run_jobs(jobs: list[dict], workers: int) -> None:
     from ..runs.notebook import progress
 
-    from .probe import single_thread  # here, not at the top: the module stays light (numpy only)
+    from .workers import single_thread  # here, not at the top: the module stays light (numpy only)
     with progress(total=len(jobs), desc="synth", unit="clip") as bar:
         if workers <= 1 or len(jobs) < 8:
             for j in jobs:
@@ -365,37 +366,56 @@ def outdated(root: str | os.PathLike) -> str | None:
     return None
 
 
-def make_synthetic_dataset(root: str | os.PathLike, kind: str = "default", n_per_class: int | None = None,
-                           n_classes: int | None = None, seconds: float | None = None,
-                           size: tuple[int, int] | None = None, fps: float | None = None, seed: int = 0,
-                           audio: bool = True, overwrite: bool = False, workers: int | None = None,
-                           sample_rate: int = 16000, length_jitter: float = 0.15,
-                           valid_fraction: float = 0.2) -> Path:
+@dataclass(frozen=True)
+class SyntheticSettings:
+    """What a synthetic dataset holds; ``None`` takes the kind's default (``_DEFAULTS``). ``audio=False`` writes no
+    audio track at all."""
+    kind: str = "default"
+    n_per_class: int | None = None
+    n_classes: int | None = None
+    seconds: float | None = None
+    size: tuple[int, int] | None = None
+    fps: float | None = None
+    seed: int = 0
+    audio: bool = True
+    sample_rate: int = 16000
+    length_jitter: float = 0.15
+    valid_fraction: float = 0.2
+
+    def record(self) -> dict:
+        """The settings with the kind's defaults filled in, checked, as ``synthetic.json`` records them (with the
+        generator's version); ValueError naming what is out of range."""
+        kind, d = self.kind, _DEFAULTS[self.kind]
+        n_classes = d[1] if self.n_classes is None else int(self.n_classes)
+        if not 1 <= n_classes <= len(CLASSES[kind]):
+            raise ValueError(f"n_classes={n_classes} for kind {kind!r}: it has 1 to {len(CLASSES[kind])} classes.")
+        n_per_class = d[0] if self.n_per_class is None else self.n_per_class
+        seconds = d[2] if self.seconds is None else self.seconds
+        size = d[3] if self.size is None else self.size
+        fps = d[4] if self.fps is None else self.fps
+        bad = {k: v for k, v in dict(n_per_class=n_per_class, seconds=seconds, fps=fps).items() if not v > 0}
+        if bad or len(size) != 2 or not all(int(x) == x >= 8 for x in size):
+            raise ValueError(f"{bad or dict(size=size)}: n_per_class, seconds and fps must be positive and size two "
+                             "whole numbers of at least 8 pixels (None takes the kind's default).")
+        return dict(version=_VERSION[kind], kind=kind, n_per_class=int(n_per_class), n_classes=n_classes,
+                    seconds=float(seconds), size=[int(x) for x in size], fps=float(fps), seed=int(self.seed),
+                    audio=bool(self.audio), sample_rate=int(self.sample_rate),
+                    length_jitter=float(self.length_jitter), valid_fraction=float(self.valid_fraction))
+
+
+def make_synthetic_dataset(root: str | os.PathLike, kind: str = "default", overwrite: bool = False,
+                           workers: int | None = None, **settings) -> Path:
     """Write a synthetic dataset under ``root`` (class folders of .mp4 + ``manifest.csv``); return ``root``.
 
-    ``None`` arguments take the kind's defaults (``_DEFAULTS``). Generation is skipped when ``root`` already
-    holds a complete dataset with the same parameters (``root/synthetic.json``); different parameters raise
-    unless ``overwrite=True``. ``audio=False`` writes no audio track at all.
+    ``settings``: the other fields of :class:`SyntheticSettings` (``n_per_class``, ``n_classes``, ``seconds``,
+    ``size``, ``fps``, ``seed``, ``audio``, ``sample_rate``, ``length_jitter``, ``valid_fraction``). Generation is
+    skipped when ``root`` already holds a complete dataset with the same parameters (``root/synthetic.json``);
+    different parameters raise unless ``overwrite=True``.
     One process at a time writes a ``root`` (a lock file beside it, ``.<root name>.synthetic.lock``): a second call
     waits, then finds the dataset complete and skips it.
     """
     classes = describe(kind, len(CLASSES.get(kind, ())) or None)
-    d = _DEFAULTS[kind]
-    n_classes = d[1] if n_classes is None else int(n_classes)
-    if not 1 <= n_classes <= len(classes):
-        raise ValueError(f"n_classes={n_classes} for kind {kind!r}: it has 1 to {len(classes)} classes.")
-    n_per_class = d[0] if n_per_class is None else n_per_class
-    seconds = d[2] if seconds is None else seconds
-    size = d[3] if size is None else size
-    fps = d[4] if fps is None else fps
-    bad = {k: v for k, v in dict(n_per_class=n_per_class, seconds=seconds, fps=fps).items() if not v > 0}
-    if bad or len(size) != 2 or not all(int(x) == x >= 8 for x in size):
-        raise ValueError(f"{bad or dict(size=size)}: n_per_class, seconds and fps must be positive and size two "
-                         "whole numbers of at least 8 pixels (None takes the kind's default).")
-    params = dict(version=_VERSION[kind], kind=kind, n_per_class=int(n_per_class), n_classes=n_classes,
-                  seconds=float(seconds), size=[int(x) for x in size], fps=float(fps), seed=int(seed),
-                  audio=bool(audio), sample_rate=int(sample_rate), length_jitter=float(length_jitter),
-                  valid_fraction=float(valid_fraction))
+    params = SyntheticSettings(kind=kind, **settings).record()
     root = Path(root)
     # the lock file sits beside root, so root holds only the dataset
     writable_folder(root.parent, "choose another output folder (synth --out)")

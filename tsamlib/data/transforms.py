@@ -164,10 +164,10 @@ class ClipTransform:
         rng = rng if rng is not None else np.random.default_rng()
         h, w = frames.shape[1:3]
         top, left, ch, cw = self.box(h, w, rng, crop_index if self.n_crops > 1 else 1)
-        t, l = int(round(top)), int(round(left))
-        ch, cw = max(1, min(int(round(ch)), h - t)), max(1, min(int(round(cw)), w - l))
+        t, lt = int(round(top)), int(round(left))
+        ch, cw = max(1, min(int(round(ch)), h - t)), max(1, min(int(round(cw)), w - lt))
         x = frames.permute(0, 3, 1, 2)                     # (T, 3, H, W) view, no copy
-        x = TF.resized_crop(x, t, l, ch, cw, [self.img_size, self.img_size], antialias=True)
+        x = TF.resized_crop(x, t, lt, ch, cw, [self.img_size, self.img_size], antialias=True)
         if (self.train and self.flip and rng.random() < 0.5) or (not self.train and self.n_crops == 10
                                                                    and crop_index % 2):
             x = x.flip(-1)      # training flip; TenCrop's flipped copies

@@ -34,7 +34,7 @@ import torch
 from ..config import MODEL_SETTINGS, RunConfig
 from ..data.datasets import dataset_manifest
 from ..data.manifest import manifest_vocab, read_table
-from ..data.probe import pid_alive
+from ..data.workers import pid_alive
 from ..model.formats import PACKAGE_FILES, CheckpointInfo
 from ..model.tsam import TSAM, create_tsam_from
 from ..runs.fileio import atomic_path, atomic_write_json, read_json, relative_to_repo, writable_folder

@@ -36,7 +36,7 @@ from fastai.torch_core import rank_distrib
 from fastcore.meta import delegates
 
 from ..config import PRECISIONS
-from ..model.tsam import create_tsam
+from ..model.tsam import create_tsam, tsam_kwargs
 from ..runs.checkpoints import (
     BestCheckpoint,
     Checkpoint,
@@ -52,7 +52,8 @@ from ..runs.folder import Run
 from ..runs.notebook import watched_notebook
 
 __all__ = ["top1", "top5", "tsam_learner", "resolve_precision", "BF16Autocast", "EpochSeed", "StepDecay",
-           "EpochsFromOne", "ProgressLine", "RunLogger", "fit_run", "finish_run", "plot_learning_curve", "seed_everything"]
+           "EpochsFromOne", "ProgressLine", "RunLogger", "fit_run", "finish_run", "plot_learning_curve",
+           "seed_everything"]
 
 def top1(inp: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
     """Top-1 accuracy: fastai's ``accuracy``, named as every record of this library names it (its table's column)."""
@@ -89,7 +90,7 @@ def tsam_learner(dls, arch: str = "resnet50", recipe: str = "one_cycle", n_frame
     audio = audio if audio is not None else (getattr(dls, "n_inp", 1) == 2 if ds is not None else None)
     if n_frames is None or audio is None:
         raise ValueError("pass n_frames and audio (the DataLoaders do not say how they were built).")
-    model = create_tsam(arch, num_classes=dls.c, n_frames=n_frames, audio=audio, **kwargs)
+    model = create_tsam(arch, num_classes=dls.c, n_frames=n_frames, audio=audio, **tsam_kwargs(kwargs))
     if recipe == "paper":
         opt_func, wd = partial(SGD, mom=0.9, decouple_wd=False), 1e-4 if wd is None else wd
     elif recipe == "one_cycle":
@@ -325,7 +326,9 @@ def fit_run(learn: Learner, run: Run, epochs: int, lr: float, seed: int = 0, res
 def _data_problems(dls, limit: int = 100) -> dict[str, Any]:
     """What ``final`` records about data that was not used as such: training samples replaced, validation samples
     left out, manifest rows excluded (counts, and up to ``limit`` names with reasons)."""
-    first = lambda d: dict(list(d.items())[:limit])
+    def first(d):
+        return dict(list(d.items())[:limit])
+
     rep = dls.skip_report() if hasattr(dls, "skip_report") else {}
     train, valid = rep.get("train"), rep.get("valid")
     skipped = train["paths"] if train else (dls.skipped() if hasattr(dls, "skipped") else {})

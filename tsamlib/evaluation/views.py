@@ -78,7 +78,8 @@ def load_run_model(run_dir: str | os.PathLike, weights: str | None = None) -> tu
                            "use the last weights (weights='last', CLI --weights last).")
     if not file.is_file():
         raise RuntimeError(f"run {run_dir} is finished but its weights checkpoints/model.pth are missing (weights are "
-                           "never committed: a fresh clone has none): train it again (overwrite=True, CLI --overwrite).")
+                           "never committed: a fresh clone has none): train it again (overwrite=True, CLI "
+                           "--overwrite).")
     model = create_tsam(cfg.arch, num_classes=len(run_vocab(cfg)), pretrained=None, **tsam_kwargs(cfg.model_kwargs()))
     state = (read_best(run.checkpoint_dir)["model"] if file.name == "best.pth"
              else safe_load(file, hint="train the run again (overwrite=True)"))
@@ -235,7 +236,9 @@ def cmd_evaluate(args) -> int:
     except (OSError, RuntimeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    fmt = lambda v: "n/a" if v is None else f"{v:.4f}"
+    def fmt(v):
+        return "n/a" if v is None else f"{v:.4f}"
+
     print(f"{Path(args.run).name} {args.split} {args.n_clips}x{args.n_crops} views: top1 {fmt(res['top1'])}  "
           f"top5 {fmt(res['top5'])}  loss {fmt(res['loss'])}  ({res['n_videos']} videos, {res['n_failed']} failed, "
           f"{res['n_excluded']} excluded)")

@@ -27,7 +27,7 @@ import torch
 
 from tsamlib.model.online import StreamingTSAM
 from tsamlib.model.onnx_export import export_model_onnx
-from tsamlib.model.tsam import create_backbone, create_tsam
+from tsamlib.model.tsam import create_backbone, create_tsam, tsam_kwargs
 from tsamlib.runs.provenance import environment_info
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
@@ -49,7 +49,7 @@ def _median_ms(fns: dict, repeats: int) -> dict[str, float]:
 
 @torch.no_grad()
 def frame_costs(arch: str, size: int, repeats: int) -> dict[str, float]:
-    model = create_tsam(arch, num_classes=400, n_frames=16, audio=True, **SHIFT).eval()
+    model = create_tsam(arch, num_classes=400, n_frames=16, audio=True, **tsam_kwargs(SHIFT)).eval()
     plain = create_backbone(arch, num_classes=400)[0].eval()   # the timm ResNet alone: a plain 2D frame
     stream = StreamingTSAM(model)
     frame = torch.randn(1, 3, size, size)
@@ -63,7 +63,7 @@ def frame_costs(arch: str, size: int, repeats: int) -> dict[str, float]:
 @torch.no_grad()
 def clip_costs(arch: str, size: int, repeats: int) -> dict[str, float]:
     import onnxruntime as ort
-    model = create_tsam(arch, num_classes=400, n_frames=16, audio=True, **SHIFT).eval()
+    model = create_tsam(arch, num_classes=400, n_frames=16, audio=True, **tsam_kwargs(SHIFT)).eval()
     video, audio = torch.randn(1, 16, 3, size, size), torch.randn(1, 1, 3, size, size)
     with tempfile.TemporaryDirectory() as tmp:
         path = export_model_onnx(model, Path(tmp) / "m.onnx", video, audio)

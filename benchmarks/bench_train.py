@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_shift import naive_shift  # noqa: E402
 
 from tsamlib.model.shift import TemporalShift  # noqa: E402
+from tsamlib.model.shift_reference import ShiftSpec  # noqa: E402
 from tsamlib.model.tsam import create_tsam  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
@@ -34,19 +35,19 @@ class NaiveShift(TemporalShift):
     def forward(self, x):
         bt, c, h, w = x.shape
         x5 = x.view(bt // self.n_segments, self.n_segments, c, h, w)
-        return self.net(naive_shift(x5, self.shift_depth, self.f_div).view(bt, c, h, w))
+        return self.net(naive_shift(x5, self.shift.depth, self.shift.f_div).view(bt, c, h, w))
 
 
 def build(variant: str, args) -> torch.nn.Module:
     torch.manual_seed(0)
     k = 0 if variant == "tsn (k=0)" else args.shift_depth
-    m = create_tsam(args.arch, num_classes=10, n_frames=args.frames, audio=False, shift_depth=k, f_div=args.f_div,
-                    n_insert=args.n_insert)
+    m = create_tsam(args.arch, num_classes=10, n_frames=args.frames, audio=False,
+                    shift=ShiftSpec(depth=k, f_div=args.f_div), n_insert=args.n_insert)
     if variant == "naive shift":
         for mod in list(m.modules()):
             for name, child in list(mod.named_children()):
                 if isinstance(child, TemporalShift):
-                    naive = NaiveShift(child.net, child.n_segments, child.n_shifted, child.shift_depth, child.f_div)
+                    naive = NaiveShift(child.net, child.n_segments, child.shift)
                     setattr(mod, name, naive)
     return m.train()
 

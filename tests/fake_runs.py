@@ -7,7 +7,7 @@ import torch
 
 from tsamlib.config import RunConfig
 from tsamlib.evaluation.views import run_vocab
-from tsamlib.model.tsam import create_tsam
+from tsamlib.model.tsam import create_tsam, tsam_kwargs
 from tsamlib.runs.checkpoints import save_checkpoint
 from tsamlib.runs.folder import start_run
 
@@ -20,7 +20,7 @@ def finished_run(root: Path, manifest: Path, run_id: str | None = None, seed: in
                     run_id=run_id or "-".join(f"{k}{v}" for k, v in sorted(settings.items())) or "r")
     run = start_run(cfg.run_id, cfg.settings(), runs_root=root)
     torch.manual_seed(seed)
-    model = create_tsam(cfg.arch, num_classes=len(run_vocab(cfg)), pretrained=None, **cfg.model_kwargs())
+    model = create_tsam(cfg.arch, num_classes=len(run_vocab(cfg)), pretrained=None, **tsam_kwargs(cfg.model_kwargs()))
     run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
     save_checkpoint(model.state_dict(), run.checkpoint_dir / "model.pth")
     run.finish({"top1": 0.0})

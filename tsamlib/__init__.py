@@ -1,6 +1,6 @@
 """tsamlib: TSAM (Temporal Shift with Audio Modality), the library behind the notebooks.
 
-    from tsamlib import create_tsam, temporal_shift, RunConfig, train, load_run, evaluate
+    from tsamlib import create_tsam, ShiftSpec, temporal_shift, RunConfig, train, load_run, evaluate
 
 The layers, each a folder with its public API in ``__init__``; imports point down only::
 
@@ -28,6 +28,7 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     ".model.tsam": ["create_tsam", "create_tsam_from", "TSAM"],
     ".model.formats": ["inspect_checkpoint"],
     ".model.shift": ["temporal_shift", "TemporalShift"],
+    ".model.shift_reference": ["ShiftSpec"],
     ".data.loaders": ["video_dataloaders"],
     ".data.manifest": ["read_manifest", "check_manifest"],
     ".training.learner": ["tsam_learner"],

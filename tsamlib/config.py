@@ -54,7 +54,8 @@ BOOKKEEPING = frozenset({"run_id", "resume", "overwrite", "runs_root", "num_work
 TRACKERS = ("tensorboard", "wandb", "mlflow")
 # A run folder's name: 255 bytes on common file systems, less the ".old-YYYYMMDD-HHMMSS" of a run moved aside.
 MAX_RUN_ID_BYTES = 255 - len(".old-20261204-120000")
-# The settings of create_tsam(); the rest are data and training settings.
+# The model's settings (create_tsam's keywords through tsamlib.model.tsam.tsam_kwargs); the rest are data and
+# training settings.
 MODEL_SETTINGS = ("n_frames", "audio", "shift_depth", "f_div", "shift_pad", "shift_direction", "n_insert", "m_insert",
                   "dropout")
 
@@ -220,7 +221,8 @@ class RunConfig:
         return {k: v for k, v in resolve_switches(asdict(self)).items() if k not in BOOKKEEPING or k == "num_workers"}
 
     def model_kwargs(self) -> dict[str, Any]:
-        """The :func:`tsamlib.model.create_tsam` settings (plus ``arch`` and ``pretrained`` given apart)."""
+        """The model's settings (plus ``arch`` and ``pretrained`` given apart), by their names here:
+        :func:`tsamlib.model.tsam.tsam_kwargs` makes :func:`tsamlib.model.create_tsam`'s keywords of them."""
         sw = self.switches()
         return {k: sw.get(k, getattr(self, k)) for k in MODEL_SETTINGS}
 

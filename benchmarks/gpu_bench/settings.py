@@ -71,8 +71,8 @@ def shift_path(v: dict, device: str) -> str:
 def create_model(cfg: dict, v: dict):
     """The TSAM model of variant ``v`` (from :func:`variants`), on CPU."""
     from tsamlib.model.shift import TemporalShift
-    from tsamlib.model.tsam import create_tsam
-    model = create_tsam(cfg["arch"], num_classes=400, n_frames=cfg["frames"], **v["model"])
+    from tsamlib.model.tsam import create_tsam, tsam_kwargs
+    model = create_tsam(cfg["arch"], num_classes=400, n_frames=cfg["frames"], **tsam_kwargs(v["model"]))
     for m in model.modules():
         if isinstance(m, TemporalShift):
             m.recompute = v.get("recompute", True)

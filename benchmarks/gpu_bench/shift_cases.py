@@ -17,7 +17,7 @@ def bench_shift(cfg: dict, device: str, clips: int, repeats: int = 7, iters: int
     """Shift op, its adjoint and the slice-copy reference against ``clone`` at each stage shape, ``clips`` clips of
     frames+1 segments (the Triton ops on CUDA; elsewhere they fall back to the reference loops)."""
     from tsamlib.model.shift import _TemporalShiftFn, autograd_shift
-    from tsamlib.model.shift_reference import shift_fold, shift_into
+    from tsamlib.model.shift_reference import ShiftLayout, ShiftSpec, shift_into
     from tsamlib.model.shift_triton import eager_shift, temporal_shift_adjoint_op, temporal_shift_op
     b, t, n = clips, cfg["frames"] + 1, cfg["frames"]
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
@@ -28,21 +28,21 @@ def bench_shift(cfg: dict, device: str, clips: int, repeats: int = 7, iters: int
         x = x.view(b, t, c, hw, hw)
         fns = {"clone": lambda: x.clone()}
         for name, k, f_div in (("tsam", cfg["k"], 4), ("tsm", 1, 8)):
-            f = shift_fold(c, k, f_div)
+            f = ShiftSpec(k, f_div).fold(c)
             fns[f"{name}_fwd"] = lambda k=k, f=f: temporal_shift_op(x, k, f, n, "zero")
             fns[f"{name}_bwd"] = lambda k=k, f=f: temporal_shift_adjoint_op(x, k, f, n, "zero")
-        fk = shift_fold(c, cfg["k"], 4)
+        fk = ShiftSpec(cfg["k"], 4).fold(c)
+        lay = {pad: ShiftLayout(cfg["k"], fk, n, pad, "bidirectional") for pad in ("zero", "keep")}
         fns["tsam_fwd_keep"] = lambda: temporal_shift_op(x, cfg["k"], fk, n, "keep")
         fns["tsam_fwd_eager"] = lambda: eager_shift(x, cfg["k"], fk, n, "zero")  # as training calls it: no dispatch
-        fns["tsam_slices_fwd"] = lambda: _TemporalShiftFn.apply(x, cfg["k"], fk, n, "zero")
-        fns["tsam_autograd_fwd"] = lambda: autograd_shift(x, cfg["k"], fk, n, "zero")
+        fns["tsam_slices_fwd"] = lambda: _TemporalShiftFn.apply(x, lay["zero"])
+        fns["tsam_autograd_fwd"] = lambda: autograd_shift(x, lay["zero"])
         ok = True  # the fused ops against the reference loops, both directions and pads
         for pad in ("zero", "keep"):
             for adjoint, op in ((False, temporal_shift_op), (True, temporal_shift_adjoint_op)):
-                ref = shift_into(torch.empty_like(x), x, cfg["k"], fk, n, pad, adjoint)
+                ref = shift_into(torch.empty_like(x), x, lay[pad], adjoint)
                 ok &= torch.equal(op(x, cfg["k"], fk, n, pad), ref)
-            ok &= torch.equal(autograd_shift(x, cfg["k"], fk, n, pad),
-                              shift_into(torch.empty_like(x), x, cfg["k"], fk, n, pad, False))
+            ok &= torch.equal(autograd_shift(x, lay[pad]), shift_into(torch.empty_like(x), x, lay[pad]))
         times: dict[str, list[float]] = {name: [] for name in fns}
         for fn in fns.values():
             fn()  # compile / warm

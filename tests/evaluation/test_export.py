@@ -17,6 +17,7 @@ from tsamlib.evaluation import export as ex
 from tsamlib.evaluation.released import example_clips_manifest
 from tsamlib.evaluation.views import run_vocab
 from tsamlib.model.onnx_export import check_onnx_graph, export_model_onnx
+from tsamlib.model.shift_reference import ShiftSpec
 from tsamlib.model.tsam import create_tsam
 
 ort = pytest.importorskip("onnxruntime")
@@ -27,8 +28,8 @@ ort = pytest.importorskip("onnxruntime")
                                                   (True, "keep", "causal")])
 def test_graph_is_standard_ops_with_a_free_batch(tmp_path, audio, pad, direction):
     torch.manual_seed(0)
-    model = create_tsam("resnet18", num_classes=5, n_frames=8, audio=audio, shift_depth=3, f_div=4, n_insert=2,
-                        shift_pad=pad, shift_direction=direction).eval()
+    model = create_tsam("resnet18", num_classes=5, n_frames=8, audio=audio, n_insert=2,
+                        shift=ShiftSpec(depth=3, f_div=4, pad=pad, direction=direction)).eval()
     make = lambda b: [torch.randn(b, 8, 3, 32, 32)] + ([torch.randn(b, 1, 3, 32, 32)] if audio else [])  # noqa
     path = export_model_onnx(model, tmp_path / "m.onnx", *make(2))
     ops = check_onnx_graph(path)

@@ -30,7 +30,7 @@ from tsamlib.evaluation.released import (
 from tsamlib.evaluation.specs import Loading
 from tsamlib.model.formats import authors_safe_globals
 from tsamlib.model.pretrained import save_authors_checkpoint
-from tsamlib.model.tsam import create_tsam
+from tsamlib.model.tsam import create_tsam, tsam_kwargs
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = dict(arch="resnet18", audio=True, img_size=32, resize=36, n_mels=32, flip=True, preset="authors", **MODEL)
@@ -121,7 +121,7 @@ def test_bad_input_names_the_file_and_the_fix(files, tmp_path):
     with pytest.raises(ValueError, match="unknown settings"):
         evaluate_checkpoint(ckpt, manifest, **{**kw, "settings": {**SETTINGS, "epochs": 3}})
     # a plain tsamlib state dict loads too; its 2 classes cannot score labels 0..2
-    plain = create_tsam("resnet18", num_classes=2, audio=True, shift_pad="keep", **MODEL)
+    plain = create_tsam("resnet18", num_classes=2, audio=True, **tsam_kwargs(dict(MODEL, shift_pad="keep")))
     torch.save(plain.state_dict(), tmp_path / "plain.pth")
     with pytest.raises(ValueError, match="labels up to 2 .*plain.pth has 2 classes"):
         evaluate_checkpoint(tmp_path / "plain.pth", manifest, **kw)
@@ -133,7 +133,8 @@ def test_bad_input_names_the_file_and_the_fix(files, tmp_path):
 def test_export_in_the_authors_layout_round_trips(files, tmp_path):
     """save_authors_checkpoint writes what the independent re-creation of their model loads strictly."""
     reference, ckpt, *_ = files
-    model = create_tsam("resnet18", num_classes=N_CLASSES, audio=True, shift_pad="keep", pretrained=ckpt, **MODEL)
+    model = create_tsam("resnet18", num_classes=N_CLASSES, audio=True, pretrained=ckpt,
+                        **tsam_kwargs(dict(MODEL, shift_pad="keep")))
     out = save_authors_checkpoint(model.eval(), tmp_path / "exported.ckpt.pth.tar", data_state={"epoch": 3})
     with torch.serialization.safe_globals(authors_safe_globals()):
         raw = torch.load(out, weights_only=True)

@@ -9,7 +9,8 @@ from authors_like import SETTINGS, AuthorsModel, BackbonePart, save_like_authors
 
 from tsamlib.model.formats import AUTHORS_LAYOUT, authors_key, authors_safe_globals, read_checkpoint
 from tsamlib.model.pretrained import canonical_key
-from tsamlib.model.tsam import create_tsam
+from tsamlib.model.shift_reference import ShiftSpec
+from tsamlib.model.tsam import create_tsam, tsam_kwargs
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,8 @@ def test_checkpoint_holds_the_authors_layout(authors_checkpoint):
 
 def test_authors_checkpoint_gives_identical_logits(authors_checkpoint, capsys):
     reference, path = authors_checkpoint
-    model = create_tsam("resnet18", num_classes=5, audio=True, shift_pad="keep", pretrained=path, **SETTINGS).eval()
+    model = create_tsam("resnet18", num_classes=5, audio=True, pretrained=path,
+                        **tsam_kwargs(dict(SETTINGS, shift_pad="keep"))).eval()
     rep = model.load_report
     n_backbone = len(reference.nn_backbone.state_dict())
     assert rep.layout == AUTHORS_LAYOUT and rep.data_state == {"epoch": 51, "best_score unbalanced": 0.734}
@@ -47,21 +49,23 @@ def test_authors_checkpoint_gives_identical_logits(authors_checkpoint, capsys):
         # the border matters: zero borders are refused, naming both values; taken on purpose, other logits
         with pytest.raises(ValueError, match=r"shift_pad='keep' \(from the authors' code.*this model has "
                                              r"shift_pad='zero'.*pretrained_match='weights'"):
-            create_tsam("resnet18", num_classes=5, audio=True, pretrained=path, **SETTINGS)
+            create_tsam("resnet18", num_classes=5, audio=True, pretrained=path, **tsam_kwargs(SETTINGS))
         zero = create_tsam("resnet18", num_classes=5, audio=True, pretrained=path, pretrained_match="weights",
-                           **SETTINGS).eval()
+                           **tsam_kwargs(SETTINGS)).eval()
         assert "shift_pad='zero'" in str(zero.load_report)
         assert not torch.allclose(zero(video, audio), reference(video, audio), atol=1e-4)
 
 
 def test_other_classifier_loads_the_backbone_and_skips_the_head(authors_checkpoint):
     reference, path = authors_checkpoint
-    model = create_tsam("resnet18", num_classes=7, audio=True, shift_pad="keep", pretrained=path, **SETTINGS).eval()
+    model = create_tsam("resnet18", num_classes=7, audio=True, pretrained=path,
+                        **tsam_kwargs(dict(SETTINGS, shift_pad="keep"))).eval()
     rep = model.load_report
     assert rep.loaded == len(reference.nn_backbone.state_dict())
     assert not rep.missing and not rep.unexpected
     assert [s.split()[0] for s in rep.skipped_classifier] == ["fc.weight", "fc.bias"]
-    assert "classifier replaced by a new one (the file's has 5 classes)" in str(rep) and "(5, 512)->(7, 512)" in str(rep)
+    assert "classifier replaced by a new one (the file's has 5 classes)" in str(rep)
+    assert "(5, 512)->(7, 512)" in str(rep)
     assert rep.head == "replaced"
     video, audio = torch.randn(2, 6, 3, 32, 32), torch.randn(2, 1, 3, 32, 32)
     with torch.no_grad():
@@ -92,7 +96,7 @@ def test_every_resnet50_key_of_the_authors_maps_onto_tsamlib():
     # 318 tensors, every one of which has a place in tsamlib's backbone, and nothing of ours is left over
     with torch.device("meta"):
         theirs = BackbonePart("resnet50", 17, 16, 4, 4, 2, 0).state_dict()
-        ours = create_tsam("resnet50", num_classes=400, n_frames=16, audio=True, shift_depth=4, f_div=4,
-                           n_insert=2, shift_pad="keep").backbone.state_dict()
+        ours = create_tsam("resnet50", num_classes=400, n_frames=16, audio=True,
+                           shift=ShiftSpec(depth=4, f_div=4, pad="keep"), n_insert=2).backbone.state_dict()
     assert len(theirs) == 318
     assert {authors_key(f"nn_backbone.{k}") for k in theirs} == {canonical_key(k) for k in ours}

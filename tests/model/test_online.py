@@ -1,4 +1,4 @@
-"""Online TSAM (issue 22, item 3): a causal model run frame by frame equals the offline causal model: the features
+"""Online TSAM: a causal model run frame by frame equals the offline causal model: the features
 of step t are the offline ones of segment t, the logits after T steps the offline logits on those T frames (and
 audio image), within 1e-5; the state stays bounded; a bidirectional model is refused."""
 from __future__ import annotations
@@ -7,13 +7,14 @@ import pytest
 import torch
 
 from tsamlib.model.online import StreamingTSAM
+from tsamlib.model.shift_reference import ShiftSpec
 from tsamlib.model.tsam import create_tsam
 
 
 def _model(n_frames, audio, k, pad, direction="causal", seed=0):
     torch.manual_seed(seed)
-    m = create_tsam("resnet18", num_classes=6, n_frames=n_frames, audio=audio, shift_depth=k, f_div=4, n_insert=2,
-                    shift_pad=pad, shift_direction=direction).eval()
+    m = create_tsam("resnet18", num_classes=6, n_frames=n_frames, audio=audio,
+                    shift=ShiftSpec(depth=k, f_div=4, pad=pad, direction=direction), n_insert=2).eval()
     with torch.no_grad():   # BatchNorm statistics away from the identity, so a wrong buffer shows
         for mod in m.modules():
             if isinstance(mod, torch.nn.BatchNorm2d):

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from tsamlib.model.shift import TemporalShift, insert_temporal_shift, shifted_conv2d, temporal_shift
-from tsamlib.model.shift_reference import SHIFT_PADS, check_shift
+from tsamlib.model.shift_reference import SHIFT_PADS, ShiftLayout, ShiftSpec
 
 
 def tsm_reference(x, fold_div=8):
@@ -17,7 +17,7 @@ def tsm_reference(x, fold_div=8):
 
 
 def loop_reference(x, k, f_div, n_shifted, pad="zero"):
-    """Element by element, straight from the definition in the issue. At the border (a source outside
+    """Element by element, straight from the definition (shift_reference's docstring). At the border (a source outside
     [0, n_shifted)): zero, or ("keep", as the authors' code) the element's own value."""
     B, T, C, H, W = x.shape
     f = (C // f_div) // k
@@ -132,14 +132,15 @@ def test_channels_last_input():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(channels=64, n_shifted=8, shift_depth=8, f_div=4), "shift_depth=8"),
-    (dict(channels=8, n_shifted=8, shift_depth=4, f_div=4), "too few"),
-    (dict(channels=64, n_shifted=8, shift_depth=-1, f_div=4), "negative"),
-    (dict(channels=64, n_shifted=8, shift_depth=1, f_div=1), "f_div"),
+    (dict(channels=64, n_shifted=8, depth=8, f_div=4), "shift_depth=8"),
+    (dict(channels=8, n_shifted=8, depth=4, f_div=4), "too few"),
+    (dict(channels=64, n_shifted=8, depth=-1, f_div=4), "negative"),
+    (dict(channels=64, n_shifted=8, depth=1, f_div=1), "f_div"),
 ])
 def test_invalid_settings(kwargs, match):
+    channels = kwargs.pop("channels")
     with pytest.raises(ValueError, match=match):
-        check_shift(**kwargs)
+        ShiftSpec(**kwargs).fold(channels)
 
 
 def test_invalid_input_shape():
@@ -151,24 +152,25 @@ def test_invalid_shift_pad():
     with pytest.raises(ValueError, match="shift_pad='reflect'"):
         temporal_shift(torch.randn(1, 4, 16, 2, 2), 1, 8, shift_pad="reflect")
     with pytest.raises(ValueError, match="'zero'"):
-        TemporalShift(torch.nn.Conv2d(16, 4, 1), 4, 4, 1, 8, shift_pad="same")
+        TemporalShift(torch.nn.Conv2d(16, 4, 1), 4, ShiftSpec(1, 8, 4, pad="same"))
 
 
 def test_module_and_insertion_on_resnet():
     import timm
     net = timm.create_model("resnet18", num_classes=0)
-    assert insert_temporal_shift(net, 5, 4, 2, 4, n_insert=2, m_insert=1) == 4  # blocks 1 of each stage (2 each)
+    assert insert_temporal_shift(net, 5, ShiftSpec(2, 4, 4), n_insert=2, m_insert=1) == 4  # blocks 1 of each stage
     assert isinstance(net.layer2[1].conv1, TemporalShift) and not isinstance(net.layer2[0].conv1, TemporalShift)
     with pytest.raises(ValueError, match="multiple of n_segments"):
         net.layer1[1].conv1(torch.randn(3, 64, 4, 4))
     with pytest.raises(ValueError, match="m_insert"):
-        insert_temporal_shift(timm.create_model("resnet18", num_classes=0), 4, 4, 1, 8, n_insert=2, m_insert=2)
+        insert_temporal_shift(timm.create_model("resnet18", num_classes=0), 4, ShiftSpec(1, 8), n_insert=2,
+                              m_insert=2)
 
 
 @pytest.mark.parametrize("pad", SHIFT_PADS)
 def test_module_shifts_before_conv(pad):
     conv = torch.nn.Conv2d(16, 4, 1, bias=False)
-    mod = TemporalShift(conv, n_segments=5, n_shifted=4, shift_depth=2, f_div=4, shift_pad=pad)
+    mod = TemporalShift(conv, n_segments=5, shift=ShiftSpec(depth=2, f_div=4, n_shifted=4, pad=pad))
     x = torch.randn(10, 16, 3, 3)
     expected = conv(loop_reference(x.view(2, 5, 16, 3, 3), 2, 4, 4, pad).view(10, 16, 3, 3))
     assert torch.allclose(mod(x), expected)
@@ -178,8 +180,9 @@ def test_module_shifts_before_conv(pad):
 def _twin_modules(conv: torch.nn.Conv2d, pad: str, n_segments: int = 5, n_shifted: int = 4, k: int = 2):
     """The same shifted conv twice: recomputing the shifted copy in backward, and keeping it (plain autograd)."""
     import copy
-    return (TemporalShift(conv, n_segments, n_shifted, k, 4, pad, recompute=True),
-            TemporalShift(copy.deepcopy(conv), n_segments, n_shifted, k, 4, pad, recompute=False))
+    spec = ShiftSpec(k, 4, n_shifted, pad)
+    return (TemporalShift(conv, n_segments, spec, recompute=True),
+            TemporalShift(copy.deepcopy(conv), n_segments, spec, recompute=False))
 
 
 @pytest.mark.parametrize("pad", SHIFT_PADS)
@@ -252,7 +255,7 @@ def test_recomputed_shift_gradcheck(pad):
 
     def fn(inp, weight, bias):
         conv.weight, conv.bias = torch.nn.Parameter(weight), torch.nn.Parameter(bias)
-        return shifted_conv2d(inp, conv, 2, 2, 4, pad)
+        return shifted_conv2d(inp, conv, ShiftSpec(2, 2, 4, pad))
 
     w = conv.weight.detach().clone().requires_grad_()
     b = conv.bias.detach().clone().requires_grad_()
@@ -260,17 +263,18 @@ def test_recomputed_shift_gradcheck(pad):
         temporal_shift(i, 2, 2, 4, pad).flatten(0, 1), w_, b_, padding=1), (x, w, b))
     from tsamlib.model.shift import _ShiftedConv2dFn
     assert torch.autograd.gradcheck(lambda i, w_, b_: _ShiftedConv2dFn.apply(
-        i, w_, b_, (2, 1, 4, pad), ((1, 1), (1, 1), (1, 1), 1)), (x, w, b))
+        i, w_, b_, ShiftLayout(2, 1, 4, pad, "bidirectional"), "torch", ((1, 1), (1, 1), (1, 1), 1)), (x, w, b))
 
 
 def test_recompute_falls_back_for_other_layers():
     """A wrapped layer that is not a plain Conv2d (here a conv in a Sequential) still works, by the plain path."""
     net = torch.nn.Sequential(torch.nn.Conv2d(16, 4, 1))
-    mod = TemporalShift(net, 5, 4, 2, 4)
+    mod = TemporalShift(net, 5, ShiftSpec(2, 4, 4))
     x = torch.randn(10, 16, 3, 3)
     assert torch.allclose(mod(x), net(loop_reference(x.view(2, 5, 16, 3, 3), 2, 4, 4).view(10, 16, 3, 3)))
     with pytest.raises(ValueError, match="plain nn.Conv2d"):
-        shifted_conv2d(x.view(2, 5, 16, 3, 3), torch.nn.Conv2d(16, 4, 1, padding_mode="reflect"), 2, 4)
+        shifted_conv2d(x.view(2, 5, 16, 3, 3), torch.nn.Conv2d(16, 4, 1, padding_mode="reflect"),
+                       ShiftSpec(2, 4))
 
 
 def test_an_unknown_shift_kernel_is_refused_not_ignored(monkeypatch):
@@ -336,8 +340,9 @@ def test_autograd_shift_gradcheck(pad, monkeypatch):
 
 
 def test_autograd_kernel_in_the_module_keeps_the_shifted_copy(monkeypatch):
-    """With ``TSAM_SHIFT_KERNEL=autograd`` a recomputing TemporalShift takes the plain path (no custom Function to
-    recompute in): same values and gradients as the recomputing reference, and the conv keeps the shifted copy."""
+    """With ``TSAM_SHIFT_KERNEL=autograd`` (read when the module is moved) a recomputing TemporalShift takes the plain
+    path (no custom Function to recompute in): same values and gradients as the recomputing reference, and the conv
+    keeps the shifted copy."""
     conv = torch.nn.Conv2d(16, 8, 1, bias=False)
     fast, plain = _twin_modules(conv, "keep")
     x = torch.randn(10, 16, 5, 5).to(memory_format=torch.channels_last)
@@ -345,6 +350,9 @@ def test_autograd_kernel_in_the_module_keeps_the_shifted_copy(monkeypatch):
     ya = fast(xa)
     ya.backward(torch.ones_like(ya))
     monkeypatch.setenv("TSAM_SHIFT_KERNEL", "autograd")
+    assert fast.kernel == "torch"          # chosen when it was built, not at each call
+    fast.to("cpu")
+    assert fast.kernel == "autograd"       # moved: chosen again
     xb = x.clone().requires_grad_()
     fast.net.weight.grad = None
     yb = fast(xb)
@@ -354,7 +362,7 @@ def test_autograd_kernel_in_the_module_keeps_the_shifted_copy(monkeypatch):
     xc = x.clone().requires_grad_()
     weight_bytes = conv.weight.numel() * 4
     assert _saved_bytes(fast, xc) == xc.numel() * 4 + weight_bytes  # the shifted copy, as recompute=False keeps
-    assert torch.equal(shifted_conv2d(xc.view(2, 5, 16, 5, 5), conv, 2, 4, 4, "keep"), ya)
+    assert torch.equal(shifted_conv2d(xc.view(2, 5, 16, 5, 5), conv, ShiftSpec(2, 4, 4, "keep")), ya)
 
 
 def test_autograd_shift_compiles_to_one_graph(monkeypatch):
@@ -417,9 +425,9 @@ def _causal_impls(x, k, f_div, n, pad, monkeypatch):
     conv = torch.nn.Conv2d(c, c, 1, bias=False).to(x.dtype)
     with torch.no_grad():
         conv.weight.copy_(torch.eye(c).view(c, c, 1, 1))
-    out["shifted_conv2d"] = shifted_conv2d(x, conv, k, f_div, n, pad, "causal").view(x.shape)
+    out["shifted_conv2d"] = shifted_conv2d(x, conv, ShiftSpec(k, f_div, n, pad, "causal")).view(x.shape)
     for recompute in (True, False):
-        mod = TemporalShift(conv, t, n, k, f_div, pad, recompute=recompute, shift_direction="causal")
+        mod = TemporalShift(conv, t, ShiftSpec(k, f_div, n, pad, "causal"), recompute=recompute)
         out[f"module-recompute={recompute}"] = mod(x.flatten(0, 1)).view(x.shape)
     return out
 
@@ -493,7 +501,7 @@ def test_causal_keep_adjoint_by_hand(pad):
     from tsamlib.model.shift_reference import shift_into
     k, f, n, T = 3, 2, 5, 6
     grad = torch.randn(2, T, 13, 1, 2, dtype=torch.double)
-    g = shift_into(torch.empty_like(grad), grad, k, f, n, pad, adjoint=True, direction="causal")
+    g = shift_into(torch.empty_like(grad), grad, ShiftLayout(k, f, n, pad, "causal"), adjoint=True)
     for d in range(1, k + 1):
         ch = slice((2 * d - 2) * f, 2 * d * f)
         for s in range(n):
@@ -512,32 +520,113 @@ def test_causal_recomputed_shift_gradcheck(pad):
     w = conv.weight.detach().clone().requires_grad_()
     b = conv.bias.detach().clone().requires_grad_()
     assert torch.autograd.gradcheck(lambda i, w_, b_: _ShiftedConv2dFn.apply(
-        i, w_, b_, (2, 1, 4, pad, "causal"), ((1, 1), (1, 1), (1, 1), 1)), (x, w, b))
+        i, w_, b_, ShiftLayout(2, 1, 4, pad, "causal"), "torch", ((1, 1), (1, 1), (1, 1), 1)), (x, w, b))
 
 
 def test_bidirectional_is_the_default():
     x = torch.randn(2, 6, 32, 2, 2)
     assert torch.equal(temporal_shift(x, 2, 4, 5, "keep", "bidirectional"), temporal_shift(x, 2, 4, 5, "keep"))
     assert not torch.equal(temporal_shift(x, 2, 4, 5, "keep", "causal"), temporal_shift(x, 2, 4, 5, "keep"))
-    mod = TemporalShift(torch.nn.Conv2d(32, 4, 1), 6, 5, 2, 4)
-    assert mod.shift_direction == "bidirectional" and "shift_direction='bidirectional'" in repr(mod)
+    mod = TemporalShift(torch.nn.Conv2d(32, 4, 1), 6, ShiftSpec(2, 4, 5))
+    assert mod.shift.direction == "bidirectional" and "shift_direction='bidirectional'" in repr(mod)
 
 
 def test_invalid_shift_direction():
-    import timm
+    from tsamlib.model.tsam import create_tsam, tsam_kwargs
     match = r"shift_direction='forward': choose one of \['bidirectional', 'causal'\]"
     with pytest.raises(ValueError, match=match):
         temporal_shift(torch.randn(1, 4, 16, 2, 2), 1, 8, shift_direction="forward")
     with pytest.raises(ValueError, match=match):
-        shifted_conv2d(torch.randn(1, 4, 16, 2, 2), torch.nn.Conv2d(16, 4, 1), 1, 8, shift_direction="forward")
+        ShiftSpec(1, 8, direction="forward")
     with pytest.raises(ValueError, match=match):
-        TemporalShift(torch.nn.Conv2d(16, 4, 1), 4, 4, 1, 8, shift_direction="forward")
-    with pytest.raises(ValueError, match=match):
-        insert_temporal_shift(timm.create_model("resnet18", num_classes=0), 4, 4, 1, 8, shift_direction="forward")
+        create_tsam("resnet10t", num_classes=3, n_frames=4, **tsam_kwargs(dict(shift_direction="forward")))
 
 
 def test_causal_insertion_and_repr():
     import timm
     net = timm.create_model("resnet18", num_classes=0)
-    assert insert_temporal_shift(net, 5, 4, 2, 4, n_insert=2, shift_direction="causal") == 4
-    assert net.layer3[0].conv1.shift_direction == "causal" and "shift_direction='causal'" in repr(net.layer3[0].conv1)
+    assert insert_temporal_shift(net, 5, ShiftSpec(2, 4, 4, direction="causal"), n_insert=2) == 4
+    assert net.layer3[0].conv1.shift.direction == "causal" and "shift_direction='causal'" in repr(net.layer3[0].conv1)
+
+
+# ------------------------------------------------------------------------------------------ the settings, ShiftSpec
+def test_shift_spec_is_frozen_hashable_and_shows_what_differs_from_the_defaults():
+    import dataclasses
+    spec = ShiftSpec(depth=4, f_div=4)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.depth = 2
+    assert spec == ShiftSpec(4, 4) and hash(spec) == hash(ShiftSpec(4, 4)) and spec != ShiftSpec(4, 4, pad="keep")
+    assert repr(spec) == "ShiftSpec(depth=4, f_div=4)" and repr(ShiftSpec()) == "ShiftSpec()"
+    assert eval(repr(ShiftSpec(2, 4, 6, "keep", "causal"))) == ShiftSpec(2, 4, 6, "keep", "causal")
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(depth=1.0), r"shift_depth=1.0 must be an integer"),
+    (dict(depth=True), r"shift_depth=True must be an integer"),
+    (dict(f_div="8"), r"f_div='8' must be an integer"),
+    (dict(n_shifted=4.5), r"n_shifted=4.5 must be an integer"),
+    (dict(n_shifted=0), r"n_shifted=0 must be >= 1"),
+    (dict(depth=-1), r"shift_depth=-1 is negative"),
+    (dict(f_div=1), r"f_div=1 must be >= 2"),
+    (dict(depth=4, n_shifted=4), r"shift_depth=4 needs more segments: with n_shifted=4 .* largest depth is 3"),
+    (dict(pad="reflect"), r"shift_pad='reflect': choose 'zero' .* or 'keep'"),
+    (dict(direction="forward"), r"shift_direction='forward': choose one of \['bidirectional', 'causal'\]"),
+])
+def test_shift_spec_refuses_bad_settings_when_made(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ShiftSpec(**kwargs)
+
+
+def test_shift_spec_without_a_shift_takes_any_f_div_and_segments():
+    assert ShiftSpec(depth=0, f_div=1, n_shifted=1).fold(3) == 0      # TSN: f_div means nothing
+
+
+def test_shift_spec_layout_checks_the_input():
+    x = torch.randn(2, 5, 16, 2, 2)
+    assert ShiftSpec(2, 4).layout(x) == ShiftLayout(2, 2, 5, "zero", "bidirectional")
+    assert ShiftSpec(2, 4, 4, "keep", "causal").layout(x) == (2, 2, 4, "keep", "causal")
+    with pytest.raises(ValueError, match=r"n_shifted=6 must be in 1..T=5"):
+        ShiftSpec(2, 4, 6).layout(x)
+    with pytest.raises(ValueError, match="shift_depth=5 needs more segments"):   # n_shifted None: all T of x
+        ShiftSpec(5, 4).layout(x)
+    with pytest.raises(ValueError, match="too few"):
+        ShiftSpec(2, 16).layout(x)
+    with pytest.raises(ValueError, match=r"\(B, T, C, H, W\)"):
+        ShiftSpec().layout(x[0])
+
+
+def test_temporal_shift_module_checks_its_spec_against_the_layer():
+    conv = torch.nn.Conv2d(16, 4, 1)
+    assert TemporalShift(conv, 5, ShiftSpec(2, 4)).shift.n_shifted == 5   # None: every segment
+    with pytest.raises(ValueError, match=r"n_shifted=6 must be in 1..n_segments=5"):
+        TemporalShift(conv, 5, ShiftSpec(2, 4, 6))
+    with pytest.raises(ValueError, match="too few"):
+        TemporalShift(conv, 5, ShiftSpec(2, 16, 4))
+    with pytest.raises(TypeError, match="ShiftSpec"):
+        TemporalShift(conv, 5, (2, 4, 4))
+
+
+def test_the_kernel_is_chosen_when_built_or_moved_and_use_shift_kernel_wins(monkeypatch):
+    """A module on the CPU runs the reference whatever ``$TSAM_SHIFT_KERNEL`` says later; moving it reads the
+    variable again; a ``use_shift_kernel`` block overrides the module's choice; a module without tensors lets the
+    input decide at each call."""
+    from tsamlib.model.shift import use_shift_kernel
+    monkeypatch.delenv("TSAM_SHIFT_KERNEL", raising=False)
+    conv = torch.nn.Conv2d(16, 8, 1, bias=False)
+    mod = TemporalShift(conv, 5, ShiftSpec(2, 4, 4, "keep"))
+    assert mod.kernel == "torch"
+    x = torch.randn(10, 16, 3, 3, requires_grad=True)
+    monkeypatch.setenv("TSAM_SHIFT_KERNEL", "autograd")
+    y = mod(x)
+    assert _autograd_function_nodes(y) == ["_ShiftedConv2dFnBackward"]   # still the reference, recomputing
+    with use_shift_kernel("autograd"):
+        assert _autograd_function_nodes(mod(x)) == []                     # the block wins
+    monkeypatch.setenv("TSAM_SHIFT_KERNEL", "junk")
+    with pytest.raises(ValueError, match="TSAM_SHIFT_KERNEL='junk'"):
+        mod.to(torch.float64)                                              # a cast chooses again, and checks
+    monkeypatch.setenv("TSAM_SHIFT_KERNEL", "autograd")
+    assert mod.double().kernel == "autograd" and TemporalShift(conv, 5, ShiftSpec(2, 4)).kernel == "autograd"
+    monkeypatch.delenv("TSAM_SHIFT_KERNEL")
+    assert mod.float().kernel == "torch"
+    assert mod.to("meta").kernel == "torch"
+    assert TemporalShift(torch.nn.Identity(), 5, ShiftSpec(2, 4)).kernel is None   # no tensors: the input decides

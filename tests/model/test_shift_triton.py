@@ -22,7 +22,8 @@ if DEVICE == "cpu":
 pytest.importorskip("triton", reason="Triton is not installed: the fused shift needs it")
 
 from tsamlib.model.shift import temporal_shift  # noqa: E402
-from tsamlib.model.shift_triton import (
+from tsamlib.model.shift_reference import ShiftSpec  # noqa: E402
+from tsamlib.model.shift_triton import (  # noqa: E402 (after TRITON_INTERPRET is set)
     INTERPRETED,
     fused_temporal_shift,
     temporal_shift_adjoint_op,
@@ -192,7 +193,7 @@ def _use_fused_ops(monkeypatch) -> None:
     import tsamlib.model.shift as shift_mod
     from tsamlib.model.shift_triton import eager_adjoint, eager_shift, temporal_shift_again_op
 
-    def fused_ops(x):
+    def fused_ops(x, kernel):
         if torch.compiler.is_compiling():
             return temporal_shift_op, temporal_shift_adjoint_op, temporal_shift_again_op
         return eager_shift, eager_adjoint, eager_shift
@@ -208,7 +209,7 @@ def test_recomputed_shifted_conv_through_the_kernels_and_compile(pad: str, monke
 
     _use_fused_ops(monkeypatch)
     conv = torch.nn.Conv2d(19, 5, 3, padding=1, bias=False).to(DEVICE)
-    fast = TemporalShift(conv, 5, 4, 2, 2, pad, recompute=True)
+    fast = TemporalShift(conv, 5, ShiftSpec(2, 2, 4, pad), recompute=True)
     x = _clip(19, 5, True, torch.float32).detach().flatten(0, 1)
     ref_x = x.clone().requires_grad_()
     ref = conv(temporal_shift(ref_x.view(B, 5, 19, H, W), 2, 2, 4, pad).flatten(0, 1))
@@ -324,7 +325,8 @@ def _saved_shift_outputs(recompute: bool) -> int:
         def __init__(self):
             super().__init__()
             self.bn0, self.bn1 = torch.nn.BatchNorm2d(16), torch.nn.BatchNorm2d(16)
-            self.conv = TemporalShift(torch.nn.Conv2d(16, 16, 1, bias=False), 5, 4, 2, 4, recompute=recompute)
+            self.conv = TemporalShift(torch.nn.Conv2d(16, 16, 1, bias=False), 5, ShiftSpec(2, 4, 4),
+                                      recompute=recompute)
 
         def forward(self, x):
             y = torch.relu(self.bn0(x))
@@ -400,12 +402,12 @@ def test_causal_recomputed_shifted_conv_through_the_kernels(monkeypatch) -> None
 
     _use_fused_ops(monkeypatch)
     conv = torch.nn.Conv2d(19, 5, 3, padding=1, bias=False).to(DEVICE)
-    fast = TemporalShift(conv, 5, 4, 2, 2, "keep", recompute=True, shift_direction="causal")
+    fast = TemporalShift(conv, 5, ShiftSpec(2, 2, 4, "keep", "causal"), recompute=True)
     x = _clip(19, 5, False, torch.float32).detach().flatten(0, 1)
     ref_x = x.clone().requires_grad_()
     with monkeypatch.context() as m:   # the reference, for comparison
         import tsamlib.model.shift as shift_mod
-        m.setattr(shift_mod, "_fused_ops", lambda x: None)
+        m.setattr(shift_mod, "_fused_ops", lambda x, kernel: None)
         ref = conv(temporal_shift(ref_x.view(B, 5, 19, H, W), 2, 2, 4, "keep", "causal").flatten(0, 1))
     grad = torch.randn(ref.shape, device=DEVICE)
     ref.backward(grad)

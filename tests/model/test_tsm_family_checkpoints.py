@@ -13,6 +13,7 @@ from tsm_family_like import (MMRecognizer, TSMRepoModel, mmaction2_cfg_text, sav
 
 from tsamlib.model.formats import (UnsupportedCheckpoint, inspect_checkpoint, insert_rule, mmaction2_config,
                                    name_hints, read_checkpoint)
+from tsamlib.model.shift_reference import ShiftSpec
 from tsamlib.model.tsam import check_model_settings, create_tsam, create_tsam_from
 from tsamlib.runs.loader import CheckpointError
 
@@ -46,7 +47,7 @@ def test_tsm_repository_checkpoint_gives_its_logits(tsm_r18, capsys):
     raw = torch.load(path, weights_only=True)
     assert set(raw) == {"epoch", "arch", "state_dict", "optimizer", "best_prec1"}
     assert "module.base_model.layer1.0.conv1.net.weight" in raw["state_dict"]
-    model = create_tsam("resnet18", num_classes=5, n_frames=8, f_div=8, pretrained=path)
+    model = create_tsam("resnet18", num_classes=5, n_frames=8, shift=ShiftSpec(f_div=8), pretrained=path)
     rep = model.load_report
     assert rep.layout == "tsm" and rep.loaded == len(raw["state_dict"]) and rep.head == "loaded"
     assert not rep.missing and not rep.unexpected and not rep.skipped_classifier
@@ -131,7 +132,7 @@ def test_mmaction2_tsn_r50_checkpoint_gives_its_logits(tmp_path):
     info = inspect_checkpoint(path)
     assert (info.arch, info.settings["shift_depth"], info.settings["dropout"]) == ("resnet50", 0, 0.4)
     assert "n_frames" not in info.settings   # a TSN runs on any number of frames
-    model = create_tsam("resnet50", num_classes=7, n_frames=3, shift_depth=0, pretrained=path)
+    model = create_tsam("resnet50", num_classes=7, n_frames=3, shift=ShiftSpec(depth=0), pretrained=path)
     assert model.load_report.loaded == 320
     video = torch.randn(2, 3, 3, 32, 32)
     torch.testing.assert_close(_logits(model, video), _logits(ref, video), atol=1e-5, rtol=1e-4)
@@ -148,7 +149,7 @@ def test_mismatches_are_refused_naming_both_values(tsm_r18, mm_tsm_r18):
                                          r"f_div=4"):
         create_tsam("resnet18", num_classes=5, n_frames=8, pretrained=mm)
     with pytest.raises(ValueError, match=r"trained with shift_depth=1 .* this model has shift_depth=3"):
-        create_tsam("resnet18", num_classes=5, n_frames=8, shift_depth=3, f_div=4, pretrained=tsm)
+        create_tsam("resnet18", num_classes=5, n_frames=8, shift=ShiftSpec(depth=3, f_div=4), pretrained=tsm)
     with pytest.raises(ValueError, match=r"n_frames=6"):   # checked without building: before any run folder
         check_model_settings("resnet18", pretrained=mm, n_frames=8, f_div=4)
     # what only the file name says is a warning, never a refusal or a value
@@ -162,7 +163,7 @@ def test_mismatches_are_refused_naming_both_values(tsm_r18, mm_tsm_r18):
 
 def test_weights_match_takes_a_tsm_file_into_a_deeper_tsam(tsm_r18, capsys):
     ref, path = tsm_r18
-    model = create_tsam("resnet18", num_classes=5, n_frames=8, shift_depth=4, f_div=4, n_insert=2,
+    model = create_tsam("resnet18", num_classes=5, n_frames=8, shift=ShiftSpec(depth=4, f_div=4), n_insert=2,
                         pretrained=path, pretrained_match="weights")
     rep = model.load_report
     assert rep.loaded == 122 and not rep.missing
@@ -174,7 +175,7 @@ def test_weights_match_takes_a_tsm_file_into_a_deeper_tsam(tsm_r18, capsys):
 
 def test_a_new_head_for_other_classes_is_said(mm_tsm_r18, capsys):
     _, path = mm_tsm_r18
-    model = create_tsam("resnet18", num_classes=3, n_frames=6, f_div=4, pretrained=path)
+    model = create_tsam("resnet18", num_classes=3, n_frames=6, shift=ShiftSpec(f_div=4), pretrained=path)
     rep = model.load_report
     assert rep.head == "replaced" and rep.loaded == 120 and not rep.missing
     assert "classifier replaced by a new one (the file's has 5 classes)" in capsys.readouterr().out
@@ -240,7 +241,7 @@ def test_a_tsamlib_run_checkpoint_states_the_runs_settings(tmp_path):
     import json
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
-    a = create_tsam("resnet18", num_classes=4, n_frames=6, shift_depth=2, f_div=4, audio=True)
+    a = create_tsam("resnet18", num_classes=4, n_frames=6, shift=ShiftSpec(depth=2, f_div=4), audio=True)
     torch.save(a.state_dict(), run / "checkpoints" / "model.pth")
     (run / "params.json").write_text(json.dumps(dict(arch="resnet18", n_frames=6, shift_depth=2, f_div=4, audio=True,
                                                      dataset="default", img_size=32, resize=36)))
@@ -248,8 +249,8 @@ def test_a_tsamlib_run_checkpoint_states_the_runs_settings(tmp_path):
     assert info.format == "tsamlib" and info.settings["shift_depth"] == 2 and info.settings["audio"] is True
     assert info.sources["n_frames"].startswith("the run's params.json (") and info.preprocessing["img_size"] == 32
     with pytest.raises(ValueError, match=r"trained with audio=True .*this model has audio=False"):
-        create_tsam("resnet18", num_classes=4, n_frames=6, shift_depth=2, f_div=4, pretrained=run / "checkpoints" /
-                    "model.pth")
+        create_tsam("resnet18", num_classes=4, n_frames=6, shift=ShiftSpec(depth=2, f_div=4),
+                    pretrained=run / "checkpoints" / "model.pth")
     b = create_tsam_from(run / "checkpoints" / "model.pth")
     video, audio = torch.randn(1, 6, 3, 32, 32), torch.randn(1, 1, 3, 32, 32)
     with torch.no_grad():
@@ -380,7 +381,7 @@ def test_a_tsam_saved_in_tsm_and_mmaction2_layouts_loads_into_their_models(tmp_p
     the file strictly and give tsamlib's logits; tsamlib reads both back to the same model."""
     from tsamlib.model.pretrained import save_mmaction2_checkpoint, save_tsm_checkpoint
     torch.manual_seed(4)
-    model = trained_like(create_tsam(f"resnet{depth}", num_classes=5, n_frames=4, shift_depth=k, f_div=8,
+    model = trained_like(create_tsam(f"resnet{depth}", num_classes=5, n_frames=4, shift=ShiftSpec(depth=k, f_div=8),
                                      pretrained=None)).eval()
     video = torch.randn(2, 4, 3, 32, 32)
     want = _logits(model, video)
@@ -402,8 +403,9 @@ def test_a_tsam_saved_in_tsm_and_mmaction2_layouts_loads_into_their_models(tmp_p
 
 def test_models_their_code_cannot_build_are_not_written_in_their_layouts(tmp_path):
     from tsamlib.model.pretrained import save_mmaction2_checkpoint, save_tsm_checkpoint
-    for kw, says in ((dict(shift_depth=2), "shift depth 2"), (dict(audio=True), "an audio frame"),
-                     (dict(shift_pad="keep"), "'keep' borders"), (dict(n_insert=2), "i % 2 == 0 (theirs: i % 1 == 0)")):
+    for kw, says in ((dict(shift=ShiftSpec(depth=2)), "shift depth 2"), (dict(audio=True), "an audio frame"),
+                     (dict(shift=ShiftSpec(pad="keep")), "'keep' borders"),
+                     (dict(n_insert=2), "i % 2 == 0 (theirs: i % 1 == 0)")):
         model = create_tsam("resnet18", num_classes=3, n_frames=4, pretrained=None, **kw)
         for save in (save_tsm_checkpoint, save_mmaction2_checkpoint):
             with pytest.raises(ValueError, match=re.escape(says)):
@@ -419,8 +421,8 @@ def test_models_their_code_cannot_build_are_not_written_in_their_layouts(tmp_pat
     (dict(epoch="x"), "epoch='x'")])
 def test_mmaction2_saver_refuses_values_its_config_cannot_hold(tmp_path, kwargs, says):
     from tsamlib.model.pretrained import save_mmaction2_checkpoint, save_tsm_checkpoint
-    model = create_tsam("resnet18", num_classes=5, pretrained=None, n_frames=4, audio=False, shift_depth=1,
-                        shift_pad="zero")
+    model = create_tsam("resnet18", num_classes=5, pretrained=None, n_frames=4, audio=False,
+                        shift=ShiftSpec(depth=1, pad="zero"))
     with pytest.raises(ValueError, match=re.escape(says)):
         save_mmaction2_checkpoint(model, tmp_path / "mm.pth", **kwargs)
     assert not (tmp_path / "mm.pth").exists()

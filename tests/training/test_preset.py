@@ -24,7 +24,7 @@ from tsamlib.data.transforms import ClipTransform, denormalize, norm_stats
 from tsamlib.data.video import load_clip
 from tsamlib.evaluation.scoring import AUTHORS_EVAL_SCALES
 from tsamlib.evaluation.views import authors_eval_path, eval_path, evaluate_authors, evaluate_run, load_run_model
-from tsamlib.model.tsam import create_tsam
+from tsamlib.model.tsam import create_tsam, tsam_kwargs
 from tsamlib.runs.checkpoints import BestCheckpoint, read_best
 from tsamlib.runs.fileio import repo_root
 from tsamlib.runs.folder import start_run
@@ -72,10 +72,10 @@ def test_shift_border_follows_the_preset():
     kw = dict(num_classes=3, pretrained=None)
     for preset, pad in (("tsamlib", "zero"), ("authors", "keep")):
         cfg = RunConfig(preset=preset, n_frames=4, audio=True, shift_depth=2)
-        model = create_tsam("resnet10t", **kw, **cfg.model_kwargs())
-        assert model.shift_pad == pad and model.backbone.layer1[0].conv1.shift_pad == pad
+        model = create_tsam("resnet10t", **kw, **tsam_kwargs(cfg.model_kwargs()))
+        assert model.shift_pad == pad and model.backbone.layer1[0].conv1.shift.pad == pad
     cfg = RunConfig(preset="authors", shift_pad="zero", n_frames=4)
-    assert create_tsam("resnet10t", **kw, **cfg.model_kwargs()).shift_pad == "zero"
+    assert create_tsam("resnet10t", **kw, **tsam_kwargs(cfg.model_kwargs())).shift_pad == "zero"
 
 
 # ------------------------------------------------------------------------------------------------ video

@@ -103,7 +103,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if would is None:
         print("  would load: nothing without an arch (a ResNet variant): give arch= to create_tsam")
     else:
-        kwargs = {**info.model_kwargs(), **would["assumed_for_the_dry_run"]}
+        from ..model.tsam import tsam_kwargs
+        kwargs = tsam_kwargs({**info.model_kwargs(), **would["assumed_for_the_dry_run"]})   # create_tsam's
         call = ", ".join(f"{k}={v!r}" for k, v in kwargs.items() if k != "arch")
         print(f"  would load: {would['loaded']} tensors, {len(would['missing'])} missing, "
               f"{len(would['unexpected'])} unexpected, head {would['head']}"

@@ -40,7 +40,7 @@ from fastai.torch_core import default_device
 from ..config import DATA_SWITCHES, MODEL_SETTINGS, RunConfig
 from ..data.manifest import manifest_vocab, read_table
 from ..model.formats import CheckpointInfo, inspect_checkpoint, not_recorded
-from ..model.tsam import TSAM, create_tsam
+from ..model.tsam import TSAM, create_tsam, tsam_kwargs
 from ..runs.fileio import atomic_write_json, relative_to_repo, repo_root
 from ..runs.provenance import environment_info
 from .protocols import PROTOCOL_NAMES, AuthorsPasses, TestProtocol, check_protocol, file_protocols, protocol_named
@@ -127,7 +127,7 @@ def build_model(settings: Mapping[str, Any], num_classes: int, pretrained: str |
     """The TSAM model of ``settings`` (see :func:`released_settings`) with ``num_classes`` outputs, its weights
     from ``pretrained`` (None: random, as in training from scratch)."""
     cfg = RunConfig.from_params(_checked(settings))
-    return create_tsam(cfg.arch, num_classes=num_classes, pretrained=pretrained, **cfg.model_kwargs())
+    return create_tsam(cfg.arch, num_classes=num_classes, pretrained=pretrained, **tsam_kwargs(cfg.model_kwargs()))
 
 
 STAND_IN_FORMATS = ("authors", "tsm", "mmaction2")

@@ -38,7 +38,7 @@ from ..config import RunConfig
 from ..data.datasets import dataset_manifest
 from ..data.manifest import manifest_vocab, read_table
 from ..model.formats import is_package_folder
-from ..model.tsam import TSAM, create_tsam, create_tsam_from
+from ..model.tsam import TSAM, create_tsam, create_tsam_from, tsam_kwargs
 from ..runs.checkpoints import read_best
 from ..runs.fileio import atomic_write_json, writable_folder
 from ..runs.folder import RunLock, is_finished, open_run, resolve_run
@@ -82,7 +82,8 @@ def load_run_model(run_dir: str | os.PathLike, weights: str | None = None) -> tu
         raise RuntimeError(f"run {run_dir} is finished but its weights checkpoints/model.pth are missing (weights "
                            "are never committed: a fresh clone has none): train it again (overwrite=True, CLI "
                            "--overwrite).")
-    model = create_tsam(cfg.arch, num_classes=len(run_vocab(cfg)), pretrained=None, **cfg.model_kwargs())
+    model = create_tsam(cfg.arch, num_classes=len(run_vocab(cfg)), pretrained=None,
+                        **tsam_kwargs(cfg.model_kwargs()))
     state = (read_best(run.checkpoint_dir)["model"] if file.name == "best.pth"
              else safe_load(file, hint="train the run again (overwrite=True)"))
     try:

@@ -1,6 +1,6 @@
 """The model layer: the temporal shift and the TSAM network (imports ``runs`` and ``config`` only).
 
-    shift_reference   what the shift computes: channel groups, borders, checks (torch only; the paper's idea)
+    shift_reference   what the shift computes: ShiftSpec (its settings), channel groups, borders (torch only)
     shift             the shift as autograd ops and a module, inserted into a ResNet's blocks
     shift_triton      fused Triton kernels of the shift (CUDA; CPU under ``TRITON_INTERPRET=1``)
     tsam              ``create_tsam``: a timm ResNet with the shift, T video frames + one audio frame
@@ -13,12 +13,11 @@
 from .._lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
-    ".tsam": ["TSAM", "create_tsam", "create_tsam_from", "create_backbone"],
+    ".tsam": ["TSAM", "create_tsam", "create_tsam_from", "create_backbone", "tsam_kwargs"],
     ".shift": ["temporal_shift", "shifted_conv2d", "TemporalShift", "insert_temporal_shift", "use_shift_kernel"],
     ".onnx_export": ["export_model_onnx", "check_onnx_graph"],
     ".online": ["StreamingTSAM"],
-    ".shift_reference": ["SHIFT_PADS", "SHIFT_DIRECTIONS", "shift_fold", "check_shift_pad", "check_shift_direction",
-                         "check_shift_settings", "check_shift", "check_shift_input", "shift_into"],
+    ".shift_reference": ["ShiftSpec", "ShiftLayout", "SHIFT_PADS", "SHIFT_DIRECTIONS", "shift_into"],
     ".pretrained": ["resolve_pretrained", "load_backbone_weights", "LoadReport", "check_fits",
                     "save_authors_checkpoint", "save_tsm_checkpoint", "save_mmaction2_checkpoint"],
     ".formats": ["read_checkpoint", "inspect_checkpoint", "CheckpointInfo", "UnsupportedCheckpoint", "FORMATS"],

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .tsam import create_tsam
+from .tsam import create_tsam, tsam_kwargs
 
 __all__ = ["count_params", "count_macs", "model_complexity", "clip_cost", "temporal_reach"]
 
@@ -41,10 +41,12 @@ def count_macs(model: torch.nn.Module, *inputs: torch.Tensor) -> int:
 
 def model_complexity(arch: str = "resnet50", num_classes: int = 400, n_frames: int = 8, audio: bool = False,
                      img_size: int = 224, batch_size: int = 1, **model_kwargs: Any) -> dict[str, Any]:
-    """Parameters and GMACs per clip of a configuration (``model_kwargs`` go to :func:`create_tsam`)."""
+    """Parameters and GMACs per clip of a configuration (``model_kwargs`` go to :func:`create_tsam`, through
+    :func:`tsam_kwargs`: the shift's settings by their files' names or as ``shift=``)."""
     model_kwargs.pop("pretrained", None)  # weights do not change the count
     with torch.device("meta"):
-        model = create_tsam(arch, num_classes=num_classes, n_frames=n_frames, audio=audio, **model_kwargs).eval()
+        model = create_tsam(arch, num_classes=num_classes, n_frames=n_frames, audio=audio,
+                            **tsam_kwargs(model_kwargs)).eval()
         video = torch.empty(batch_size, n_frames, 3, img_size, img_size)
         audio_in = torch.empty(batch_size, 1, 3, img_size, img_size) if audio else None
     macs = count_macs(model, video, *([audio_in] if audio else []))

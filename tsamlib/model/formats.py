@@ -103,8 +103,9 @@ class CheckpointInfo:
     tensors: int = 0                   # tensors of the model state in the file
 
     def model_kwargs(self) -> dict[str, Any]:
-        """The :func:`~tsamlib.model.create_tsam` arguments the file states (``arch``, ``num_classes`` and the
-        settings): what is missing must be given."""
+        """The model settings the file states (``arch``, ``num_classes`` and the settings, by their names in
+        files: :func:`~tsamlib.model.tsam.tsam_kwargs` makes :func:`~tsamlib.model.create_tsam`'s keywords of them):
+        what is missing must be given."""
         out = dict(self.settings)
         if self.arch is not None:
             out["arch"] = self.arch

@@ -29,7 +29,6 @@ import torch
 from torch import Tensor, nn
 
 from .shift import TemporalShift
-from .shift_reference import shift_fold
 
 __all__ = ["StreamingTSAM", "StreamingShift"]
 
@@ -40,7 +39,8 @@ class StreamingShift(nn.Module):
 
     def __init__(self, shift: TemporalShift):
         super().__init__()
-        self.net, self.k, self.f_div, self.pad = shift.net, shift.shift_depth, shift.f_div, shift.shift_pad
+        self.net, self.spec = shift.net, shift.shift
+        self.k = self.spec.depth
         self.past: deque[Tensor] = deque(maxlen=max(self.k, 1))   # newest first: past[d - 1] is frame t - d
         self.through = False   # the audio frame: never shifted, never buffered
 
@@ -50,14 +50,14 @@ class StreamingShift(nn.Module):
     def forward(self, x: Tensor) -> Tensor:   # x: (B, C, H, W), one frame per stream
         if self.k == 0 or self.through:
             return self.net(x)
-        f = shift_fold(x.shape[1], self.k, self.f_div)
+        f = self.spec.fold(x.shape[1])
         moved = 2 * self.k * f
         parts = []
         for d in range(1, self.k + 1):            # both groups of distance d read frame t - d
             group = slice((2 * d - 2) * f, 2 * d * f)
             if d <= len(self.past):
                 parts.append(self.past[d - 1][:, group.start:group.stop])
-            elif self.pad == "keep":              # before the clip: the frame's own values
+            elif self.spec.pad == "keep":              # before the clip: the frame's own values
                 parts.append(x[:, group])
             else:
                 parts.append(x.new_zeros(x.shape[0], 2 * f, *x.shape[2:]))
@@ -81,10 +81,10 @@ class StreamingTSAM(nn.Module):
 
     def __init__(self, model: nn.Module):
         super().__init__()
-        direction = getattr(model, "shift_direction", "bidirectional")
-        if model.shift_depth > 0 and direction != "causal":
-            raise ValueError(f"a stream needs a causal model: this one shifts {direction} (depth "
-                             f"{model.shift_depth}), so a frame's features need frames after it; train with "
+        spec = model.shift
+        if spec.depth > 0 and spec.direction != "causal":
+            raise ValueError(f"a stream needs a causal model: this one shifts {spec.direction} (depth "
+                             f"{spec.depth}), so a frame's features need frames after it; train with "
                              "shift_direction='causal' (or shift_depth=0).")
         self.model = copy.deepcopy(model).eval()
         self.blocks: list[StreamingShift] = []

@@ -1,7 +1,7 @@
 """A TSAM model as an ONNX graph of standard operators, the temporal shift included.
 
 TSM's export breaks for many users: its shift writes slices in place, which the tracer turns into constants of
-the traced batch size (TSM issues #77, #103, #181). Here the model is traced with the shift as plain tensor ops
+the traced batch size (as reported in TSM's issue tracker). Here the model is traced with the shift as plain tensor ops
 (:func:`tsamlib.model.shift.autograd_shift`: split, narrow, concatenate, zeros), so the graph holds only
 ``Split``/``Slice``/``Concat``/``ConstantOfShape``-style nodes of the default ONNX domain: nothing for a runtime to
 register, and the batch axis stays free. Both border pads (``zero``, ``keep``) and the audio frame are traced.

@@ -37,66 +37,104 @@ of each kept border element flows back to that element (added to the shifted gra
 ``"causal"`` with ``"keep"`` that is, per group of distance d: ``g[s] = grad[s + d]`` (s < n - d) ``+ grad[s]``
 (s < d).
 
-This file is the definition: the settings' checks and :func:`shift_into`, the slice copies that every implementation
+This file is the definition: the settings (:class:`ShiftSpec`, checked once when it is made), their layout on one
+input (:class:`ShiftLayout`, what the kernels take) and :func:`shift_into`, the slice copies that every implementation
 computes (:mod:`tsamlib.model.shift` wraps them as autograd ops and a module; the Triton kernels of
 :mod:`tsamlib.model.shift_triton` are tested element for element against them). It needs nothing but torch.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+from typing import NamedTuple
+
 from torch import Tensor
 
-__all__ = ["SHIFT_PADS", "SHIFT_DIRECTIONS", "shift_fold", "check_shift_pad", "check_shift_direction",
-           "check_shift_settings", "check_shift", "check_shift_input", "shift_into"]
+__all__ = ["SHIFT_PADS", "SHIFT_DIRECTIONS", "ShiftSpec", "ShiftLayout", "shift_into"]
 
 SHIFT_PADS = ("zero", "keep")
 SHIFT_DIRECTIONS = ("bidirectional", "causal")
 
 
-def shift_fold(channels: int, shift_depth: int, f_div: int) -> int:
-    """Channels per shifted group: ``(channels // f_div) // shift_depth`` (0 when ``shift_depth == 0``)."""
-    return 0 if shift_depth == 0 else (channels // f_div) // shift_depth
+class ShiftLayout(NamedTuple):
+    """A shift laid out on one input: depth k, channels per group ``fold``, segments that take part ``n_shifted``,
+    border and direction. What the kernels take; its fields, in this order, are the Triton ops' arguments."""
+    depth: int
+    fold: int
+    n_shifted: int
+    pad: str
+    direction: str
 
 
-def check_shift_pad(shift_pad: str) -> None:
-    """Raise ValueError unless ``shift_pad`` is one of :data:`SHIFT_PADS`."""
-    if shift_pad not in SHIFT_PADS:
-        raise ValueError(f"shift_pad={shift_pad!r}: choose 'zero' (TSM: zeros at the clip's border) or 'keep' "
-                         "(the authors' code: border segments keep their own values).")
+@dataclass(frozen=True)
+class ShiftSpec:
+    """The settings of a temporal shift, checked once, when it is made (ValueError naming what to change).
 
+    ``depth``: k, how far channels move (0: no shift, TSN; 1 with ``f_div=8``: TSM); ``f_div``: ``C // f_div``
+    channels move in each direction; ``n_shifted``: the leading segments that take part (None: all of an input's;
+    a TSAM model sets its ``n_frames``, so the audio segment passes through); ``pad``: one of :data:`SHIFT_PADS`;
+    ``direction``: one of :data:`SHIFT_DIRECTIONS`. Settings files and the CLI call them ``shift_depth``, ``f_div``,
+    ``shift_pad``, ``shift_direction``, and so do the messages.
+    """
+    depth: int = 1
+    f_div: int = 8
+    n_shifted: int | None = None
+    pad: str = "zero"
+    direction: str = "bidirectional"
 
-def check_shift_direction(shift_direction: str) -> None:
-    """Raise ValueError unless ``shift_direction`` is one of :data:`SHIFT_DIRECTIONS`."""
-    if shift_direction not in SHIFT_DIRECTIONS:
-        raise ValueError(f"shift_direction={shift_direction!r}: choose one of {list(SHIFT_DIRECTIONS)} "
-                         "('bidirectional': from the past and the future, the report's; 'causal': from the past "
-                         "only).")
+    def __post_init__(self) -> None:
+        for name, value in (("shift_depth", self.depth), ("f_div", self.f_div), ("n_shifted", self.n_shifted)):
+            if (not isinstance(value, int) or isinstance(value, bool)) and (value is not None or name != "n_shifted"):
+                raise ValueError(f"{name}={value!r} must be an integer.")
+        if self.pad not in SHIFT_PADS:
+            raise ValueError(f"shift_pad={self.pad!r}: choose 'zero' (TSM: zeros at the clip's border) or 'keep' "
+                             "(the authors' code: border segments keep their own values).")
+        if self.direction not in SHIFT_DIRECTIONS:
+            raise ValueError(f"shift_direction={self.direction!r}: choose one of {list(SHIFT_DIRECTIONS)} "
+                             "('bidirectional': from the past and the future, the report's; 'causal': from the past "
+                             "only).")
+        if self.n_shifted is not None and self.n_shifted < 1:
+            raise ValueError(f"n_shifted={self.n_shifted} must be >= 1.")
+        if self.depth < 0:
+            raise ValueError(f"shift_depth={self.depth} is negative: use 0 (no shift, TSN) or a depth k >= 1.")
+        if self.depth > 0 and self.f_div < 2:
+            raise ValueError(f"f_div={self.f_div} must be >= 2 (C // f_div channels move in each direction); "
+                             "use f_div=8 for TSM or f_div=4 as in the TSAM report.")
+        if self.n_shifted is not None:
+            self._check_segments(self.n_shifted)
 
+    def __repr__(self) -> str:  # only what differs from the defaults: ShiftSpec(depth=4, f_div=4)
+        given = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if getattr(self, f.name) != f.default]
+        return f"ShiftSpec({', '.join(given)})"
 
-def check_shift_settings(n_shifted: int, shift_depth: int, f_div: int) -> None:
-    """Validate depth, f_div and segments (no layer needed); raise ValueError naming what to change."""
-    if shift_depth < 0:
-        raise ValueError(f"shift_depth={shift_depth} is negative: use 0 (no shift, TSN) or a depth k >= 1.")
-    if shift_depth == 0:
-        return
-    if f_div < 2:
-        raise ValueError(f"f_div={f_div} must be >= 2 (C // f_div channels move in each direction); "
-                         "use f_div=8 for TSM or f_div=4 as in the TSAM report.")
-    if shift_depth >= n_shifted:
-        raise ValueError(f"shift_depth={shift_depth} needs more segments: with n_shifted={n_shifted} video "
-                         f"segments the largest depth is {n_shifted - 1}; lower shift_depth or raise n_frames.")
+    def _check_segments(self, n: int) -> None:
+        if self.depth > 0 and self.depth >= n:
+            raise ValueError(f"shift_depth={self.depth} needs more segments: with n_shifted={n} video "
+                             f"segments the largest depth is {n - 1}; lower shift_depth or raise n_frames.")
 
+    def fold(self, channels: int) -> int:
+        """Channels per shifted group on a layer of ``channels``: ``(channels // f_div) // depth`` (0 for depth 0);
+        ValueError when the layer is too narrow for a group of one."""
+        if self.depth == 0:
+            return 0
+        f = (channels // self.f_div) // self.depth
+        if f == 0:
+            raise ValueError(f"C={channels} channels are too few for f_div={self.f_div}, shift_depth={self.depth}: "
+                             f"each of the {2 * self.depth} groups would hold (C // f_div) // k = 0 channels; "
+                             "lower shift_depth or f_div (or use a wider layer).")
+        return f
 
-def check_shift(channels: int, n_shifted: int, shift_depth: int, f_div: int) -> int:
-    """Validate a shift setting on a layer of ``channels`` and return the group size ``f``."""
-    check_shift_settings(n_shifted, shift_depth, f_div)
-    if shift_depth == 0:
-        return 0
-    f = shift_fold(channels, shift_depth, f_div)
-    if f == 0:
-        raise ValueError(f"C={channels} channels are too few for f_div={f_div}, shift_depth={shift_depth}: "
-                         f"each of the {2 * shift_depth} groups would hold (C // f_div) // k = 0 channels; "
-                         "lower shift_depth or f_div (or use a wider layer).")
-    return f
+    def layout(self, x: Tensor) -> ShiftLayout:
+        """This shift on ``x`` (B, T, C, H, W): the segments that take part (``n_shifted``, else T) and the group
+        size; ValueError when ``x`` cannot take it (its shape, too few segments or channels)."""
+        if x.dim() != 5:
+            raise ValueError(f"temporal_shift expects x of shape (B, T, C, H, W), got {tuple(x.shape)}.")
+        t = x.shape[1]
+        n = t if self.n_shifted is None else self.n_shifted
+        if n > t:
+            raise ValueError(f"n_shifted={n} must be in 1..T={t}.")
+        if self.n_shifted is None:
+            self._check_segments(n)
+        return ShiftLayout(self.depth, self.fold(x.shape[2]), n, self.pad, self.direction)
 
 
 def _shift_group(out: Tensor, x: Tensor, ch: slice, d: int, n: int, pad: str) -> None:
@@ -139,10 +177,9 @@ def _keep_adjoint_group(g: Tensor, grad: Tensor, ch: slice, d: int, n: int) -> N
         g[:, hi:n, ch] = 0
 
 
-def shift_into(out: Tensor, x: Tensor, k: int, f: int, n: int, pad: str, adjoint: bool,
-               direction: str = "bidirectional") -> Tensor:
-    """Write the depth-k shift of x (B, T, C, H, W) into out (or, with ``adjoint``, its adjoint). ``direction``:
-    ``"bidirectional"`` or ``"causal"`` (both groups of distance d read t - d)."""
+def shift_into(out: Tensor, x: Tensor, layout: ShiftLayout, adjoint: bool = False) -> Tensor:
+    """Write the shift ``layout`` of x (B, T, C, H, W) into out (or, with ``adjoint``, its adjoint)."""
+    k, f, n, pad, direction = layout
     causal = direction == "causal"
     for d in range(1, k + 1):
         first = slice((2 * d - 2) * f, (2 * d - 1) * f)  # out[t] = x[t + d] (causal: x[t - d])
@@ -158,16 +195,3 @@ def shift_into(out: Tensor, x: Tensor, k: int, f: int, n: int, pad: str, adjoint
     if n < x.shape[1]:
         out[:, n:] = x[:, n:]  # the audio segment(s): never moved
     return out
-
-
-def check_shift_input(x: Tensor, shift_depth: int, f_div: int, n_shifted: int | None = None,
-                      shift_pad: str = "zero", shift_direction: str = "bidirectional") -> tuple[int, int]:
-    """Check a shift of ``x`` (B, T, C, H, W); return (segments that take part, channels per group)."""
-    check_shift_pad(shift_pad)
-    check_shift_direction(shift_direction)
-    if x.dim() != 5:
-        raise ValueError(f"temporal_shift expects x of shape (B, T, C, H, W), got {tuple(x.shape)}.")
-    n = x.shape[1] if n_shifted is None else n_shifted
-    if not 0 < n <= x.shape[1]:
-        raise ValueError(f"n_shifted={n_shifted} must be in 1..T={x.shape[1]}.")
-    return n, check_shift(x.shape[2], n, shift_depth, f_div)

@@ -39,7 +39,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from .shift_reference import check_shift_direction, check_shift_input, check_shift_pad, shift_into
+from .shift_reference import SHIFT_DIRECTIONS, SHIFT_PADS, ShiftLayout, ShiftSpec, shift_into
 
 __all__ = ["MAX_BLOCK", "TILED", "INTERPRETED", "temporal_shift_op", "temporal_shift_adjoint_op",
            "temporal_shift_again_op", "eager_shift",
@@ -233,11 +233,13 @@ def uses_triton(x: Tensor) -> bool:
     return x.is_cuda or INTERPRETED
 
 
-def _check_op_args(x: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str,
-                   shift_direction: str) -> None:
-    """Validate the op's arguments (the low-level form: group size ``fold`` instead of ``f_div``)."""
-    check_shift_pad(shift_pad)
-    check_shift_direction(shift_direction)
+def _check_op_args(x: Tensor, layout: ShiftLayout) -> None:
+    """Validate the op's arguments (the low-level form, a :class:`~tsamlib.model.shift_reference.ShiftLayout`'s
+    fields: group size ``fold`` instead of ``f_div``; an op may be called directly, without a ShiftSpec)."""
+    shift_depth, fold, n_shifted, shift_pad, shift_direction = layout
+    if shift_pad not in SHIFT_PADS or shift_direction not in SHIFT_DIRECTIONS:
+        raise ValueError(f"shift_pad={shift_pad!r}, shift_direction={shift_direction!r}: choose a pad of "
+                         f"{list(SHIFT_PADS)} and a direction of {list(SHIFT_DIRECTIONS)}.")
     if x.dim() != 5:
         raise ValueError(f"tsamlib::temporal_shift expects x of shape (B, T, C, H, W), got {tuple(x.shape)}.")
     t, c = x.shape[1], x.shape[2]
@@ -265,22 +267,21 @@ def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _launch(x: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str, shift_direction: str,
-            adjoint: bool) -> Tensor:
+def _launch(x: Tensor, layout: ShiftLayout, adjoint: bool) -> Tensor:
     """Run the forward (or, with ``adjoint``, the backward) kernel into ``torch.empty_like(x)``.
 
     Called three times per shifted block per training step, so the Python here is kept short: plain integer
     arithmetic for the tile sizes, and the CUDA device is switched only when x is not on the current one."""
-    _check_op_args(x, shift_depth, fold, n_shifted, shift_pad, shift_direction)
+    _check_op_args(x, layout)
     out = torch.empty_like(x)
     if not uses_triton(x):
-        return shift_into(out, x, shift_depth, fold, n_shifted, shift_pad, adjoint, shift_direction)
+        return shift_into(out, x, layout, adjoint)
     if out.numel() == 0:
         return out
     on_other_gpu = x.is_cuda and x.device.index != torch.cuda.current_device()
     with torch.cuda.device(x.device) if on_other_gpu else contextlib.nullcontext():
-        _run_kernel(x, out, shift_depth, fold, n_shifted, shift_pad == "keep", shift_direction == "causal",
-                    adjoint)
+        _run_kernel(x, out, layout.depth, layout.fold, layout.n_shifted, layout.pad == "keep",
+                    layout.direction == "causal", adjoint)
     return out
 
 
@@ -320,14 +321,14 @@ def temporal_shift_op(x: Tensor, shift_depth: int, fold: int, n_shifted: int, sh
 
     Returns a new tensor with x's strides; the first ``n_shifted`` segments take part, later ones pass through.
     """
-    return _launch(x, shift_depth, fold, n_shifted, shift_pad, shift_direction, adjoint=False)
+    return _launch(x, ShiftLayout(shift_depth, fold, n_shifted, shift_pad, shift_direction), adjoint=False)
 
 
 @torch.library.custom_op("tsamlib::temporal_shift_adjoint", mutates_args=())
 def temporal_shift_adjoint_op(grad: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str,
                               shift_direction: str = "bidirectional") -> Tensor:
     """The adjoint (backward) of ``tsamlib::temporal_shift`` applied to ``grad``; same arguments."""
-    return _launch(grad, shift_depth, fold, n_shifted, shift_pad, shift_direction, adjoint=True)
+    return _launch(grad, ShiftLayout(shift_depth, fold, n_shifted, shift_pad, shift_direction), adjoint=True)
 
 
 @torch.library.custom_op("tsamlib::temporal_shift_again", mutates_args=())
@@ -336,13 +337,13 @@ def temporal_shift_again_op(x: Tensor, shift_depth: int, fold: int, n_shifted: i
     """``tsamlib::temporal_shift`` under another name, for the shift that a shifted conv's backward recomputes
     (:func:`tsamlib.model.shift.shifted_conv2d`): ``torch.compile`` merges identical calls of one op, and would then
     keep the forward's shifted copy for backward instead of recomputing it. No autograd (it runs inside a backward)."""
-    return _launch(x, shift_depth, fold, n_shifted, shift_pad, shift_direction, adjoint=False)
+    return _launch(x, ShiftLayout(shift_depth, fold, n_shifted, shift_pad, shift_direction), adjoint=False)
 
 
 def _shift_fake(x: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str,
                 shift_direction: str = "bidirectional") -> Tensor:
     """Meta function of the three ops: same shape, dtype and strides as the input."""
-    _check_op_args(x, shift_depth, fold, n_shifted, shift_pad, shift_direction)
+    _check_op_args(x, ShiftLayout(shift_depth, fold, n_shifted, shift_pad, shift_direction))
     return torch.empty_like(x)
 
 
@@ -376,19 +377,18 @@ class _EagerShiftFn(torch.autograd.Function):
     The backward runs the adjoint kernel, or, when a graph of the backward is wanted (double backward), the op."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str, shift_direction: str,
-                adjoint: bool) -> Tensor:  # type: ignore[override]
-        ctx.shift_args, ctx.adjoint = (shift_depth, fold, n_shifted, shift_pad, shift_direction), adjoint
-        return _launch(x, shift_depth, fold, n_shifted, shift_pad, shift_direction, adjoint)
+    def forward(ctx, x: Tensor, layout: ShiftLayout, adjoint: bool) -> Tensor:  # type: ignore[override]
+        ctx.layout, ctx.adjoint = layout, adjoint
+        return _launch(x, layout, adjoint)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         if torch.is_grad_enabled():
             op = temporal_shift_op if ctx.adjoint else temporal_shift_adjoint_op
-            g = op(grad, *ctx.shift_args)
+            g = op(grad, *ctx.layout)
         else:
-            g = _launch(grad, *ctx.shift_args, adjoint=not ctx.adjoint)
-        return g, None, None, None, None, None, None
+            g = _launch(grad, ctx.layout, adjoint=not ctx.adjoint)
+        return g, None, None
 
 
 def eager_shift(x: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str,
@@ -397,18 +397,20 @@ def eager_shift(x: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pa
 
     Without a graph to record (grad disabled, as inside an ``autograd.Function``'s forward and backward, or an input
     that needs no gradient) the kernel is launched directly, with no autograd node."""
+    layout = ShiftLayout(shift_depth, fold, n_shifted, shift_pad, shift_direction)
     if not (x.requires_grad and torch.is_grad_enabled()):
-        return _launch(x, shift_depth, fold, n_shifted, shift_pad, shift_direction, False)
-    return _EagerShiftFn.apply(x, shift_depth, fold, n_shifted, shift_pad, shift_direction, False)
+        return _launch(x, layout, False)
+    return _EagerShiftFn.apply(x, layout, False)
 
 
 def eager_adjoint(grad: Tensor, shift_depth: int, fold: int, n_shifted: int, shift_pad: str,
                   shift_direction: str = "bidirectional") -> Tensor:
     """``temporal_shift_adjoint_op`` with less CPU overhead per call, outside ``torch.compile`` (see
     :func:`eager_shift`)."""
+    layout = ShiftLayout(shift_depth, fold, n_shifted, shift_pad, shift_direction)
     if not (grad.requires_grad and torch.is_grad_enabled()):
-        return _launch(grad, shift_depth, fold, n_shifted, shift_pad, shift_direction, True)
-    return _EagerShiftFn.apply(grad, shift_depth, fold, n_shifted, shift_pad, shift_direction, True)
+        return _launch(grad, layout, True)
+    return _EagerShiftFn.apply(grad, layout, True)
 
 
 def fused_temporal_shift(x: Tensor, shift_depth: int, f_div: int, n_shifted: int | None = None,
@@ -417,8 +419,9 @@ def fused_temporal_shift(x: Tensor, shift_depth: int, f_div: int, n_shifted: int
 
     ``shift_depth=0`` returns ``x`` itself (TSN), as the reference does.
     """
-    n, fold = check_shift_input(x, shift_depth, f_div, n_shifted, shift_pad, shift_direction)
+    spec = ShiftSpec(shift_depth, f_div, n_shifted, shift_pad, shift_direction)
+    layout = spec.layout(x)
     if shift_depth == 0:
         return x
-    return temporal_shift_op(x, shift_depth, fold, n, shift_pad, shift_direction)
+    return temporal_shift_op(x, *layout)
 

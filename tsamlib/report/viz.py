@@ -13,7 +13,7 @@ from ..data.audio import DEFAULT_SR, load_waveform, log_mels
 from ..data.video import count_frames, load_clip, segment_indices
 from ..evaluation.interpret import wrap_to_width
 from ..model.shift import temporal_shift
-from ..model.shift_reference import shift_fold
+from ..model.shift_reference import ShiftSpec
 
 __all__ = ["shift_source_map", "plot_shift_pattern", "plot_shift_on_features", "plot_sampled_frames",
            "plot_log_mels", "SEGMENT_COLOURS", "AUDIO_COLOUR"]
@@ -75,7 +75,7 @@ def plot_shift_pattern(depths=(1, 2, 3, 4), n_segments: int = 8, channels: int =
                     ax.text((c + end) / 2, r, str(s), ha="center", va="center", fontsize=8,
                             color="white" if dark else "black")
                 c = end + 1
-        f = shift_fold(channels, k, f_div)
+        f = ShiftSpec(k, f_div).fold(channels)
         ax.set_title(f"k={k}: {2 * k} groups of {f} ch, {2 * k * f}/{channels} channels move", fontsize=10)
         ax.set_xlabel("channel")
         ax.set_ylabel("segment t (after the shift)")
@@ -109,7 +109,7 @@ def plot_shift_on_features(path: str | Path, shift_depth: int = 2, f_div: int = 
         feats = net.layer1(net.maxpool(net.act1(net.bn1(net.conv1(x)))))  # (T, C, h, w)
         shifted = temporal_shift(feats[None], shift_depth, f_div)[0]
     c_total = feats.shape[1]
-    f = shift_fold(c_total, shift_depth, f_div)
+    f = ShiftSpec(shift_depth, f_div).fold(c_total)
     chans = [c % c_total for c in channels]
     fig, axes = plt.subplots(2 * len(chans), n_frames, figsize=(1.2 * n_frames, 1.3 * 2 * len(chans)), squeeze=False)
     for i, c in enumerate(chans):

@@ -28,7 +28,7 @@ from fastcore.meta import delegates
 from torch import nn
 
 from ..config import PRECISIONS
-from ..model.tsam import create_tsam
+from ..model.tsam import create_tsam, tsam_kwargs
 from .callbacks import BF16Autocast
 
 __all__ = ["top1", "top5", "tsam_learner", "resolve_precision"]
@@ -58,7 +58,7 @@ def _model_for(dls, arch: str | nn.Module, model_kwargs: dict) -> nn.Module:
     audio = audio if audio is not None else (getattr(dls, "n_inp", 1) == 2 if ds is not None else None)
     if n_frames is None or audio is None:
         raise ValueError("pass n_frames and audio (the DataLoaders do not say how they were built).")
-    return create_tsam(arch, num_classes=dls.c, n_frames=n_frames, audio=audio, **model_kwargs)
+    return create_tsam(arch, num_classes=dls.c, n_frames=n_frames, audio=audio, **tsam_kwargs(model_kwargs))
 
 
 @delegates(create_tsam, but=["num_classes"])

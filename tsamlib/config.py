@@ -233,14 +233,6 @@ class RunConfig:
                     flip=self.flip, n_mels=self.n_mels, batch_size=self.batch_size, num_workers=self.num_workers,
                     seed=self.seed, **{k: sw[k] for k in DATA_SWITCHES})
 
-    def views_kwargs(self) -> dict[str, Any]:
-        """The settings of :func:`tsamlib.data.loaders.clip_views_dataset`: what an evaluation's fixed views take
-        from the run (frames, audio, sizes, mel bands and the data switches that shape a validation view)."""
-        sw = self.switches()
-        return dict(n_frames=self.n_frames, audio=self.audio, img_size=self.img_size, resize=self.resize,
-                    n_mels=self.n_mels, **{k: sw[k] for k in ("video_norm", "audio_frontend", "missing_audio",
-                                                                "valid_view")})
-
     def replace(self, **changes: Any) -> "RunConfig":
         """A checked copy with ``changes``."""
         return RunConfig(**{**asdict(self), **changes})

@@ -226,13 +226,6 @@ class RunConfig:
         sw = self.switches()
         return {k: sw.get(k, getattr(self, k)) for k in MODEL_SETTINGS}
 
-    def data_kwargs(self) -> dict[str, Any]:
-        """The :func:`tsamlib.data.video_dataloaders` settings (``cache_dir`` given apart)."""
-        sw = self.switches()
-        return dict(n_frames=self.n_frames, audio=self.audio, img_size=self.img_size, resize=self.resize,
-                    flip=self.flip, n_mels=self.n_mels, batch_size=self.batch_size, num_workers=self.num_workers,
-                    seed=self.seed, **{k: sw[k] for k in DATA_SWITCHES})
-
     def replace(self, **changes: Any) -> "RunConfig":
         """A checked copy with ``changes``."""
         return RunConfig(**{**asdict(self), **changes})

@@ -2,7 +2,8 @@
 import os
 import sys
 
-from tsamlib.runs.notebook import UNATTENDED, executed_by_papermill, progress, unattended_kernels
+from tsamlib.runs.notebook import UNATTENDED, executed_by_papermill, unattended_kernels
+from tsamlib.runs.progress import progress
 
 
 def test_progress_bars_only_where_someone_watches(monkeypatch):

@@ -18,7 +18,7 @@ from fastai.callback.core import Callback
 
 from tsamlib.config import PRESET_SWITCHES, SWITCHES, RunConfig, config_diff, resolve_switches
 from tsamlib.data.audio import AudioFrame, authors_audio_image, load_waveform_authors
-from tsamlib.data.loaders import video_dataloaders
+from tsamlib.data.loaders import DataSpec, video_dataloaders
 from tsamlib.data.manifest import NO_AUDIO_DROPPED
 from tsamlib.data.transforms import ClipTransform, denormalize, norm_stats
 from tsamlib.data.video import load_clip
@@ -255,7 +255,7 @@ def test_best_epoch_is_kept_beside_the_last(tmp_path):
 # ------------------------------------------------------------------------------------------------ end to end
 @pytest.fixture(scope="module")
 def authors_run(tmp_path_factory, mixed_audio_manifest):
-    """One epoch of an audio run with preset="authors" through the notebook's path (begin_run, data_kwargs),
+    """One epoch of an audio run with preset="authors" through the notebook's path (begin_run, DataSpec.of),
     on 2 train + 1 valid videos per class of data/default and one video without sound per split."""
     if not DEFAULT.is_file():
         pytest.skip("data/default missing: python -m tsamlib synth --kind default --out data/default")
@@ -273,7 +273,8 @@ def authors_run(tmp_path_factory, mixed_audio_manifest):
                     resize=36, n_mels=32, epochs=1, batch_size=4, run_id="authors", runs_root=str(tmp / "runs"))
     run, manifest = begin_run(cfg)
     with pytest.warns(UserWarning, match="excluded 2 of 20 rows"):  # the two videos without sound, said aloud
-        dls = video_dataloaders(manifest, **cfg.data_kwargs(), cache_dir=tmp / "mel")
+        dls = video_dataloaders(manifest, DataSpec.of(cfg), batch_size=cfg.batch_size, seed=cfg.seed,
+                                cache_dir=tmp / "mel")
     sw = cfg.switches()
     set_seed(0)
     learn = tsam_learner(dls, arch=cfg.arch, recipe=cfg.recipe, pretrained=cfg.pretrained,

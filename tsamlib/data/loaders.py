@@ -1,6 +1,6 @@
 """Datasets and fastai DataLoaders for TSAM: clips of T frames, optionally one audio frame.
 
-``video_dataloaders(manifest, ...)`` gives a `TSAMDataLoaders` whose batches are
+``video_dataloaders(manifest, DataSpec(...))`` gives a `TSAMDataLoaders` whose batches are
 ``(video, label)`` with video float ``(B, T, 3, H, W)``, or ``(video, audio, label)`` with audio
 ``(B, 1, 3, H, W)``; ``n_inp`` is 1 or 2, so ``Learner(dls, model, loss_func=...)`` calls
 ``model(video)`` or ``model(video, audio)``.
@@ -32,6 +32,7 @@ from __future__ import annotations
 import random
 import sys
 import warnings
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -39,6 +40,8 @@ import torch
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader, SkipItemException
 from fastai.torch_core import default_device
+
+from ..config import DATA_SWITCHES
 
 from .audio import DEFAULT_SR, AudioFrame
 from .manifest import NO_AUDIO_DROPPED, manifest_vocab, read_table, usable_rows
@@ -49,7 +52,7 @@ from .transforms import AUTHORS_GRAYSCALE_P, ClipTransform, denormalize, norm_st
 from .video import load_clip, load_views
 
 __all__ = ["limit_threads", "SampleDropped", "NoAudioError", "VideoDataset", "TSAMDataLoader", "TSAMDataLoaders",
-           "video_dataloaders", "clip_views_dataset", "video_views", "views_dataloader", "show_clip_batch"]
+           "DataSpec", "video_dataloaders", "clip_views_dataset", "video_views", "views_dataloader", "show_clip_batch"]
 
 
 class SampleDropped(SkipItemException):
@@ -68,21 +71,23 @@ class VideoDataset(torch.utils.data.Dataset):
 
     A sample that fails to load (``on_bad``): ``"replace"`` by the next loadable one (training), ``"drop"``
     (raise `SampleDropped`, which a fastai DataLoader leaves out of the batch: validation), or ``"raise"``.
-    Each failure is recorded in ``log``. Default: ``"replace"`` if ``replace_bad`` else ``"raise"``."""
+    Each failure is recorded in the dataset's ``log`` (a :class:`~tsamlib.data.skiplog.SkipLog` shared by its
+    workers)."""
     def __init__(self, df: pd.DataFrame, n_frames: int, mode: str, transform: ClipTransform,
-                 audio: AudioFrame | None = None, seed: int = 0, log: SkipLog | None = None,
-                 views: list[tuple[int, int, int]] | None = None, n_clips: int = 1, replace_bad: bool = True,
-                 on_bad: str | None = None, split: str | None = None, drop_silent: bool = False):
+                 audio: AudioFrame | None = None, seed: int = 0,
+                 views: list[tuple[int, int, int]] | None = None, on_bad: str = "replace",
+                 split: str | None = None, drop_silent: bool = False):
         self.df, self.n_frames, self.mode = df.reset_index(drop=True), n_frames, mode
         self.tfm, self.audio = transform, audio
-        self.on_bad = on_bad if on_bad is not None else ("replace" if replace_bad else "raise")
+        self.on_bad = on_bad
         if self.on_bad not in ON_BAD:
             raise ValueError(f"on_bad={on_bad!r}: use one of {ON_BAD}")
-        self.seed, self.epoch, self.n_clips, self.replace_bad = seed, 0, n_clips, self.on_bad == "replace"
+        self.seed, self.epoch = seed, 0
         self.split = split if split is not None else mode
-        self.log = log if log is not None else (SkipLog() if self.on_bad != "drop" else SkipLog(
-            action=f"left out of split {self.split!r}, not replaced", hint=f"dls.skipped({self.split!r})"))
+        self.log = SkipLog() if self.on_bad != "drop" else SkipLog(
+            action=f"left out of split {self.split!r}, not replaced", hint=f"dls.skipped({self.split!r})")
         self.views = views if views is not None else [(i, 0, 1) for i in range(len(self.df))]
+        self.n_clips = max((c for _, c, _ in self.views), default=0) + 1 if views is not None else 1   # clips a video
         self.paths, self.labels = self.df["path"].tolist(), self.df["label"].astype(int).tolist()
         self.n_inp, self.drop_silent = 2 if audio is not None else 1, drop_silent
 
@@ -240,7 +245,7 @@ class TSAMDataLoaders(DataLoaders):
 
     def n_skipped(self, split: str | None = None) -> int:
         """Failed load attempts so far (of `split`, else all), all workers (a bad file met 3 times counts 3)."""
-        return sum(l.n_events() for l in self._logs(split))
+        return sum(log.n_events() for log in self._logs(split))
 
     def skip_report(self) -> dict[str, dict]:
         """Per loader (``"train"``, ``"valid"``): manifest ``split``, ``policy`` (``replace``: swapped for another
@@ -294,56 +299,84 @@ def show_clip_batch(b, vocab, tfm: ClipTransform, max_n: int = 4, figsize=None, 
     return fig
 
 
-def _audio_frame(audio: bool, img_size: int, n_mels: int, sample_rate: int, cache_dir,
-                 frontend: str = "tsamlib") -> AudioFrame | None:
-    return AudioFrame(size=(img_size, img_size), n_mels=n_mels, sr=sample_rate, cache_dir=cache_dir,
-                      frontend=frontend) if audio else None
+@dataclass(frozen=True)
+class DataSpec:
+    """How a run's clips are made, one frozen group of settings: frames, sizes, the audio frame, input values, the
+    training augmentation and the data switches (:data:`tsamlib.config.DATA_SWITCHES`). ``DataSpec.of(cfg)``
+    reads a :class:`~tsamlib.config.RunConfig` once, switches resolved."""
+
+    n_frames: int = 8
+    audio: bool = False
+    img_size: int = 224
+    resize: int = 256
+    flip: bool = True
+    n_mels: int = 224
+    sample_rate: int = DEFAULT_SR
+    mean: tuple | None = None   # None: those of video_norm
+    std: tuple | None = None
+    scales: tuple = (1, .875, .75, .66)
+    grayscale_p: float = 0.0
+    video_norm: str = "imagenet"
+    audio_frontend: str = "tsamlib"
+    missing_audio: str = "silent"
+    color_aug: bool = False      # ColorJitter and RandomGrayscale(0.2) in training, replacing grayscale_p
+    valid_view: str = "center_crop"
+
+    @classmethod
+    def of(cls, cfg) -> "DataSpec":
+        sw = cfg.switches()
+        return cls(n_frames=cfg.n_frames, audio=cfg.audio, img_size=cfg.img_size, resize=cfg.resize, flip=cfg.flip,
+                   n_mels=cfg.n_mels, **{k: sw[k] for k in DATA_SWITCHES})
+
+    def mean_std(self) -> tuple[tuple, tuple]:
+        """``mean`` / ``std`` when given, else those of ``video_norm`` (:func:`~tsamlib.data.transforms.norm_stats`)."""
+        m0, s0 = norm_stats(self.video_norm)
+        return tuple(m0 if self.mean is None else self.mean), tuple(s0 if self.std is None else self.std)
+
+    def transform(self, train: bool) -> ClipTransform:
+        mean, std = self.mean_std()
+        gray = AUTHORS_GRAYSCALE_P if self.color_aug else self.grayscale_p
+        return ClipTransform(self.img_size, self.resize, train=train, flip=self.flip, scales=tuple(self.scales),
+                             grayscale_p=gray if train else 0.0, mean=mean, std=std,
+                             color_jitter=self.color_aug and train, valid_view=self.valid_view)
+
+    def audio_frame(self, cache_dir=None) -> AudioFrame | None:
+        if not self.audio:
+            return None
+        return AudioFrame(size=(self.img_size, self.img_size), n_mels=self.n_mels, sr=self.sample_rate,
+                          cache_dir=cache_dir, frontend=self.audio_frontend)
 
 
-def _mean_std(video_norm: str, mean, std) -> tuple[tuple, tuple]:
-    """``mean`` / ``std`` when given, else those of the ``video_norm`` switch
-    (:func:`tsamlib.data.transforms.norm_stats`)."""
-    m0, s0 = norm_stats(video_norm)
-    return tuple(m0 if mean is None else mean), tuple(s0 if std is None else std)
-
-
-def video_dataloaders(manifest, n_frames: int = 8, audio: bool = False, img_size: int = 224, resize: int = 256,
-                      batch_size: int = 8, num_workers: int = 0, flip: bool = True, n_mels: int = 224,
-                      sample_rate: int = DEFAULT_SR, mean=None, std=None, cache_dir=None,
-                      seed: int = 0, device=None, train_split: str = "train", valid_split: str = "valid",
-                      scales=(1, .875, .75, .66), grayscale_p: float = 0.0, video_norm: str = "imagenet",
-                      audio_frontend: str = "tsamlib", missing_audio: str = "silent", color_aug: bool = False,
-                      valid_view: str = "center_crop") -> TSAMDataLoaders:
-    """Train (random segments, multi-scale crop, flip) and valid (centre frames, centre crop) loaders.
-
-    The switches of :data:`tsamlib.config.SWITCHES` (``RunConfig.data_kwargs()`` gives them resolved):
-    ``video_norm`` (``mean``/``std`` when not given), ``audio_frontend``, ``missing_audio``, ``color_aug``
-    (ColorJitter and RandomGrayscale(0.2) in training, replacing ``grayscale_p``) and ``valid_view``."""
-    df = read_table(manifest)
-    vocab = manifest_vocab(df)
-    c = len(vocab)
-    good, excluded = usable_rows(df, audio, missing_audio)
+def _warn_excluded(df: pd.DataFrame, excluded: dict, used: pd.DataFrame, spec: DataSpec) -> None:
+    """Rows with problems left out, and silent audio frames, said once when the loaders are made."""
     bad = [(p, q) for part in excluded.values() for p, q in part.items()]
     if bad:
         shown = "; ".join(f"{p} ({q})" for p, q in bad[:5])
         warnings.warn(f"excluded {len(bad)} of {len(df)} rows with problems: {shown}{' ...' if len(bad) > 5 else ''}")
-    tr, va = _split(good, train_split), _split(good, valid_split)
-    if audio and missing_audio == "silent":
-        used = pd.concat([tr, va])
+    if spec.audio and spec.missing_audio == "silent":
         silent = int((~used["has_audio"].astype(bool)).sum())
         if silent:
             warnings.warn(f"{silent} of {len(used)} videos have no audio track: their audio frame is silent")
-    af = _audio_frame(audio, img_size, n_mels, sample_rate, cache_dir, audio_frontend)
-    mean, std = _mean_std(video_norm, mean, std)
-    gray = AUTHORS_GRAYSCALE_P if color_aug else grayscale_p
-    mk = lambda train: ClipTransform(img_size, resize, train=train, flip=flip, scales=tuple(scales),
-                                     grayscale_p=gray if train else 0.0, mean=mean, std=std,
-                                     color_jitter=color_aug and train, valid_view=valid_view)
-    drop = audio and missing_audio == "drop"
-    train_ds = VideoDataset(tr, n_frames, "train", mk(True), af, seed, on_bad="replace", split=train_split,
-                            drop_silent=drop)
-    valid_ds = VideoDataset(va, n_frames, "valid", mk(False), af, seed, on_bad="drop", split=valid_split,
-                            drop_silent=drop)
+
+
+def video_dataloaders(manifest, spec: DataSpec | None = None, *, batch_size: int = 8, num_workers: int = 0,
+                      seed: int = 0, device=None, cache_dir=None, train_split: str = "train",
+                      valid_split: str = "valid", **settings) -> TSAMDataLoaders:
+    """Train (random segments, multi-scale crop, flip) and valid (centre frames, centre crop) loaders of the clips
+    ``spec`` describes (or a :class:`DataSpec` of ``settings``: ``video_dataloaders(m, n_frames=8, audio=True)``).
+    ``batch_size`` clips a step, ``seed`` for the shuffle and the per-clip randomness, ``cache_dir`` for log-mels."""
+    spec = replace(spec, **settings) if spec is not None else DataSpec(**settings)
+    df = read_table(manifest)
+    vocab = manifest_vocab(df)
+    good, excluded = usable_rows(df, spec.audio, spec.missing_audio)
+    tr, va = _split(good, train_split), _split(good, valid_split)
+    _warn_excluded(df, excluded, pd.concat([tr, va]), spec)
+    af = spec.audio_frame(cache_dir)
+    drop = spec.audio and spec.missing_audio == "drop"
+    train_ds = VideoDataset(tr, spec.n_frames, "train", spec.transform(True), af, seed, on_bad="replace",
+                            split=train_split, drop_silent=drop)
+    valid_ds = VideoDataset(va, spec.n_frames, "valid", spec.transform(False), af, seed, on_bad="drop",
+                            split=valid_split, drop_silent=drop)
     dls = []
     for ds, shuffle in ((train_ds, True), (valid_ds, False)):
         dl = TSAMDataLoader(ds, bs=batch_size, shuffle=shuffle, drop_last=shuffle and len(ds) >= batch_size,
@@ -353,25 +386,25 @@ def video_dataloaders(manifest, n_frames: int = 8, audio: bool = False, img_size
     # fastai's DataLoader keeps batches where they are made unless told a device, and its Learner then leaves the
     # model where it is: without this a GPU machine would train on the CPU
     res = TSAMDataLoaders(*dls, device=default_device() if device is None else device)
-    res.vocab, res.c, res.excluded = vocab, c, excluded
+    res.vocab, res.c, res.excluded = vocab, len(vocab), excluded
     return res
 
 
 def clip_views_dataset(manifest, split: str = "test", n_clips: int = 1, n_frames: int = 8,
                        tfm: ClipTransform | None = None, audio_frame: AudioFrame | None = None,
-                       missing_audio: str = "silent", replace_bad: bool = False) -> VideoDataset:
+                       missing_audio: str = "silent", on_bad: str = "raise") -> VideoDataset:
     """Every (clip, crop) view of every video of `split`: item `v` is view `ds.views[v] = (row, clip, crop)`, the
     crops those of ``tfm`` (a test :class:`~tsamlib.data.transforms.ClipTransform` with its ``n_crops``; default:
     the centre crop, 224 of a 256 short side, ImageNet values), with ``audio_frame``'s image when one is given
     (``missing_audio`` as in :func:`video_dataloaders`).
 
     Average the softmax over the views of a row for the multi-view score. Bad files raise by default
-    (a replaced view would be scored as the wrong video)."""
+    (``on_bad``: a replaced view would be scored as the wrong video)."""
     tfm = ClipTransform(train=False) if tfm is None else tfm
     audio = audio_frame is not None
     part = _split(usable_rows(read_table(manifest), audio, missing_audio)[0], split)
     views = [(r, c, k) for r in range(len(part)) for c in range(n_clips) for k in range(tfm.n_crops)]
-    return VideoDataset(part, n_frames, "test", tfm, audio_frame, views=views, n_clips=n_clips, replace_bad=replace_bad,
+    return VideoDataset(part, n_frames, "test", tfm, audio_frame, views=views, on_bad=on_bad,
                         split=split, drop_silent=audio and missing_audio == "drop")
 
 

@@ -450,7 +450,7 @@ def _prepare_job(job: tuple) -> dict:
 
 def _run_jobs(jobs: list[tuple], workers: int) -> list[dict]:
     """:func:`prepare_clip` over ``jobs`` in a process pool with a progress bar; results in job order."""
-    from ..runs.notebook import progress
+    from ..runs.progress import progress
     results: list[dict | None] = [None] * len(jobs)
     with progress(total=len(jobs), desc="prepare", unit="clip", disable=not jobs) as bar:
         if workers == 1 or len(jobs) < 2:

@@ -85,7 +85,7 @@ def probe_many(paths: Sequence[str | os.PathLike], workers: int | None = None, d
     """Probe ``paths`` in a process pool (one thread per worker) with a progress bar, results in order.
 
     Interrupting (Ctrl-C) or killing the calling process ends the worker processes too."""
-    from ..runs.notebook import progress
+    from ..runs.progress import progress
     paths = [str(p) for p in paths]
     workers = min(4, os.cpu_count() or 1) if workers is None else max(1, int(workers))
     if workers == 1 or len(paths) < 2:

@@ -325,7 +325,7 @@ def _make_one(job: dict) -> str:
 
 
 def _run_jobs(jobs: list[dict], workers: int) -> None:
-    from ..runs.notebook import progress
+    from ..runs.progress import progress
 
     from .workers import single_thread  # here, not at the top: the module stays light (numpy only)
     with progress(total=len(jobs), desc="synth", unit="clip") as bar:

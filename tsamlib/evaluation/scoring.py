@@ -28,7 +28,7 @@ from ..data.transforms import ClipTransform
 from ..data.video import load_clip
 from ..model.tsam import TSAM
 from ..runs.fileio import relative_to_repo
-from ..runs.notebook import progress as progress_bar
+from ..runs.progress import progress as progress_bar
 from .interpret import ViewsInterpretation
 from .protocols import AGGREGATIONS, AuthorsPasses, TestProtocol, check_protocol, protocol_named
 from .specs import Loading, ViewsSpec
@@ -107,7 +107,7 @@ def _views_dataset(manifest, split: str, spec: ViewsSpec, proto: TestProtocol, c
     tfm = spec.test_transform(proto.n_crops, crop, short, None if proto.name == "views" else "center_crop",
                               proto.crop_layout)
     return clip_views_dataset(manifest, split, proto.n_clips, spec.n_frames, tfm,
-                              spec.audio_frame(crop, cache_dir), spec.missing_audio, replace_bad=False)
+                              spec.audio_frame(crop, cache_dir), spec.missing_audio, on_bad="raise")
 
 
 def _sum_views(model: TSAM, dl, n_videos: int, n_classes: int, proto: TestProtocol, desc: str,

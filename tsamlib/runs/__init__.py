@@ -4,6 +4,7 @@
     checkpoints   model + optimiser after every epoch, the best epoch, resuming
     loader        ``safe_load``: the one checked reader of .pth files (weights only)
     notebook      the executed notebook of a run (papermill), made portable
+    progress      the progress bar: text in notebooks, none under papermill
     fileio        atomic writes, JSON, the one file lock, the repository's paths
     provenance    package versions, git commit, machine: recorded in every run
 """

@@ -2,8 +2,8 @@
 
 Notebook 03 calls :func:`save_notebook_copy` at its end, so ``<run>/train.ipynb`` holds the executed notebook;
 :func:`make_portable` rewrites an executed notebook so it names no folder of the machine it ran on (the notebook
-runner and the experiment grids use it too). :func:`progress` is the library's progress bar: tqdm's where someone
-watches it live, none in a notebook that papermill executes (its saved copy would keep the bar frozen at 0 %).
+runner and the experiment grids use it too); :func:`watched_notebook` tells a kernel someone watches from one that
+papermill executes.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any, Iterator
 from .fileio import atomic_path, relative_to_repo, repo_root
 from .folder import Run
 
-__all__ = ["make_portable", "papermill_output_path", "executed_by_papermill", "save_notebook_copy", "progress",
+__all__ = ["make_portable", "papermill_output_path", "executed_by_papermill", "save_notebook_copy", "in_kernel",
            "unattended_kernels", "watched_notebook", "UNATTENDED", "KERNEL_NAME", "KERNEL_DISPLAY_NAME",
            "notebook_metadata", "set_notebook_metadata"]
 
@@ -98,29 +98,13 @@ def unattended_kernels() -> Iterator[None]:
             os.environ[UNATTENDED] = before
 
 
-def progress(iterable: Any = None, **kwargs: Any):
-    """tqdm's text bar over ``iterable`` (``kwargs`` as tqdm's): in the terminal as usual; in a notebook on its
-    output, as text (tqdm's widget bar is not saved with the notebook: reopened, it reads "Error displaying widget:
-    model not found"; a text bar keeps its last state); none in a notebook that papermill executes (a saved bar
-    stays at its first state, 0 %, forever)."""
-    import sys
-
-    from tqdm.std import tqdm
-
-    if _in_kernel():
-        if executed_by_papermill():
-            kwargs["disable"] = True
-        kwargs.setdefault("file", sys.stdout)   # the cell's output, not the red stderr box
-        kwargs.setdefault("ncols", 100)         # a text bar sized to the notebook's pane, not the kernel's terminal
-    return tqdm(iterable, **kwargs)
-
-
 def watched_notebook() -> bool:
     """Running in a notebook kernel a person watches (JupyterLab), not one papermill executes."""
-    return _in_kernel() and not executed_by_papermill()
+    return in_kernel() and not executed_by_papermill()
 
 
-def _in_kernel() -> bool:
+def in_kernel() -> bool:
+    """Running inside a Jupyter kernel (JupyterLab or papermill)."""
     import sys
 
     return "ipykernel" in sys.modules

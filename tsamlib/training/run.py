@@ -35,7 +35,7 @@ from fastai.torch_core import num_distrib, rank_distrib, set_seed
 
 from ..config import RunConfig
 from ..data.datasets import dataset_manifest
-from ..data.loaders import TSAMDataLoaders, video_dataloaders
+from ..data.loaders import DataSpec, TSAMDataLoaders, video_dataloaders
 from ..data.manifest import check_manifest
 from ..model.complexity import clip_cost
 from ..model.tsam import check_model_settings
@@ -150,8 +150,8 @@ def _prepare(cfg: RunConfig, run: Run, manifest: Path, launch: dict[str, Any], p
     """Step 2 of :func:`setup_training` on an open run: the DataLoaders, the Learner, the model's size."""
     run.note(launch=launch)
     set_seed(cfg.seed)
-    data = {**cfg.data_kwargs(), "batch_size": launch["per_process_batch_size"]}
-    dls = video_dataloaders(manifest, **data, cache_dir=mel_cache_dir())
+    dls = video_dataloaders(manifest, DataSpec.of(cfg), batch_size=launch["per_process_batch_size"],
+                            num_workers=cfg.num_workers, seed=cfg.seed, cache_dir=mel_cache_dir())
     say = print if rank_distrib() == 0 else (lambda *a, **k: None)
     say(f"{len(dls.train.dataset)} training clips, {len(dls.valid.dataset)} validation clips, {dls.c} classes")
     set_seed(cfg.seed)  # the same initial weights in every process

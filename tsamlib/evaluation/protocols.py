@@ -37,6 +37,8 @@ _MM_KINETICS = "mmaction2's TSM Kinetics-400 config (tsm_imagenet-pretrained-r50
 class TestProtocol:
     """One test protocol (see the module docstring): checked when made."""
 
+    __test__ = False   # a library class, not a pytest test case (its name starts with "Test")
+
     name: str = "views"
     n_clips: int = 2
     n_crops: int = 3

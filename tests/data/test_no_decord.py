@@ -78,3 +78,35 @@ def test_without_decord_pyav_reads_the_same(kinetics_clips, tmp_path):
     assert sorted(a.files) == sorted(b.files)
     for k in a.files:   # measured: PyAV's frames equal decord's, pixel for pixel, on these clips
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+# ------------------------------------------------------------------------------------------- the setting
+def test_video_backend_setting_reaches_the_readers_and_auto_equals_missing():
+    from tsamlib.config import RunConfig, config_diff
+    from tsamlib.data.loaders import DataSpec
+    from tsamlib.evaluation.specs import ViewsSpec
+    old = {k: v for k, v in RunConfig().settings().items() if k != "video_backend"}   # a run recorded before it
+    assert config_diff(old, RunConfig().settings()) == {}
+    assert config_diff(old, RunConfig(video_backend="pyav").settings()) == {"video_backend": ("auto", "pyav")}
+    assert ViewsSpec.of(old).video_backend == "auto" and ViewsSpec.of(dict(old, video_backend="pyav")).video_backend \
+        == "pyav"
+    assert DataSpec.of(RunConfig(video_backend="pyav")).video_backend == "pyav"
+    with pytest.raises(ValueError, match="video_backend"):
+        RunConfig(video_backend="ffmpeg")
+
+
+def test_a_backend_not_installed_is_refused_naming_the_fix(monkeypatch, tmp_path, kinetics_clips):
+    from tsamlib.config import RunConfig
+    from tsamlib.data import decode
+    from tsamlib.data.video import load_clip
+    from tsamlib.training.run import setup_training
+    monkeypatch.setattr(decode, "backend_missing", lambda b: "ModuleNotFoundError: No module named 'decord'"
+                        if b == "decord" else "")
+    with pytest.raises(ModuleNotFoundError, match="pip install decord"):
+        setup_training(RunConfig(video_backend="decord", runs_root=str(tmp_path / "runs")))
+    assert not (tmp_path / "runs").exists()
+    with pytest.raises(ValueError, match="choose one of"):
+        decode.resolve_backend("ffmpeg")
+    video = sorted((kinetics_clips / "videos").glob("*.mp4"))[0]
+    frames, _ = load_clip(video, 4, "valid", backend="pyav")   # 'pyav' asked for: decord never opened
+    assert frames.shape[0] == 4 and decode.file_readers("pyav") == (decode.PyAVVideo,)

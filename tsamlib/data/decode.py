@@ -26,6 +26,8 @@ from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 
+from ..config import VIDEO_BACKENDS
+
 __all__ = ["VideoReadError", "AudioError", "FRAME_EXTENSIONS", "short_error", "is_frame_folder", "list_frames",
            "prefetch", "read_images", "FrameFolder", "DecordVideo", "PyAVVideo", "FILE_READERS", "VIDEO_BACKENDS",
            "backend_missing", "resolve_backend", "file_readers", "video_readers",
@@ -209,7 +211,6 @@ class PyAVVideo:
 
 
 FILE_READERS = (DecordVideo, PyAVVideo)   # a video file's readers, in the order they are tried
-VIDEO_BACKENDS = ("auto", "decord", "pyav")   # the choices of RunConfig.video_backend
 _INSTALL = {"decord": "pip install decord (wheels for Linux x86_64 and Windows only); or choose 'pyav'",
             "pyav": "pip install av"}
 _said: set[str] = set()

@@ -149,10 +149,11 @@ def build_raw(video: str, jpeg: str, jpeg10: str, h264_dir: str, npy_dir: str, g
     audio files copied beside both. Returns the PSNR of ``jpeg``, ``jpeg10`` (prepared folders) and the H.264 at the
     16 validation-mode frames against the uncompressed frames."""
     import av
-    import decord
     from PIL import Image
 
+    from tsamlib.data.decode import video_readers
     from tsamlib.data.prepare import _selection, _target_size
+    from tsamlib.data.video import count_frames
     jpeg, h264_dir, npy_dir = Path(jpeg), Path(h264_dir), Path(npy_dir)
     for d in (h264_dir, npy_dir):
         d.mkdir(parents=True, exist_ok=True)
@@ -162,9 +163,9 @@ def build_raw(video: str, jpeg: str, jpeg10: str, h264_dir: str, npy_dir: str, g
         wav = jpeg.parent / f"{jpeg.name}.wav"
         if wav.is_file():
             shutil.copy(wav, d.parent / f"{d.name}.wav")
-    vr = decord.VideoReader(str(video), num_threads=1)
-    n, fps = len(vr), float(vr.get_avg_fps())
-    h0, w0 = vr[0].shape[:2]
+    vr = video_readers(video)[0](video)   # decord, or PyAV where decord is not installed
+    n, fps = len(vr), float(vr.fps)
+    h0, w0 = vr.frames([0])[0].shape[:2]
     h, w = _target_size(h0, w0, RESIZE)
     he, we = max(2, h - h % 2), max(2, w - w % 2)
     valid = segment_indices(n, N_FRAMES, "valid")
@@ -176,7 +177,7 @@ def build_raw(video: str, jpeg: str, jpeg10: str, h264_dir: str, npy_dir: str, g
         st.options = {"crf": str(crf), "preset": "medium", "threads": "1",
                       "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0"}
         for a in range(0, n, 16):
-            for j, arr in enumerate(vr.get_batch(list(range(a, min(n, a + 16)))).asnumpy()):
+            for j, arr in enumerate(vr.frames(np.arange(a, min(n, a + 16)))):
                 im = Image.fromarray(arr)
                 npy[a + j] = np.asarray(im.resize((w, h), Image.BILINEAR)) if (h, w) != (h0, w0) else arr
                 even = np.asarray(im.resize((we, he), Image.BILINEAR)) if (he, we) != (h0, w0) else arr
@@ -192,7 +193,7 @@ def build_raw(video: str, jpeg: str, jpeg10: str, h264_dir: str, npy_dir: str, g
     sel = _selection(n, fps, 10.0)
     k10 = segment_indices(len(sel), N_FRAMES, "valid")
     out["jpeg-10fps"] = psnr_db(stored_frames(Path(jpeg10), k10), ref[sel[k10]])
-    n264 = len(decord.VideoReader(str(h264_dir / VIDEO_NAME), num_threads=1))
+    n264 = count_frames(h264_dir / VIDEO_NAME)
     out["h264"] = (psnr_db(stored_frames(h264_dir, valid), np.stack([refs[i] for i in valid]))
                    if n264 == n else math.nan)
     out["h264_frames"] = n264

@@ -55,7 +55,8 @@ def test_paper_scale_params_are_the_report_configs():
                      recipe="paper", lr_decay=[[0.2, 5], [0.01, 30], [0.002, 45]], batch_size=64, sync_bn=False,
                      channels_last=None,
                      dropout=0.5,
-                     num_workers=8, seed=0, run_id="table1-paper-tsam-16-av-in21k-s0", resume=False,
+                     num_workers=8, video_backend="auto", seed=0, run_id="table1-paper-tsam-16-av-in21k-s0",
+                     resume=False,
                      overwrite=False, runs_root=None, log=None, preset="authors", **PRESET_SWITCHES["authors"])
     assert k["shift_pad"] == "keep" and k["video_norm"] == "none" and k["eval_protocol"] == "authors"
     s = next(e.params for e in g if e.row.key == "tsam-16-k4-k400")

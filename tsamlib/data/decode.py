@@ -7,24 +7,30 @@ or one after the other (``iter_frames(indices)``, few in memory at a time). Read
 is the one place where a source's readers are chosen: a folder of frames is read with PIL (:class:`FrameFolder`), a
 video file with decord (:class:`DecordVideo`: random access, only the frames asked for) and, when decord fails on it
 (its frame count can be wrong at the tail of a broken file, some frame sizes trip its colour conversion), with PyAV
-(:class:`PyAVVideo`: the file decoded in order, its frames counted for real).
+(:class:`PyAVVideo`: the file decoded in order, its frames counted for real). Where decord does not import (no
+wheels on aarch64 or macOS), or ``backend="pyav"`` is asked for, video files are read with PyAV alone
+(:func:`resolve_backend`).
 
 :func:`decode_audio` gives the first audio track of a file through a PyAV resampler. Imports numpy only (the
 decoders on first use): the probe workers load it.
 """
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import re
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 
+from ..config import VIDEO_BACKENDS
+
 __all__ = ["VideoReadError", "AudioError", "FRAME_EXTENSIONS", "short_error", "is_frame_folder", "list_frames",
-           "prefetch", "read_images", "FrameFolder", "DecordVideo", "PyAVVideo", "FILE_READERS", "video_readers",
+           "prefetch", "read_images", "FrameFolder", "DecordVideo", "PyAVVideo", "FILE_READERS", "VIDEO_BACKENDS",
+           "backend_missing", "resolve_backend", "file_readers", "video_readers",
            "AudioTrack", "decode_audio"]
 
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")   # the images of a frame folder
@@ -205,11 +211,50 @@ class PyAVVideo:
 
 
 FILE_READERS = (DecordVideo, PyAVVideo)   # a video file's readers, in the order they are tried
+_INSTALL = {"decord": "pip install decord (wheels for Linux x86_64 and Windows only); or choose 'pyav'",
+            "pyav": "pip install av"}
+_said: set[str] = set()
 
 
-def video_readers(path: str | Path) -> tuple[type, ...]:
-    """The readers to try on ``path``, in order: a frame folder's, else :data:`FILE_READERS`."""
-    return (FrameFolder,) if is_frame_folder(path) else FILE_READERS
+@lru_cache(maxsize=None)
+def backend_missing(backend: str) -> str:
+    """Why ``backend``'s library cannot be imported here ("" when it can); checked once per process."""
+    module = {"decord": "decord", "pyav": "av"}[backend]
+    try:
+        importlib.import_module(module)
+    except (ImportError, OSError) as e:   # OSError: a wheel whose shared libraries do not load
+        return short_error(e, 200, with_type=True)
+    return ""
+
+
+def resolve_backend(backend: str = "auto") -> str:
+    """The backend ``backend`` names: ``"auto"`` is decord where it imports, else PyAV (said once per process).
+    An unknown name raises ValueError, a library not installed ModuleNotFoundError naming the fix."""
+    if backend not in VIDEO_BACKENDS:
+        raise ValueError(f"video_backend={backend!r}: choose one of {list(VIDEO_BACKENDS)}")
+    if backend == "auto":
+        why = backend_missing("decord")
+        if not why:
+            return "decord"
+        if "auto" not in _said:
+            _said.add("auto")
+            print(f"video_backend='auto': decord is not usable here ({why}); videos are read with PyAV")
+        backend = "pyav"
+    why = backend_missing(backend)
+    if why:
+        raise ModuleNotFoundError(f"video_backend={backend!r} is not installed ({why}): {_INSTALL[backend]}")
+    return backend
+
+
+def file_readers(backend: str = "auto") -> tuple[type, ...]:
+    """A video file's readers for ``backend``, in the order they are tried: decord, then PyAV where decord fails on
+    a file (:data:`FILE_READERS`); PyAV alone."""
+    return FILE_READERS if resolve_backend(backend) == "decord" else (PyAVVideo,)
+
+
+def video_readers(path: str | Path, backend: str = "auto") -> tuple[type, ...]:
+    """The readers to try on ``path``, in order: a frame folder's, else :func:`file_readers` of ``backend``."""
+    return (FrameFolder,) if is_frame_folder(path) else file_readers(backend)
 
 
 # ----------------------------------------------------------------------------------------------- audio

@@ -49,6 +49,7 @@ from .manifest import split_rows as _split
 from .workers import single_thread
 from .skiplog import SkipLog
 from .transforms import AUTHORS_GRAYSCALE_P, ClipTransform, denormalize, norm_stats
+from .decode import resolve_backend
 from .video import load_clip, load_views
 
 __all__ = ["limit_threads", "SampleDropped", "NoAudioError", "VideoDataset", "TSAMDataLoader", "TSAMDataLoaders",
@@ -76,8 +77,9 @@ class VideoDataset(torch.utils.data.Dataset):
     def __init__(self, df: pd.DataFrame, n_frames: int, mode: str, transform: ClipTransform,
                  audio: AudioFrame | None = None, seed: int = 0,
                  views: list[tuple[int, int, int]] | None = None, on_bad: str = "replace",
-                 split: str | None = None, drop_silent: bool = False):
+                 split: str | None = None, drop_silent: bool = False, backend: str = "auto"):
         self.df, self.n_frames, self.mode = df.reset_index(drop=True), n_frames, mode
+        self.backend = resolve_backend(backend)   # here, once: not in each worker process
         self.tfm, self.audio = transform, audio
         self.on_bad = on_bad
         if self.on_bad not in ON_BAD:
@@ -100,7 +102,8 @@ class VideoDataset(torch.utils.data.Dataset):
         path = self.paths[row]
         if self.audio is not None:
             self.audio.prefetch(path)         # a prepared clip's log-mels come from the disk while frames decode
-        frames, _ = load_clip(path, self.n_frames, self.mode, rng, clip_index=clip, n_clips=self.n_clips)
+        frames, _ = load_clip(path, self.n_frames, self.mode, rng, clip_index=clip, n_clips=self.n_clips,
+                              backend=self.backend)
         video = self.tfm(frames, rng, crop_index=crop)
         label = torch.tensor(self.labels[row], dtype=torch.long)
         if self.audio is None:
@@ -321,12 +324,13 @@ class DataSpec:
     missing_audio: str = "silent"
     color_aug: bool = False      # ColorJitter and RandomGrayscale(0.2) in training, replacing grayscale_p
     valid_view: str = "center_crop"
+    video_backend: str = "auto"   # what decodes video files (tsamlib.data.decode.resolve_backend)
 
     @classmethod
     def of(cls, cfg) -> "DataSpec":
         sw = cfg.switches()
         return cls(n_frames=cfg.n_frames, audio=cfg.audio, img_size=cfg.img_size, resize=cfg.resize, flip=cfg.flip,
-                   n_mels=cfg.n_mels, **{k: sw[k] for k in DATA_SWITCHES})
+                   n_mels=cfg.n_mels, video_backend=cfg.video_backend, **{k: sw[k] for k in DATA_SWITCHES})
 
     def mean_std(self) -> tuple[tuple, tuple]:
         """``mean`` / ``std`` when given, else those of ``video_norm`` (:func:`~tsamlib.data.transforms.norm_stats`)."""
@@ -374,9 +378,9 @@ def video_dataloaders(manifest, spec: DataSpec | None = None, *, batch_size: int
     af = spec.audio_frame(cache_dir)
     drop = spec.audio and spec.missing_audio == "drop"
     train_ds = VideoDataset(tr, spec.n_frames, "train", spec.transform(True), af, seed, on_bad="replace",
-                            split=train_split, drop_silent=drop)
+                            split=train_split, drop_silent=drop, backend=spec.video_backend)
     valid_ds = VideoDataset(va, spec.n_frames, "valid", spec.transform(False), af, seed, on_bad="drop",
-                            split=valid_split, drop_silent=drop)
+                            split=valid_split, drop_silent=drop, backend=spec.video_backend)
     dls = []
     for ds, shuffle in ((train_ds, True), (valid_ds, False)):
         dl = TSAMDataLoader(ds, bs=batch_size, shuffle=shuffle, drop_last=shuffle and len(ds) >= batch_size,
@@ -392,7 +396,7 @@ def video_dataloaders(manifest, spec: DataSpec | None = None, *, batch_size: int
 
 def clip_views_dataset(manifest, split: str = "test", n_clips: int = 1, n_frames: int = 8,
                        tfm: ClipTransform | None = None, audio_frame: AudioFrame | None = None,
-                       missing_audio: str = "silent", on_bad: str = "raise") -> VideoDataset:
+                       missing_audio: str = "silent", on_bad: str = "raise", backend: str = "auto") -> VideoDataset:
     """Every (clip, crop) view of every video of `split`: item `v` is view `ds.views[v] = (row, clip, crop)`, the
     crops those of ``tfm`` (a test :class:`~tsamlib.data.transforms.ClipTransform` with its ``n_crops``; default:
     the centre crop, 224 of a 256 short side, ImageNet values), with ``audio_frame``'s image when one is given
@@ -405,18 +409,18 @@ def clip_views_dataset(manifest, split: str = "test", n_clips: int = 1, n_frames
     part = _split(usable_rows(read_table(manifest), audio, missing_audio)[0], split)
     views = [(r, c, k) for r in range(len(part)) for c in range(n_clips) for k in range(tfm.n_crops)]
     return VideoDataset(part, n_frames, "test", tfm, audio_frame, views=views, on_bad=on_bad,
-                        split=split, drop_silent=audio and missing_audio == "drop")
+                        split=split, drop_silent=audio and missing_audio == "drop", backend=backend)
 
 
 def video_views(path, n_frames: int, n_clips: int, n_crops: int, tfm: ClipTransform,
-                audio: AudioFrame | None = None, drop_silent: bool = False, sampling: str = "segments"
-                ) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
+                audio: AudioFrame | None = None, drop_silent: bool = False, sampling: str = "segments",
+                backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor | None, bool]:
     """All ``n_clips x n_crops`` test views of one video, clip-major: the clips (placed as ``sampling`` says,
     :func:`~tsamlib.data.video.view_indices`) are decoded in one read and their crops cut from them; the audio
     frame is computed once and repeated. Returns video ``(V, T, 3, S, S)``, audio ``(V, 1, 3, S, S)`` or None, and
     whether the file has sound (``drop_silent``: no sound raises :class:`NoAudioError`)."""
     rng = np.random.default_rng(0)  # test sampling and test transforms draw nothing from it
-    clips, _ = load_views(path, n_frames, n_clips, sampling)
+    clips, _ = load_views(path, n_frames, n_clips, sampling, backend=backend)
     views = [tfm(frames, rng, crop_index=crop) for frames in clips for crop in range(n_crops)]
     video = torch.stack(views)
     if audio is None:

@@ -1,7 +1,8 @@
 """Probing video files (frames, fps, duration, audio, or the reason a file is unusable), in parallel worker
 processes (:mod:`tsamlib.data.workers`: one thread each, ending with the process that started them).
 
-Probing uses decord's ``VideoReader`` (the reader the training loader uses, so ``n_frames`` agrees with it) and
+Probing uses decord's ``VideoReader`` (the reader the training loader uses, so ``n_frames`` agrees with it; PyAV's
+demuxer where the backend is PyAV) and
 PyAV for the audio track. decord's ``AudioReader`` raises ``DECORDError: Can't find audio stream`` on a file
 without audio and decodes the whole track, so it is not used here. A ``.wav`` next to the video (same stem, the
 TSAM authors' layout) also counts as audio. A folder of images (the Something-Something v1 layout) is probed by
@@ -12,10 +13,11 @@ from __future__ import annotations
 import math
 import os
 from concurrent.futures.process import BrokenProcessPool
+from functools import partial
 from pathlib import Path
 from typing import Sequence
 
-from .decode import FRAME_EXTENSIONS, DecordVideo, short_error
+from .decode import FRAME_EXTENSIONS, DecordVideo, file_readers, resolve_backend, short_error
 from .workers import run_alone, worker_pool
 
 __all__ = ["VIDEO_EXTENSIONS", "probe_video", "probe_many"]
@@ -34,11 +36,11 @@ def _probe_frame_dir(path: Path) -> dict:
     return _result(n_frames=n, problem="" if n else "empty frame folder")
 
 
-def _count_frames(path: Path) -> tuple[int, float]:
-    """(n_frames, fps) with decord's VideoReader, or PyAV's demuxer where decord is not installed."""
-    try:
+def _count_frames(path: Path, backend: str = "auto") -> tuple[int, float]:
+    """(n_frames, fps) with decord's VideoReader, or PyAV's demuxer where the backend is PyAV."""
+    if file_readers(backend)[0] is DecordVideo:
         video = DecordVideo(path)
-    except ImportError:  # documented fallback: PyAV counts video packets
+    else:  # PyAV counts video packets: decoding the whole file only to count would be slower than training reads
         import av
         with av.open(str(path)) as c:
             s = c.streams.video[0]
@@ -50,8 +52,9 @@ def _count_frames(path: Path) -> tuple[int, float]:
     return n, video.fps
 
 
-def probe_video(path: str | os.PathLike) -> dict:
-    """``dict(n_frames, fps, duration, has_audio, problem)`` for a video file or frame folder; never raises."""
+def probe_video(path: str | os.PathLike, backend: str = "auto") -> dict:
+    """``dict(n_frames, fps, duration, has_audio, problem)`` for a video file or frame folder, its frames counted by
+    ``backend``'s reader; never raises (``backend`` is checked by :func:`probe_many`)."""
     p = Path(path)
     try:
         if p.is_dir():
@@ -70,7 +73,7 @@ def probe_video(path: str | os.PathLike) -> dict:
         if n_video == 0:
             return _result(has_audio=has_audio, problem="no video stream")
         try:
-            n, fps = _count_frames(p)
+            n, fps = _count_frames(p, backend)
         except Exception as e:
             return _result(has_audio=has_audio, problem=f"cannot decode: {short_error(e)}")
         if n == 0:
@@ -81,25 +84,28 @@ def probe_video(path: str | os.PathLike) -> dict:
         return _result(problem=f"probe failed: {type(e).__name__}: {short_error(e)}")
 
 
-def probe_many(paths: Sequence[str | os.PathLike], workers: int | None = None, desc: str = "probe") -> list[dict]:
+def probe_many(paths: Sequence[str | os.PathLike], workers: int | None = None, desc: str = "probe",
+               backend: str = "auto") -> list[dict]:
     """Probe ``paths`` in a process pool (one thread per worker) with a progress bar, results in order.
 
-    Interrupting (Ctrl-C) or killing the calling process ends the worker processes too."""
+    ``backend`` is resolved here, once (an unusable one raises before any file is probed). Interrupting (Ctrl-C) or
+    killing the calling process ends the worker processes too."""
     from ..runs.progress import progress
+    probe = partial(probe_video, backend=resolve_backend(backend))
     paths = [str(p) for p in paths]
     workers = min(4, os.cpu_count() or 1) if workers is None else max(1, int(workers))
     if workers == 1 or len(paths) < 2:
-        return [probe_video(p) for p in progress(paths, desc=desc, unit="file", disable=not paths)]
+        return [probe(p) for p in progress(paths, desc=desc, unit="file", disable=not paths)]
     results: list[dict] = []
     chunk = max(1, min(16, len(paths) // (workers * 8)))
     with progress(total=len(paths), desc=desc, unit="file") as bar:
         try:
             with worker_pool(workers) as ex:
-                for r in ex.map(probe_video, paths, chunksize=chunk):
+                for r in ex.map(probe, paths, chunksize=chunk):
                     results.append(r)
                     bar.update()
         except BrokenProcessPool:  # a decoder crashed a worker: finish the rest one process per file
             for p in paths[len(results):]:
-                results.append(run_alone(probe_video, p, _result(problem="probe crashed the worker process")))
+                results.append(run_alone(probe, p, _result(problem="probe crashed the worker process")))
                 bar.update()
     return results

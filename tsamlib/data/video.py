@@ -14,7 +14,8 @@ clip at the segments' starts) and TSM's dense sample (I3D-style: frames ``64 // 
 
 Videos with fewer than ``T`` frames repeat frames, still in temporal order.
 
-Sources are video files (read through decord, ``num_threads=1``, only the needed frames) or
+Sources are video files (read through decord, ``num_threads=1``, only the needed frames; PyAV alone where decord
+does not import or ``backend="pyav"``) or
 folders of JPEG frames (Something-Something V1 layout ``<id>/00001.jpg``; read with PIL), both by the readers of
 :mod:`tsamlib.data.decode`. When decord fails on a file (its frame count can be wrong at the tail of a broken file, some
 frame sizes trip its colour conversion), the file is decoded again with PyAV, frames are counted
@@ -108,10 +109,11 @@ def _check_file(path: Path) -> None:
         raise VideoReadError(f"{path}: empty file (0 bytes); re-download or drop it")
 
 
-def count_frames(path: str | Path) -> int:
-    """Number of frames the first reader of ``path`` reports: decord's count (file) or the images (folder)."""
+def count_frames(path: str | Path, backend: str = "auto") -> int:
+    """Number of frames the first reader of ``path`` reports: decord's count or PyAV's (file), or the images
+    (folder)."""
     path = Path(path)
-    first = video_readers(path)[0]
+    first = video_readers(path, backend)[0]
     if is_frame_folder(path):
         return len(first(path))
     _check_file(path)
@@ -137,13 +139,14 @@ def _fallback(reader: type, path: Path):
     return video
 
 
-def _decoded(path: str | Path, sample, name_failures: bool = True) -> tuple[torch.Tensor, np.ndarray]:
+def _decoded(path: str | Path, sample, name_failures: bool = True, backend: str = "auto"
+             ) -> tuple[torch.Tensor, np.ndarray]:
     """The frames at ``sample(frame count)`` from the first of :func:`~tsamlib.data.decode.video_readers` that
     decodes them, and the indices. When all fail, the last one's error is raised (``name_failures``: with the
     others' after it, ``[decord: ...]``)."""
     path = Path(path)
-    *first, last = video_readers(path)
-    if not first:                                  # a frame folder: its errors are the read's
+    *first, last = video_readers(path, backend)
+    if is_frame_folder(path):                      # a frame folder: its errors are the read's
         video = last(path)
         idx = sample(len(video))
         return torch.from_numpy(video.frames(idx)), idx
@@ -167,29 +170,31 @@ def _decoded(path: str | Path, sample, name_failures: bool = True) -> tuple[torc
 
 
 def load_clip(path: str | Path, n_segments: int, mode: str = "valid", rng: np.random.Generator | None = None,
-              clip_index: int = 0, n_clips: int = 1, sample=None) -> tuple[torch.Tensor, np.ndarray]:
+              clip_index: int = 0, n_clips: int = 1, sample=None, backend: str = "auto"
+              ) -> tuple[torch.Tensor, np.ndarray]:
     """Sample and decode one clip: uint8 frames `(T, H, W, 3)` and the frame indices used. ``sample`` (frame count
-    -> indices) replaces the TSN sampling of ``mode`` (:func:`load_views`)."""
+    -> indices) replaces the TSN sampling of ``mode`` (:func:`load_views`); ``backend`` picks the video files'
+    reader (:func:`~tsamlib.data.decode.resolve_backend`)."""
     if sample is None:
         def sample(n: int) -> np.ndarray:
             return segment_indices(n, n_segments, mode, rng=rng, clip_index=clip_index, n_clips=n_clips)
-    return _decoded(path, sample)
+    return _decoded(path, sample, backend=backend)
 
 
-def load_views(path: str | Path, n_segments: int, n_clips: int = 1, sampling: str = "segments"
-               ) -> tuple[torch.Tensor, np.ndarray]:
+def load_views(path: str | Path, n_segments: int, n_clips: int = 1, sampling: str = "segments",
+               backend: str = "auto") -> tuple[torch.Tensor, np.ndarray]:
     """Every test clip of :func:`view_indices`, decoded in one read (each frame once): uint8 frames
     ``(n_clips, T, H, W, 3)`` and their indices ``(n_clips, T)``. A file decord fails on is read with PyAV, as in
     :func:`load_clip`."""
     def sample(n: int) -> np.ndarray:
         return view_indices(n, n_segments, n_clips, sampling).reshape(-1)
-    frames, idx = load_clip(path, n_segments, sample=sample)
+    frames, idx = load_clip(path, n_segments, sample=sample, backend=backend)
     return frames.view(n_clips, n_segments, *frames.shape[1:]), idx.reshape(n_clips, n_segments)
 
 
-def read_frames(path: str | Path, indices) -> torch.Tensor:
+def read_frames(path: str | Path, indices, backend: str = "auto") -> torch.Tensor:
     """Decode the given frame indices (clamped to the real frame count) as uint8 `(T, H, W, 3)`."""
     idx = np.asarray(indices, dtype=np.int64)
     if idx.ndim != 1 or idx.size == 0:
         raise ValueError(f"indices must be a non-empty 1-d list, got {indices!r}")
-    return _decoded(path, lambda n: np.clip(idx, 0, n - 1), name_failures=False)[0]
+    return _decoded(path, lambda n: np.clip(idx, 0, n - 1), name_failures=False, backend=backend)[0]

@@ -37,7 +37,7 @@ def clip_views(path: str | os.PathLike, cfg: RunConfig | dict[str, Any], n_clips
         raise FileNotFoundError(f"{path}: no such video file or frame folder.")
     spec = ViewsSpec.of(cfg)
     video, audio, has_audio = video_views(path, spec.n_frames, n_clips, n_crops, spec.test_transform(n_crops),
-                                          spec.audio_frame())
+                                          spec.audio_frame(), backend=spec.video_backend)
     if not has_audio and verbose:
         dropped = " (this run left such videos out of training: missing_audio='drop')" if (
             spec.missing_audio == "drop") else ""

@@ -53,7 +53,7 @@ class _SafeVideoViews(torch.utils.data.Dataset):
         path, ds = self.ds.paths[r], self.ds
         try:
             video, audio, _ = video_views(path, ds.n_frames, self.n_clips, self.n_crops, ds.tfm, ds.audio,
-                                          drop_silent=ds.drop_silent, sampling=self.sampling)
+                                          drop_silent=ds.drop_silent, sampling=self.sampling, backend=ds.backend)
             ok = True
         except Exception as e:
             ds.log.record(path, f"{type(e).__name__}: {str(e).replace(path + ': ', '')}")
@@ -107,7 +107,8 @@ def _views_dataset(manifest, split: str, spec: ViewsSpec, proto: TestProtocol, c
     tfm = spec.test_transform(proto.n_crops, crop, short, None if proto.name == "views" else "center_crop",
                               proto.crop_layout)
     return clip_views_dataset(manifest, split, proto.n_clips, spec.n_frames, tfm,
-                              spec.audio_frame(crop, cache_dir), spec.missing_audio, on_bad="raise")
+                              spec.audio_frame(crop, cache_dir), spec.missing_audio, on_bad="raise",
+                              backend=spec.video_backend)
 
 
 def _sum_views(model: TSAM, dl, n_videos: int, n_classes: int, proto: TestProtocol, desc: str,

@@ -37,6 +37,7 @@ class ViewsSpec:
     valid_view: str
     audio_frontend: str
     missing_audio: str
+    video_backend: str = "auto"   # what decodes the video files (tsamlib.data.decode.resolve_backend)
 
     @classmethod
     def of(cls, cfg: RunConfig | Mapping[str, Any]) -> "ViewsSpec":
@@ -44,7 +45,7 @@ class ViewsSpec:
         cfg = RunConfig.of(cfg)
         sw = cfg.switches()
         return cls(n_frames=cfg.n_frames, audio=cfg.audio, img_size=cfg.img_size, resize=cfg.resize,
-                   n_mels=cfg.n_mels, flip=cfg.flip,
+                   n_mels=cfg.n_mels, flip=cfg.flip, video_backend=cfg.video_backend,
                    **{k: sw[k] for k in ("preset", "video_norm", "valid_view", "audio_frontend", "missing_audio")})
 
     @property

@@ -35,6 +35,7 @@ from fastai.torch_core import num_distrib, rank_distrib, set_seed
 
 from ..config import RunConfig
 from ..data.datasets import dataset_manifest
+from ..data.decode import resolve_backend
 from ..data.loaders import DataSpec, TSAMDataLoaders, video_dataloaders
 from ..data.manifest import check_manifest
 from ..model.complexity import clip_cost
@@ -128,6 +129,7 @@ class Training:
 def setup_training(cfg: RunConfig, progress_bars: bool = True) -> Training:
     """Steps 1 and 2 of a run (see the module): checks, run folder, DataLoaders, Learner. ``progress_bars=False``
     drops fastai's HTML bars (a line per epoch is printed either way)."""
+    resolve_backend(cfg.video_backend)   # a backend not installed is refused before the run folder is written
     rank = rank_distrib()
     per_node = int(os.environ.get("LOCAL_WORLD_SIZE", 0)) or None   # set by torchrun and accelerate
     launch = launch_record(cfg, num_distrib(), torch.cuda.is_available(), per_node=per_node)

@@ -101,18 +101,19 @@ def _read_npy(path: Path, indices: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr[indices]))
 
 
-def read_clip(path, n_segments: int, mode: str = "valid", rng=None, clip_index: int = 0, n_clips: int = 1):
+def read_clip(path, n_segments: int, mode: str = "valid", rng=None, clip_index: int = 0, n_clips: int = 1,
+              backend: str = "auto"):
     """``load_clip`` for the folders this script builds (``video.mp4``: decord; ``frames.npy``: memory-mapped);
     any other path goes to the library's :func:`tsamlib.data.video.load_clip`."""
     p = Path(path)
     if p.is_dir():
         if (p / VIDEO_NAME).is_file():
-            return load_clip(p / VIDEO_NAME, n_segments, mode, rng, clip_index, n_clips)
+            return load_clip(p / VIDEO_NAME, n_segments, mode, rng, clip_index, n_clips, backend=backend)
         if (p / NPY_NAME).is_file():
             n = np.load(p / NPY_NAME, mmap_mode="r").shape[0]
             idx = segment_indices(n, n_segments, mode, rng=rng, clip_index=clip_index, n_clips=n_clips)
             return _read_npy(p / NPY_NAME, idx), idx
-    return load_clip(path, n_segments, mode, rng, clip_index, n_clips)
+    return load_clip(path, n_segments, mode, rng, clip_index, n_clips, backend=backend)
 
 
 def stored_frames(folder: Path, indices) -> np.ndarray:

@@ -33,6 +33,11 @@ def epoch_scalars(row: dict[str, Any]) -> dict[str, float]:
             if k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
+def _final_values(final: dict[str, Any]) -> dict[str, float]:
+    """The final metrics the trackers keep (``final/<name>``): top-1, top-5, validation loss, where recorded."""
+    return {k: float(final[k]) for k in ("top1", "top5", "valid_loss") if final.get(k) is not None}
+
+
 def _hparams(settings: dict[str, Any]) -> dict[str, Any]:
     """Settings as tracker hyperparameters: numbers, strings and booleans as they are, the rest (None, lists) as
     text."""
@@ -142,9 +147,8 @@ class Tracking:
             t.epoch(int(row["epoch"]), epoch_scalars(row))
 
     def final(self, epochs: int, final: dict[str, Any]) -> None:
-        values = {k: float(final[k]) for k in ("top1", "top5", "valid_loss") if final.get(k) is not None}
         for t in self.trackers:
-            t.final(epochs, values)
+            t.final(epochs, _final_values(final))
 
     def close(self) -> None:
         while self.trackers:
@@ -179,8 +183,7 @@ def write_tensorboard(run_dir: str | Path) -> Path:
             tb.epoch(int(row["epoch"]), epoch_scalars(row))
         if isinstance(m.get("final"), dict):
             f = m["final"]
-            tb.final(int(f.get("epochs") or len(m.get("epochs", []))),
-                     {k: float(f[k]) for k in ("top1", "top5", "valid_loss") if f.get(k) is not None})
+            tb.final(int(f.get("epochs") or len(m.get("epochs", []))), _final_values(f))
     finally:
         tb.close()
     return folder

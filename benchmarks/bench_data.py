@@ -6,10 +6,13 @@ folder made from one clip with PIL, at the paper's sizes (256/224) and small CPU
 Then the prepared layout (``python -m tsamlib prepare``: JPEG frames at short side 256 + ``.wav``) against the mp4s
 it was made from, side by side on the same clips (the 12 real Kinetics clips, synthetic clips when they are absent):
 16 frames + the audio frame at 224 px with training transforms, interleaved per clip, medians.
+Then each video backend (``video_backend``: decord, torchcodec, PyAV seeking to the frames, and PyAV decoding the whole
+file in order, the fallback of every backend) on a 16-frame training read of each real clip, interleaved per clip.
 Writes ``results/benchmarks/data_loading.{json,md}`` and the table into the "## Data loading"
 section of ``results/benchmarks/README.md``.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_data.py            # about 3 minutes on 2 cores
+    OMP_NUM_THREADS=1 python benchmarks/bench_data.py            # about 4 minutes on 2 cores
+    OMP_NUM_THREADS=1 python benchmarks/bench_data.py --only-backends   # the backends' table alone (JSON merged)
 """
 from __future__ import annotations
 
@@ -188,6 +191,70 @@ def audio_only(paths: list[Path], img_size: int, repeats: int, tmp: Path) -> dic
     return dict(img_size=img_size, cold_ms=round(c, 1), cached_ms=round(h, 1), ratio=round(h / c, 3))
 
 
+BACKEND_READERS = (("decord", "DecordVideo"), ("torchcodec", "TorchCodecVideo"), ("pyav", "PyAVSeek"),
+                   ("pyav, whole file in order", "PyAVVideo"))
+
+
+def compare_backends(videos: list[Path], repeats: int) -> dict:
+    """ms per 16-frame training read (open the file, TSN train sampling, decode those frames: what a worker's
+    ``load_clip`` does), each backend's reader on each clip, interleaved per clip; the medians over clips and the
+    median per-clip ratio to PyAV's seeking reader. A backend not importable here is a row saying why."""
+    from tsamlib.data import decode
+    from tsamlib.data.video import segment_indices
+    usable = [(name, getattr(decode, cls)) for name, cls in BACKEND_READERS
+              if not decode.backend_missing(name.split(",")[0])]
+    missing = {name: decode.backend_missing(name) for name, _ in BACKEND_READERS if name in decode.VIDEO_BACKENDS
+               and decode.backend_missing(name)}
+
+    def read(reader, path, seed):
+        v = reader(path)
+        return v.frames(segment_indices(len(v), 16, "train", np.random.default_rng(seed)))
+
+    for name, reader in usable:   # warm-up: imports, first opens
+        read(reader, videos[0], 0)
+    per_clip = []
+    for v in videos:
+        r = dict(clip=v.name)
+        ref = read(decode.PyAVVideo, v, 0)
+        for name, reader in usable:
+            r[name] = round(time_ms(lambda: read(reader, v, 0), repeats), 1)
+            r[f"{name} equal"] = bool(np.array_equal(read(reader, v, 0), ref))   # frame-exact on this read
+        per_clip.append(r)
+        print(r, flush=True)
+    med = {name: round(statistics.median(r[name] for r in per_clip), 1) for name, _ in usable}
+    ratio = {name: round(statistics.median(r[name] / r["pyav"] for r in per_clip), 2) for name, _ in usable}
+    equal = {name: all(r[f"{name} equal"] for r in per_clip) for name, _ in usable}
+    return dict(n_clips=len(videos), repeats=repeats, median_ms=med, ratio_to_pyav=ratio, frames_equal=equal,
+                missing=missing, auto=decode.resolve_backend("auto"), auto_order=list(decode.AUTO_ORDER),
+                per_clip=per_clip)
+
+
+def backends_markdown(b: dict) -> list[str]:
+    """The video backends' section of the table."""
+    lines = ["", f"Video backends (`video_backend`), same {b['n_clips']} real clips: ms per 16-frame training read "
+             "(open the file, TSN training sampling, decode those frames as uint8 RGB: what a worker's `load_clip` "
+             f"does before the transforms), one core, median of {b['repeats']} repeats per clip, the backends "
+             "interleaved per clip, then the median over the clips. Equal: the frames are identical to PyAV's "
+             "in-order decode of the whole file on every clip.", "",
+             "| backend | ms per 16-frame read | / PyAV seeking (median per clip) | frames equal |",
+             "|---|---|---|---|"]
+    for name, _ in BACKEND_READERS:
+        if name in b["median_ms"]:
+            lines.append(f"| {name} | {b['median_ms'][name]:.0f} | {b['ratio_to_pyav'][name]} | "
+                         f"{'yes' if b['frames_equal'][name] else 'NO'} |")
+        elif name in b["missing"]:
+            lines.append(f"| {name} | not measured: not importable here ({b['missing'][name]}) | - | - |")
+    lines += ["", f"`video_backend='auto'` takes the first importable of {', '.join(b['auto_order'])} "
+              f"(here: {b['auto']})."]
+    if b.get("measured_alone"):
+        v = b["versions"]
+        lines[-1] += (f" This table was measured in a run of its own (`--only-backends`, commit "
+                      f"{str(b['git_commit'])[:10]}, decord {v['decord']}, torchcodec {v['torchcodec']}, PyAV "
+                      f"{v['av']}; 1-minute load average {b['load_average'][0]} at the start, "
+                      f"{b['load_average'][1]} at the end); the tables above are from the last full run.")
+    return lines
+
+
 def prepared_markdown(prep: dict) -> list[str]:
     """The mp4 / prepared section of the table."""
     m, med = prep["meta"], prep["median"]
@@ -196,7 +263,9 @@ def prepared_markdown(prep: dict) -> list[str]:
              f"`torch.set_num_threads(1)`), ms per 16+1 clip (16 frames + the audio frame) at 256/224 with training "
              f"transforms; per clip the two layouts are measured one after the other, median of {m['repeats']} "
              f"repeats, then the median over the {m['n_clips']} clips. Audio cold: decode + 3 log-mels + image "
-             "(from the mp4's AAC track, or from the `.wav`); cached: from the mel cache. Preparing took "
+             "(from the mp4's AAC track; the prepared layout reads the log-mels `prepare` stored in the folder, "
+             f"`mels-<hash>.npz`: {m.get('stored_mel_reads', '?')} of the cold reads came from them, the rest from "
+             "its `.wav`); cached: from the mel cache. Preparing took "
              f"{m['prepare_s']:.0f} s for the {m['n_clips']} clips with {m['prepare_workers']} worker processes "
              f"({m['prepare_s'] / m['n_clips']:.1f} s per clip); the frames take {m['prepared_mb']:.0f} MB against "
              f"{m['mp4_mb']:.0f} MB of mp4.", "",
@@ -216,7 +285,8 @@ def prepared_markdown(prep: dict) -> list[str]:
     return lines
 
 
-def to_markdown(rows: list[dict], audio_rows: list[dict], meta: dict, prep: dict | None = None) -> str:
+def to_markdown(rows: list[dict], audio_rows: list[dict], meta: dict, prep: dict | None = None,
+                backends: dict | None = None) -> str:
     lines = [f"ms per clip, one core (`torch.set_num_threads(1)`), median over {meta['n_clips']} clips of the "
              f"median of {meta['repeats']} repeats; training transforms. mp4: {meta['clips']}; JPEG: all frames "
              f"of {meta['jpeg_from']} as a folder. Machine: {meta['machine']}, measured on 1 of its cores; 1-minute "
@@ -238,6 +308,8 @@ def to_markdown(rows: list[dict], audio_rows: list[dict], meta: dict, prep: dict
     lines += [f"| {a['img_size']} | {a['cold_ms']} | {a['cached_ms']} | {a['ratio']} |" for a in audio_rows]
     if prep is not None:
         lines += prepared_markdown(prep)
+    if backends is not None:
+        lines += backends_markdown(backends)
     return "\n".join(lines) + "\n"
 
 
@@ -266,9 +338,13 @@ def main(argv=None) -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", type=Path, default=REPO / "results" / "benchmarks")
     ap.add_argument("--skip-prepared", action="store_true", help="leave out the mp4 / prepared comparison")
+    ap.add_argument("--only-backends", action="store_true",
+                    help="measure the video backends alone; the other tables are kept from the last full run")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     load_start = os.getloadavg()[0]
+    if args.only_backends:
+        return write_backends_only(args, load_start)
     videos = sorted(clips_dir().glob("*.mp4"), key=lambda p: p.stat().st_size)
     step = max(1, len(videos) // args.n_clips)
     paths = videos[::step][: args.n_clips]                          # small, medium and large files
@@ -302,23 +378,53 @@ def main(argv=None) -> None:
                 return sum(q.stat().st_size for p in ps for q in ([p] if p.is_file() else p.iterdir())) / 1e6
             wavs = [f.parent / (f.name + ".wav") for f in folders]
             stages = prepared_stages(folders, args.repeats, tmp)
+            stored = AudioFrame(size=(224, 224)).prepared_name   # the bench's audio settings' stored log-mels
             prep = dict(meta=dict(clips=cmp_what, n_clips=len(cmp_videos), repeats=args.repeats,
                                   prepare_s=round(prep_s, 1), prepare_workers=prep_workers,
                                   prepared_mb=round(size_mb(folders) + size_mb([w for w in wavs if w.exists()]), 1),
-                                  mp4_mb=round(size_mb(cmp_videos), 1)),
+                                  mp4_mb=round(size_mb(cmp_videos), 1),
+                                  stored_mel_reads=f"{sum((f / stored).is_file() for f in folders)}/{len(folders)}"),
                         per_clip=per_clip, median=prepared_summary(per_clip), stages=stages)
             print(prep["median"])
+    backends = compare_backends(sorted(clips_dir().glob("*.mp4")), args.repeats)
     meta = dict(n_clips=len(paths), repeats=args.repeats, clips=", ".join(p.name for p in paths),
                 jpeg_from=jpeg_src.name, machine=f"{cpu_name()}, "
                 f"{os.cpu_count()} cores, torch {torch.__version__}",
-                load_average=[round(load_start, 1), round(os.getloadavg()[0], 1)])
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "data_loading.json").write_text(json.dumps(dict(meta=meta, rows=rows, audio=audio_rows,
-                                                                          prepared=prep), indent=1))
-    md = to_markdown(rows, audio_rows, meta, prep)
-    (args.out / "data_loading.md").write_text(md)
-    write_readme_section(args.out / "README.md", md)
+                load_average=[round(load_start, 1), round(os.getloadavg()[0], 1)], **provenance())
+    write_results(args.out, dict(meta=meta, rows=rows, audio=audio_rows, prepared=prep, backends=backends))
+
+
+def provenance() -> dict:
+    """The commit and the decoders' versions, for the JSON and the table's first line."""
+    import importlib.metadata as md
+    from tsamlib.runs.provenance import environment_info
+
+    def version(dist):
+        try:
+            return md.version(dist)
+        except md.PackageNotFoundError:
+            return None
+    return dict(git_commit=environment_info().get("git_commit"),
+                versions={d: version(d) for d in ("decord", "torchcodec", "av", "pillow", "numpy")})
+
+
+def write_results(out: Path, results: dict) -> None:
+    """``data_loading.json``, ``data_loading.md`` and the README section, from one results dict."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "data_loading.json").write_text(json.dumps(results, indent=1))
+    md = to_markdown(results["rows"], results["audio"], results["meta"], results["prepared"], results.get("backends"))
+    (out / "data_loading.md").write_text(md)
+    write_readme_section(out / "README.md", md)
     print(md)
+
+
+def write_backends_only(args, load_start: float) -> None:
+    """Measure the backends; keep the other tables of the last full run (its JSON), say so in the table."""
+    old = json.loads((args.out / "data_loading.json").read_text())
+    backends = compare_backends(sorted(clips_dir().glob("*.mp4")), args.repeats)
+    backends.update(load_average=[round(load_start, 1), round(os.getloadavg()[0], 1)], measured_alone=True,
+                    **provenance())
+    write_results(args.out, dict(old, backends=backends))
 
 
 if __name__ == "__main__":

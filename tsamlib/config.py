@@ -45,7 +45,7 @@ PRESET_SWITCHES: dict[str, dict[str, Any]] = {
 # Training precision: fp32, or autocast to fp16 (CUDA only) or bf16; "auto": fp16 on a CUDA GPU, fp32 on the CPU.
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 # What reads the video files: decord where it imports ("auto"), else PyAV; the choice can change decoded frames
-VIDEO_BACKENDS = ("auto", "decord", "pyav")
+VIDEO_BACKENDS = ("auto", "decord", "torchcodec", "pyav")
 PRESETS = tuple(PRESET_SWITCHES)
 SWITCHES = tuple(PRESET_SWITCHES["tsamlib"])
 # The switches that :func:`tsamlib.data.video_dataloaders` takes.
@@ -131,8 +131,8 @@ class RunConfig:
                               "BatchNorm per process (the authors' DataParallel); needs CUDA")
     dropout: float = _f(0.5, "dropout before the classifier", lo=0.0, hi=1.0, open_hi=True)
     num_workers: int = _f(0, "data-loading worker processes (one thread each)", lo=0, hi=1024)
-    video_backend: str = _f("auto", "what decodes video files: 'decord', 'pyav' or 'auto' (decord where it is "
-                                    "installed, else PyAV)", choices=VIDEO_BACKENDS)
+    video_backend: str = _f("auto", "what decodes video files: 'decord', 'torchcodec', 'pyav' or 'auto' "
+                                    "(the fastest installed: decord, else torchcodec, else PyAV)", choices=VIDEO_BACKENDS)
     seed: int = _f(0, "seed of weights, sampling and augmentation", lo=0, hi=2**63 - 1)
     run_id: str | None = _f(None, "run folder name; None: a readable unique id from the settings and the time")
     resume: bool = _f(False, "continue an unfinished run from its last checkpoint")

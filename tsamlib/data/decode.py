@@ -1,15 +1,17 @@
-"""Decoding frames and sound: decord, PyAV and folders of frames, for the training reads and ``prepare`` alike.
+"""Decoding frames and sound: decord, TorchCodec, PyAV and folders of frames, for the training reads and ``prepare``.
 
 A video reader (one small class per backend) opens one source and gives its frame count (``len``), its average rate
 (``fps``, NaN when unknown), chosen frames at once (``frames(indices)``: uint8 ``(k, H, W, 3)``, RGB, channels last)
 or one after the other (``iter_frames(indices)``, few in memory at a time). Readers report what they find
 (``has_video``, a count of 0) and raise what their library raises; the callers word the errors. :func:`video_readers`
 is the one place where a source's readers are chosen: a folder of frames is read with PIL (:class:`FrameFolder`), a
-video file with decord (:class:`DecordVideo`: random access, only the frames asked for) and, when decord fails on it
-(its frame count can be wrong at the tail of a broken file, some frame sizes trip its colour conversion), with PyAV
-(:class:`PyAVVideo`: the file decoded in order, its frames counted for real). Where decord does not import (no
-wheels on aarch64 or macOS), or ``backend="pyav"`` is asked for, video files are read with PyAV alone
-(:func:`resolve_backend`).
+video file with the backend's reader (``video_backend``: :class:`DecordVideo`, :class:`TorchCodecVideo`, or
+:class:`PyAVSeek`, each decoding only the frames asked for and what they need) and, when that fails on a file (a
+count that is wrong at the tail of a broken file, a frame size that trips a colour conversion), with
+:class:`PyAVVideo` (the file decoded in order, its frames counted for real). ``"auto"`` takes the fastest backend
+that imports here (:data:`AUTO_ORDER`; decord has no wheels on aarch64 or macOS, TorchCodec needs the system's
+FFmpeg libraries, PyAV bundles its own). All of them give the same frames on the real clips
+(tests/data/test_backends.py).
 
 :func:`decode_audio` gives the first audio track of a file through a PyAV resampler. Imports numpy only (the
 decoders on first use): the probe workers load it.
@@ -29,7 +31,8 @@ import numpy as np
 from ..config import VIDEO_BACKENDS
 
 __all__ = ["VideoReadError", "AudioError", "FRAME_EXTENSIONS", "short_error", "is_frame_folder", "list_frames",
-           "prefetch", "read_images", "FrameFolder", "DecordVideo", "PyAVVideo", "FILE_READERS", "VIDEO_BACKENDS",
+           "prefetch", "read_images", "FrameFolder", "DecordVideo", "PyAVSeek", "PyAVVideo", "TorchCodecVideo",
+           "FILE_READERS", "AUTO_ORDER", "VIDEO_BACKENDS",
            "backend_missing", "resolve_backend", "file_readers", "video_readers",
            "AudioTrack", "decode_audio"]
 
@@ -176,11 +179,79 @@ class DecordVideo:
             yield from self.frames(indices[a:a + CHUNK])
 
 
+class PyAVSeek:
+    """A video file through PyAV, decoding only what the asked frames need. Opening demuxes the video stream once (no
+    decoding) for its frames' timestamps and keyframes: the count is the packets'. ``frames`` decodes from the
+    keyframe before each asked frame (seeking when a keyframe lies between it and the decoder's place, decoding on
+    otherwise) and converts only the asked frames to RGB. A file whose packets lack timestamps, or an asked frame that
+    does not come out of the decoder (a broken tail), raises :class:`VideoReadError`: :class:`PyAVVideo` then
+    decodes the file in order and counts its frames for real."""
+    name = "pyav"
+    empty = "zero frames"
+
+    def __init__(self, path: str | Path):
+        import av
+        self.path, self.fps = str(path), math.nan
+        self.pts = self.keys = np.empty(0, dtype=np.int64)
+        with av.open(self.path) as c:
+            self.has_video = bool(c.streams.video)
+            if not self.has_video:
+                return
+            st = c.streams.video[0]
+            self.fps = float(st.average_rate or math.nan)
+            packets = [(p.pts, p.is_keyframe) for p in c.demux(st) if p.size]   # the last, empty one flushes
+        if any(pts is None for pts, _ in packets):
+            raise VideoReadError(f"{path}: video packets without timestamps; cannot seek")
+        self.pts = np.sort(np.array([pts for pts, _ in packets], dtype=np.int64))   # presentation order
+        self.keys = np.sort(np.array([pts for pts, key in packets if key], dtype=np.int64))
+        if len(np.unique(self.pts)) != len(self.pts):
+            raise VideoReadError(f"{path}: video packets share timestamps; cannot seek")
+
+    def __len__(self) -> int:
+        return len(self.pts)
+
+    def _keyframe(self, pts: int) -> int:
+        """Timestamp of the last keyframe at or before ``pts`` (the first frame's when none is)."""
+        i = np.searchsorted(self.keys, pts, side="right") - 1
+        return int(self.keys[i]) if i >= 0 else int(self.pts[0])
+
+    def _decode(self, targets: np.ndarray) -> Iterator[np.ndarray]:
+        """The frames of timestamps ``targets`` (ascending, unique) as RGB arrays, in that order."""
+        import av
+        with av.open(self.path) as c:
+            st = c.streams.video[0]
+            decoded, last = None, None          # the decoder's frames since the last seek; the last one's pts
+            for t in targets.tolist():
+                key = self._keyframe(t)
+                if decoded is None or key > last:   # a keyframe lies ahead: seeking beats decoding up to it
+                    c.seek(key, stream=st, backward=True, any_frame=False)
+                    decoded = c.decode(st)
+                for f in decoded:
+                    last = f.pts if f.pts is not None else last
+                    if f.pts is not None and f.pts >= t:
+                        break
+                else:
+                    f = None
+                if f is None or f.pts != t:
+                    raise VideoReadError(f"{self.path}: frame at pts {t} did not decode (seeking)")
+                yield f.to_ndarray(format="rgb24")
+
+    def frames(self, indices) -> np.ndarray:
+        uniq, inverse = np.unique(np.asarray(indices, dtype=np.int64), return_inverse=True)
+        return np.stack(list(self._decode(self.pts[uniq])))[inverse]
+
+    def iter_frames(self, indices) -> Iterator[np.ndarray]:
+        indices = np.asarray(indices, dtype=np.int64)
+        if len(indices) and np.all(np.diff(indices) > 0):   # ascending (a whole video): one pass, few in memory
+            return self._decode(self.pts[indices])
+        return (frame for a in range(0, len(indices), CHUNK) for frame in self.frames(indices[a:a + CHUNK]))
+
+
 class PyAVVideo:
     """A video file decoded in order with PyAV, every frame kept: the real frame count. A decoding error after the
     first frame ends the frames quietly (a broken tail), one before it is raised; ``has_video`` is False (and the
     count 0) for a file without a video stream."""
-    name = "pyav"
+    name = "pyav-in-order"
     empty = "no decodable frame"   # what a count of 0 means: the stream is there, no frame of it decodes
 
     def __init__(self, path: str | Path):
@@ -210,8 +281,45 @@ class PyAVVideo:
         return (self.decoded[i] for i in indices)
 
 
-FILE_READERS = (DecordVideo, PyAVVideo)   # a video file's readers, in the order they are tried
+class TorchCodecVideo:
+    """A video file through TorchCodec's ``VideoDecoder`` (exact seek mode, one FFmpeg thread): random access, the
+    frame count from its scan of the file. Needs FFmpeg's libraries (4 to 9) on the system."""
+    name = "torchcodec"
+    has_video = True         # TorchCodec raises on a file without a video stream
+    empty = "zero frames"
+
+    def __init__(self, path: str | Path):
+        from torchcodec.decoders import VideoDecoder
+        self.decoder = VideoDecoder(str(path), seek_mode="exact", dimension_order="NHWC", num_ffmpeg_threads=1)
+
+    def __len__(self) -> int:
+        return len(self.decoder)
+
+    @cached_property
+    def fps(self) -> float:
+        return float(self.decoder.metadata.average_fps or math.nan)
+
+    def frames(self, indices) -> np.ndarray:
+        uniq, inverse = np.unique(indices, return_inverse=True)
+        return self.decoder.get_frames_at(uniq.tolist()).data.numpy()[inverse]
+
+    def iter_frames(self, indices) -> Iterator[np.ndarray]:
+        for a in range(0, len(indices), CHUNK):
+            yield from self.frames(indices[a:a + CHUNK])
+
+
+# each backend's readers of a video file, in the order they are tried: the in-order PyAV decode (real frame count)
+# is every backend's last resort, for the files the first one fails on (a broken tail, a wrong count)
+FILE_READERS = {"decord": (DecordVideo, PyAVVideo), "torchcodec": (TorchCodecVideo, PyAVVideo),
+                "pyav": (PyAVSeek, PyAVVideo)}
+# what "auto" takes: the first that imports here. Measured (benchmarks/bench_data.py, data_loading.md) on the real
+# clips the three are within 10 % of each other (torchcodec 0.93x, decord 0.99x PyAV seeking): decord stays first,
+# the design card's reader, and needs no system FFmpeg; the in-order PyAV decode is 2.3x slower
+AUTO_ORDER = ("decord", "torchcodec", "pyav")
+_MODULES = {"decord": "decord", "torchcodec": "torchcodec.decoders", "pyav": "av"}
 _INSTALL = {"decord": "pip install decord (wheels for Linux x86_64 and Windows only); or choose 'pyav'",
+            "torchcodec": "pip install torchcodec, with FFmpeg 4 to 9 installed on the system (e.g. apt install "
+                          "ffmpeg, brew install ffmpeg); or choose 'pyav', which bundles its FFmpeg",
             "pyav": "pip install av"}
 _said: set[str] = set()
 
@@ -219,27 +327,26 @@ _said: set[str] = set()
 @lru_cache(maxsize=None)
 def backend_missing(backend: str) -> str:
     """Why ``backend``'s library cannot be imported here ("" when it can); checked once per process."""
-    module = {"decord": "decord", "pyav": "av"}[backend]
     try:
-        importlib.import_module(module)
-    except (ImportError, OSError) as e:   # OSError: a wheel whose shared libraries do not load
+        importlib.import_module(_MODULES[backend])
+    except Exception as e:   # ImportError; OSError or RuntimeError: a wheel whose shared libraries (FFmpeg) do not load
         return short_error(e, 200, with_type=True)
     return ""
 
 
 def resolve_backend(backend: str = "auto") -> str:
-    """The backend ``backend`` names: ``"auto"`` is decord where it imports, else PyAV (said once per process).
-    An unknown name raises ValueError, a library not installed ModuleNotFoundError naming the fix."""
+    """The backend ``backend`` names: ``"auto"`` is the first of :data:`AUTO_ORDER` that imports (said once per
+    process when that is not the first). An unknown name raises ValueError, a library not installed
+    ModuleNotFoundError naming the fix."""
     if backend not in VIDEO_BACKENDS:
         raise ValueError(f"video_backend={backend!r}: choose one of {list(VIDEO_BACKENDS)}")
     if backend == "auto":
-        why = backend_missing("decord")
-        if not why:
-            return "decord"
-        if "auto" not in _said:
+        usable = [b for b in AUTO_ORDER if not backend_missing(b)]
+        backend = usable[0] if usable else AUTO_ORDER[-1]
+        if backend != AUTO_ORDER[0] and "auto" not in _said:
             _said.add("auto")
-            print(f"video_backend='auto': decord is not usable here ({why}); videos are read with PyAV")
-        backend = "pyav"
+            skipped = "; ".join(f"{b}: {backend_missing(b)}" for b in AUTO_ORDER[:AUTO_ORDER.index(backend)])
+            print(f"video_backend='auto': videos are read with {backend} ({skipped})")
     why = backend_missing(backend)
     if why:
         raise ModuleNotFoundError(f"video_backend={backend!r} is not installed ({why}): {_INSTALL[backend]}")
@@ -247,9 +354,8 @@ def resolve_backend(backend: str = "auto") -> str:
 
 
 def file_readers(backend: str = "auto") -> tuple[type, ...]:
-    """A video file's readers for ``backend``, in the order they are tried: decord, then PyAV where decord fails on
-    a file (:data:`FILE_READERS`); PyAV alone."""
-    return FILE_READERS if resolve_backend(backend) == "decord" else (PyAVVideo,)
+    """A video file's readers for ``backend``, in the order they are tried (:data:`FILE_READERS`)."""
+    return FILE_READERS[resolve_backend(backend)]
 
 
 def video_readers(path: str | Path, backend: str = "auto") -> tuple[type, ...]:

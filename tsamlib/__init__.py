@@ -37,6 +37,7 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     ".evaluation.views": ["evaluate=evaluate_run", "interpretation"],
     ".evaluation.predict": ["predict"],
     ".evaluation.export": ["export_onnx"],
+    ".evaluation.quantize": ["export_int8"],
     ".model.online": ["StreamingTSAM"],
     ".evaluation.stream": ["stream_video"],
 })

@@ -24,6 +24,14 @@ def add_export(sub: argparse._SubParsersAction) -> None:
                    help="largest logit difference allowed between onnxruntime and PyTorch (default 1e-4)")
     p.add_argument("--weights", choices=("last", "best"), default=None,
                    help="the run's last or best-epoch weights (default: the run's eval_weights)")
+    p.add_argument("--int8", action="store_true", help="static INT8 (QDQ), kept only when its top-1 agrees with "
+                                                       "fp32 on the run's validation clips (--min-agreement)")
+    p.add_argument("--calib-clips", type=number(int, 1, 100000), default=32,
+                   help="--int8: training clips to calibrate on (default 32, all when fewer)")
+    p.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default="minmax",
+                   help="--int8: onnxruntime's calibration method (default minmax)")
+    p.add_argument("--min-agreement", type=number(float, 0, 2, open_lo=True), default=0.98,
+                   help="--int8: least top-1 agreement with fp32 on the validation clips (default 0.98)")
     p.set_defaults(func=cmd_export)
 
 
@@ -33,8 +41,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 1
     from ..data.decode import VideoReadError
     from ..evaluation.export import export_onnx
+    from ..evaluation.quantize import export_int8
     try:
-        rep = export_onnx(run, args.onnx, videos=args.videos, atol=args.atol, weights=args.weights)
+        if args.int8:
+            rep = export_int8(run, args.onnx, calib_clips=args.calib_clips, min_agreement=args.min_agreement,
+                              method=args.calib_method, weights=args.weights)
+        else:
+            rep = export_onnx(run, args.onnx, videos=args.videos, atol=args.atol, weights=args.weights)
     except (OSError, RuntimeError, ValueError, VideoReadError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -132,7 +132,7 @@ class RunConfig:
     dropout: float = _f(0.5, "dropout before the classifier", lo=0.0, hi=1.0, open_hi=True)
     num_workers: int = _f(0, "data-loading worker processes (one thread each)", lo=0, hi=1024)
     video_backend: str = _f("auto", "what decodes video files: 'decord', 'torchcodec', 'pyav' or 'auto' "
-                                    "(the fastest installed: decord, else torchcodec, else PyAV)", choices=VIDEO_BACKENDS)
+                                    "(decord where installed, else torchcodec, else PyAV)", choices=VIDEO_BACKENDS)
     seed: int = _f(0, "seed of weights, sampling and augmentation", lo=0, hi=2**63 - 1)
     run_id: str | None = _f(None, "run folder name; None: a readable unique id from the settings and the time")
     resume: bool = _f(False, "continue an unfinished run from its last checkpoint")

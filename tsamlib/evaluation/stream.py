@@ -111,7 +111,7 @@ def stream_video(run: str | os.PathLike, video: str | os.PathLike, rate: str | f
         vocab = run_vocab(cfg)
     stream, spec = StreamingTSAM(model), ViewsSpec.of(cfg)
     tfm = spec.test_transform()
-    info = probe_video(path)
+    info = probe_video(path, backend=spec.video_backend)   # the run's decoder, as in training
     n, fps = int(info["n_frames"]), _folder_fps(path) if path.is_dir() else float(info["fps"])
     if n < 1:
         raise ValueError(f"{path}: no frame could be read ({info.get('problem') or 'empty'}).")
@@ -126,7 +126,8 @@ def stream_video(run: str | os.PathLike, video: str | os.PathLike, rate: str | f
               "as in training).", flush=True)
     for start in range(0, len(indices), _CHUNK):   # one decoder opening per chunk, not per frame
         chunk = indices[start:start + _CHUNK]
-        frames = tfm(read_frames(path, chunk), rng)               # (len(chunk), 3, S, S): one centre view each
+        # (len(chunk), 3, S, S): one centre view each
+        frames = tfm(read_frames(path, chunk, backend=spec.video_backend), rng)
         for index, frame in zip(chunk, frames):
             t = (index + 1) / fps                                 # the frame has been shown by then
             audio = _audio_window(af, mels, t, audio_window, spec.audio_frontend) if af is not None else None

@@ -53,6 +53,11 @@ def add_prepare(sub: argparse._SubParsersAction) -> None:
                         f"n_mels), or 'none' (default: {DEFAULT_MELS['tsamlib'][0]}; "
                         f"{DEFAULT_MELS['authors'][0]} for --layout authors); a rerun adds missing ones")
     p.add_argument("--workers", type=number(int, 1), default=None, help="worker processes (default: number of cores)")
+    p.add_argument("--format", choices=("folders", "shards"), default="folders",
+                   help="'folders' (default) or 'shards': WebDataset tar shards OUT/shard-NNNNNN.tar + OUT/index.json "
+                        "(for network storage), packed from the frame folders prepared into OUT/folders")
+    p.add_argument("--shard-size", type=_size, default=256e6, metavar="SIZE",
+                   help="--format shards: about this many bytes per shard, e.g. 256MB (default) or 1GB")
     p.set_defaults(func=cmd_prepare)
 
 
@@ -78,16 +83,38 @@ def prepare_options(layout: str | None = None, height: int | None = None, short_
     return dict(layout=layout, fps=every, **_given(short_side=short_side, quality=quality))
 
 
+def _size(text: str) -> float:
+    """``--shard-size``: bytes, with an optional KB/MB/GB suffix (powers of 1000)."""
+    t = text.strip().upper().removesuffix("B")
+    scale = {"K": 1e3, "M": 1e6, "G": 1e9}.get(t[-1:], 1)
+    try:
+        v = float(t[:-1] if scale != 1 else t) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size such as 256MB, got {text!r}") from None
+    if not v >= 1e4:
+        raise argparse.ArgumentTypeError(f"a shard must hold at least 10KB, got {text!r}")
+    return v
+
+
 def _given(**options: Any) -> dict[str, Any]:
     """The options given (not None): the others take the library's defaults."""
     return {k: v for k, v in options.items() if v is not None}
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from ..data.prepare import prepare_dataset
+    from ..data.shards import write_shards
+    shards = getattr(args, "format", "folders") == "shards"
     try:   # the manifest, the output folder: the user's to fix, in one line (a clip's problem is recorded instead)
         opts = prepare_options(args.layout, args.height, args.short_side, args.fps, args.quality)
-        res = prepare_dataset(args.manifest, args.out, workers=args.workers, **_given(mels=args.mels), **opts)
+        # shards are packed from frame folders kept in OUT/folders, so a rerun resumes and skips the clips done
+        folders = Path(args.out) / "folders" if shards else args.out
+        res = prepare_dataset(args.manifest, folders, workers=args.workers, **_given(mels=args.mels), **opts)
+        if shards and (res.table["problem"] == "").any():
+            index = write_shards(res.manifest, args.out, shard_bytes=args.shard_size)
+            print(f"shards written: {index} ({len(res.table)} clips, skipped ones as counted above)")
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

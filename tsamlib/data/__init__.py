@@ -14,6 +14,7 @@
     prepare      clips converted to JPEG frame folders + .wav + log-mels for fast loading (two frame layouts)
     extract      the authors' ffmpeg frame extraction (fps filter, scale=-1:H, JPEG -q:v 0) through PyAV
     skiplog      samples skipped or dropped by loader workers, counted and reported
+    shards       WebDataset tar shards of prepared clips + their index, read per rank and worker (fsspec URLs)
 """
 from .._lazy import lazy_exports
 
@@ -32,5 +33,6 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     ".datasets": ["dataset_dir", "build_dataset", "dataset_manifest"],
     ".synthetic": ["KINDS", "make_synthetic_dataset", "describe"],
     ".prepare": ["prepare_dataset", "prepare_clip"],
+    ".shards": ["write_shards", "read_index", "read_shards"],
     ".extract": ["extract_frames"],
 })

@@ -11,6 +11,7 @@ interpreted, videos predicted (imports ``model``, ``data``, ``runs``, ``config``
     released    released checkpoints of the TSM family (the authors', TSM's, mmaction2's) on a manifest
     package     any checkpoint as a portable package: model.safetensors, config.json, a model card
     export      a run to ONNX, checked with onnxruntime on real clips before it is written
+    onnx_stream an exported stream graph stepped with onnxruntime and numpy alone (no torch)
     stream      a video classified frame by frame with a causal run (the top classes after every frame)
 """
 from .._lazy import lazy_exports
@@ -24,7 +25,9 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
                    "file_protocols"],
     ".interpret": ["ViewsInterpretation", "learner_interpretation", "plot_top_losses"],
     ".predict": ["predict", "clip_views"],
-    ".export": ["export_onnx", "ExportReport", "ExportCheckError"],
+    ".export": ["export_onnx", "ExportReport", "ExportCheckError", "export_onnx_stream", "write_stream_onnx",
+                "check_stream", "NotCausalError"],
+    ".onnx_stream": ["OnnxStream"],
     ".stream": ["stream_video", "StreamStep", "stream_times"],
     ".released": ["RELEASED", "released_settings", "file_settings", "evaluate_checkpoint", "summary_table",
                   "build_model", "example_clips_manifest", "stand_in_checkpoint", "checkpoint_settings",

@@ -28,16 +28,24 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize("audio, pad, k", [(True, "zero", 3), (False, "keep", 1), (True, "keep", 2),
                                            (False, "zero", 0)])
 def test_stream_graph_agrees_with_streaming_tsam_every_step(tmp_path, audio, pad, k):
+    _stream_agrees(tmp_path, "resnet18", audio, pad, k)
+
+
+def test_another_timm_resnet_streams_too(tmp_path):   # a deep stem, avg-pool downsampling: other ops, same state
+    _stream_agrees(tmp_path, "resnet10t", True, "keep", 3)
+
+
+def _stream_agrees(tmp_path, arch, audio, pad, k):
     torch.manual_seed(0)
-    model = create_tsam("resnet18", num_classes=5, n_frames=8, audio=audio, n_insert=2,
+    model = create_tsam(arch, num_classes=5, n_frames=8, audio=audio, n_insert=2,
                         shift=ShiftSpec(depth=k, f_div=4, pad=pad, direction="causal")).eval()
     path = ex.write_stream_onnx(model, tmp_path / "s.onnx", torch.randn(2, 3, 32, 32))
     meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
     state = json.loads(meta["state"])
     assert meta["initial_state"] == "zeros" and all(s["shape"][0] == "B" for s in state)
-    assert [s["name"] for s in state] == [f"shift{i}" for i in range(4 if k else 0)] + ["total", "frames"] + \
-        (["audio_features"] if audio else [])        # resnet18, every 2nd of its 8 blocks shifted
-    if k:                                            # layer1 at 32 px: 64 channels of 8x8, k x 2kf moved of them
+    assert [s["name"] for s in state] == [f"shift{i}" for i in range(model.n_shifted_blocks if k else 0)] + \
+        ["total", "frames"] + (["audio_features"] if audio else [])   # one buffer per block the model shifts
+    if k and arch == "resnet18":                     # layer1 at 32 px: 64 channels of 8x8, k x 2kf moved of them
         assert state[0]["shape"] == ["B", k, 2 * k * ((64 // 4) // k), 8, 8]
     assert state[-1 if not audio else -2]["shape"] == ["B", 1] and "frames seen" in state[-1 - audio]["meaning"]
     for b in (1, 3):                                      # not the traced batch of 2

@@ -36,8 +36,9 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     ".runs.folder": ["load_run"],
     ".evaluation.views": ["evaluate=evaluate_run", "interpretation"],
     ".evaluation.predict": ["predict"],
-    ".evaluation.export": ["export_onnx"],
+    ".evaluation.export": ["export_onnx", "export_onnx_stream"],
     ".evaluation.quantize": ["export_int8"],
+    ".evaluation.onnx_stream": ["OnnxStream"],
     ".model.online": ["StreamingTSAM"],
     ".evaluation.stream": ["stream_video"],
 })

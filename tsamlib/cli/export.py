@@ -1,6 +1,6 @@
 """``python -m tsamlib export RUN --onnx OUT``: a run's (or a package's) model to ONNX, checked with onnxruntime on
 real clips first (:func:`~tsamlib.evaluation.export.export_onnx`); one line of what was written and checked, or a
-one-line error (exit code 1)."""
+one-line error (exit code 1; 2 for ``--stream`` of a run that is not causal)."""
 from __future__ import annotations
 
 import argparse
@@ -22,6 +22,9 @@ def add_export(sub: argparse._SubParsersAction) -> None:
                         "again; default: the run's validation videos, then its training videos)")
     p.add_argument("--atol", type=number(float, 0, 1, open_lo=True), default=1e-4,
                    help="largest logit difference allowed between onnxruntime and PyTorch (default 1e-4)")
+    p.add_argument("--stream", action="store_true",
+                   help="a causal run: one step of StreamingTSAM with its state as explicit inputs and outputs, "
+                        "checked by streaming the clips frame by frame")
     p.add_argument("--weights", choices=("last", "best"), default=None,
                    help="the run's last or best-epoch weights (default: the run's eval_weights)")
     p.add_argument("--int8", action="store_true", help="static INT8 (QDQ), kept only when its top-1 agrees with "
@@ -40,14 +43,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     if run is None:
         return 1
     from ..data.decode import VideoReadError
-    from ..evaluation.export import export_onnx
+    from ..evaluation.export import NotCausalError, export_onnx, export_onnx_stream
     from ..evaluation.quantize import export_int8
+    if args.int8 and args.stream:   # quantize_checked takes any graph, but the stream's check is not wired to it yet
+        print("error: --int8 with --stream is not available yet: export the stream graph in fp32 (drop --int8), or "
+              "the clip graph in INT8 (drop --stream)", file=sys.stderr)
+        return 2
     try:
         if args.int8:
             rep = export_int8(run, args.onnx, calib_clips=args.calib_clips, min_agreement=args.min_agreement,
                               method=args.calib_method, weights=args.weights)
         else:
-            rep = export_onnx(run, args.onnx, videos=args.videos, atol=args.atol, weights=args.weights)
+            export = export_onnx_stream if args.stream else export_onnx
+            rep = export(run, args.onnx, videos=args.videos, atol=args.atol, weights=args.weights)
+    except NotCausalError as e:   # the user's choice of run, not a failure of the export
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except (OSError, RuntimeError, ValueError, VideoReadError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -12,6 +12,7 @@ interpreted, videos predicted (imports ``model``, ``data``, ``runs``, ``config``
     package     any checkpoint as a portable package: model.safetensors, config.json, a model card
     export      a run to ONNX, checked with onnxruntime on real clips before it is written
     quantize    a run's ONNX graph as INT8, kept only when it agrees with fp32 on the run's validation set
+    onnx_stream an exported stream graph stepped with onnxruntime and numpy alone (no torch)
     stream      a video classified frame by frame with a causal run (the top classes after every frame)
 """
 from .._lazy import lazy_exports
@@ -25,8 +26,10 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
                    "file_protocols"],
     ".interpret": ["ViewsInterpretation", "learner_interpretation", "plot_top_losses"],
     ".predict": ["predict", "clip_views"],
-    ".export": ["export_onnx", "ExportReport", "ExportCheckError"],
     ".quantize": ["export_int8", "quantize_checked", "Int8Report"],
+    ".export": ["export_onnx", "ExportReport", "ExportCheckError", "export_onnx_stream", "write_stream_onnx",
+                "check_stream", "NotCausalError"],
+    ".onnx_stream": ["OnnxStream"],
     ".stream": ["stream_video", "StreamStep", "stream_times"],
     ".released": ["RELEASED", "released_settings", "file_settings", "evaluate_checkpoint", "summary_table",
                   "build_model", "example_clips_manifest", "stand_in_checkpoint", "checkpoint_settings",

@@ -1,7 +1,8 @@
 """Export a trained run to ONNX, checked on real clips before the file is written.
 
     python -m tsamlib export RUN --onnx model.onnx [--videos a.mp4 b.mp4 ...]
-    tsamlib.export_onnx(run, "model.onnx")
+    python -m tsamlib export RUN --onnx stream.onnx --stream        (a causal run: one step of StreamingTSAM)
+    tsamlib.export_onnx(run, "model.onnx"); tsamlib.export_onnx_stream(run, "stream.onnx")
 
 The graph is :func:`tsamlib.model.onnx_export.export_model_onnx`'s (standard ONNX operators only, dynamic batch).
 Before it is kept, onnxruntime runs it on the run's own preprocessing of real clips (the ``videos`` given, else the
@@ -13,6 +14,13 @@ The file carries what a deployment needs in its metadata (onnxruntime: ``get_mod
 ``classes`` (JSON list, index = logit), ``n_frames``, ``img_size``, ``audio``, ``n_mels``, the normalisation, the
 shift (``shift_depth``, ``shift_pad``, ``shift_direction``), the run id and tsamlib's git commit, and the check's
 numbers.
+
+``--stream`` writes one step of :class:`~tsamlib.model.online.StreamingTSAM` instead
+(:mod:`tsamlib.model.online_onnx`: inputs ``frame`` [, ``audio``, ``audio_new``] then the state, outputs ``logits``
+then the new state, the initial state zeros; the ``state`` metadata lists each tensor's name, shape and meaning).
+Before it is kept, :class:`~tsamlib.evaluation.onnx_stream.OnnxStream` streams the check's clips frame by frame
+beside ``StreamingTSAM`` at batch sizes other than the traced one, and every step's logits must agree within
+``atol``. :func:`write_stream_onnx` (unchecked) and :func:`check_stream` (given a file) serve other exports.
 """
 from __future__ import annotations
 
@@ -31,12 +39,16 @@ from ..data.manifest import read_manifest
 from ..data.transforms import norm_stats
 from ..model.onnx_export import ONNX_OPSET, check_onnx_graph, export_model_onnx, onnx_input_names, set_onnx_metadata
 from ..model.formats import is_package_folder
+from ..model.online import StreamingTSAM
+from ..model.online_onnx import StatefulStep, export_stream_onnx
 from ..runs.fileio import relative_to_repo, writable_file, writable_folder
 from ..runs.provenance import environment_info
+from .onnx_stream import OnnxStream
 from .predict import clip_views
 from .views import load_model, resolve_source
 
-__all__ = ["ExportCheckError", "ExportReport", "export_onnx", "check_views"]
+__all__ = ["ExportCheckError", "ExportReport", "export_onnx", "check_views", "export_onnx_stream", "NotCausalError",
+           "write_stream_onnx", "check_stream"]
 
 TRACE_BATCH = 2            # the batch the graph is traced with
 CHECK_BATCHES = (1, 3)     # the batches onnxruntime is checked at: other than the traced one
@@ -44,6 +56,10 @@ CHECK_BATCHES = (1, 3)     # the batches onnxruntime is checked at: other than t
 
 class ExportCheckError(RuntimeError):
     """onnxruntime disagreed with PyTorch on the check's clips: nothing was written."""
+
+
+class NotCausalError(ValueError):
+    """A stream export of a run whose shift reads later frames: nothing was written."""
 
 
 @dataclass
@@ -112,15 +128,8 @@ def _differences(model: torch.nn.Module, onnx_file: Path, names: list[str], vide
     return diffs
 
 
-def export_onnx(run: str | os.PathLike, path: str | os.PathLike, videos: Sequence[str | os.PathLike] | None = None,
-                atol: float = 1e-4, weights: str | None = None) -> ExportReport:
-    """Export the model of a run (``weights`` as :func:`~tsamlib.evaluation.views.load_run_model`) or of a package
-    folder (:func:`~tsamlib.evaluation.views.load_model`) to ``path`` after
-    checking onnxruntime against PyTorch on real clips (see the module's doc); :class:`ExportCheckError` when they
-    differ by more than ``atol``."""
-    import onnxruntime  # noqa: F401  (not installed: ImportError before any work)
-
-    path = Path(path)
+def _prepare(run, path: Path, videos, atol: float, weights: str | None):
+    """Checks made before any work (see :func:`export_onnx`); the run's (model, cfg, vocab, run folder, videos)."""
     if not path.name or path.is_dir():
         raise ValueError(f"--onnx {str(path)!r} is {'a folder' if path.name else 'empty'}: give a file name, e.g. "
                          f"{path / 'model.onnx' if path.name else 'model.onnx'}")
@@ -135,6 +144,30 @@ def export_onnx(run: str | os.PathLike, path: str | os.PathLike, videos: Sequenc
     run = resolve_source(run)
     writable_folder(path.absolute().parent, "choose another --onnx path")
     model, cfg, vocab = load_model(run, weights)
+    return model, cfg, vocab, run, videos
+
+
+def _keep(tmp: Path, path: Path, check: dict[str, Any]) -> list[str]:
+    """Record ``check`` in ``tmp``'s metadata and move it to ``path``; its operator types."""
+    set_onnx_metadata(tmp, {"check": json.dumps(check)})
+    operators = check_onnx_graph(tmp)
+    size = tmp.stat().st_size
+    os.replace(tmp, path)
+    if path.stat().st_size != size:   # the bytes landed before the report says "wrote"
+        raise OSError(f"{path} holds {path.stat().st_size} bytes after writing {size}: the export is incomplete")
+    return operators
+
+
+def export_onnx(run: str | os.PathLike, path: str | os.PathLike, videos: Sequence[str | os.PathLike] | None = None,
+                atol: float = 1e-4, weights: str | None = None) -> ExportReport:
+    """Export the model of a run (``weights`` as :func:`~tsamlib.evaluation.views.load_run_model`) or of a package
+    folder (:func:`~tsamlib.evaluation.views.load_model`) to ``path`` after
+    checking onnxruntime against PyTorch on real clips (see the module's doc); :class:`ExportCheckError` when they
+    differ by more than ``atol``."""
+    import onnxruntime  # noqa: F401  (not installed: ImportError before any work)
+
+    path = Path(path)
+    model, cfg, vocab, run, videos = _prepare(run, path, videos, atol, weights)
     need = TRACE_BATCH + sum(CHECK_BATCHES)
     video, audio, used = check_views(cfg, videos, need)
     traced = (video[:TRACE_BATCH], None if audio is None else audio[:TRACE_BATCH])
@@ -147,13 +180,71 @@ def export_onnx(run: str | os.PathLike, path: str | os.PathLike, videos: Sequenc
         if bad:
             raise ExportCheckError(f"onnxruntime's logits differ from PyTorch's by {bad} (batch size: max abs) on "
                                    f"{len(used)} clips, more than atol={atol}: {path} was not written.")
-        meta_check = json.dumps({"videos": [relative_to_repo(v) for v in used], "max_abs_diff": diffs, "atol": atol})
-        set_onnx_metadata(tmp, {"check": meta_check})
-        operators = check_onnx_graph(tmp)
-        size = tmp.stat().st_size
-        os.replace(tmp, path)
-        if path.stat().st_size != size:   # the bytes landed before the report says "wrote"
-            raise OSError(f"{path} holds {path.stat().st_size} bytes after writing {size}: the export is incomplete")
+        operators = _keep(tmp, path, {"videos": [relative_to_repo(v) for v in used], "max_abs_diff": diffs,
+                                      "atol": atol})
     finally:
         tmp.unlink(missing_ok=True)
     return ExportReport(path, diffs, used, names, operators)
+
+
+def write_stream_onnx(model: torch.nn.Module, path: str | os.PathLike, frame: torch.Tensor,
+                      metadata: dict[str, Any] | None = None) -> Path:
+    """The fp32 stream graph of ``model`` (causal) traced on ``frame`` (B, 3, H, W) into ``path``, unchecked, with
+    the state's names, shapes and meanings (initial: zeros) in its ``state`` metadata beside ``metadata``."""
+    step = StatefulStep(model)
+    meta = dict(metadata or {}, graph="stream", state=json.dumps(step.state_info(frame)), initial_state="zeros",
+                audio_input="audio (B,3,H,W) every step + audio_new (B,1): 1 where the image is new" if step.audio
+                else "none")
+    return export_stream_onnx(step, path, frame, metadata=meta)
+
+
+def check_stream(model: torch.nn.Module, onnx_file: str | os.PathLike, video: torch.Tensor,
+                 audio: torch.Tensor | None) -> dict[int, float]:
+    """Batch size -> max |logit difference| over every step between :class:`OnnxStream` on ``onnx_file`` and
+    :class:`StreamingTSAM`, streaming the clips ``video`` (N, T, 3, H, W) frame by frame (their audio image, if
+    any, given with the first frame), in batches of :data:`CHECK_BATCHES` from the first view."""
+    torch_stream, onnx_stream = StreamingTSAM(model), OnnxStream(onnx_file)
+    diffs, start = {}, 0
+    for b in CHECK_BATCHES:
+        v, a = video[start:start + b], None if audio is None else audio[start:start + b, 0]
+        start += b
+        torch_stream.reset()
+        onnx_stream.reset()
+        worst = 0.0
+        for t in range(v.shape[1]):
+            given = a if t == 0 else None
+            want = torch_stream.step(v[:, t], given).numpy()
+            got = onnx_stream.step(v[:, t].numpy(), None if given is None else given.numpy())
+            worst = max(worst, float(np.abs(got - want).max()))
+        diffs[b] = worst
+    return diffs
+
+
+def export_onnx_stream(run: str | os.PathLike, path: str | os.PathLike,
+                       videos: Sequence[str | os.PathLike] | None = None, atol: float = 1e-4,
+                       weights: str | None = None) -> ExportReport:
+    """Export one step of a causal run's :class:`StreamingTSAM` to ``path`` (see the module's doc) after streaming
+    real clips with onnxruntime beside it: every step's logits within ``atol``, else :class:`ExportCheckError` and
+    nothing written; ValueError for a run that does not shift causally."""
+    import onnxruntime  # noqa: F401  (not installed: ImportError before any work)
+
+    path = Path(path)
+    model, cfg, vocab, run, videos = _prepare(run, path, videos, atol, weights)
+    if model.shift.depth > 0 and model.shift.direction != "causal":
+        raise NotCausalError(f"{run} shifts {model.shift.direction} (depth {model.shift.depth}): a stream needs a "
+                             "causal run; train one with shift_direction='causal' (or drop --stream: the clip model).")
+    video, audio, used = check_views(cfg, videos, TRACE_BATCH + sum(CHECK_BATCHES))
+    tmp = path.with_name(f".{path.stem}.checking{path.suffix}")
+    try:
+        write_stream_onnx(model, tmp, video[:TRACE_BATCH, 0], metadata=_metadata(cfg, vocab, Path(run).name))
+        diffs = check_stream(model, tmp, video[TRACE_BATCH:], None if audio is None else audio[TRACE_BATCH:])
+        bad = {b: d for b, d in diffs.items() if not d <= atol}
+        if bad:
+            raise ExportCheckError(f"the onnxruntime stream's logits differ from StreamingTSAM's by {bad} (batch "
+                                   f"size: max abs over every step) on {len(used)} clips, more than atol={atol}: "
+                                   f"{path} was not written.")
+        operators = _keep(tmp, path, {"videos": [relative_to_repo(v) for v in used], "max_abs_diff": diffs,
+                                      "atol": atol, "steps": int(video.shape[1])})
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ExportReport(path, diffs, used, StatefulStep(model).input_names(), operators)

@@ -9,6 +9,7 @@
     complexity        parameters, MACs, temporal reach
     onnx_export       the model as an ONNX graph of standard operators (the shift as plain ops, dynamic batch)
     online            a causal model run frame by frame on a stream (buffers of the last k frames per block)
+    online_onnx       one stream step with its state as explicit inputs and outputs, for an ONNX graph
 """
 from .._lazy import lazy_exports
 
@@ -17,6 +18,7 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     ".shift": ["temporal_shift", "shifted_conv2d", "TemporalShift", "insert_temporal_shift", "use_shift_kernel"],
     ".onnx_export": ["export_model_onnx", "check_onnx_graph"],
     ".online": ["StreamingTSAM"],
+    ".online_onnx": ["StatefulStep", "export_stream_onnx"],
     ".shift_reference": ["ShiftSpec", "ShiftLayout", "SHIFT_PADS", "SHIFT_DIRECTIONS", "shift_into"],
     ".pretrained": ["resolve_pretrained", "load_backbone_weights", "LoadReport", "check_fits",
                     "save_authors_checkpoint", "save_tsm_checkpoint", "save_mmaction2_checkpoint"],

@@ -258,14 +258,15 @@ def backends_markdown(b: dict) -> list[str]:
 def prepared_markdown(prep: dict) -> list[str]:
     """The mp4 / prepared section of the table."""
     m, med = prep["meta"], prep["median"]
+    stored = (f"the prepared layout reads the log-mels `prepare` stored in the folder, `mels-<hash>.npz`, in "
+              f"{m['stored_mel_reads']} clips, the others its `.wav`" if "stored_mel_reads" in m else
+              "the prepared layout from its `.wav`: measured before `prepare` stored log-mels")
     lines = ["", f"mp4 against the prepared layout (`python -m tsamlib prepare`: JPEG frames, short side 256, "
              f"quality 90, + `.wav`), same clips: {m['clips']}. One core (one process, "
              f"`torch.set_num_threads(1)`), ms per 16+1 clip (16 frames + the audio frame) at 256/224 with training "
              f"transforms; per clip the two layouts are measured one after the other, median of {m['repeats']} "
              f"repeats, then the median over the {m['n_clips']} clips. Audio cold: decode + 3 log-mels + image "
-             "(from the mp4's AAC track; the prepared layout reads the log-mels `prepare` stored in the folder, "
-             f"`mels-<hash>.npz`: {m.get('stored_mel_reads', '?')} of the cold reads came from them, the rest from "
-             "its `.wav`); cached: from the mel cache. Preparing took "
+             f"(from the mp4's AAC track; {stored}); cached: from the mel cache. Preparing took "
              f"{m['prepare_s']:.0f} s for the {m['n_clips']} clips with {m['prepare_workers']} worker processes "
              f"({m['prepare_s'] / m['n_clips']:.1f} s per clip); the frames take {m['prepared_mb']:.0f} MB against "
              f"{m['mp4_mb']:.0f} MB of mp4.", "",

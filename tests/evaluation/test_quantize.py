@@ -48,3 +48,10 @@ def test_an_agreement_below_the_threshold_writes_nothing(tmp_path, int8_run, cap
 def test_quantize_checked_refuses_an_unknown_method(tmp_path):
     with pytest.raises(ValueError, match="one of minmax"):
         qz.quantize_checked(tmp_path / "a.onnx", tmp_path / "b.onnx", [], [], method="mse")
+
+
+def test_int8_of_the_stream_graph_is_refused_for_now(tmp_path, int8_run, capsys):
+    out = tmp_path / "m.int8.onnx"
+    assert main(["export", str(int8_run), "--onnx", str(out), "--int8", "--stream"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --int8 with --stream") and list(tmp_path.iterdir()) == []

@@ -313,8 +313,8 @@ class TorchCodecVideo:
 FILE_READERS = {"decord": (DecordVideo, PyAVVideo), "torchcodec": (TorchCodecVideo, PyAVVideo),
                 "pyav": (PyAVSeek, PyAVVideo)}
 # what "auto" takes: the first that imports here. Measured (benchmarks/bench_data.py, data_loading.md) on the real
-# clips the three are within 10 % of each other (torchcodec 0.93x, decord 0.99x PyAV seeking): decord stays first,
-# the design card's reader, and needs no system FFmpeg; the in-order PyAV decode is 2.3x slower
+# clips, two runs, the three are within 10 % of each other (decord 0.99-1.04x, torchcodec 0.93-0.99x PyAV seeking):
+# decord stays first, the design card's reader; the in-order PyAV decode is 1.7-2.3x slower than seeking
 AUTO_ORDER = ("decord", "torchcodec", "pyav")
 _MODULES = {"decord": "decord", "torchcodec": "torchcodec.decoders", "pyav": "av"}
 _INSTALL = {"decord": "pip install decord (wheels for Linux x86_64 and Windows only); or choose 'pyav'",

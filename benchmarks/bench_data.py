@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from tsamlib.config import RunConfig
 from tsamlib.data.audio import AudioFrame
 from tsamlib.data.loaders import VideoDataset
 from tsamlib.data.transforms import ClipTransform
@@ -38,6 +39,7 @@ __all__ = ["main"]
 
 REPO = Path(__file__).resolve().parents[1]
 CMD = "OMP_NUM_THREADS=1 python benchmarks/bench_data.py"
+N_MELS = RunConfig().n_mels   # a default run's mel bands: the log-mels `prepare` stores by default
 
 
 def clips_dir(required: bool = True) -> Path | None:
@@ -98,7 +100,7 @@ def prepared_stages(folders: list[Path], repeats: int, tmp: Path) -> dict:
     from tsamlib.data.decode import list_frames, read_images
     from tsamlib.data.video import segment_indices
     tfm = ClipTransform(img_size=224, resize=256, train=True)
-    af = AudioFrame(size=(224, 224), cache_dir=tempfile.mkdtemp(dir=tmp))
+    af = AudioFrame(size=(224, 224), n_mels=N_MELS, cache_dir=tempfile.mkdtemp(dir=tmp))
     per: dict[str, list[float]] = {"list": [], "decode": [], "transform": [], "audio_cached": []}
     for f in folders:
         rng = np.random.default_rng(0)
@@ -167,11 +169,11 @@ def bench(paths: list[Path], source: str, n_frames: int, resize: int, img_size: 
             per_clip.append(time_ms(lambda: ds.load(i, np.random.default_rng(0)), repeats))
         elif audio == "cold":
             def cold():
-                af = AudioFrame(size=(img_size, img_size), cache_dir=tempfile.mkdtemp(dir=tmp))
+                af = AudioFrame(size=(img_size, img_size), n_mels=N_MELS, cache_dir=tempfile.mkdtemp(dir=tmp))
                 VideoDataset(df, n_frames, "train", tfm, af).load(i, np.random.default_rng(0))
             per_clip.append(time_ms(cold, repeats))
         else:
-            af = AudioFrame(size=(img_size, img_size), cache_dir=tempfile.mkdtemp(dir=tmp))
+            af = AudioFrame(size=(img_size, img_size), n_mels=N_MELS, cache_dir=tempfile.mkdtemp(dir=tmp))
             ds = VideoDataset(df, n_frames, "train", tfm, af)
             ds.load(i, np.random.default_rng(0))                        # fill the cache
             per_clip.append(time_ms(lambda: ds.load(i, np.random.default_rng(1)), repeats))
@@ -182,9 +184,10 @@ def audio_only(paths: list[Path], img_size: int, repeats: int, tmp: Path) -> dic
     "Audio frame alone: cold (decode + 3 mels + image) vs cached (load + crop + image), ms."
     cold, hot = [], []
     for p in paths:
-        cold.append(time_ms(lambda: AudioFrame(size=(img_size, img_size), cache_dir=tempfile.mkdtemp(dir=tmp))(
+        cold.append(time_ms(lambda: AudioFrame(size=(img_size, img_size), n_mels=N_MELS,
+                                               cache_dir=tempfile.mkdtemp(dir=tmp))(
             p, train=True, rng=np.random.default_rng(0)), repeats))
-        af = AudioFrame(size=(img_size, img_size), cache_dir=tempfile.mkdtemp(dir=tmp))
+        af = AudioFrame(size=(img_size, img_size), n_mels=N_MELS, cache_dir=tempfile.mkdtemp(dir=tmp))
         af(p)
         hot.append(time_ms(lambda: af(p, train=True, rng=np.random.default_rng(0)), repeats))
     c, h = statistics.median(cold), statistics.median(hot)
@@ -293,6 +296,7 @@ def to_markdown(rows: list[dict], audio_rows: list[dict], meta: dict, prep: dict
              f"of {meta['jpeg_from']} as a folder. Machine: {meta['machine']}, measured on 1 of its cores; 1-minute "
              f"load average {meta['load_average'][0]} at the start and {meta['load_average'][1]} at the end "
              "(other jobs shared the cores when it exceeds 1); "
+             f"the audio frame has {meta.get('n_mels', 224)} mel bands; "
              "repeat runs differ by up to about 30% when other jobs share the cores; mp4 time is dominated by H.264 "
              "seeking/decoding (720p clips cost most), JPEG folders avoid it.", "",
              "| source | frames | resize/crop | video only | + audio (cold) | + audio (cached) |",
@@ -379,7 +383,7 @@ def main(argv=None) -> None:
                 return sum(q.stat().st_size for p in ps for q in ([p] if p.is_file() else p.iterdir())) / 1e6
             wavs = [f.parent / (f.name + ".wav") for f in folders]
             stages = prepared_stages(folders, args.repeats, tmp)
-            stored = AudioFrame(size=(224, 224)).prepared_name   # the bench's audio settings' stored log-mels
+            stored = AudioFrame(size=(224, 224), n_mels=N_MELS).prepared_name   # these settings' stored log-mels
             prep = dict(meta=dict(clips=cmp_what, n_clips=len(cmp_videos), repeats=args.repeats,
                                   prepare_s=round(prep_s, 1), prepare_workers=prep_workers,
                                   prepared_mb=round(size_mb(folders) + size_mb([w for w in wavs if w.exists()]), 1),
@@ -391,7 +395,7 @@ def main(argv=None) -> None:
     meta = dict(n_clips=len(paths), repeats=args.repeats, clips=", ".join(p.name for p in paths),
                 jpeg_from=jpeg_src.name, machine=f"{cpu_name()}, "
                 f"{os.cpu_count()} cores, torch {torch.__version__}",
-                load_average=[round(load_start, 1), round(os.getloadavg()[0], 1)], **provenance())
+                load_average=[round(load_start, 1), round(os.getloadavg()[0], 1)], n_mels=N_MELS, **provenance())
     write_results(args.out, dict(meta=meta, rows=rows, audio=audio_rows, prepared=prep, backends=backends))
 
 

@@ -37,7 +37,7 @@ __all__ = ["VideoReadError", "AudioError", "FRAME_EXTENSIONS", "short_error", "i
            "AudioTrack", "decode_audio"]
 
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")   # the images of a frame folder
-CHUNK = 16   # frames per decord call when a whole video is streamed (iter_frames)
+CHUNK = 16   # frames per reader call when a whole video is streamed (iter_frames)
 
 
 class VideoReadError(RuntimeError):
@@ -129,6 +129,12 @@ def read_images(files: list[Path], indices: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------- video readers
+def _in_chunks(frames: Callable[[np.ndarray], np.ndarray], indices) -> Iterator[np.ndarray]:
+    """``frames(indices)`` CHUNK indices at a time, one frame after the other: few frames in memory at once."""
+    for a in range(0, len(indices), CHUNK):
+        yield from frames(indices[a:a + CHUNK])
+
+
 class FrameFolder:
     """A folder of frames (:func:`list_frames`: name order is frame order), read with PIL; no rate."""
     name = "folder"
@@ -175,8 +181,7 @@ class DecordVideo:
         return batch[inverse]
 
     def iter_frames(self, indices) -> Iterator[np.ndarray]:
-        for a in range(0, len(indices), CHUNK):
-            yield from self.frames(indices[a:a + CHUNK])
+        return _in_chunks(self.frames, indices)
 
 
 class PyAVSeek:
@@ -244,7 +249,7 @@ class PyAVSeek:
         indices = np.asarray(indices, dtype=np.int64)
         if len(indices) and np.all(np.diff(indices) > 0):   # ascending (a whole video): one pass, few in memory
             return self._decode(self.pts[indices])
-        return (frame for a in range(0, len(indices), CHUNK) for frame in self.frames(indices[a:a + CHUNK]))
+        return _in_chunks(self.frames, indices)
 
 
 class PyAVVideo:
@@ -304,8 +309,7 @@ class TorchCodecVideo:
         return self.decoder.get_frames_at(uniq.tolist()).data.numpy()[inverse]
 
     def iter_frames(self, indices) -> Iterator[np.ndarray]:
-        for a in range(0, len(indices), CHUNK):
-            yield from self.frames(indices[a:a + CHUNK])
+        return _in_chunks(self.frames, indices)
 
 
 # each backend's readers of a video file, in the order they are tried: the in-order PyAV decode (real frame count)

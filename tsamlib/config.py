@@ -72,7 +72,8 @@ class RunConfig:
     """Every setting of one training run (notebook 03). Created = checked; see :meth:`check`."""
 
     dataset: str = _f("default", "a dataset built by notebook 01 ('default', 'mini-kinetics-av', "
-                                 "'mini-something') or a manifest CSV path")
+                                 "'mini-something'), a manifest CSV path, or a shard dataset's "
+                                 "index.json (prepare --format shards)")
     n_frames: int = _f(8, "T, video segments (frames) per clip", lo=1, hi=256)
     shift_depth: int = _f(1, "k: 0 is TSN (no shift), 1 is TSM, 2-5 deeper shifts", lo=0, hi=64)
     f_div: int = _f(8, "C // f_div channels move each way (8: TSM, 4: the report)", lo=2, hi=1024)

@@ -114,7 +114,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         res = prepare_dataset(args.manifest, folders, workers=args.workers, **_given(mels=args.mels), **opts)
         if shards and (res.table["problem"] == "").any():
             index = write_shards(res.manifest, args.out, shard_bytes=args.shard_size)
-            print(f"shards written: {index} ({len(res.table)} clips, skipped ones as counted above)")
+            print(f"shards written: {index} ({len(res.table)} clips, skipped ones as counted above); train on them "
+                  f"with: python -m tsamlib train --dataset {index}")
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

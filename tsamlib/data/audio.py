@@ -39,6 +39,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import warnings
 from dataclasses import dataclass, field
@@ -57,7 +58,7 @@ __all__ = ["DEFAULT_SR", "Waveform", "audio_source", "load_waveform", "log_mels"
            "random_crop_seconds", "MelCache", "AudioFrame", "AUTHORS_N_FFT", "load_waveform_authors",
            "authors_log_mels", "authors_mels_to_image", "authors_audio_image", "Frontend", "TsamlibFrontend",
            "AuthorsFrontend", "FRONTENDS", "AUDIO_FRONTENDS", "params_hash", "read_mels_file", "write_mels_file",
-           "PREPARED_MELS_GLOB"]
+           "PREPARED_MELS_GLOB", "MelsMissingError"]
 
 DEFAULT_SR = 22050
 
@@ -404,6 +405,10 @@ class MelCache:
 
 
 # ----------------------------------------------------------------------------------------------- the audio frame
+class MelsMissingError(ValueError):
+    """Clips in memory (shards) without the log-mels of a run's audio settings: the run's to fix, not the clip's."""
+
+
 @dataclass
 class AudioFrame:
     """Path -> `(3, H, W)` audio frame and `has_audio`, with optional cache and train-time crop.
@@ -511,8 +516,22 @@ class AudioFrame:
             mels = [m.astype(np.float16).astype(np.float32) for m in mels]   # same values as a cache hit
         return mels, has_audio
 
+    def stored_mels(self, files: dict[str, bytes], where: str) -> tuple[list[np.ndarray], bool]:
+        """The log-mels of these settings among a prepared clip's files held in memory (a shard's sample: file name
+        -> bytes); a clip without them raises :class:`MelsMissingError` naming the ``prepare`` that adds them."""
+        data = files.get(self.prepared_name)
+        if data is None:
+            raise MelsMissingError(f"{where}: no log-mels for this run's audio settings ({self.spec()}; it has "
+                                   f"{sorted(files) or 'none'}); pack the shards from clips prepared with them: "
+                                   f"python -m tsamlib prepare MANIFEST --out OUT --format shards --mels {self.spec()}")
+        return read_mels_file(io.BytesIO(data), self.n_mels)
+
     def __call__(self, path, train: bool = False, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, bool]:
-        mels, has_audio = self.full_mels(path)
+        return self.image(*self.full_mels(path), train=train, rng=rng)
+
+    def image(self, mels: list[np.ndarray], has_audio: bool, train: bool = False,
+              rng: np.random.Generator | None = None) -> tuple[torch.Tensor, bool]:
+        """A clip's full log-mels as its audio frame (a random crop in training), and ``has_audio``."""
         crop = (0.0, 0.0)
         if train and has_audio:
             duration = mels[0].shape[1] * self.hops_ms[0] / 1000

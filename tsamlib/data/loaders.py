@@ -39,7 +39,7 @@ import pandas as pd
 import torch
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader, SkipItemException
-from fastai.torch_core import default_device
+from fastai.torch_core import default_device, to_device
 
 from ..config import DATA_SWITCHES
 
@@ -50,10 +50,12 @@ from .workers import single_thread
 from .skiplog import SkipLog
 from .transforms import AUTHORS_GRAYSCALE_P, ClipTransform, denormalize, norm_stats
 from .decode import resolve_backend
+from .shards import ShardDataset, is_shard_index
 from .video import load_clip, load_views
 
 __all__ = ["limit_threads", "SampleDropped", "NoAudioError", "VideoDataset", "TSAMDataLoader", "TSAMDataLoaders",
-           "DataSpec", "video_dataloaders", "clip_views_dataset", "video_views", "views_dataloader", "show_clip_batch"]
+           "DataSpec", "ShardLoader", "SHUFFLE_BUFFER", "video_dataloaders", "clip_views_dataset", "video_views",
+           "views_dataloader", "show_clip_batch"]
 
 
 class SampleDropped(SkipItemException):
@@ -220,6 +222,48 @@ class TSAMDataLoader(DataLoader):
         return self.dataset.n_inp
 
 
+def _collate(items: list[tuple]) -> tuple:
+    return tuple(torch.utils.data.default_collate(items))   # fastai's batches are tuples
+
+
+def _shard_worker(_: int) -> None:
+    limit_threads()
+
+
+class ShardLoader(TSAMDataLoader):
+    """A TSAMDataLoader over a :class:`~tsamlib.data.shards.ShardDataset`: a torch DataLoader's workers each read
+    their own shards, item by item, and the batches are made here (fastai's own worker split hands each worker
+    indices, which a stream has not; batched in the workers, each one's last partial batch would be dropped), so
+    only the epoch's last partial batch is dropped, as with the folders. A pass reports the samples left out."""
+    def __iter__(self):
+        self.randomize()
+        self.before_iter()
+        workers = self.fake_l.num_workers     # 0 inside fastai's `no_multiproc` (one_batch, show_batch)
+        items = torch.utils.data.DataLoader(self.dataset, batch_size=None, num_workers=workers,
+                                            prefetch_factor=max(2, self.bs) if workers else None,
+                                            worker_init_fn=_shard_worker if workers else None)
+        batch: list = []
+        for item in items:
+            batch.append(item)
+            if len(batch) == self.bs:
+                yield self._out(batch)
+                batch = []
+        if batch and not self.drop_last:
+            yield self._out(batch)
+        self.after_iter()
+
+    def _out(self, items: list) -> tuple:
+        b = _collate(items)
+        return self.after_batch(to_device(b, self.device) if self.device is not None else b)
+
+    def after_iter(self):
+        ds = self.dataset
+        ds.log.report_new()
+        if len(ds) and not self.n_items:
+            raise RuntimeError(f"all {len(ds)} samples of split {ds.split!r} of {ds.index} failed to load; first "
+                               f"failures: {list(ds.log.skipped().items())[:3]}")
+
+
 _ROLES = ("train", "valid")
 
 
@@ -370,6 +414,9 @@ def video_dataloaders(manifest, spec: DataSpec | None = None, *, batch_size: int
     ``spec`` describes (or a :class:`DataSpec` of ``settings``: ``video_dataloaders(m, n_frames=8, audio=True)``).
     ``batch_size`` clips a step, ``seed`` for the shuffle and the per-clip randomness, ``cache_dir`` for log-mels."""
     spec = replace(spec, **settings) if spec is not None else DataSpec(**settings)
+    if is_shard_index(manifest):
+        return _shard_dataloaders(manifest, spec, batch_size, num_workers, seed, device, cache_dir, train_split,
+                                  valid_split)
     df = read_table(manifest)
     vocab = manifest_vocab(df)
     good, excluded = usable_rows(df, spec.audio, spec.missing_audio)
@@ -391,6 +438,42 @@ def video_dataloaders(manifest, spec: DataSpec | None = None, *, batch_size: int
     # model where it is: without this a GPU machine would train on the CPU
     res = TSAMDataLoaders(*dls, device=default_device() if device is None else device)
     res.vocab, res.c, res.excluded = vocab, len(vocab), excluded
+    return res
+
+
+SHUFFLE_BUFFER = 1000   # training samples a shard loader shuffles among (webdataset's usual size; ~0.1-1 GB of JPEGs)
+
+
+def _shard_dataloaders(index, spec: DataSpec, batch_size: int, num_workers: int, seed: int, device, cache_dir,
+                       train_split: str, valid_split: str) -> TSAMDataLoaders:
+    """:func:`video_dataloaders` of a shard dataset's index: the same items from a stream of its shards."""
+    if spec.audio and cache_dir is not None:
+        cache_dir = None   # a shard's log-mels are in the shard: there is nothing to cache
+    af = spec.audio_frame(cache_dir)
+    drop = spec.audio and spec.missing_audio == "drop"
+    train_ds = ShardDataset(index, train_split, spec.n_frames, "train", spec.transform(True), af, seed,
+                            shuffle=SHUFFLE_BUFFER, on_bad="replace", drop_silent=drop)
+    valid_ds = ShardDataset(index, valid_split, spec.n_frames, "valid", spec.transform(False), af, seed,
+                            on_bad="drop", drop_silent=drop)
+    info = train_ds.info
+    if info.get("skipped"):
+        warnings.warn(f"{index}: {info['skipped']} clips of the prepared manifest were not packed (the problems "
+                      "prepare reported)")
+    silent = sum(info["no_audio"].get(s, 0) for s in (train_split, valid_split))
+    if spec.audio and silent:
+        n = sum(info["splits"].get(s, 0) for s in (train_split, valid_split))
+        warnings.warn(f"{silent} of {n} videos have no audio track: their audio frame is "
+                      f"{'silent' if spec.missing_audio == 'silent' else 'missing: they are left out'}")
+    dls = []
+    for ds, shuffle in ((train_ds, True), (valid_ds, False)):
+        dl = ShardLoader(ds, bs=batch_size, shuffle=False, drop_last=shuffle and len(ds) >= batch_size,
+                         num_workers=num_workers)
+        dl.rng = random.Random(seed)
+        dls.append(dl)
+    res = TSAMDataLoaders(*dls, device=default_device() if device is None else device)
+    names = dict((int(a), str(b)) for a, b in info["classes"])
+    res.vocab = [names.get(i, str(i)) for i in range(max(names) + 1)]
+    res.c, res.excluded = len(res.vocab), {}
     return res
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .decode import VideoReadError, is_frame_folder, short_error, video_readers
+from .decode import JpegBytes, VideoReadError, is_frame_folder, short_error, video_readers
 
 __all__ = ["segment_indices", "count_frames", "read_frames", "load_clip", "load_views", "view_indices", "SAMPLINGS",
            "DENSE_SPAN"]
@@ -143,7 +143,11 @@ def _decoded(path: str | Path, sample, name_failures: bool = True, backend: str 
              ) -> tuple[torch.Tensor, np.ndarray]:
     """The frames at ``sample(frame count)`` from the first of :func:`~tsamlib.data.decode.video_readers` that
     decodes them, and the indices. When all fail, the last one's error is raised (``name_failures``: with the
-    others' after it, ``[decord: ...]``)."""
+    others' after it, ``[decord: ...]``). ``path`` may be a clip already in memory (a
+    :class:`~tsamlib.data.decode.JpegBytes`): it is its own reader."""
+    if isinstance(path, JpegBytes):
+        idx = sample(len(path))
+        return torch.from_numpy(path.frames(idx)), idx
     path = Path(path)
     *first, last = video_readers(path, backend)
     if is_frame_folder(path):                      # a frame folder: its errors are the read's

@@ -38,6 +38,7 @@ from ..data.datasets import dataset_manifest
 from ..data.decode import resolve_backend
 from ..data.loaders import DataSpec, TSAMDataLoaders, video_dataloaders
 from ..data.manifest import check_manifest
+from ..data.shards import is_shard_index, read_index, split_shards
 from ..model.complexity import clip_cost
 from ..model.tsam import check_model_settings
 from ..runs.fileio import mel_cache_dir, relative_to_repo
@@ -87,8 +88,13 @@ def begin_run(cfg: RunConfig, build_missing: bool = True) -> tuple[Run, Path]:
     check_resume(cfg)
     check_model_settings(cfg.arch, pretrained=cfg.pretrained, pretrained_match=cfg.pretrained_match,
                          **cfg.model_kwargs())
-    manifest = dataset_manifest(cfg.dataset, build_missing=build_missing)
-    _note_missing_files(check_manifest(manifest, check_files=True))
+    if is_shard_index(cfg.dataset):   # shards (prepare --format shards): their index, read before anything is written
+        manifest = cfg.dataset
+        for split in ("train", "valid"):
+            split_shards(read_index(manifest), split)
+    else:
+        manifest = dataset_manifest(cfg.dataset, build_missing=build_missing)
+        _note_missing_files(check_manifest(manifest, check_files=True))
     run_id = cfg.run_id or unique_run_id(cfg, cfg.runs_root)
     run = start_run(run_id, cfg.settings(), cfg.runs_root, resume=cfg.resume, overwrite=cfg.overwrite)
     print(f"run {run_id}: {relative_to_repo(run.path)}", flush=True)
@@ -134,6 +140,11 @@ def setup_training(cfg: RunConfig, progress_bars: bool = True) -> Training:
     per_node = int(os.environ.get("LOCAL_WORLD_SIZE", 0)) or None   # set by torchrun and accelerate
     launch = launch_record(cfg, num_distrib(), torch.cuda.is_available(), per_node=per_node)
     several = launch["world_size"] > 1
+    if several and is_shard_index(cfg.dataset):
+        # each rank would read its own shards, whose sample counts differ: unequal steps stall DDP's all-reduce
+        raise ValueError(f"dataset={cfg.dataset!r}: a shard dataset trains in one process for now; with "
+                         f"{launch['world_size']} processes train on the prepared folders' manifest (OUT/folders/"
+                         "manifest.csv beside the shards)")
     if rank != 0:  # only rank 0 writes the run folder; the others record into a scratch folder
         check_resume(cfg)   # every process refuses a run that is not there, as rank 0 does
         # resume=False: a scratch folder has no run to resume (its checkpoints were never there either)

@@ -50,8 +50,34 @@ def test_quantize_checked_refuses_an_unknown_method(tmp_path):
         qz.quantize_checked(tmp_path / "a.onnx", tmp_path / "b.onnx", [], [], method="mse")
 
 
-def test_int8_of_the_stream_graph_is_refused_for_now(tmp_path, int8_run, capsys):
+@pytest.fixture(scope="module")
+def causal_run(kinetics_clips, tmp_path_factory):
+    root = tmp_path_factory.mktemp("int8-stream")
+    manifest = example_clips_manifest(root / "manifest.csv", kinetics_clips)
+    return finished_run(root / "runs", manifest, audio=True, shift_depth=2, shift_direction="causal", n_frames=4)
+
+
+def test_int8_stream_graph_streams_and_carries_its_agreement(tmp_path, causal_run, capsys):
+    """``--int8 --stream``: the stream graph quantized on every step of the calibration clips' fp32 stream, compared
+    at the last step of each validation clip; the file streams with OnnxStream as the fp32 one does."""
+    from tsamlib.evaluation.onnx_stream import OnnxStream
+    out = tmp_path / "s.int8.onnx"
+    assert main(["export", str(causal_run), "--onnx", str(out), "--int8", "--stream", "--calib-clips", "2",
+                 "--min-agreement", "0.25"]) == 0
+    said = capsys.readouterr().out
+    assert "steps of 2 training clips" in said and [p.name for p in tmp_path.iterdir()] == ["s.int8.onnx"]
+    stream = OnnxStream(out)
+    meta = json.loads(stream.session.get_modelmeta().custom_metadata_map["int8"])
+    assert meta["graph"] == "stream" and meta["n_calib_clips"] == 2 and meta["n_calib"] == 2 * 4   # 4 frames each
+    assert meta["compared"] == "last step" and 0.25 <= meta["agreement"] <= 1 and meta["n_eval"] == 4
+    assert any(n.op_type == "QuantizeLinear" for n in __import__("onnx").load(str(out)).graph.node)
+    frame = np.zeros((1, 3, 32, 32), np.float32)
+    first, second = stream.step(frame, frame), stream.step(frame)
+    assert first.shape == second.shape == (1, 2) and np.isfinite(second).all()
+
+
+def test_int8_stream_of_a_bidirectional_run_is_refused(tmp_path, int8_run, capsys):
     out = tmp_path / "m.int8.onnx"
     assert main(["export", str(int8_run), "--onnx", str(out), "--int8", "--stream"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: --int8 with --stream") and list(tmp_path.iterdir()) == []
+    assert len(err) == 1 and "a stream needs a causal run" in err[0] and list(tmp_path.iterdir()) == []

@@ -45,14 +45,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..data.decode import VideoReadError
     from ..evaluation.export import NotCausalError, export_onnx, export_onnx_stream
     from ..evaluation.quantize import export_int8
-    if args.int8 and args.stream:   # quantize_checked takes any graph, but the stream's check is not wired to it yet
-        print("error: --int8 with --stream is not available yet: export the stream graph in fp32 (drop --int8), or "
-              "the clip graph in INT8 (drop --stream)", file=sys.stderr)
-        return 2
     try:
         if args.int8:
             rep = export_int8(run, args.onnx, calib_clips=args.calib_clips, min_agreement=args.min_agreement,
-                              method=args.calib_method, weights=args.weights)
+                              method=args.calib_method, weights=args.weights, stream=args.stream)
         else:
             export = export_onnx_stream if args.stream else export_onnx
             rep = export(run, args.onnx, videos=args.videos, atol=args.atol, weights=args.weights)

@@ -35,6 +35,7 @@ class OnnxStream:
         self.classes = json.loads(meta["classes"]) if "classes" in meta else None
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.audio = "audio" in self.inputs   # the graph's own inputs, not a metadata entry a file may lack
+        self.record: list[dict[str, np.ndarray]] | None = None   # a list: each step's feed is appended (calibration)
         self.reset()
 
     def reset(self) -> None:
@@ -54,7 +55,10 @@ class OnnxStream:
             new = audio is not None or self.frames == 0   # before any sound: a silent image, as StreamingTSAM
             image = np.zeros_like(frame) if audio is None else np.asarray(audio, dtype=np.float32).reshape(frame.shape)
             feed += [image, np.full((frame.shape[0], 1), float(new), np.float32)]
-        outputs = self.session.run(None, dict(zip(self.inputs, feed + self.state)))
+        feeds = dict(zip(self.inputs, feed + self.state))
+        if self.record is not None:
+            self.record.append(feeds)
+        outputs = self.session.run(None, feeds)
         self.state = outputs[1:]
         self.frames += 1
         return outputs[0]

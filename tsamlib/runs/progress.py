@@ -18,6 +18,9 @@ def progress(iterable: Any = None, **kwargs: Any):
 
     from tqdm.std import tqdm
 
+    # no monitor thread: a thread alive in this process when a loader or pool forks its workers can hold a lock
+    # the child then waits on forever (the monitor only fixes the rate shown after a stall)
+    tqdm.monitor_interval = 0
     if in_kernel():
         if executed_by_papermill():
             kwargs["disable"] = True

@@ -276,6 +276,8 @@ def test_online_bench_quick_mode_writes_its_table(tmp_path):
     bench.main(["--quick", "--size", "64", "--out", str(tmp_path)])
     md = (tmp_path / "online_quick.md").read_text()
     rows = [line for line in md.splitlines() if line.startswith("| resnet18 |")]
-    assert len(rows) == len({1, os.cpu_count() or 1}) and "Goal: the streaming shift adds at most 10 %" in md
+    assert len(rows) == 2 * len({1, os.cpu_count() or 1}) and "Goal: the streaming shift adds at most 10 %" in md
     res = json.loads((tmp_path / "online_quick.json").read_text())
     assert all(r["clip_max_abs_diff"] < 1e-4 and r["state_mb"] > 0 for r in res["rows"])
+    assert all(r["ort_stream_ms"] > 0 and r["clip_int8_mb"] < r["clip_mb"] for r in res["rows"])   # the deployed rows
+    assert "the ONNX stream step within 1.1x" in md   # a second table: PyTorch's rows, then ONNX Runtime's

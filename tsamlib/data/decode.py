@@ -13,7 +13,9 @@ that imports here (:data:`AUTO_ORDER`; decord has no wheels on aarch64 or macOS,
 FFmpeg libraries, PyAV bundles its own). All of them give the same frames on the real clips
 (tests/data/test_backends.py).
 
-:func:`decode_audio` gives the first audio track of a file through a PyAV resampler. Imports numpy only (the
+:func:`live_frames` reads a live source (a pipe, a URL, a device, a file still being written) with PyAV as its
+frames arrive, choosing them by their timestamps. :func:`decode_audio` gives the first audio track of a file through
+a PyAV resampler. Imports numpy only (the
 decoders on first use): the probe workers load it.
 """
 from __future__ import annotations
@@ -35,7 +37,7 @@ __all__ = ["VideoReadError", "AudioError", "FRAME_EXTENSIONS", "short_error", "i
            "prefetch", "read_images", "FrameFolder", "JpegBytes", "DecordVideo", "PyAVSeek", "PyAVVideo",
            "TorchCodecVideo", "FILE_READERS", "AUTO_ORDER", "VIDEO_BACKENDS",
            "backend_missing", "resolve_backend", "file_readers", "video_readers",
-           "AudioTrack", "decode_audio"]
+           "AudioTrack", "decode_audio", "live_frames"]
 
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")   # the images of a frame folder
 CHUNK = 16   # frames per reader call when a whole video is streamed (iter_frames)
@@ -396,6 +398,39 @@ def file_readers(backend: str = "auto") -> tuple[type, ...]:
 def video_readers(path: str | Path, backend: str = "auto") -> tuple[type, ...]:
     """The readers to try on ``path``, in order: a frame folder's, else :func:`file_readers` of ``backend``."""
     return (FrameFolder,) if is_frame_folder(path) else file_readers(backend)
+
+
+# ----------------------------------------------------------------------------------------------- live sources
+def live_frames(source: str, rate: float | None = None, timeout: float = 10.0,
+                follow: bool = False) -> Iterator[tuple[int, float, np.ndarray]]:
+    """The frames of ``source`` (anything PyAV opens: a pipe, ``-`` for stdin, a URL, a device) as they arrive:
+    ``(index, time, rgb)`` for every decoded frame, ``index`` its place among them, ``time`` the moment it stopped
+    being shown (its end, seconds from the first frame's start), ``rgb`` uint8 ``(H, W, 3)`` for a chosen frame, None
+    for the others (not converted). ``rate`` None: every frame is chosen; else the frame on screen at each time
+    ``k / rate`` (from their timestamps, not from a count known in advance; a frame on screen at several of those
+    times comes once). ``follow``: a
+    regular file still being written is read on at its end (FFmpeg's ``follow``) rather than ended there.
+    ``timeout``: seconds PyAV waits on a network read before it gives up (``av.error.ExitError``); a pipe's read
+    blocks until its writer writes or closes."""
+    import av
+    # follow: the file's end is never reached, so no seeking to it for a duration estimate (that read blocks)
+    # probesize 32: the stream's first packets suffice, rather than 5 s of it before the first frame comes out
+    options = {"probesize": "32", **({"follow": "1", "skip_estimate_duration_from_pts": "1"} if follow else {})}
+    with av.open("pipe:0" if source == "-" else source, options=options, timeout=timeout) as c:
+        if not c.streams.video:
+            raise VideoReadError(f"{source}: no video stream")
+        st = c.streams.video[0]
+        spacing = 1 / float(st.average_rate or st.guessed_rate or 25)   # a frame's duration when it has none
+        start, end, k = None, 0.0, 0
+        for index, f in enumerate(c.decode(st)):
+            d = float(f.duration * f.time_base) if f.duration and f.time_base else spacing
+            t = f.time if f.time is not None else end + (start or 0.0)   # no timestamp: right after the last one
+            start = t if start is None else start
+            end = t - start + d
+            chosen = rate is None or k / rate < end - 1e-6 * d   # on screen at k / rate (as stream_times' floor)
+            while rate is not None and k / rate < end - 1e-6 * d:
+                k += 1
+            yield index, end, f.to_ndarray(format="rgb24") if chosen else None
 
 
 # ----------------------------------------------------------------------------------------------- audio

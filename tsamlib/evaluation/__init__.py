@@ -13,7 +13,8 @@ interpreted, videos predicted (imports ``model``, ``data``, ``runs``, ``config``
     export      a run to ONNX, checked with onnxruntime on real clips before it is written
     quantize    a run's ONNX graph as INT8, kept only when it agrees with fp32 on the run's validation set
     onnx_stream an exported stream graph stepped with onnxruntime and numpy alone (no torch)
-    stream      a video classified frame by frame with a causal run (the top classes after every frame)
+    stream      a video classified frame by frame with a causal run (the top classes after every frame); a live
+                source (pipe, URL, device, growing file) followed as its frames arrive
 """
 from .._lazy import lazy_exports
 
@@ -30,7 +31,8 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     ".export": ["export_onnx", "ExportReport", "ExportCheckError", "export_onnx_stream", "write_stream_onnx",
                 "check_stream", "NotCausalError"],
     ".onnx_stream": ["OnnxStream"],
-    ".stream": ["stream_video", "StreamStep", "stream_times"],
+    ".stream": ["stream_video", "StreamStep", "stream_times", "stream_live", "LiveStream", "SourceStalled",
+                "is_live_source", "live_rate"],
     ".released": ["RELEASED", "released_settings", "file_settings", "evaluate_checkpoint", "summary_table",
                   "build_model", "example_clips_manifest", "stand_in_checkpoint", "checkpoint_settings",
                   "STAND_IN_FORMATS"],

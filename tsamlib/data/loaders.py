@@ -428,10 +428,17 @@ def video_dataloaders(manifest, spec: DataSpec | None = None, *, batch_size: int
                             split=train_split, drop_silent=drop, backend=spec.video_backend)
     valid_ds = VideoDataset(va, spec.n_frames, "valid", spec.transform(False), af, seed, on_bad="drop",
                             split=valid_split, drop_silent=drop, backend=spec.video_backend)
+    return _loaders(TSAMDataLoader, train_ds, valid_ds, batch_size, num_workers, seed, device, vocab, excluded)
+
+
+def _loaders(kind: type, train_ds, valid_ds, batch_size: int, num_workers: int, seed: int, device, vocab: list,
+             excluded: dict) -> TSAMDataLoaders:
+    """The train (shuffled, whole batches) and valid loaders of ``kind`` over the datasets, as one TSAMDataLoaders."""
     dls = []
-    for ds, shuffle in ((train_ds, True), (valid_ds, False)):
-        dl = TSAMDataLoader(ds, bs=batch_size, shuffle=shuffle, drop_last=shuffle and len(ds) >= batch_size,
-                            num_workers=num_workers)
+    for ds, train in ((train_ds, True), (valid_ds, False)):
+        shuffle = train and kind is TSAMDataLoader   # a shard loader shuffles in its dataset's buffer instead
+        dl = kind(ds, bs=batch_size, shuffle=shuffle, drop_last=train and len(ds) >= batch_size,
+                  num_workers=num_workers)
         dl.rng = random.Random(seed)
         dls.append(dl)
     # fastai's DataLoader keeps batches where they are made unless told a device, and its Learner then leaves the
@@ -464,17 +471,9 @@ def _shard_dataloaders(index, spec: DataSpec, batch_size: int, num_workers: int,
         n = sum(info["splits"].get(s, 0) for s in (train_split, valid_split))
         warnings.warn(f"{silent} of {n} videos have no audio track: their audio frame is "
                       f"{'silent' if spec.missing_audio == 'silent' else 'missing: they are left out'}")
-    dls = []
-    for ds, shuffle in ((train_ds, True), (valid_ds, False)):
-        dl = ShardLoader(ds, bs=batch_size, shuffle=False, drop_last=shuffle and len(ds) >= batch_size,
-                         num_workers=num_workers)
-        dl.rng = random.Random(seed)
-        dls.append(dl)
-    res = TSAMDataLoaders(*dls, device=default_device() if device is None else device)
     names = dict((int(a), str(b)) for a, b in info["classes"])
-    res.vocab = [names.get(i, str(i)) for i in range(max(names) + 1)]
-    res.c, res.excluded = len(res.vocab), {}
-    return res
+    vocab = [names.get(i, str(i)) for i in range(max(names) + 1)]
+    return _loaders(ShardLoader, train_ds, valid_ds, batch_size, num_workers, seed, device, vocab, {})
 
 
 def clip_views_dataset(manifest, split: str = "test", n_clips: int = 1, n_frames: int = 8,

@@ -96,9 +96,8 @@ def _predict(run: Path, args: argparse.Namespace) -> int:
 
 def _stream(run: Path, args: argparse.Namespace) -> int:
     from ..data.decode import VideoReadError
-    from ..evaluation.stream import AUDIO_WINDOW, RATE, stream_video
+    from ..evaluation.stream import AUDIO_WINDOW, RATE, is_live_source, stream_video
     from ..evaluation.views import has_audio
-    from ..evaluation.stream import is_live_source
     rate = RATE if args.rate is None else args.rate
     if args.live or is_live_source(args.video):
         return _stream_live(run, args, rate)

@@ -65,8 +65,10 @@ def write_shards(prepared_manifest: str | os.PathLike, out: str | os.PathLike, s
     present = list(dict.fromkeys(usable["split"].astype(str)))
     splits = [s for s in _SPLIT_ORDER if s in present] + [s for s in present if s not in _SPLIT_ORDER]
     shards: list[dict] = []
+    per_split, no_audio = {}, {}
     for split in splits:
         rows = usable[usable["split"].astype(str) == split]
+        per_split[split], no_audio[split] = len(rows), int((~rows["has_audio"].astype(bool)).sum())
         counts: list[int] = []
         with wds.ShardWriter(str(out / _PATTERN).replace("%s", split, 1), maxsize=int(shard_bytes),
                              maxcount=10**9, verbose=0) as sink:
@@ -79,9 +81,7 @@ def write_shards(prepared_manifest: str | os.PathLike, out: str | os.PathLike, s
                         bytes=(out / (_PATTERN % (split, k))).stat().st_size) for k, n in enumerate(counts) if n]
     first = json.loads((Path(usable["path"].iat[0]) / "prepare.json").read_text()) if len(usable) else {}
     index = dict(format="webdataset", version=FORMAT_VERSION, samples=len(usable), shards=shards,
-                 splits={s: int((usable["split"].astype(str) == s).sum()) for s in splits},
-                 no_audio={s: int((~usable.loc[usable["split"].astype(str) == s, "has_audio"].astype(bool)).sum())
-                           for s in splits},
+                 splits=per_split, no_audio=no_audio,
                  skipped=int(len(table) - len(usable)),
                  classes=sorted({(int(a), str(b)) for a, b in zip(usable["label"], usable["label_name"])}),
                  params=first.get("params", {}), mels=first.get("mels", {}))
@@ -202,8 +202,9 @@ class ShardDataset(torch.utils.data.IterableDataset):
     def __iter__(self):
         for s in read_shards(self.index, self.split, self.shuffle, seed=hash((self.seed, self.epoch))):
             where = s["source"]
-            if where in self.log.bad():
-                self.log.record(where, self.log.bad()[where])
+            known = self.log.bad().get(where)   # failed before (another epoch, another worker): not decoded again
+            if known is not None:
+                self.log.record(where, known)
                 continue
             rng = np.random.default_rng([self.seed, self.epoch, int(s["key"][len("clip"):])])
             try:

@@ -247,9 +247,9 @@ class LiveStream:
         if self.cfg.audio:   # refused, not streamed with silence: a silent image is evidence the model never saw
             raise ValueError(f"run {Path(run).name} has audio (audio=True): a live source is streamed without its "
                              "sound; save the stream to a file and stream that, or use a run without audio.")
-        self.clip_seconds = live_rate(self.cfg)[1]
+        auto, self.clip_seconds = live_rate(self.cfg)   # the manifest read once
         if rate == "auto":
-            self.rate: float | None = live_rate(self.cfg)[0]
+            self.rate: float | None = auto
         elif rate == "native":
             self.rate = None
         else:

@@ -89,9 +89,9 @@ def begin_run(cfg: RunConfig, build_missing: bool = True) -> tuple[Run, Path]:
     check_model_settings(cfg.arch, pretrained=cfg.pretrained, pretrained_match=cfg.pretrained_match,
                          **cfg.model_kwargs())
     if is_shard_index(cfg.dataset):   # shards (prepare --format shards): their index, read before anything is written
-        manifest = cfg.dataset
+        manifest, index = cfg.dataset, read_index(cfg.dataset)
         for split in ("train", "valid"):
-            split_shards(read_index(manifest), split)
+            split_shards(index, split)
     else:
         manifest = dataset_manifest(cfg.dataset, build_missing=build_missing)
         _note_missing_files(check_manifest(manifest, check_files=True))
